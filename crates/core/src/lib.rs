@@ -1,0 +1,11 @@
+//! berth's domain: the states, transitions, policies and input rules of §1 of the design,
+//! as plain types and functions. Nothing here does I/O or knows about tokio, SQL or HTTP.
+
+pub mod ids;
+pub mod user;
+pub mod validate;
+pub mod workspace;
+
+pub use ids::{SessionId, UserId, WorkspaceId};
+pub use user::{Role, User};
+pub use workspace::{Workspace, WorkspaceEvent, WorkspaceState, WorkspaceTransitionError};

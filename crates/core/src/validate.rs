@@ -1,0 +1,422 @@
+//! Rules for input a stranger controls: repository strings, branch names, names of
+//! workspaces and users, agent commands. Each refusal names the field and says why, so
+//! the API can answer with a stable code and a message a person can act on.
+
+use std::path::{Component, Path};
+
+pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_REPO_LEN: usize = 2048;
+pub const MAX_BRANCH_LEN: usize = 255;
+pub const MAX_AGENT_COMMAND_LEN: usize = 4096;
+
+/// URL schemes git may be asked to clone from. Anything else — remote helpers such as
+/// `ext::` or `fd::`, unknown schemes — is refused before git sees it.
+const ALLOWED_SCHEMES: [&str; 5] = ["https", "http", "ssh", "git", "file"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Repo,
+    Branch,
+    Name,
+    Agent,
+}
+
+impl Field {
+    /// The stable error code of a refusal of this field.
+    pub fn error_code(self) -> &'static str {
+        match self {
+            Field::Repo => "invalid_repo",
+            Field::Branch => "invalid_branch",
+            Field::Name => "invalid_name",
+            Field::Agent => "invalid_agent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct InputError {
+    pub field: Field,
+    pub reason: String,
+}
+
+fn refuse<T>(field: Field, reason: impl Into<String>) -> Result<T, InputError> {
+    Err(InputError {
+        field,
+        reason: reason.into(),
+    })
+}
+
+/// Where a repository string points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoSource {
+    /// A path on the server's file system (given as an absolute path or a `file://` URL).
+    LocalPath(String),
+    /// A network URL (`https://`, `ssh://`, `git://`, or scp-like `user@host:path`).
+    Remote,
+}
+
+/// Checks a repository string and says where it points. Refuses anything that git could
+/// read as an option (`-...`), remote-helper transports (`ext::`, `file::`), unknown
+/// schemes, relative paths and `..` segments.
+pub fn repo(value: &str) -> Result<RepoSource, InputError> {
+    let field = Field::Repo;
+    if value.is_empty() {
+        return refuse(field, "the repository is empty");
+    }
+    if value.len() > MAX_REPO_LEN {
+        return refuse(
+            field,
+            format!("the repository is longer than {MAX_REPO_LEN} bytes"),
+        );
+    }
+    if value.chars().any(char::is_control) {
+        return refuse(field, "the repository contains control characters");
+    }
+    if value.trim() != value {
+        return refuse(field, "the repository starts or ends with white space");
+    }
+    if value.starts_with('-') {
+        return refuse(
+            field,
+            "the repository starts with '-', which git would read as an option",
+        );
+    }
+    if has_remote_helper_prefix(value) {
+        return refuse(
+            field,
+            "remote-helper transports such as 'ext::' and 'file::' are not allowed; use https://, ssh://, git:// or an absolute path",
+        );
+    }
+    if value.starts_with('/') {
+        return local_path(value).map(|path| RepoSource::LocalPath(path.to_owned()));
+    }
+    if let Some((scheme, rest)) = value.split_once("://") {
+        let scheme_lower = scheme.to_ascii_lowercase();
+        if !ALLOWED_SCHEMES.contains(&scheme_lower.as_str()) {
+            return refuse(
+                field,
+                format!(
+                    "the scheme '{scheme}' is not allowed; use https://, ssh://, git:// or an absolute path"
+                ),
+            );
+        }
+        if scheme_lower == "file" {
+            // `file:///srv/repo` has an empty host; `file://host/...` is not a local path.
+            let Some(path) = rest.strip_prefix('/').map(|_| rest) else {
+                return refuse(
+                    field,
+                    "a file:// URL must name an absolute path (file:///path)",
+                );
+            };
+            return local_path(path).map(|path| RepoSource::LocalPath(path.to_owned()));
+        }
+        return remote_url(rest).map(|()| RepoSource::Remote);
+    }
+    if let Some((authority, path)) = value.split_once(':')
+        && !authority.contains('/')
+        && !authority.is_empty()
+    {
+        return scp_like(authority, path).map(|()| RepoSource::Remote);
+    }
+    refuse(
+        field,
+        "the repository must be an https://, ssh:// or git:// URL, user@host:path, or an absolute path",
+    )
+}
+
+/// `<transport>::<address>` makes git run `git-remote-<transport>`; `ext::` runs any command.
+fn has_remote_helper_prefix(value: &str) -> bool {
+    value.split_once("::").is_some_and(|(transport, _)| {
+        !transport.is_empty()
+            && transport
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_'))
+    })
+}
+
+fn has_dot_dot_segment(path: &str) -> bool {
+    path.split(['/', '\\']).any(|segment| segment == "..")
+}
+
+fn local_path(path: &str) -> Result<&str, InputError> {
+    let field = Field::Repo;
+    if has_dot_dot_segment(path) {
+        return refuse(field, "the repository path contains '..'");
+    }
+    let absolute = Path::new(path)
+        .components()
+        .next()
+        .is_some_and(|first| first == Component::RootDir);
+    if !absolute {
+        return refuse(field, "a local repository must be an absolute path");
+    }
+    Ok(path)
+}
+
+fn host_is_safe(host: &str) -> bool {
+    !host.is_empty()
+        && !host.starts_with('-')
+        && host.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '.' | '-' | '_' | ':' | '[' | ']' | '@' | '%' | '~' | '+')
+        })
+}
+
+fn remote_url(after_scheme: &str) -> Result<(), InputError> {
+    let field = Field::Repo;
+    let (authority, path) = after_scheme.split_once('/').unwrap_or((after_scheme, ""));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if !host_is_safe(authority) || !host_is_safe(host) {
+        return refuse(field, "the repository URL has no valid host");
+    }
+    if path.chars().any(char::is_whitespace) {
+        return refuse(field, "the repository URL contains white space");
+    }
+    if has_dot_dot_segment(path) {
+        return refuse(field, "the repository URL contains '..'");
+    }
+    Ok(())
+}
+
+fn scp_like(authority: &str, path: &str) -> Result<(), InputError> {
+    let field = Field::Repo;
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if !host_is_safe(authority) || !host_is_safe(host) {
+        return refuse(field, "the repository has no valid host before ':'");
+    }
+    if path.is_empty() || path.starts_with('-') || path.chars().any(char::is_whitespace) {
+        return refuse(field, "the repository path after ':' is empty or not valid");
+    }
+    if has_dot_dot_segment(path) {
+        return refuse(field, "the repository path contains '..'");
+    }
+    Ok(())
+}
+
+/// A branch name as `git check-ref-format --branch` would accept it, minus the rare
+/// forms nobody needs, and never something git could read as an option.
+pub fn branch(value: &str) -> Result<(), InputError> {
+    let field = Field::Branch;
+    if value.is_empty() {
+        return refuse(field, "the branch is empty");
+    }
+    if value.len() > MAX_BRANCH_LEN {
+        return refuse(
+            field,
+            format!("the branch is longer than {MAX_BRANCH_LEN} bytes"),
+        );
+    }
+    if value.starts_with('-') {
+        return refuse(
+            field,
+            "the branch starts with '-', which git would read as an option",
+        );
+    }
+    let bad_char = value.chars().any(|c| {
+        c.is_control() || c.is_whitespace() || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+    });
+    if bad_char
+        || value.contains("..")
+        || value.contains("@{")
+        || value.contains("//")
+        || value.starts_with('/')
+        || value.ends_with('/')
+        || value.ends_with('.')
+        || value.ends_with(".lock")
+        || value.split('/').any(|part| part.starts_with('.'))
+        || value == "@"
+    {
+        return refuse(field, format!("'{value}' is not a valid branch name"));
+    }
+    Ok(())
+}
+
+/// Names of workspaces and users: 1 to 64 letters, digits, '.', '_' or '-', starting with
+/// a letter or digit, so they read well in a URL, a terminal and a file listing.
+pub fn name(value: &str) -> Result<(), InputError> {
+    let field = Field::Name;
+    if value.is_empty() {
+        return refuse(field, "the name is empty");
+    }
+    if value.len() > MAX_NAME_LEN {
+        return refuse(
+            field,
+            format!("the name is longer than {MAX_NAME_LEN} characters"),
+        );
+    }
+    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return refuse(field, "the name must start with a letter or a digit");
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return refuse(
+            field,
+            "the name may hold only letters, digits, '.', '_' and '-'",
+        );
+    }
+    Ok(())
+}
+
+/// A default workspace name from the repository's last path segment (`.../demo.git` →
+/// `demo`), made to fit the name rules; `workspace` when nothing usable is left.
+pub fn name_from_repo(repo: &str) -> String {
+    let last = repo
+        .trim_end_matches(['/', '\\'])
+        .rsplit(['/', ':', '\\'])
+        .next()
+        .unwrap_or_default();
+    let last = last.strip_suffix(".git").unwrap_or(last);
+    let cleaned: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|c| !c.is_ascii_alphanumeric())
+        .take(MAX_NAME_LEN - 4)
+        .collect();
+    if cleaned.is_empty() {
+        "workspace".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// An agent command line: not empty, bounded, no control characters.
+pub fn agent_command(value: &str) -> Result<(), InputError> {
+    let field = Field::Agent;
+    if value.trim().is_empty() {
+        return refuse(field, "the agent command is empty");
+    }
+    if value.len() > MAX_AGENT_COMMAND_LEN {
+        return refuse(
+            field,
+            format!("the agent command is longer than {MAX_AGENT_COMMAND_LEN} bytes"),
+        );
+    }
+    if value.chars().any(char::is_control) {
+        return refuse(field, "the agent command contains control characters");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_repositories() {
+        for (value, expected) in [
+            ("https://github.com/o/r.git", RepoSource::Remote),
+            ("http://127.0.0.1:8080/r", RepoSource::Remote),
+            ("ssh://git@example.com:2222/o/r.git", RepoSource::Remote),
+            ("git://example.com/r", RepoSource::Remote),
+            ("git@github.com:o/r.git", RepoSource::Remote),
+            (
+                "/srv/repos/demo",
+                RepoSource::LocalPath("/srv/repos/demo".into()),
+            ),
+            (
+                "/srv/my repos/demo",
+                RepoSource::LocalPath("/srv/my repos/demo".into()),
+            ),
+            (
+                "file:///srv/repos/demo",
+                RepoSource::LocalPath("/srv/repos/demo".into()),
+            ),
+        ] {
+            assert_eq!(repo(value), Ok(expected), "{value}");
+        }
+    }
+
+    #[test]
+    fn refused_repositories() {
+        for value in [
+            "",
+            " https://x/y",
+            "-uhttps://x",
+            "--upload-pack=touch /tmp/pwned",
+            "ext::sh -c touch% /tmp/pwned",
+            "file::/srv/repo",
+            "fd::17",
+            "ftp://example.com/r",
+            "javascript://x",
+            "ssh://-oProxyCommand=touch /tmp/pwned/r",
+            "-oProxyCommand=x:r",
+            "host:-r",
+            "relative/path",
+            "./repo",
+            "../repo",
+            "/srv/../etc",
+            "/srv/repos/..",
+            "https://example.com/../x",
+            "file://host/srv/r",
+            "https:///path",
+            "https://exa mple.com/r",
+            "/srv/repo\n",
+            "/srv/re\0po",
+        ] {
+            let refusal = repo(value).expect_err(value);
+            assert_eq!(refusal.field, Field::Repo);
+            assert!(!refusal.reason.is_empty());
+        }
+        assert!(repo(&format!("/{}", "a".repeat(MAX_REPO_LEN))).is_err());
+    }
+
+    #[test]
+    fn branches() {
+        for good in ["main", "feature/x", "release-1.2", "v1.0_rc"] {
+            assert_eq!(branch(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "", "-b", "--orphan", "a..b", "a b", "a~1", "a^", "a:b", "/a", "a/", "a.lock",
+            ".hidden", "a/.b", "@", "a@{1}", "a\\b", "x\n",
+        ] {
+            assert!(branch(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn names() {
+        for good in ["demo", "my-app.v2", "A_1"] {
+            assert_eq!(name(good), Ok(()), "{good}");
+        }
+        for bad in ["", "-x", ".x", "a/b", "..", "a b", "é", "x\0"] {
+            assert!(name(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(name(&"n".repeat(MAX_NAME_LEN + 1)).is_err());
+        assert!(name(&"n".repeat(10 * 1024 * 1024)).is_err());
+    }
+
+    #[test]
+    fn names_derived_from_repositories_follow_the_name_rules() {
+        for (repo, expected) in [
+            ("https://github.com/o/demo.git", "demo"),
+            ("git@host:o/my app.git", "my-app"),
+            ("/srv/repos/demo/", "demo"),
+            ("/", "workspace"),
+            ("/srv/---", "workspace"),
+        ] {
+            let derived = name_from_repo(repo);
+            assert_eq!(derived, expected, "{repo}");
+            assert_eq!(name(&derived), Ok(()));
+        }
+    }
+
+    #[test]
+    fn agent_commands() {
+        assert_eq!(agent_command("berth agent"), Ok(()));
+        assert!(agent_command("  ").is_err());
+        assert!(agent_command("a\nb").is_err());
+    }
+}
