@@ -1,0 +1,252 @@
+//! Workspace records and their initialisation logs.
+
+use crate::{Backend, Store, StoreError, is_unique_violation};
+use berth_core::{UserId, Workspace, WorkspaceId, WorkspaceState};
+use chrono::{DateTime, Utc};
+
+const WORKSPACE_COLUMNS: &str =
+    "id, owner, name, repo, branch, agent, state, error, created_at, last_opened_at";
+
+#[derive(sqlx::FromRow)]
+struct WorkspaceRow {
+    id: String,
+    owner: String,
+    name: String,
+    repo: String,
+    branch: Option<String>,
+    agent: Option<String>,
+    state: String,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    last_opened_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<WorkspaceRow> for Workspace {
+    type Error = StoreError;
+
+    fn try_from(row: WorkspaceRow) -> Result<Workspace, StoreError> {
+        let state = WorkspaceState::parse(&row.state).ok_or_else(|| StoreError::Corrupt {
+            what: format!("state '{}' of workspace {}", row.state, row.id),
+        })?;
+        Ok(Workspace {
+            id: WorkspaceId::from_trusted(row.id),
+            name: row.name,
+            owner: UserId::from_trusted(row.owner),
+            repo: row.repo,
+            branch: row.branch,
+            agent: row.agent,
+            state,
+            error: row.error,
+            created_at: row.created_at,
+            last_opened_at: row.last_opened_at,
+        })
+    }
+}
+
+fn into_workspaces(rows: Vec<WorkspaceRow>) -> Result<Vec<Workspace>, StoreError> {
+    rows.into_iter().map(Workspace::try_from).collect()
+}
+
+/// How a clone ended, as recorded on the workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitialisationOutcome {
+    /// Cloned; `branch` is the branch the checkout is on.
+    Ready { branch: Option<String> },
+    /// Failed; `error` says why in one line.
+    Failed { error: String },
+}
+
+impl Store {
+    pub async fn insert_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query(
+                    "INSERT INTO workspaces (id, owner, name, repo, branch, agent, state, error, created_at, last_opened_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(workspace.id.as_str())
+                .bind(workspace.owner.as_str())
+                .bind(&workspace.name)
+                .bind(&workspace.repo)
+                .bind(&workspace.branch)
+                .bind(&workspace.agent)
+                .bind(workspace.state.as_str())
+                .bind(&workspace.error)
+                .bind(workspace.created_at)
+                .bind(workspace.last_opened_at)
+                .execute(pool)
+                .await
+                .map_err(|error| {
+                    if is_unique_violation(&error) {
+                        StoreError::NameTaken { name: workspace.name.clone() }
+                    } else {
+                        error.into()
+                    }
+                })?;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn workspace(&self, id: &WorkspaceId) -> Result<Option<Workspace>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlx::query_as::<_, WorkspaceRow>(&format!(
+                "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?"
+            ))
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?
+            .map(Workspace::try_from)
+            .transpose(),
+        }
+    }
+
+    /// The workspaces of `owner`, oldest first.
+    pub async fn workspaces_of(&self, owner: &UserId) -> Result<Vec<Workspace>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => into_workspaces(
+                sqlx::query_as::<_, WorkspaceRow>(&format!(
+                    "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE owner = ? ORDER BY created_at, id"
+                ))
+                .bind(owner.as_str())
+                .fetch_all(pool)
+                .await?,
+            ),
+        }
+    }
+
+    pub async fn workspace_names_of(&self, owner: &UserId) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query_scalar(
+                "SELECT name FROM workspaces WHERE owner = ?",
+            )
+            .bind(owner.as_str())
+            .fetch_all(pool)
+            .await?),
+        }
+    }
+
+    pub async fn workspaces_in_state(
+        &self,
+        state: WorkspaceState,
+    ) -> Result<Vec<Workspace>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => into_workspaces(
+                sqlx::query_as::<_, WorkspaceRow>(&format!(
+                    "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE state = ? ORDER BY created_at, id"
+                ))
+                .bind(state.as_str())
+                .fetch_all(pool)
+                .await?,
+            ),
+        }
+    }
+
+    /// Moves the workspace from `from` to `to` only if it is still in `from`; returns
+    /// whether it moved. Two racing writers cannot both win.
+    pub async fn set_workspace_state(
+        &self,
+        id: &WorkspaceId,
+        from: WorkspaceState,
+        to: WorkspaceState,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let result =
+                    sqlx::query("UPDATE workspaces SET state = ? WHERE id = ? AND state = ?")
+                        .bind(to.as_str())
+                        .bind(id.as_str())
+                        .bind(from.as_str())
+                        .execute(pool)
+                        .await?;
+                Ok(result.rows_affected() == 1)
+            }
+        }
+    }
+
+    /// Records how the clone of an `initialising` workspace ended; returns false when the
+    /// workspace is gone or no longer initialising (deleted while cloning).
+    pub async fn finish_initialisation(
+        &self,
+        id: &WorkspaceId,
+        outcome: &InitialisationOutcome,
+    ) -> Result<bool, StoreError> {
+        let (state, branch, error) = match outcome {
+            InitialisationOutcome::Ready { branch } => {
+                (WorkspaceState::Ready, branch.as_deref(), None)
+            }
+            InitialisationOutcome::Failed { error } => {
+                (WorkspaceState::Error, None, Some(error.as_str()))
+            }
+        };
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let result = sqlx::query(
+                    "UPDATE workspaces SET state = ?, branch = COALESCE(?, branch), error = ?
+                     WHERE id = ? AND state = 'initialising'",
+                )
+                .bind(state.as_str())
+                .bind(branch)
+                .bind(error)
+                .bind(id.as_str())
+                .execute(pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+        }
+    }
+
+    /// Puts a failed workspace back to `initialising` with an empty log, for a retry;
+    /// returns false when it was not in `error`.
+    pub async fn restart_initialisation(&self, id: &WorkspaceId) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let result = sqlx::query(
+                    "UPDATE workspaces SET state = 'initialising', error = NULL, init_log = ''
+                     WHERE id = ? AND state = 'error'",
+                )
+                .bind(id.as_str())
+                .execute(pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+        }
+    }
+
+    pub async fn append_init_log(&self, id: &WorkspaceId, text: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query("UPDATE workspaces SET init_log = init_log || ? WHERE id = ?")
+                    .bind(text)
+                    .bind(id.as_str())
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn init_log(&self, id: &WorkspaceId) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query_scalar(
+                "SELECT init_log FROM workspaces WHERE id = ?",
+            )
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?),
+        }
+    }
+
+    /// Removes the record; returns whether there was one.
+    pub async fn delete_workspace(&self, id: &WorkspaceId) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let result = sqlx::query("DELETE FROM workspaces WHERE id = ?")
+                    .bind(id.as_str())
+                    .execute(pool)
+                    .await?;
+                Ok(result.rows_affected() == 1)
+            }
+        }
+    }
+}
