@@ -2,10 +2,12 @@
 //! as plain types and functions. Nothing here does I/O or knows about tokio, SQL or HTTP.
 
 pub mod ids;
+pub mod limits;
 pub mod user;
 pub mod validate;
 pub mod workspace;
 
 pub use ids::{SessionId, UserId, WorkspaceId};
+pub use limits::{Limits, OnUserLimit};
 pub use user::{Role, User};
 pub use workspace::{Workspace, WorkspaceEvent, WorkspaceState, WorkspaceTransitionError};

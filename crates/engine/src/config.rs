@@ -1,0 +1,449 @@
+//! berth's configuration: one struct, loaded once from a TOML file and `BERTH_*`
+//! variables (a variable wins over the file), then passed explicitly. The keys and
+//! variable names are the contract of API.md "Configuration".
+
+use berth_core::{Limits, OnUserLimit};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_CLONE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxDriverKind {
+    Local,
+    Docker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    Bwrap,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeContext {
+    /// Resume the agent's own context with `session/load` when it supports it.
+    Auto,
+    /// Always start a fresh agent session.
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub admin_token: Option<String>,
+    pub limits: Limits,
+    pub reconnect_grace: Duration,
+    pub sandbox_driver: SandboxDriverKind,
+    pub isolation: Isolation,
+    /// `None` runs the built-in agent (`berth agent`).
+    pub agent_command: Option<String>,
+    pub resume_context: ResumeContext,
+    pub clone_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file '{path}'")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the configuration file '{path}' is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key} = '{value}' is not valid: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("no data directory: set data_dir or BERTH_DATA")]
+    NoDataDir,
+}
+
+/// The file's shape: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    admin_token: Option<String>,
+    #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
+    session: SessionFile,
+    #[serde(default)]
+    sandbox: SandboxFile,
+    #[serde(default)]
+    agent: AgentFile,
+    #[serde(default)]
+    git: GitFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    sessions_per_user: Option<u32>,
+    on_user_limit: Option<String>,
+    running_sandboxes: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionFile {
+    reconnect_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SandboxFile {
+    driver: Option<String>,
+    isolation: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    command: Option<String>,
+    resume_context: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GitFile {
+    clone_timeout: Option<String>,
+}
+
+fn invalid(key: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value)
+        .map_err(|error| invalid(key, value, format!("{error} (write it as 90s or 5m)")))
+}
+
+fn count(key: &'static str, value: &str, minimum: u32) -> Result<u32, ConfigError> {
+    match value.parse::<u32>() {
+        Ok(parsed) if parsed >= minimum => Ok(parsed),
+        _ => Err(invalid(
+            key,
+            value,
+            format!("expected a whole number of at least {minimum}"),
+        )),
+    }
+}
+
+impl Config {
+    /// Reads `file` (if any) and the environment through `env`, applies the defaults and
+    /// checks every value. `bwrap_installed` decides the default isolation.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        bwrap_installed: bool,
+    ) -> Result<Config, ConfigError> {
+        let parsed = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<ConfigFile>(&text).map_err(|error| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: error.message().to_owned(),
+                })?
+            }
+            None => ConfigFile::default(),
+        };
+        // Each setting: the variable if set, else the file's key.
+        let pick = |variable: &str, from_file: Option<String>| {
+            env(variable).filter(|v| !v.is_empty()).or(from_file)
+        };
+
+        let listen_text =
+            pick("BERTH_LISTEN", parsed.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen",
+                &listen_text,
+                "expected an address and port such as 127.0.0.1:7070",
+            )
+        })?;
+
+        let data_dir = match pick(
+            "BERTH_DATA",
+            parsed.data_dir.map(|p| p.to_string_lossy().into_owned()),
+        ) {
+            Some(dir) => PathBuf::from(dir),
+            None => dirs::data_dir()
+                .ok_or(ConfigError::NoDataDir)?
+                .join("berth"),
+        };
+        let database_url = pick("BERTH_DATABASE_URL", parsed.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("berth.db").display()));
+        let admin_token = pick("BERTH_ADMIN_TOKEN", parsed.admin_token);
+        if let Some(token) = &admin_token
+            && (token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(invalid(
+                "admin_token",
+                "(hidden)",
+                "expected at least 16 characters, no white space",
+            ));
+        }
+
+        let defaults = Limits::default();
+        let sessions_per_user = match pick(
+            "BERTH_SESSIONS_PER_USER",
+            parsed.limits.sessions_per_user.map(|n| n.to_string()),
+        ) {
+            Some(text) => count("limits.sessions_per_user", &text, 1)?,
+            None => defaults.sessions_per_user,
+        };
+        let on_user_limit = match pick("BERTH_ON_USER_LIMIT", parsed.limits.on_user_limit) {
+            Some(text) => OnUserLimit::parse(&text).ok_or_else(|| {
+                invalid("limits.on_user_limit", &text, "expected replace or reject")
+            })?,
+            None => defaults.on_user_limit,
+        };
+        let running_sandboxes = match pick(
+            "BERTH_RUNNING_SANDBOXES",
+            parsed.limits.running_sandboxes.map(|n| n.to_string()),
+        ) {
+            Some(text) => count("limits.running_sandboxes", &text, 1)?,
+            None => defaults.running_sandboxes,
+        };
+        let reconnect_grace = match pick("BERTH_RECONNECT_GRACE", parsed.session.reconnect_grace) {
+            Some(text) => duration("session.reconnect_grace", &text)?,
+            None => DEFAULT_RECONNECT_GRACE,
+        };
+        let sandbox_driver = match pick("BERTH_SANDBOX", parsed.sandbox.driver).as_deref() {
+            None | Some("local") => SandboxDriverKind::Local,
+            Some("docker") => SandboxDriverKind::Docker,
+            Some(other) => {
+                return Err(invalid("sandbox.driver", other, "expected local or docker"));
+            }
+        };
+        let isolation = match pick("BERTH_ISOLATION", parsed.sandbox.isolation).as_deref() {
+            None if bwrap_installed => Isolation::Bwrap,
+            None | Some("none") => Isolation::None,
+            Some("bwrap") => Isolation::Bwrap,
+            Some(other) => {
+                return Err(invalid(
+                    "sandbox.isolation",
+                    other,
+                    "expected bwrap or none",
+                ));
+            }
+        };
+        let agent_command = pick("BERTH_AGENT", parsed.agent.command);
+        if let Some(command) = &agent_command {
+            berth_core::validate::agent_command(command)
+                .map_err(|error| invalid("agent.command", command, error.reason))?;
+        }
+        let resume_context =
+            match pick("BERTH_RESUME_CONTEXT", parsed.agent.resume_context).as_deref() {
+                None | Some("auto") => ResumeContext::Auto,
+                Some("never") => ResumeContext::Never,
+                Some(other) => {
+                    return Err(invalid(
+                        "agent.resume_context",
+                        other,
+                        "expected auto or never",
+                    ));
+                }
+            };
+        let clone_timeout = match pick("BERTH_CLONE_TIMEOUT", parsed.git.clone_timeout) {
+            Some(text) => duration("git.clone_timeout", &text)?,
+            None => DEFAULT_CLONE_TIMEOUT,
+        };
+
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url,
+            admin_token,
+            limits: Limits {
+                sessions_per_user,
+                on_user_limit,
+                running_sandboxes,
+            },
+            reconnect_grace,
+            sandbox_driver,
+            isolation,
+            agent_command,
+            resume_context,
+            clone_timeout,
+        })
+    }
+
+    /// A configuration for tests and tools: defaults, everything under `data_dir`.
+    pub fn for_data_dir(data_dir: &Path) -> Config {
+        let data_dir_text = data_dir.to_string_lossy().into_owned();
+        Config::load(
+            None,
+            |name| (name == "BERTH_DATA").then(|| data_dir_text.clone()),
+            false,
+        )
+        .expect("the defaults are valid") // the defaults are constants checked by the tests below
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = Config::load(None, env_of(&[("BERTH_DATA", "/tmp/b")]), true).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(config.database_url, "sqlite:///tmp/b/berth.db");
+        assert_eq!(
+            config.limits,
+            Limits {
+                sessions_per_user: 1,
+                on_user_limit: OnUserLimit::Replace,
+                running_sandboxes: 64
+            }
+        );
+        assert_eq!(config.reconnect_grace, Duration::from_secs(300));
+        assert_eq!(config.sandbox_driver, SandboxDriverKind::Local);
+        assert_eq!(config.isolation, Isolation::Bwrap);
+        assert_eq!(config.agent_command, None);
+        assert_eq!(config.resume_context, ResumeContext::Auto);
+        let without_bwrap = Config::load(None, env_of(&[("BERTH_DATA", "/tmp/b")]), false).unwrap();
+        assert_eq!(without_bwrap.isolation, Isolation::None);
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(
+            &file,
+            r#"
+listen = "127.0.0.1:9000"
+data_dir = "/srv/berth"
+[limits]
+sessions_per_user = 3
+on_user_limit = "reject"
+running_sandboxes = 10
+[session]
+reconnect_grace = "90s"
+[sandbox]
+driver = "docker"
+isolation = "none"
+[agent]
+command = "my-agent --acp"
+resume_context = "never"
+"#,
+        )
+        .unwrap();
+        let from_file = Config::load(Some(&file), env_of(&[]), true).unwrap();
+        assert_eq!(from_file.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(from_file.data_dir, PathBuf::from("/srv/berth"));
+        assert_eq!(from_file.limits.sessions_per_user, 3);
+        assert_eq!(from_file.limits.on_user_limit, OnUserLimit::Reject);
+        assert_eq!(from_file.limits.running_sandboxes, 10);
+        assert_eq!(from_file.reconnect_grace, Duration::from_secs(90));
+        assert_eq!(from_file.sandbox_driver, SandboxDriverKind::Docker);
+        assert_eq!(from_file.isolation, Isolation::None);
+        assert_eq!(from_file.agent_command.as_deref(), Some("my-agent --acp"));
+        assert_eq!(from_file.resume_context, ResumeContext::Never);
+
+        let overridden = Config::load(
+            Some(&file),
+            env_of(&[
+                ("BERTH_LISTEN", "127.0.0.1:0"),
+                ("BERTH_DATA", "/tmp/other"),
+                ("BERTH_DATABASE_URL", "sqlite:///tmp/x.db"),
+                ("BERTH_ADMIN_TOKEN", "0123456789abcdef0123"),
+                ("BERTH_SESSIONS_PER_USER", "2"),
+                ("BERTH_ON_USER_LIMIT", "replace"),
+                ("BERTH_RUNNING_SANDBOXES", "5"),
+                ("BERTH_RECONNECT_GRACE", "5m"),
+                ("BERTH_SANDBOX", "local"),
+                ("BERTH_ISOLATION", "bwrap"),
+                ("BERTH_AGENT", "other"),
+                ("BERTH_RESUME_CONTEXT", "auto"),
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(overridden.listen.to_string(), "127.0.0.1:0");
+        assert_eq!(overridden.data_dir, PathBuf::from("/tmp/other"));
+        assert_eq!(overridden.database_url, "sqlite:///tmp/x.db");
+        assert_eq!(
+            overridden.admin_token.as_deref(),
+            Some("0123456789abcdef0123")
+        );
+        assert_eq!(
+            overridden.limits,
+            Limits {
+                sessions_per_user: 2,
+                on_user_limit: OnUserLimit::Replace,
+                running_sandboxes: 5
+            }
+        );
+        assert_eq!(overridden.reconnect_grace, Duration::from_secs(300));
+        assert_eq!(overridden.sandbox_driver, SandboxDriverKind::Local);
+        assert_eq!(overridden.isolation, Isolation::Bwrap);
+        assert_eq!(overridden.agent_command.as_deref(), Some("other"));
+        assert_eq!(overridden.resume_context, ResumeContext::Auto);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (variable, value, key) in [
+            ("BERTH_LISTEN", "nowhere", "listen"),
+            ("BERTH_SESSIONS_PER_USER", "0", "limits.sessions_per_user"),
+            ("BERTH_ON_USER_LIMIT", "evict", "limits.on_user_limit"),
+            ("BERTH_RUNNING_SANDBOXES", "-1", "limits.running_sandboxes"),
+            ("BERTH_RECONNECT_GRACE", "soon", "session.reconnect_grace"),
+            ("BERTH_SANDBOX", "kubernetes", "sandbox.driver"),
+            ("BERTH_ISOLATION", "chroot", "sandbox.isolation"),
+            ("BERTH_RESUME_CONTEXT", "maybe", "agent.resume_context"),
+            ("BERTH_ADMIN_TOKEN", "short", "admin_token"),
+        ] {
+            let error = Config::load(
+                None,
+                env_of(&[("BERTH_DATA", "/d"), (variable, value)]),
+                true,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::Invalid { key: k, .. } if *k == key),
+                "{variable}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(&file, "[limits]\nsesions_per_user = 2\n").unwrap();
+        let error = Config::load(Some(&file), env_of(&[]), true).unwrap_err();
+        assert!(error.to_string().contains("sesions_per_user"), "{error}");
+    }
+}

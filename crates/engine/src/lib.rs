@@ -1,0 +1,87 @@
+//! berth's engine: the one place that applies the domain's decisions to the world. It
+//! owns the store and the background work (clones today; sessions, sandboxes and agents
+//! as they arrive), and is what the HTTP server and the offline CLI commands call.
+
+pub mod config;
+mod error;
+mod paths;
+mod users;
+mod workspaces;
+
+use berth_core::WorkspaceId;
+use berth_store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+pub use error::EngineError;
+pub use paths::DataPaths;
+pub use users::{NewToken, hash_token};
+pub use workspaces::{NewWorkspace, WorkspaceGitStatus};
+
+/// The running core of a berth server. Shared as `Arc<Engine>`.
+pub struct Engine {
+    config: Config,
+    store: Store,
+    paths: DataPaths,
+    /// Clones under way, so a delete can stop one and wait for it.
+    clones: Mutex<HashMap<WorkspaceId, workspaces::CloneHandle>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    /// Tells whoever listens (tests, live dashboards) that a workspace changed.
+    workspace_changes: tokio::sync::broadcast::Sender<WorkspaceId>,
+}
+
+impl Engine {
+    /// Opens the store (applying migrations), makes the data directory, and resumes work a
+    /// previous run left unfinished.
+    pub async fn start(config: Config) -> Result<Arc<Engine>, EngineError> {
+        let paths = DataPaths::create(&config.data_dir).await?;
+        let store = Store::open(&config.database_url).await?;
+        let engine = Arc::new(Engine {
+            config,
+            store,
+            paths,
+            clones: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            workspace_changes: tokio::sync::broadcast::channel(1024).0,
+        });
+        engine.resume_interrupted_initialisations().await?;
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn paths(&self) -> &DataPaths {
+        &self.paths
+    }
+
+    /// The ids of workspaces as they change (state, log). A slow listener misses
+    /// notices (`Lagged`) and should re-read what it shows.
+    pub fn subscribe_workspace_changes(&self) -> tokio::sync::broadcast::Receiver<WorkspaceId> {
+        self.workspace_changes.subscribe()
+    }
+
+    fn notify_workspace_changed(&self, id: &WorkspaceId) {
+        // No listener is not an error.
+        let _ = self.workspace_changes.send(id.clone());
+    }
+
+    /// Stops background work and waits for it, then closes the store. Work stopped here
+    /// is resumed by the next [`Engine::start`].
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.store.close().await;
+    }
+}

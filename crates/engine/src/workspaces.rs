@@ -1,0 +1,427 @@
+//! Workspaces: creating one clones its repository in the background with the whole
+//! output kept as the initialisation log; deleting one checks for unsaved work first.
+
+use crate::{Engine, EngineError};
+use berth_core::validate::{self, RepoSource};
+use berth_core::{User, Workspace, WorkspaceId, WorkspaceState};
+use berth_store::InitialisationOutcome;
+use chrono::Utc;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use berth_git::GitStatus as WorkspaceGitStatus;
+
+/// The initialisation log keeps at most this much; a clone that prints more is cut short
+/// in the log, not in the clone.
+const MAX_INIT_LOG_BYTES: usize = 1024 * 1024;
+
+/// The folder the built-in agent keeps its conversation in; never part of git status.
+const BERTH_FOLDER_PATTERN: &str = "/.berth/";
+
+#[derive(Debug, Clone, Default)]
+pub struct NewWorkspace {
+    pub repo: String,
+    pub branch: Option<String>,
+    pub name: Option<String>,
+    pub agent: Option<String>,
+}
+
+/// A clone under way: how to stop it and how to know it has stopped.
+pub(crate) struct CloneHandle {
+    cancel: CancellationToken,
+    finished: watch::Receiver<bool>,
+}
+
+impl Engine {
+    /// Checks the request, records the workspace as `initialising` and starts cloning.
+    pub async fn create_workspace(
+        self: &Arc<Self>,
+        owner: &User,
+        request: NewWorkspace,
+    ) -> Result<Workspace, EngineError> {
+        let source = validate::repo(&request.repo)?;
+        if let RepoSource::LocalPath(path) = &source {
+            self.refuse_paths_inside_the_data_dir(Path::new(path))
+                .await?;
+        }
+        if let Some(branch) = &request.branch {
+            validate::branch(branch)?;
+        }
+        if let Some(agent) = &request.agent {
+            validate::agent_command(agent)?;
+        }
+        let name = match request.name {
+            Some(name) => {
+                validate::name(&name)?;
+                name
+            }
+            None => {
+                self.unused_name(owner, &validate::name_from_repo(&request.repo))
+                    .await?
+            }
+        };
+        let workspace = Workspace {
+            id: WorkspaceId::generate(),
+            name,
+            owner: owner.id.clone(),
+            repo: request.repo,
+            branch: request.branch,
+            agent: request.agent,
+            state: WorkspaceState::Initialising,
+            error: None,
+            created_at: Utc::now(),
+            last_opened_at: None,
+        };
+        self.store.insert_workspace(&workspace).await?;
+        tracing::info!(workspace_id = %workspace.id, owner = %owner.id, repo = %workspace.repo, "workspace created");
+        self.start_clone(&workspace);
+        Ok(workspace)
+    }
+
+    /// A local repository inside berth's data directory would hand one user another
+    /// user's workspace (or the database): refuse it, whatever way the path is spelled.
+    async fn refuse_paths_inside_the_data_dir(&self, path: &Path) -> Result<(), EngineError> {
+        let resolved = tokio::fs::canonicalize(path)
+            .await
+            .unwrap_or_else(|_| path.to_owned());
+        if resolved.starts_with(self.paths.root()) || path.starts_with(self.paths.root()) {
+            return Err(validate::InputError {
+                field: validate::Field::Repo,
+                reason: "the repository path is inside berth's data directory".into(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// `base`, or `base-2`, `base-3`, ... whichever the owner does not use yet.
+    async fn unused_name(&self, owner: &User, base: &str) -> Result<String, EngineError> {
+        let taken = self.store.workspace_names_of(&owner.id).await?;
+        let candidates =
+            std::iter::once(base.to_owned()).chain((2..).map(|n| format!("{base}-{n}")));
+        Ok(candidates
+            .take(10_000)
+            .find(|name| !taken.contains(name))
+            .unwrap_or_else(|| WorkspaceId::generate().to_string()))
+    }
+
+    /// The caller's workspaces, oldest first.
+    pub async fn workspaces(&self, owner: &User) -> Result<Vec<Workspace>, EngineError> {
+        Ok(self.store.workspaces_of(&owner.id).await?)
+    }
+
+    /// One of the caller's workspaces. Another user's workspace is "not found", exactly
+    /// like one that does not exist, so its existence is never revealed.
+    pub async fn workspace(&self, owner: &User, id: &str) -> Result<Workspace, EngineError> {
+        let not_found = EngineError::NotFound { what: "workspace" };
+        let id = WorkspaceId::parse(id).ok_or(EngineError::NotFound { what: "workspace" })?;
+        match self.store.workspace(&id).await? {
+            Some(workspace) if workspace.owner == owner.id => Ok(workspace),
+            _ => Err(not_found),
+        }
+    }
+
+    pub async fn init_log(&self, owner: &User, id: &str) -> Result<String, EngineError> {
+        let workspace = self.workspace(owner, id).await?;
+        Ok(self
+            .store
+            .init_log(&workspace.id)
+            .await?
+            .unwrap_or_default())
+    }
+
+    pub async fn git_status(
+        &self,
+        owner: &User,
+        id: &str,
+    ) -> Result<WorkspaceGitStatus, EngineError> {
+        let workspace = self.workspace(owner, id).await?;
+        if !workspace.state.has_checkout() {
+            return Err(EngineError::WrongState {
+                id: workspace.id,
+                state: workspace.state,
+            });
+        }
+        berth_git::status(&self.paths.workspace(&workspace.id))
+            .await
+            .map_err(|source| EngineError::Git {
+                id: workspace.id,
+                source,
+            })
+    }
+
+    /// Destroys the workspace's files and record. Unless `force`, refuses while the
+    /// checkout has uncommitted changes or commits no remote has. Never touches the remote.
+    pub async fn delete_workspace(
+        &self,
+        owner: &User,
+        id: &str,
+        force: bool,
+    ) -> Result<WorkspaceId, EngineError> {
+        let workspace = self.workspace(owner, id).await?;
+        let dir = self.paths.workspace(&workspace.id);
+        if workspace.state.has_checkout() && !force {
+            match berth_git::status(&dir).await {
+                Ok(status) if status.clean && status.unpushed_commits == 0 => {}
+                Ok(status) => {
+                    return Err(EngineError::UnsavedWork {
+                        id: workspace.id,
+                        reason: format!(
+                            "{} uncommitted path(s) and {} unpushed commit(s) would be lost",
+                            status.uncommitted.len(),
+                            status.unpushed_commits
+                        ),
+                        status: Some(status),
+                    });
+                }
+                Err(error) => {
+                    return Err(EngineError::UnsavedWork {
+                        id: workspace.id,
+                        status: None,
+                        reason: format!(
+                            "git status could not be read ({error}), so unsaved work cannot be ruled out"
+                        ),
+                    });
+                }
+            }
+        }
+        self.stop_clone(&workspace.id).await;
+        self.store.delete_workspace(&workspace.id).await?;
+        remove_dir_if_present(&dir).await?;
+        self.notify_workspace_changed(&workspace.id);
+        tracing::info!(workspace_id = %workspace.id, forced = force, "workspace deleted");
+        Ok(workspace.id)
+    }
+
+    /// Clones a workspace whose initialisation failed again, from an empty log.
+    pub async fn retry_workspace(
+        self: &Arc<Self>,
+        owner: &User,
+        id: &str,
+    ) -> Result<Workspace, EngineError> {
+        let workspace = self.workspace(owner, id).await?;
+        workspace
+            .state
+            .on(berth_core::WorkspaceEvent::RetryRequested)
+            .map_err(|refusal| EngineError::WrongState {
+                id: workspace.id.clone(),
+                state: refusal.from,
+            })?;
+        if !self.store.restart_initialisation(&workspace.id).await? {
+            let state = self.workspace(owner, id).await?.state;
+            return Err(EngineError::WrongState {
+                id: workspace.id,
+                state,
+            });
+        }
+        let workspace = self.workspace(owner, id).await?;
+        self.start_clone(&workspace);
+        Ok(workspace)
+    }
+
+    /// At start: a workspace left `initialising` by a stopped or crashed server is cloned
+    /// again from scratch, and directories with no workspace record are removed.
+    pub(crate) async fn resume_interrupted_initialisations(
+        self: &Arc<Self>,
+    ) -> Result<(), EngineError> {
+        for workspace in self
+            .store
+            .workspaces_in_state(WorkspaceState::Initialising)
+            .await?
+        {
+            tracing::warn!(workspace_id = %workspace.id, "initialisation was interrupted; cloning again");
+            self.store
+                .append_init_log(
+                    &workspace.id,
+                    "\nberth: the server stopped during initialisation; cloning again\n",
+                )
+                .await?;
+            self.start_clone(&workspace);
+        }
+        self.remove_orphan_directories().await
+    }
+
+    async fn remove_orphan_directories(&self) -> Result<(), EngineError> {
+        let root = self.paths.workspaces();
+        let io_error = |source| EngineError::Io {
+            path: root.clone(),
+            source,
+        };
+        let mut entries = tokio::fs::read_dir(&root).await.map_err(io_error)?;
+        while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(WorkspaceId::parse) else {
+                continue;
+            };
+            if self.store.workspace(&id).await?.is_none() {
+                tracing::warn!(workspace_id = %id, "removing the files of a deleted workspace");
+                remove_dir_if_present(&entry.path()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_clone(self: &Arc<Self>, workspace: &Workspace) {
+        let cancel = self.shutdown.child_token();
+        let (finished_sender, finished) = watch::channel(false);
+        self.lock_clones().insert(
+            workspace.id.clone(),
+            CloneHandle {
+                cancel: cancel.clone(),
+                finished,
+            },
+        );
+        let engine = Arc::clone(self);
+        let workspace = workspace.clone();
+        self.tasks.spawn(async move {
+            let id = workspace.id.clone();
+            if let Err(error) = engine.run_clone(&workspace, cancel).await {
+                tracing::error!(workspace_id = %id, error = %error, "initialisation could not be recorded");
+            }
+            engine.lock_clones().remove(&id);
+            let _ = finished_sender.send(true);
+        });
+    }
+
+    fn lock_clones(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<WorkspaceId, CloneHandle>> {
+        // A panic while holding this lock leaves only a map of handles behind, which is
+        // still consistent, so a poisoned lock is used as it is.
+        self.clones
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stops the clone of `id`, if one runs, and waits until it has stopped.
+    async fn stop_clone(&self, id: &WorkspaceId) {
+        let handle = self.lock_clones().remove(id);
+        if let Some(mut handle) = handle {
+            handle.cancel.cancel();
+            let _ = handle.finished.wait_for(|finished| *finished).await;
+        }
+    }
+
+    async fn run_clone(
+        &self,
+        workspace: &Workspace,
+        cancel: CancellationToken,
+    ) -> Result<(), EngineError> {
+        let dir = self.paths.workspace(&workspace.id);
+        remove_dir_if_present(&dir).await?;
+        let (log_sender, log_receiver) = mpsc::unbounded_channel();
+        let clone = berth_git::clone(
+            &workspace.repo,
+            workspace.branch.as_deref(),
+            &dir,
+            self.config.clone_timeout,
+            log_sender,
+            cancel,
+        );
+        let (cloned, logged) = tokio::join!(clone, self.record_log(&workspace.id, log_receiver));
+        logged?;
+        let outcome = match cloned {
+            Ok(outcome) => {
+                if let Err(error) = berth_git::exclude(&dir, BERTH_FOLDER_PATTERN).await {
+                    tracing::warn!(workspace_id = %workspace.id, error = %error, "cannot exclude .berth/ from git");
+                }
+                let branch = outcome.branch.as_deref().unwrap_or("(detached HEAD)");
+                self.store
+                    .append_init_log(&workspace.id, &format!("berth: ready on branch {branch}\n"))
+                    .await?;
+                InitialisationOutcome::Ready {
+                    branch: outcome.branch,
+                }
+            }
+            // Stopped by a delete (which removes the files) or by shutdown (the next start
+            // clones again): nothing to record.
+            Err(berth_git::GitError::Cancelled) => return Ok(()),
+            Err(error) => {
+                let summary = failure_summary(&error);
+                self.store
+                    .append_init_log(
+                        &workspace.id,
+                        &format!("berth: initialisation failed: {summary}\n"),
+                    )
+                    .await?;
+                remove_dir_if_present(&dir).await?;
+                InitialisationOutcome::Failed { error: summary }
+            }
+        };
+        if !self
+            .store
+            .finish_initialisation(&workspace.id, &outcome)
+            .await?
+        {
+            // Deleted while cloning: leave nothing behind.
+            remove_dir_if_present(&dir).await?;
+        }
+        self.notify_workspace_changed(&workspace.id);
+        tracing::info!(workspace_id = %workspace.id, outcome = ?outcome, "initialisation finished");
+        Ok(())
+    }
+
+    /// Appends what git prints to the stored log as it arrives, in as few writes as the
+    /// pace allows, up to [`MAX_INIT_LOG_BYTES`].
+    async fn record_log(
+        &self,
+        id: &WorkspaceId,
+        mut chunks: mpsc::UnboundedReceiver<String>,
+    ) -> Result<(), EngineError> {
+        let mut written = 0usize;
+        let mut truncated = false;
+        while let Some(mut text) = chunks.recv().await {
+            while let Ok(more) = chunks.try_recv() {
+                text.push_str(&more);
+            }
+            if truncated {
+                continue;
+            }
+            if written + text.len() > MAX_INIT_LOG_BYTES {
+                let mut cut = MAX_INIT_LOG_BYTES.saturating_sub(written);
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+                text.push_str("\nberth: the rest of the output is not kept\n");
+                truncated = true;
+            }
+            written += text.len();
+            self.store.append_init_log(id, &text).await?;
+            self.notify_workspace_changed(id);
+        }
+        Ok(())
+    }
+}
+
+/// One line saying why a clone failed: git's last `fatal:`/`error:` line when there is one.
+fn failure_summary(error: &berth_git::GitError) -> String {
+    if let berth_git::GitError::Failed { stderr, .. } = error {
+        let lines = || {
+            stderr
+                .split(['\n', '\r'])
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+        };
+        let fatal = lines()
+            .filter(|line| line.starts_with("fatal:") || line.starts_with("error:"))
+            .last();
+        if let Some(line) = fatal.or_else(|| lines().last()) {
+            return line.to_owned();
+        }
+    }
+    error.to_string()
+}
+
+async fn remove_dir_if_present(dir: &Path) -> Result<(), EngineError> {
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(EngineError::Io {
+            path: dir.to_owned(),
+            source,
+        }),
+    }
+}

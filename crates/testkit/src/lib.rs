@@ -1,0 +1,64 @@
+//! Helpers shared by berth's tests: real git repositories made in a temporary directory.
+#![allow(clippy::unwrap_used)] // test helpers: a failure here is a broken test machine
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs git in `dir` with a fixed identity and returns its trimmed standard output.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A repository with one commit on `main` (a README) and a branch `feature`.
+pub struct SourceRepo {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl SourceRepo {
+    pub fn new() -> SourceRepo {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo");
+        std::fs::create_dir(&path).unwrap();
+        git(&path, &["init", "--quiet"]);
+        std::fs::write(path.join("README.md"), "# demo\n").unwrap();
+        git(&path, &["add", "README.md"]);
+        git(&path, &["commit", "--quiet", "-m", "first"]);
+        git(&path, &["branch", "feature"]);
+        SourceRepo { _dir: dir, path }
+    }
+
+    pub fn url(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    pub fn head(&self) -> String {
+        git(&self.path, &["rev-parse", "HEAD"])
+    }
+}
+
+impl Default for SourceRepo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
