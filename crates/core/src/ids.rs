@@ -11,15 +11,13 @@ const ID_RANDOM_LEN: usize = 20;
 
 fn random_suffix() -> String {
     let mut rng = rand::rng();
-    (0..ID_RANDOM_LEN)
-        .map(|_| ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())] as char)
-        .collect()
+    (0..ID_RANDOM_LEN).map(|_| ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())] as char).collect()
 }
 
 fn is_well_formed(prefix: &str, candidate: &str) -> bool {
-    candidate.strip_prefix(prefix).is_some_and(|rest| {
-        rest.len() == ID_RANDOM_LEN && rest.bytes().all(|b| ID_ALPHABET.contains(&b))
-    })
+    candidate
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.len() == ID_RANDOM_LEN && rest.bytes().all(|b| ID_ALPHABET.contains(&b)))
 }
 
 macro_rules! id_type {

@@ -33,10 +33,6 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            sessions_per_user: 1,
-            on_user_limit: OnUserLimit::Replace,
-            running_sandboxes: 64,
-        }
+        Limits { sessions_per_user: 1, on_user_limit: OnUserLimit::Replace, running_sandboxes: 64 }
     }
 }

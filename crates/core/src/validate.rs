@@ -41,10 +41,7 @@ pub struct InputError {
 }
 
 fn refuse<T>(field: Field, reason: impl Into<String>) -> Result<T, InputError> {
-    Err(InputError {
-        field,
-        reason: reason.into(),
-    })
+    Err(InputError { field, reason: reason.into() })
 }
 
 /// Where a repository string points.
@@ -65,10 +62,7 @@ pub fn repo(value: &str) -> Result<RepoSource, InputError> {
         return refuse(field, "the repository is empty");
     }
     if value.len() > MAX_REPO_LEN {
-        return refuse(
-            field,
-            format!("the repository is longer than {MAX_REPO_LEN} bytes"),
-        );
+        return refuse(field, format!("the repository is longer than {MAX_REPO_LEN} bytes"));
     }
     if value.chars().any(char::is_control) {
         return refuse(field, "the repository contains control characters");
@@ -77,10 +71,7 @@ pub fn repo(value: &str) -> Result<RepoSource, InputError> {
         return refuse(field, "the repository starts or ends with white space");
     }
     if value.starts_with('-') {
-        return refuse(
-            field,
-            "the repository starts with '-', which git would read as an option",
-        );
+        return refuse(field, "the repository starts with '-', which git would read as an option");
     }
     if has_remote_helper_prefix(value) {
         return refuse(
@@ -104,10 +95,7 @@ pub fn repo(value: &str) -> Result<RepoSource, InputError> {
         if scheme_lower == "file" {
             // `file:///srv/repo` has an empty host; `file://host/...` is not a local path.
             let Some(path) = rest.strip_prefix('/').map(|_| rest) else {
-                return refuse(
-                    field,
-                    "a file:// URL must name an absolute path (file:///path)",
-                );
+                return refuse(field, "a file:// URL must name an absolute path (file:///path)");
             };
             return local_path(path).map(|path| RepoSource::LocalPath(path.to_owned()));
         }
@@ -129,9 +117,7 @@ pub fn repo(value: &str) -> Result<RepoSource, InputError> {
 fn has_remote_helper_prefix(value: &str) -> bool {
     value.split_once("::").is_some_and(|(transport, _)| {
         !transport.is_empty()
-            && transport
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_'))
+            && transport.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_'))
     })
 }
 
@@ -144,10 +130,7 @@ fn local_path(path: &str) -> Result<&str, InputError> {
     if has_dot_dot_segment(path) {
         return refuse(field, "the repository path contains '..'");
     }
-    let absolute = Path::new(path)
-        .components()
-        .next()
-        .is_some_and(|first| first == Component::RootDir);
+    let absolute = Path::new(path).components().next().is_some_and(|first| first == Component::RootDir);
     if !absolute {
         return refuse(field, "a local repository must be an absolute path");
     }
@@ -166,9 +149,7 @@ fn host_is_safe(host: &str) -> bool {
 fn remote_url(after_scheme: &str) -> Result<(), InputError> {
     let field = Field::Repo;
     let (authority, path) = after_scheme.split_once('/').unwrap_or((after_scheme, ""));
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     if !host_is_safe(authority) || !host_is_safe(host) {
         return refuse(field, "the repository URL has no valid host");
     }
@@ -183,9 +164,7 @@ fn remote_url(after_scheme: &str) -> Result<(), InputError> {
 
 fn scp_like(authority: &str, path: &str) -> Result<(), InputError> {
     let field = Field::Repo;
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     if !host_is_safe(authority) || !host_is_safe(host) {
         return refuse(field, "the repository has no valid host before ':'");
     }
@@ -206,16 +185,10 @@ pub fn branch(value: &str) -> Result<(), InputError> {
         return refuse(field, "the branch is empty");
     }
     if value.len() > MAX_BRANCH_LEN {
-        return refuse(
-            field,
-            format!("the branch is longer than {MAX_BRANCH_LEN} bytes"),
-        );
+        return refuse(field, format!("the branch is longer than {MAX_BRANCH_LEN} bytes"));
     }
     if value.starts_with('-') {
-        return refuse(
-            field,
-            "the branch starts with '-', which git would read as an option",
-        );
+        return refuse(field, "the branch starts with '-', which git would read as an option");
     }
     let bad_char = value.chars().any(|c| {
         c.is_control() || c.is_whitespace() || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
@@ -244,22 +217,13 @@ pub fn name(value: &str) -> Result<(), InputError> {
         return refuse(field, "the name is empty");
     }
     if value.len() > MAX_NAME_LEN {
-        return refuse(
-            field,
-            format!("the name is longer than {MAX_NAME_LEN} characters"),
-        );
+        return refuse(field, format!("the name is longer than {MAX_NAME_LEN} characters"));
     }
     if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return refuse(field, "the name must start with a letter or a digit");
     }
-    if !value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
-        return refuse(
-            field,
-            "the name may hold only letters, digits, '.', '_' and '-'",
-        );
+    if !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        return refuse(field, "the name may hold only letters, digits, '.', '_' and '-'");
     }
     Ok(())
 }
@@ -267,29 +231,15 @@ pub fn name(value: &str) -> Result<(), InputError> {
 /// A default workspace name from the repository's last path segment (`.../demo.git` →
 /// `demo`), made to fit the name rules; `workspace` when nothing usable is left.
 pub fn name_from_repo(repo: &str) -> String {
-    let last = repo
-        .trim_end_matches(['/', '\\'])
-        .rsplit(['/', ':', '\\'])
-        .next()
-        .unwrap_or_default();
+    let last = repo.trim_end_matches(['/', '\\']).rsplit(['/', ':', '\\']).next().unwrap_or_default();
     let last = last.strip_suffix(".git").unwrap_or(last);
     let cleaned: String = last
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
         .skip_while(|c| !c.is_ascii_alphanumeric())
         .take(MAX_NAME_LEN - 4)
         .collect();
-    if cleaned.is_empty() {
-        "workspace".to_owned()
-    } else {
-        cleaned
-    }
+    if cleaned.is_empty() { "workspace".to_owned() } else { cleaned }
 }
 
 /// An agent command line: not empty, bounded, no control characters.
@@ -299,10 +249,7 @@ pub fn agent_command(value: &str) -> Result<(), InputError> {
         return refuse(field, "the agent command is empty");
     }
     if value.len() > MAX_AGENT_COMMAND_LEN {
-        return refuse(
-            field,
-            format!("the agent command is longer than {MAX_AGENT_COMMAND_LEN} bytes"),
-        );
+        return refuse(field, format!("the agent command is longer than {MAX_AGENT_COMMAND_LEN} bytes"));
     }
     if value.chars().any(char::is_control) {
         return refuse(field, "the agent command contains control characters");
@@ -322,18 +269,9 @@ mod tests {
             ("ssh://git@example.com:2222/o/r.git", RepoSource::Remote),
             ("git://example.com/r", RepoSource::Remote),
             ("git@github.com:o/r.git", RepoSource::Remote),
-            (
-                "/srv/repos/demo",
-                RepoSource::LocalPath("/srv/repos/demo".into()),
-            ),
-            (
-                "/srv/my repos/demo",
-                RepoSource::LocalPath("/srv/my repos/demo".into()),
-            ),
-            (
-                "file:///srv/repos/demo",
-                RepoSource::LocalPath("/srv/repos/demo".into()),
-            ),
+            ("/srv/repos/demo", RepoSource::LocalPath("/srv/repos/demo".into())),
+            ("/srv/my repos/demo", RepoSource::LocalPath("/srv/my repos/demo".into())),
+            ("file:///srv/repos/demo", RepoSource::LocalPath("/srv/repos/demo".into())),
         ] {
             assert_eq!(repo(value), Ok(expected), "{value}");
         }
@@ -379,8 +317,8 @@ mod tests {
             assert_eq!(branch(good), Ok(()), "{good}");
         }
         for bad in [
-            "", "-b", "--orphan", "a..b", "a b", "a~1", "a^", "a:b", "/a", "a/", "a.lock",
-            ".hidden", "a/.b", "@", "a@{1}", "a\\b", "x\n",
+            "", "-b", "--orphan", "a..b", "a b", "a~1", "a^", "a:b", "/a", "a/", "a.lock", ".hidden", "a/.b",
+            "@", "a@{1}", "a\\b", "x\n",
         ] {
             assert!(branch(bad).is_err(), "{bad:?} was accepted");
         }

@@ -77,10 +77,7 @@ impl WorkspaceState {
                 S::Ready | S::Idle,
                 E::CloneSucceeded | E::CloneFailed | E::RetryRequested | E::SessionEnded,
             )
-            | (
-                S::Active,
-                E::CloneSucceeded | E::CloneFailed | E::RetryRequested | E::SessionOpened,
-            )
+            | (S::Active, E::CloneSucceeded | E::CloneFailed | E::RetryRequested | E::SessionOpened)
             | (S::Error, E::CloneSucceeded | E::CloneFailed | E::SessionOpened | E::SessionEnded) => {
                 Err(WorkspaceTransitionError { from: self, event })
             }
@@ -136,13 +133,8 @@ mod tests {
     use WorkspaceEvent as E;
     use WorkspaceState as S;
 
-    const EVENTS: [WorkspaceEvent; 5] = [
-        E::CloneSucceeded,
-        E::CloneFailed,
-        E::RetryRequested,
-        E::SessionOpened,
-        E::SessionEnded,
-    ];
+    const EVENTS: [WorkspaceEvent; 5] =
+        [E::CloneSucceeded, E::CloneFailed, E::RetryRequested, E::SessionOpened, E::SessionEnded];
 
     /// The allowed transitions; every other (state, event) pair must be refused.
     const ALLOWED: [(WorkspaceState, WorkspaceEvent, WorkspaceState); 6] = [
@@ -158,10 +150,8 @@ mod tests {
     fn every_state_event_pair_is_allowed_or_refused_as_designed() {
         for from in S::ALL {
             for event in EVENTS {
-                let expected = ALLOWED
-                    .iter()
-                    .find(|(s, e, _)| *s == from && *e == event)
-                    .map(|(_, _, to)| *to);
+                let expected =
+                    ALLOWED.iter().find(|(s, e, _)| *s == from && *e == event).map(|(_, _, to)| *to);
                 match (from.on(event), expected) {
                     (Ok(to), Some(want)) => assert_eq!(to, want, "{from} on {event:?}"),
                     (Err(refusal), None) => {

@@ -51,18 +51,11 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration file '{path}'")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("the configuration file '{path}' is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{key} = '{value}' is not valid: {reason}")]
-    Invalid {
-        key: &'static str,
-        value: String,
-        reason: String,
-    },
+    Invalid { key: &'static str, value: String, reason: String },
     #[error("no data directory: set data_dir or BERTH_DATA")]
     NoDataDir,
 }
@@ -122,11 +115,7 @@ struct GitFile {
 }
 
 fn invalid(key: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        value: value.to_owned(),
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { key, value: value.to_owned(), reason: reason.into() }
 }
 
 fn duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
@@ -137,11 +126,7 @@ fn duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
 fn count(key: &'static str, value: &str, minimum: u32) -> Result<u32, ConfigError> {
     match value.parse::<u32>() {
         Ok(parsed) if parsed >= minimum => Ok(parsed),
-        _ => Err(invalid(
-            key,
-            value,
-            format!("expected a whole number of at least {minimum}"),
-        )),
+        _ => Err(invalid(key, value, format!("expected a whole number of at least {minimum}"))),
     }
 }
 
@@ -155,10 +140,8 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let parsed = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
                 toml::from_str::<ConfigFile>(&text).map_err(|error| ConfigError::Parse {
                     path: path.to_owned(),
                     message: error.message().to_owned(),
@@ -167,28 +150,17 @@ impl Config {
             None => ConfigFile::default(),
         };
         // Each setting: the variable if set, else the file's key.
-        let pick = |variable: &str, from_file: Option<String>| {
-            env(variable).filter(|v| !v.is_empty()).or(from_file)
-        };
+        let pick =
+            |variable: &str, from_file: Option<String>| env(variable).filter(|v| !v.is_empty()).or(from_file);
 
-        let listen_text =
-            pick("BERTH_LISTEN", parsed.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen_text = pick("BERTH_LISTEN", parsed.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = listen_text.parse().map_err(|_| {
-            invalid(
-                "listen",
-                &listen_text,
-                "expected an address and port such as 127.0.0.1:7070",
-            )
+            invalid("listen", &listen_text, "expected an address and port such as 127.0.0.1:7070")
         })?;
 
-        let data_dir = match pick(
-            "BERTH_DATA",
-            parsed.data_dir.map(|p| p.to_string_lossy().into_owned()),
-        ) {
+        let data_dir = match pick("BERTH_DATA", parsed.data_dir.map(|p| p.to_string_lossy().into_owned())) {
             Some(dir) => PathBuf::from(dir),
-            None => dirs::data_dir()
-                .ok_or(ConfigError::NoDataDir)?
-                .join("berth"),
+            None => dirs::data_dir().ok_or(ConfigError::NoDataDir)?.join("berth"),
         };
         let database_url = pick("BERTH_DATABASE_URL", parsed.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("berth.db").display()));
@@ -204,26 +176,21 @@ impl Config {
         }
 
         let defaults = Limits::default();
-        let sessions_per_user = match pick(
-            "BERTH_SESSIONS_PER_USER",
-            parsed.limits.sessions_per_user.map(|n| n.to_string()),
-        ) {
-            Some(text) => count("limits.sessions_per_user", &text, 1)?,
-            None => defaults.sessions_per_user,
-        };
+        let sessions_per_user =
+            match pick("BERTH_SESSIONS_PER_USER", parsed.limits.sessions_per_user.map(|n| n.to_string())) {
+                Some(text) => count("limits.sessions_per_user", &text, 1)?,
+                None => defaults.sessions_per_user,
+            };
         let on_user_limit = match pick("BERTH_ON_USER_LIMIT", parsed.limits.on_user_limit) {
-            Some(text) => OnUserLimit::parse(&text).ok_or_else(|| {
-                invalid("limits.on_user_limit", &text, "expected replace or reject")
-            })?,
+            Some(text) => OnUserLimit::parse(&text)
+                .ok_or_else(|| invalid("limits.on_user_limit", &text, "expected replace or reject"))?,
             None => defaults.on_user_limit,
         };
-        let running_sandboxes = match pick(
-            "BERTH_RUNNING_SANDBOXES",
-            parsed.limits.running_sandboxes.map(|n| n.to_string()),
-        ) {
-            Some(text) => count("limits.running_sandboxes", &text, 1)?,
-            None => defaults.running_sandboxes,
-        };
+        let running_sandboxes =
+            match pick("BERTH_RUNNING_SANDBOXES", parsed.limits.running_sandboxes.map(|n| n.to_string())) {
+                Some(text) => count("limits.running_sandboxes", &text, 1)?,
+                None => defaults.running_sandboxes,
+            };
         let reconnect_grace = match pick("BERTH_RECONNECT_GRACE", parsed.session.reconnect_grace) {
             Some(text) => duration("session.reconnect_grace", &text)?,
             None => DEFAULT_RECONNECT_GRACE,
@@ -240,11 +207,7 @@ impl Config {
             None | Some("none") => Isolation::None,
             Some("bwrap") => Isolation::Bwrap,
             Some(other) => {
-                return Err(invalid(
-                    "sandbox.isolation",
-                    other,
-                    "expected bwrap or none",
-                ));
+                return Err(invalid("sandbox.isolation", other, "expected bwrap or none"));
             }
         };
         let agent_command = pick("BERTH_AGENT", parsed.agent.command);
@@ -252,18 +215,13 @@ impl Config {
             berth_core::validate::agent_command(command)
                 .map_err(|error| invalid("agent.command", command, error.reason))?;
         }
-        let resume_context =
-            match pick("BERTH_RESUME_CONTEXT", parsed.agent.resume_context).as_deref() {
-                None | Some("auto") => ResumeContext::Auto,
-                Some("never") => ResumeContext::Never,
-                Some(other) => {
-                    return Err(invalid(
-                        "agent.resume_context",
-                        other,
-                        "expected auto or never",
-                    ));
-                }
-            };
+        let resume_context = match pick("BERTH_RESUME_CONTEXT", parsed.agent.resume_context).as_deref() {
+            None | Some("auto") => ResumeContext::Auto,
+            Some("never") => ResumeContext::Never,
+            Some(other) => {
+                return Err(invalid("agent.resume_context", other, "expected auto or never"));
+            }
+        };
         let clone_timeout = match pick("BERTH_CLONE_TIMEOUT", parsed.git.clone_timeout) {
             Some(text) => duration("git.clone_timeout", &text)?,
             None => DEFAULT_CLONE_TIMEOUT,
@@ -274,11 +232,7 @@ impl Config {
             data_dir,
             database_url,
             admin_token,
-            limits: Limits {
-                sessions_per_user,
-                on_user_limit,
-                running_sandboxes,
-            },
+            limits: Limits { sessions_per_user, on_user_limit, running_sandboxes },
             reconnect_grace,
             sandbox_driver,
             isolation,
@@ -291,12 +245,8 @@ impl Config {
     /// A configuration for tests and tools: defaults, everything under `data_dir`.
     pub fn for_data_dir(data_dir: &Path) -> Config {
         let data_dir_text = data_dir.to_string_lossy().into_owned();
-        Config::load(
-            None,
-            |name| (name == "BERTH_DATA").then(|| data_dir_text.clone()),
-            false,
-        )
-        .expect("the defaults are valid") // the defaults are constants checked by the tests below
+        Config::load(None, |name| (name == "BERTH_DATA").then(|| data_dir_text.clone()), false)
+            .expect("the defaults are valid") // the defaults are constants checked by the tests below
     }
 }
 
@@ -306,10 +256,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
     }
 
@@ -320,11 +268,7 @@ mod tests {
         assert_eq!(config.database_url, "sqlite:///tmp/b/berth.db");
         assert_eq!(
             config.limits,
-            Limits {
-                sessions_per_user: 1,
-                on_user_limit: OnUserLimit::Replace,
-                running_sandboxes: 64
-            }
+            Limits { sessions_per_user: 1, on_user_limit: OnUserLimit::Replace, running_sandboxes: 64 }
         );
         assert_eq!(config.reconnect_grace, Duration::from_secs(300));
         assert_eq!(config.sandbox_driver, SandboxDriverKind::Local);
@@ -393,17 +337,10 @@ resume_context = "never"
         assert_eq!(overridden.listen.to_string(), "127.0.0.1:0");
         assert_eq!(overridden.data_dir, PathBuf::from("/tmp/other"));
         assert_eq!(overridden.database_url, "sqlite:///tmp/x.db");
-        assert_eq!(
-            overridden.admin_token.as_deref(),
-            Some("0123456789abcdef0123")
-        );
+        assert_eq!(overridden.admin_token.as_deref(), Some("0123456789abcdef0123"));
         assert_eq!(
             overridden.limits,
-            Limits {
-                sessions_per_user: 2,
-                on_user_limit: OnUserLimit::Replace,
-                running_sandboxes: 5
-            }
+            Limits { sessions_per_user: 2, on_user_limit: OnUserLimit::Replace, running_sandboxes: 5 }
         );
         assert_eq!(overridden.reconnect_grace, Duration::from_secs(300));
         assert_eq!(overridden.sandbox_driver, SandboxDriverKind::Local);
@@ -425,12 +362,8 @@ resume_context = "never"
             ("BERTH_RESUME_CONTEXT", "maybe", "agent.resume_context"),
             ("BERTH_ADMIN_TOKEN", "short", "admin_token"),
         ] {
-            let error = Config::load(
-                None,
-                env_of(&[("BERTH_DATA", "/d"), (variable, value)]),
-                true,
-            )
-            .unwrap_err();
+            let error =
+                Config::load(None, env_of(&[("BERTH_DATA", "/d"), (variable, value)]), true).unwrap_err();
             assert!(
                 matches!(&error, ConfigError::Invalid { key: k, .. } if *k == key),
                 "{variable}: {error}"

@@ -16,26 +16,15 @@ pub enum EngineError {
     #[error("the name '{name}' is already taken")]
     NameTaken { name: String },
     #[error("workspace {id} has unsaved work")]
-    UnsavedWork {
-        id: WorkspaceId,
-        status: Option<berth_git::GitStatus>,
-        reason: String,
-    },
+    UnsavedWork { id: WorkspaceId, status: Option<berth_git::GitStatus>, reason: String },
     #[error("workspace {id} is {state}")]
-    WrongState {
-        id: WorkspaceId,
-        state: WorkspaceState,
-    },
+    WrongState { id: WorkspaceId, state: WorkspaceState },
+    #[error("workspace {id} is {state}; only a workspace in error can be retried")]
+    NotRetryable { id: WorkspaceId, state: WorkspaceState },
     #[error("git failed for workspace {id}")]
-    Git {
-        id: WorkspaceId,
-        source: berth_git::GitError,
-    },
+    Git { id: WorkspaceId, source: berth_git::GitError },
     #[error("file system operation failed on '{path}'")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("the store failed")]
     Store { source: berth_store::StoreError },
 }

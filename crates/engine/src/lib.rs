@@ -35,9 +35,17 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the store (applying migrations), makes the data directory, and resumes work a
-    /// previous run left unfinished.
+    /// [`Engine::open`], then resumes the work a previous run left unfinished: what
+    /// `berth serve` does at start.
     pub async fn start(config: Config) -> Result<Arc<Engine>, EngineError> {
+        let engine = Engine::open(config).await?;
+        engine.resume_interrupted_initialisations().await?;
+        Ok(engine)
+    }
+
+    /// Opens the store (applying migrations) and makes the data directory, starting no
+    /// background work: for offline commands that may run beside a server.
+    pub async fn open(config: Config) -> Result<Arc<Engine>, EngineError> {
         let paths = DataPaths::create(&config.data_dir).await?;
         let store = Store::open(&config.database_url).await?;
         let engine = Arc::new(Engine {
@@ -49,7 +57,6 @@ impl Engine {
             shutdown: CancellationToken::new(),
             workspace_changes: tokio::sync::broadcast::channel(1024).0,
         });
-        engine.resume_interrupted_initialisations().await?;
         Ok(engine)
     }
 

@@ -12,25 +12,17 @@ pub struct DataPaths {
 
 impl DataPaths {
     pub async fn create(root: &Path) -> Result<DataPaths, EngineError> {
-        let paths = DataPaths {
-            root: root.to_owned(),
-        };
+        let paths = DataPaths { root: root.to_owned() };
         for dir in [paths.root.clone(), paths.workspaces()] {
             tokio::fs::create_dir_all(&dir)
                 .await
-                .map_err(|source| EngineError::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
+                .map_err(|source| EngineError::Io { path: dir.clone(), source })?;
             restrict_to_owner(&dir).await?;
         }
         // Canonical, so that "is this path inside the data directory" compares like with like.
         let root = tokio::fs::canonicalize(root)
             .await
-            .map_err(|source| EngineError::Io {
-                path: root.to_owned(),
-                source,
-            })?;
+            .map_err(|source| EngineError::Io { path: root.to_owned(), source })?;
         Ok(DataPaths { root })
     }
 
@@ -54,8 +46,5 @@ async fn restrict_to_owner(dir: &Path) -> Result<(), EngineError> {
     use std::os::unix::fs::PermissionsExt;
     tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .await
-        .map_err(|source| EngineError::Io {
-            path: dir.to_owned(),
-            source,
-        })
+        .map_err(|source| EngineError::Io { path: dir.to_owned(), source })
 }

@@ -21,18 +21,9 @@ pub fn hash_token(token: &str) -> String {
 
 impl Engine {
     /// Creates a user with one fresh token.
-    pub async fn create_user(
-        &self,
-        name: &str,
-        role: Role,
-    ) -> Result<(User, NewToken), EngineError> {
+    pub async fn create_user(&self, name: &str, role: Role) -> Result<(User, NewToken), EngineError> {
         validate::name(name)?;
-        let user = User {
-            id: UserId::generate(),
-            name: name.to_owned(),
-            role,
-            created_at: Utc::now(),
-        };
+        let user = User { id: UserId::generate(), name: name.to_owned(), role, created_at: Utc::now() };
         let token = generate_token();
         self.store.insert_user(&user, &hash_token(&token.0)).await?;
         tracing::info!(user_id = %user.id, name = %user.name, role = role.as_str(), "user created");
@@ -47,18 +38,14 @@ impl Engine {
         role: Role,
     ) -> Result<(User, NewToken), EngineError> {
         if !caller.is_admin() {
-            return Err(EngineError::Forbidden {
-                action: "create users",
-            });
+            return Err(EngineError::Forbidden { action: "create users" });
         }
         self.create_user(name, role).await
     }
 
     pub async fn create_token(&self, user: &User) -> Result<NewToken, EngineError> {
         let token = generate_token();
-        self.store
-            .insert_token(&user.id, &hash_token(&token.0), Utc::now())
-            .await?;
+        self.store.insert_token(&user.id, &hash_token(&token.0), Utc::now()).await?;
         Ok(token)
     }
 
@@ -93,9 +80,7 @@ impl Engine {
             && self.authenticate(&token).await?.is_none()
             && let Some(admin) = self.store.first_admin().await?
         {
-            self.store
-                .insert_token(&admin.id, &hash_token(&token), Utc::now())
-                .await?;
+            self.store.insert_token(&admin.id, &hash_token(&token), Utc::now()).await?;
         }
         Ok(None)
     }

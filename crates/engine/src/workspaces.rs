@@ -43,8 +43,7 @@ impl Engine {
     ) -> Result<Workspace, EngineError> {
         let source = validate::repo(&request.repo)?;
         if let RepoSource::LocalPath(path) = &source {
-            self.refuse_paths_inside_the_data_dir(Path::new(path))
-                .await?;
+            self.refuse_paths_inside_the_data_dir(Path::new(path)).await?;
         }
         if let Some(branch) = &request.branch {
             validate::branch(branch)?;
@@ -57,10 +56,7 @@ impl Engine {
                 validate::name(&name)?;
                 name
             }
-            None => {
-                self.unused_name(owner, &validate::name_from_repo(&request.repo))
-                    .await?
-            }
+            None => self.unused_name(owner, &validate::name_from_repo(&request.repo)).await?,
         };
         let workspace = Workspace {
             id: WorkspaceId::generate(),
@@ -83,9 +79,7 @@ impl Engine {
     /// A local repository inside berth's data directory would hand one user another
     /// user's workspace (or the database): refuse it, whatever way the path is spelled.
     async fn refuse_paths_inside_the_data_dir(&self, path: &Path) -> Result<(), EngineError> {
-        let resolved = tokio::fs::canonicalize(path)
-            .await
-            .unwrap_or_else(|_| path.to_owned());
+        let resolved = tokio::fs::canonicalize(path).await.unwrap_or_else(|_| path.to_owned());
         if resolved.starts_with(self.paths.root()) || path.starts_with(self.paths.root()) {
             return Err(validate::InputError {
                 field: validate::Field::Repo,
@@ -99,8 +93,7 @@ impl Engine {
     /// `base`, or `base-2`, `base-3`, ... whichever the owner does not use yet.
     async fn unused_name(&self, owner: &User, base: &str) -> Result<String, EngineError> {
         let taken = self.store.workspace_names_of(&owner.id).await?;
-        let candidates =
-            std::iter::once(base.to_owned()).chain((2..).map(|n| format!("{base}-{n}")));
+        let candidates = std::iter::once(base.to_owned()).chain((2..).map(|n| format!("{base}-{n}")));
         Ok(candidates
             .take(10_000)
             .find(|name| !taken.contains(name))
@@ -125,31 +118,17 @@ impl Engine {
 
     pub async fn init_log(&self, owner: &User, id: &str) -> Result<String, EngineError> {
         let workspace = self.workspace(owner, id).await?;
-        Ok(self
-            .store
-            .init_log(&workspace.id)
-            .await?
-            .unwrap_or_default())
+        Ok(self.store.init_log(&workspace.id).await?.unwrap_or_default())
     }
 
-    pub async fn git_status(
-        &self,
-        owner: &User,
-        id: &str,
-    ) -> Result<WorkspaceGitStatus, EngineError> {
+    pub async fn git_status(&self, owner: &User, id: &str) -> Result<WorkspaceGitStatus, EngineError> {
         let workspace = self.workspace(owner, id).await?;
         if !workspace.state.has_checkout() {
-            return Err(EngineError::WrongState {
-                id: workspace.id,
-                state: workspace.state,
-            });
+            return Err(EngineError::WrongState { id: workspace.id, state: workspace.state });
         }
         berth_git::status(&self.paths.workspace(&workspace.id))
             .await
-            .map_err(|source| EngineError::Git {
-                id: workspace.id,
-                source,
-            })
+            .map_err(|source| EngineError::Git { id: workspace.id, source })
     }
 
     /// Destroys the workspace's files and record. Unless `force`, refuses while the
@@ -196,25 +175,16 @@ impl Engine {
     }
 
     /// Clones a workspace whose initialisation failed again, from an empty log.
-    pub async fn retry_workspace(
-        self: &Arc<Self>,
-        owner: &User,
-        id: &str,
-    ) -> Result<Workspace, EngineError> {
+    pub async fn retry_workspace(self: &Arc<Self>, owner: &User, id: &str) -> Result<Workspace, EngineError> {
         let workspace = self.workspace(owner, id).await?;
+        let not_retryable = |state| EngineError::NotRetryable { id: workspace.id.clone(), state };
         workspace
             .state
             .on(berth_core::WorkspaceEvent::RetryRequested)
-            .map_err(|refusal| EngineError::WrongState {
-                id: workspace.id.clone(),
-                state: refusal.from,
-            })?;
+            .map_err(|refusal| not_retryable(refusal.from))?;
         if !self.store.restart_initialisation(&workspace.id).await? {
-            let state = self.workspace(owner, id).await?.state;
-            return Err(EngineError::WrongState {
-                id: workspace.id,
-                state,
-            });
+            // Another request retried it first.
+            return Err(not_retryable(WorkspaceState::Initialising));
         }
         let workspace = self.workspace(owner, id).await?;
         self.start_clone(&workspace);
@@ -223,14 +193,8 @@ impl Engine {
 
     /// At start: a workspace left `initialising` by a stopped or crashed server is cloned
     /// again from scratch, and directories with no workspace record are removed.
-    pub(crate) async fn resume_interrupted_initialisations(
-        self: &Arc<Self>,
-    ) -> Result<(), EngineError> {
-        for workspace in self
-            .store
-            .workspaces_in_state(WorkspaceState::Initialising)
-            .await?
-        {
+    pub(crate) async fn resume_interrupted_initialisations(self: &Arc<Self>) -> Result<(), EngineError> {
+        for workspace in self.store.workspaces_in_state(WorkspaceState::Initialising).await? {
             tracing::warn!(workspace_id = %workspace.id, "initialisation was interrupted; cloning again");
             self.store
                 .append_init_log(
@@ -245,10 +209,7 @@ impl Engine {
 
     async fn remove_orphan_directories(&self) -> Result<(), EngineError> {
         let root = self.paths.workspaces();
-        let io_error = |source| EngineError::Io {
-            path: root.clone(),
-            source,
-        };
+        let io_error = |source| EngineError::Io { path: root.clone(), source };
         let mut entries = tokio::fs::read_dir(&root).await.map_err(io_error)?;
         while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
             let name = entry.file_name();
@@ -266,13 +227,7 @@ impl Engine {
     fn start_clone(self: &Arc<Self>, workspace: &Workspace) {
         let cancel = self.shutdown.child_token();
         let (finished_sender, finished) = watch::channel(false);
-        self.lock_clones().insert(
-            workspace.id.clone(),
-            CloneHandle {
-                cancel: cancel.clone(),
-                finished,
-            },
-        );
+        self.lock_clones().insert(workspace.id.clone(), CloneHandle { cancel: cancel.clone(), finished });
         let engine = Arc::clone(self);
         let workspace = workspace.clone();
         self.tasks.spawn(async move {
@@ -285,14 +240,10 @@ impl Engine {
         });
     }
 
-    fn lock_clones(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<WorkspaceId, CloneHandle>> {
+    fn lock_clones(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<WorkspaceId, CloneHandle>> {
         // A panic while holding this lock leaves only a map of handles behind, which is
         // still consistent, so a poisoned lock is used as it is.
-        self.clones
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.clones.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Stops the clone of `id`, if one runs, and waits until it has stopped.
@@ -304,11 +255,7 @@ impl Engine {
         }
     }
 
-    async fn run_clone(
-        &self,
-        workspace: &Workspace,
-        cancel: CancellationToken,
-    ) -> Result<(), EngineError> {
+    async fn run_clone(&self, workspace: &Workspace, cancel: CancellationToken) -> Result<(), EngineError> {
         let dir = self.paths.workspace(&workspace.id);
         remove_dir_if_present(&dir).await?;
         let (log_sender, log_receiver) = mpsc::unbounded_channel();
@@ -331,9 +278,7 @@ impl Engine {
                 self.store
                     .append_init_log(&workspace.id, &format!("berth: ready on branch {branch}\n"))
                     .await?;
-                InitialisationOutcome::Ready {
-                    branch: outcome.branch,
-                }
+                InitialisationOutcome::Ready { branch: outcome.branch }
             }
             // Stopped by a delete (which removes the files) or by shutdown (the next start
             // clones again): nothing to record.
@@ -341,20 +286,13 @@ impl Engine {
             Err(error) => {
                 let summary = failure_summary(&error);
                 self.store
-                    .append_init_log(
-                        &workspace.id,
-                        &format!("berth: initialisation failed: {summary}\n"),
-                    )
+                    .append_init_log(&workspace.id, &format!("berth: initialisation failed: {summary}\n"))
                     .await?;
                 remove_dir_if_present(&dir).await?;
                 InitialisationOutcome::Failed { error: summary }
             }
         };
-        if !self
-            .store
-            .finish_initialisation(&workspace.id, &outcome)
-            .await?
-        {
+        if !self.store.finish_initialisation(&workspace.id, &outcome).await? {
             // Deleted while cloning: leave nothing behind.
             remove_dir_if_present(&dir).await?;
         }
@@ -399,15 +337,8 @@ impl Engine {
 /// One line saying why a clone failed: git's last `fatal:`/`error:` line when there is one.
 fn failure_summary(error: &berth_git::GitError) -> String {
     if let berth_git::GitError::Failed { stderr, .. } = error {
-        let lines = || {
-            stderr
-                .split(['\n', '\r'])
-                .map(str::trim)
-                .filter(|line| !line.is_empty())
-        };
-        let fatal = lines()
-            .filter(|line| line.starts_with("fatal:") || line.starts_with("error:"))
-            .last();
+        let lines = || stderr.split(['\n', '\r']).map(str::trim).filter(|line| !line.is_empty());
+        let fatal = lines().filter(|line| line.starts_with("fatal:") || line.starts_with("error:")).last();
         if let Some(line) = fatal.or_else(|| lines().last()) {
             return line.to_owned();
         }
@@ -419,9 +350,6 @@ async fn remove_dir_if_present(dir: &Path) -> Result<(), EngineError> {
     match tokio::fs::remove_dir_all(dir).await {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(EngineError::Io {
-            path: dir.to_owned(),
-            source,
-        }),
+        Err(source) => Err(EngineError::Io { path: dir.to_owned(), source }),
     }
 }

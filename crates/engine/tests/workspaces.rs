@@ -16,35 +16,21 @@ struct Harness {
 impl Harness {
     async fn start() -> Harness {
         let data = tempfile::tempdir().unwrap();
-        let engine = Engine::start(Config::for_data_dir(data.path()))
-            .await
-            .unwrap();
+        let engine = Engine::start(Config::for_data_dir(data.path())).await.unwrap();
         let (alice, _) = engine.create_user("alice", Role::Member).await.unwrap();
-        Harness {
-            data,
-            engine,
-            alice,
-        }
+        Harness { data, engine, alice }
     }
 
     async fn restart(self) -> Harness {
         self.engine.shutdown().await;
-        let engine = Engine::start(Config::for_data_dir(self.data.path()))
-            .await
-            .unwrap();
+        let engine = Engine::start(Config::for_data_dir(self.data.path())).await.unwrap();
         Harness { engine, ..self }
     }
 
     async fn create(&self, repo: &str, branch: Option<&str>) -> Workspace {
-        let request = NewWorkspace {
-            repo: repo.into(),
-            branch: branch.map(Into::into),
-            ..NewWorkspace::default()
-        };
-        self.engine
-            .create_workspace(&self.alice, request)
-            .await
-            .unwrap()
+        let request =
+            NewWorkspace { repo: repo.into(), branch: branch.map(Into::into), ..NewWorkspace::default() };
+        self.engine.create_workspace(&self.alice, request).await.unwrap()
     }
 
     /// Waits (bounded) until the workspace has left `initialising`, woken by the engine's
@@ -53,11 +39,7 @@ impl Harness {
         let mut changes = self.engine.subscribe_workspace_changes();
         tokio::time::timeout(Duration::from_secs(60), async {
             loop {
-                let current = self
-                    .engine
-                    .workspace(&self.alice, workspace.id.as_str())
-                    .await
-                    .unwrap();
+                let current = self.engine.workspace(&self.alice, workspace.id.as_str()).await.unwrap();
                 if current.state != WorkspaceState::Initialising {
                     return current;
                 }
@@ -69,10 +51,7 @@ impl Harness {
     }
 
     async fn log(&self, workspace: &Workspace) -> String {
-        self.engine
-            .init_log(&self.alice, workspace.id.as_str())
-            .await
-            .unwrap()
+        self.engine.init_log(&self.alice, workspace.id.as_str()).await.unwrap()
     }
 
     fn checkout(&self, workspace: &Workspace) -> std::path::PathBuf {
@@ -99,11 +78,7 @@ async fn a_local_repository_clones_to_ready_with_its_log() {
     // berth's own folder inside the checkout never shows up as unsaved work.
     std::fs::create_dir(harness.checkout(&ready).join(".berth")).unwrap();
     std::fs::write(harness.checkout(&ready).join(".berth/history.json"), "[]").unwrap();
-    let status = harness
-        .engine
-        .git_status(&harness.alice, ready.id.as_str())
-        .await
-        .unwrap();
+    let status = harness.engine.git_status(&harness.alice, ready.id.as_str()).await.unwrap();
     assert!(status.clean, "{status:?}");
     assert_eq!(status.head, Some(source.head()));
 }
@@ -112,22 +87,15 @@ async fn a_local_repository_clones_to_ready_with_its_log() {
 async fn a_chosen_branch_is_checked_out() {
     let source = SourceRepo::new();
     let harness = Harness::start().await;
-    let ready = harness
-        .settled(&harness.create(&source.url(), Some("feature")).await)
-        .await;
-    assert_eq!(
-        (ready.state, ready.branch.as_deref()),
-        (WorkspaceState::Ready, Some("feature"))
-    );
+    let ready = harness.settled(&harness.create(&source.url(), Some("feature")).await).await;
+    assert_eq!((ready.state, ready.branch.as_deref()), (WorkspaceState::Ready, Some("feature")));
 }
 
 #[tokio::test]
 async fn an_unreachable_url_ends_in_error_with_the_log() {
     // Port 9 on loopback (discard) has no listener here: the connection is refused at once.
     let harness = Harness::start().await;
-    let failed = harness
-        .settled(&harness.create("http://127.0.0.1:9/nope.git", None).await)
-        .await;
+    let failed = harness.settled(&harness.create("http://127.0.0.1:9/nope.git", None).await).await;
     assert_eq!(failed.state, WorkspaceState::Error);
     let error = failed.error.clone().expect("an error line");
     assert!(error.contains("127.0.0.1"), "{error}");
@@ -141,68 +109,38 @@ async fn an_unreachable_url_ends_in_error_with_the_log() {
 async fn a_missing_branch_ends_in_error_naming_it() {
     let source = SourceRepo::new();
     let harness = Harness::start().await;
-    let failed = harness
-        .settled(&harness.create(&source.url(), Some("no-such-branch")).await)
-        .await;
+    let failed = harness.settled(&harness.create(&source.url(), Some("no-such-branch")).await).await;
     assert_eq!(failed.state, WorkspaceState::Error);
-    assert!(
-        failed
-            .error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("no-such-branch"),
-        "{:?}",
-        failed.error
-    );
+    assert!(failed.error.as_deref().unwrap_or_default().contains("no-such-branch"), "{:?}", failed.error);
     assert!(harness.log(&failed).await.contains("no-such-branch"));
 }
 
 #[tokio::test]
 async fn a_missing_path_ends_in_error() {
     let harness = Harness::start().await;
-    let failed = harness
-        .settled(&harness.create("/nonexistent/berth/repo", None).await)
-        .await;
+    let failed = harness.settled(&harness.create("/nonexistent/berth/repo", None).await).await;
     assert_eq!(failed.state, WorkspaceState::Error);
-    assert!(
-        harness
-            .log(&failed)
-            .await
-            .contains("/nonexistent/berth/repo")
-    );
+    assert!(harness.log(&failed).await.contains("/nonexistent/berth/repo"));
 }
 
 #[tokio::test]
 async fn a_failed_workspace_can_be_retried() {
     let source = SourceRepo::new();
     let harness = Harness::start().await;
-    let failed = harness
-        .settled(&harness.create(&source.url(), Some("later")).await)
-        .await;
+    let failed = harness.settled(&harness.create(&source.url(), Some("later")).await).await;
     assert_eq!(failed.state, WorkspaceState::Error);
     git(&source.path, &["branch", "later"]);
-    let retried = harness
-        .engine
-        .retry_workspace(&harness.alice, failed.id.as_str())
-        .await
-        .unwrap();
+    let retried = harness.engine.retry_workspace(&harness.alice, failed.id.as_str()).await.unwrap();
     assert_eq!(retried.state, WorkspaceState::Initialising);
     assert_eq!(harness.settled(&retried).await.state, WorkspaceState::Ready);
-    assert!(
-        !harness
-            .log(&retried)
-            .await
-            .contains("initialisation failed")
-    );
+    assert!(!harness.log(&retried).await.contains("initialisation failed"));
 }
 
 #[tokio::test]
 async fn git_status_reports_uncommitted_files_and_unpushed_commits() {
     let source = SourceRepo::new();
     let harness = Harness::start().await;
-    let ready = harness
-        .settled(&harness.create(&source.url(), None).await)
-        .await;
+    let ready = harness.settled(&harness.create(&source.url(), None).await).await;
     let checkout = harness.checkout(&ready);
 
     std::fs::write(checkout.join("committed.txt"), "kept\n").unwrap();
@@ -210,11 +148,7 @@ async fn git_status_reports_uncommitted_files_and_unpushed_commits() {
     git(&checkout, &["commit", "--quiet", "-m", "local work"]);
     std::fs::write(checkout.join("notes with space.txt"), "draft\n").unwrap();
 
-    let status = harness
-        .engine
-        .git_status(&harness.alice, ready.id.as_str())
-        .await
-        .unwrap();
+    let status = harness.engine.git_status(&harness.alice, ready.id.as_str()).await.unwrap();
     assert_eq!(status.branch.as_deref(), Some("main"));
     assert!(!status.clean);
     assert_eq!(status.uncommitted, ["notes with space.txt"]);
@@ -226,40 +160,24 @@ async fn delete_refuses_unsaved_work_unless_forced_and_never_touches_the_remote(
     let source = SourceRepo::new();
     let source_head = source.head();
     let harness = Harness::start().await;
-    let ready = harness
-        .settled(&harness.create(&source.url(), None).await)
-        .await;
+    let ready = harness.settled(&harness.create(&source.url(), None).await).await;
     let checkout = harness.checkout(&ready);
     std::fs::write(checkout.join("draft.txt"), "unsaved\n").unwrap();
 
-    let refused = harness
-        .engine
-        .delete_workspace(&harness.alice, ready.id.as_str(), false)
-        .await;
+    let refused = harness.engine.delete_workspace(&harness.alice, ready.id.as_str(), false).await;
     match refused {
-        Err(EngineError::UnsavedWork {
-            status: Some(status),
-            ..
-        }) => assert_eq!(status.uncommitted, ["draft.txt"]),
+        Err(EngineError::UnsavedWork { status: Some(status), .. }) => {
+            assert_eq!(status.uncommitted, ["draft.txt"])
+        }
         other => panic!("expected unsaved work, got {other:?}"),
     }
-    assert!(
-        checkout.join("draft.txt").exists(),
-        "a refused delete keeps the files"
-    );
+    assert!(checkout.join("draft.txt").exists(), "a refused delete keeps the files");
 
-    let deleted = harness
-        .engine
-        .delete_workspace(&harness.alice, ready.id.as_str(), true)
-        .await
-        .unwrap();
+    let deleted = harness.engine.delete_workspace(&harness.alice, ready.id.as_str(), true).await.unwrap();
     assert_eq!(deleted, ready.id);
     assert!(!checkout.exists());
     assert!(matches!(
-        harness
-            .engine
-            .workspace(&harness.alice, ready.id.as_str())
-            .await,
+        harness.engine.workspace(&harness.alice, ready.id.as_str()).await,
         Err(EngineError::NotFound { .. })
     ));
     assert_eq!(source.head(), source_head);
@@ -270,14 +188,8 @@ async fn delete_refuses_unsaved_work_unless_forced_and_never_touches_the_remote(
 async fn a_clean_workspace_deletes_without_force() {
     let source = SourceRepo::new();
     let harness = Harness::start().await;
-    let ready = harness
-        .settled(&harness.create(&source.url(), None).await)
-        .await;
-    harness
-        .engine
-        .delete_workspace(&harness.alice, ready.id.as_str(), false)
-        .await
-        .unwrap();
+    let ready = harness.settled(&harness.create(&source.url(), None).await).await;
+    harness.engine.delete_workspace(&harness.alice, ready.id.as_str(), false).await.unwrap();
     assert!(!harness.checkout(&ready).exists());
 }
 
@@ -285,23 +197,11 @@ async fn a_clean_workspace_deletes_without_force() {
 async fn another_users_workspace_is_not_found() {
     let source = SourceRepo::new();
     let harness = Harness::start().await;
-    let ready = harness
-        .settled(&harness.create(&source.url(), None).await)
-        .await;
-    let (bob, _) = harness
-        .engine
-        .create_user("bob", Role::Member)
-        .await
-        .unwrap();
+    let ready = harness.settled(&harness.create(&source.url(), None).await).await;
+    let (bob, _) = harness.engine.create_user("bob", Role::Member).await.unwrap();
     let id = ready.id.as_str();
-    assert!(matches!(
-        harness.engine.workspace(&bob, id).await,
-        Err(EngineError::NotFound { .. })
-    ));
-    assert!(matches!(
-        harness.engine.git_status(&bob, id).await,
-        Err(EngineError::NotFound { .. })
-    ));
+    assert!(matches!(harness.engine.workspace(&bob, id).await, Err(EngineError::NotFound { .. })));
+    assert!(matches!(harness.engine.git_status(&bob, id).await, Err(EngineError::NotFound { .. })));
     assert!(matches!(
         harness.engine.delete_workspace(&bob, id, true).await,
         Err(EngineError::NotFound { .. })
@@ -314,52 +214,26 @@ async fn another_users_workspace_is_not_found() {
 async fn a_repository_inside_the_data_directory_is_refused() {
     let source = SourceRepo::new();
     let harness = Harness::start().await;
-    let ready = harness
-        .settled(&harness.create(&source.url(), None).await)
-        .await;
+    let ready = harness.settled(&harness.create(&source.url(), None).await).await;
     let inside = harness.checkout(&ready).to_string_lossy().into_owned();
-    let attempt = NewWorkspace {
-        repo: inside,
-        ..NewWorkspace::default()
-    };
-    let refused = harness
-        .engine
-        .create_workspace(&harness.alice, attempt)
-        .await;
-    assert!(
-        matches!(refused, Err(EngineError::Invalid(_))),
-        "{refused:?}"
-    );
-    assert_eq!(
-        harness
-            .engine
-            .workspaces(&harness.alice)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    let attempt = NewWorkspace { repo: inside, ..NewWorkspace::default() };
+    let refused = harness.engine.create_workspace(&harness.alice, attempt).await;
+    assert!(matches!(refused, Err(EngineError::Invalid(_))), "{refused:?}");
+    assert_eq!(harness.engine.workspaces(&harness.alice).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn a_clone_interrupted_by_a_restart_is_cloned_again() {
     let source = SourceRepo::new();
     let harness = Harness::start().await;
-    let demo = harness
-        .settled(&harness.create(&source.url(), None).await)
-        .await;
+    let demo = harness.settled(&harness.create(&source.url(), None).await).await;
     // What a server killed mid-clone leaves behind: the record still initialising and a
     // half-made checkout.
     let mut interrupted = demo.clone();
     interrupted.id = berth_core::WorkspaceId::generate();
     interrupted.name = "interrupted".into();
     interrupted.state = WorkspaceState::Initialising;
-    harness
-        .engine
-        .store()
-        .insert_workspace(&interrupted)
-        .await
-        .unwrap();
+    harness.engine.store().insert_workspace(&interrupted).await.unwrap();
     std::fs::create_dir_all(harness.checkout(&interrupted).join(".git/objects")).unwrap();
 
     let harness = harness.restart().await;
@@ -375,12 +249,8 @@ async fn a_clone_stopped_by_shutdown_does_not_stay_initialising() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let harness = Harness::start().await;
-    let hanging = harness
-        .create(&format!("git://127.0.0.1:{port}/repo.git"), None)
-        .await;
-    let (_connection, _) = tokio::task::spawn_blocking(move || listener.accept().unwrap())
-        .await
-        .unwrap();
+    let hanging = harness.create(&format!("git://127.0.0.1:{port}/repo.git"), None).await;
+    let (_connection, _) = tokio::task::spawn_blocking(move || listener.accept().unwrap()).await.unwrap();
 
     let harness = harness.restart().await;
     // The server went away with its listener closed: the clone runs again and fails
@@ -394,22 +264,12 @@ async fn a_clone_stopped_by_shutdown_does_not_stay_initialising() {
 #[tokio::test]
 async fn files_of_deleted_workspaces_are_removed_at_start() {
     let harness = Harness::start().await;
-    let orphan = harness
-        .engine
-        .paths()
-        .workspace(&berth_core::WorkspaceId::generate());
+    let orphan = harness.engine.paths().workspace(&berth_core::WorkspaceId::generate());
     std::fs::create_dir_all(orphan.join("src")).unwrap();
-    let unrelated = harness
-        .engine
-        .paths()
-        .workspaces()
-        .join("not-a-workspace-id");
+    let unrelated = harness.engine.paths().workspaces().join("not-a-workspace-id");
     std::fs::create_dir_all(&unrelated).unwrap();
     let harness = harness.restart().await;
     assert!(!orphan.exists());
-    assert!(
-        unrelated.exists(),
-        "only directories named like workspace ids are touched"
-    );
+    assert!(unrelated.exists(), "only directories named like workspace ids are touched");
     drop(harness);
 }

@@ -31,21 +31,19 @@ pub async fn clone(
     if let Some(branch) = branch {
         command.arg(format!("--branch={branch}"));
     }
-    command.arg("--").arg(repo).arg(destination);
+    // Clone from inside the parent directory into a relative name, so the log a person
+    // reads says "Cloning into 'w_...'" and not where the server keeps its data.
+    let (parent, leaf) = match (destination.parent(), destination.file_name()) {
+        (Some(parent), Some(leaf)) if !parent.as_os_str().is_empty() => (parent, leaf),
+        _ => return Err(GitError::NotACheckout { path: destination.to_owned() }),
+    };
+    command.current_dir(parent).arg("--").arg(repo).arg(leaf);
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .map_err(|source| GitError::Spawn { source })?;
+    let mut child = command.spawn().map_err(|source| GitError::Spawn { source })?;
 
-    let stdout = child
-        .stdout
-        .take()
-        .map(|pipe| tokio::spawn(forward(pipe, log.clone(), None)));
+    let stdout = child.stdout.take().map(|pipe| tokio::spawn(forward(pipe, log.clone(), None)));
     let (stderr_tail_sender, stderr_tail) = tokio::sync::oneshot::channel();
-    let stderr = child
-        .stderr
-        .take()
-        .map(|pipe| tokio::spawn(forward(pipe, log, Some(stderr_tail_sender))));
+    let stderr = child.stderr.take().map(|pipe| tokio::spawn(forward(pipe, log, Some(stderr_tail_sender))));
 
     let status = tokio::select! {
         status = child.wait() => status.map_err(|source| GitError::Spawn { source })?,
@@ -69,16 +67,9 @@ pub async fn clone(
             stderr: stderr_tail.await.unwrap_or_default(),
         });
     }
-    let head = git_output(
-        destination,
-        "symbolic-ref",
-        &["symbolic-ref", "--quiet", "--short", "HEAD"],
-    )
-    .await;
-    let branch = head
-        .ok()
-        .map(|out| String::from_utf8_lossy(&out).trim().to_owned())
-        .filter(|b| !b.is_empty());
+    let head = git_output(destination, "symbolic-ref", &["symbolic-ref", "--quiet", "--short", "HEAD"]).await;
+    let branch =
+        head.ok().map(|out| String::from_utf8_lossy(&out).trim().to_owned()).filter(|b| !b.is_empty());
     Ok(CloneOutcome { branch })
 }
 

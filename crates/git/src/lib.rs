@@ -18,11 +18,7 @@ pub enum GitError {
     #[error("cannot run git")]
     Spawn { source: std::io::Error },
     #[error("git {action} failed ({status})")]
-    Failed {
-        action: &'static str,
-        status: ExitStatus,
-        stderr: String,
-    },
+    Failed { action: &'static str, status: ExitStatus, stderr: String },
     #[error("git clone did not finish within {seconds} s")]
     TimedOut { seconds: u64 },
     #[error("git clone was cancelled")]
@@ -30,10 +26,7 @@ pub enum GitError {
     #[error("'{path}' is not a git checkout")]
     NotACheckout { path: PathBuf },
     #[error("cannot write '{path}'")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("unexpected git output: {line}")]
     Parse { line: String },
 }
@@ -43,12 +36,7 @@ pub enum GitError {
 fn git_command() -> Command {
     let mut command = Command::new("git");
     command
-        .args([
-            "-c",
-            "protocol.ext.allow=never",
-            "-c",
-            "core.fsmonitor=false",
-        ])
+        .args(["-c", "protocol.ext.allow=never", "-c", "core.fsmonitor=false"])
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "/bin/false")
         .env("SSH_ASKPASS", "/bin/false")
@@ -64,11 +52,7 @@ fn git_command() -> Command {
 }
 
 /// Runs a short git command in `dir` and returns its standard output.
-async fn git_output(
-    dir: &std::path::Path,
-    action: &'static str,
-    args: &[&str],
-) -> Result<Vec<u8>, GitError> {
+async fn git_output(dir: &std::path::Path, action: &'static str, args: &[&str]) -> Result<Vec<u8>, GitError> {
     let output = git_command()
         .current_dir(dir)
         .args(args)
@@ -90,19 +74,12 @@ async fn git_output(
 pub async fn exclude(checkout: &std::path::Path, pattern: &str) -> Result<(), GitError> {
     let git_dir = checkout.join(".git");
     if !git_dir.is_dir() {
-        return Err(GitError::NotACheckout {
-            path: checkout.to_owned(),
-        });
+        return Err(GitError::NotACheckout { path: checkout.to_owned() });
     }
     let info = git_dir.join("info");
     let exclude_file = info.join("exclude");
-    let write_error = |source| GitError::Write {
-        path: exclude_file.clone(),
-        source,
-    };
-    tokio::fs::create_dir_all(&info)
-        .await
-        .map_err(write_error)?;
+    let write_error = |source| GitError::Write { path: exclude_file.clone(), source };
+    tokio::fs::create_dir_all(&info).await.map_err(write_error)?;
     let existing = match tokio::fs::read_to_string(&exclude_file).await {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -111,12 +88,6 @@ pub async fn exclude(checkout: &std::path::Path, pattern: &str) -> Result<(), Gi
     if existing.lines().any(|line| line == pattern) {
         return Ok(());
     }
-    let separator = if existing.is_empty() || existing.ends_with('\n') {
-        ""
-    } else {
-        "\n"
-    };
-    tokio::fs::write(&exclude_file, format!("{existing}{separator}{pattern}\n"))
-        .await
-        .map_err(write_error)
+    let separator = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
+    tokio::fs::write(&exclude_file, format!("{existing}{separator}{pattern}\n")).await.map_err(write_error)
 }

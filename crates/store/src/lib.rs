@@ -49,13 +49,9 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
             let pool = sqlite::open(url).await?;
-            return Ok(Store {
-                backend: Backend::Sqlite(pool),
-            });
+            return Ok(Store { backend: Backend::Sqlite(pool) });
         }
-        Err(StoreError::UnsupportedUrl {
-            url: url.to_owned(),
-        })
+        Err(StoreError::UnsupportedUrl { url: url.to_owned() })
     }
 
     /// Whether the database answers, for readiness checks.

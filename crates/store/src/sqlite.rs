@@ -6,10 +6,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use std::str::FromStr;
 
 pub(crate) async fn open(url: &str) -> Result<SqlitePool, StoreError> {
-    let open_error = |source| StoreError::Open {
-        url: url.to_owned(),
-        source,
-    };
+    let open_error = |source| StoreError::Open { url: url.to_owned(), source };
     let options = SqliteConnectOptions::from_str(url)
         .map_err(open_error)?
         .create_if_missing(true)
@@ -19,11 +16,7 @@ pub(crate) async fn open(url: &str) -> Result<SqlitePool, StoreError> {
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
-        .await
-        .map_err(open_error)?;
+    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(open_error)?;
     sqlx::migrate!("./migrations/sqlite")
         .run(&pool)
         .await

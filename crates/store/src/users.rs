@@ -16,24 +16,18 @@ impl TryFrom<UserRow> for User {
     type Error = StoreError;
 
     fn try_from(row: UserRow) -> Result<User, StoreError> {
-        let role = Role::parse(&row.role).ok_or_else(|| StoreError::Corrupt {
-            what: format!("role '{}' of user {}", row.role, row.id),
-        })?;
-        Ok(User {
-            id: UserId::from_trusted(row.id),
-            name: row.name,
-            role,
-            created_at: row.created_at,
-        })
+        let role = Role::parse(&row.role)
+            .ok_or_else(|| StoreError::Corrupt { what: format!("role '{}' of user {}", row.role, row.id) })?;
+        Ok(User { id: UserId::from_trusted(row.id), name: row.name, role, created_at: row.created_at })
     }
 }
 
 impl Store {
     pub async fn count_users(&self) -> Result<i64, StoreError> {
         match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-                .fetch_one(pool)
-                .await?),
+            Backend::Sqlite(pool) => {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?)
+            }
         }
     }
 
@@ -51,9 +45,7 @@ impl Store {
                     .await
                     .map_err(|error| {
                         if is_unique_violation(&error) {
-                            StoreError::NameTaken {
-                                name: user.name.clone(),
-                            }
+                            StoreError::NameTaken { name: user.name.clone() }
                         } else {
                             error.into()
                         }

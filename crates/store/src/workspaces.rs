@@ -117,19 +117,14 @@ impl Store {
 
     pub async fn workspace_names_of(&self, owner: &UserId) -> Result<Vec<String>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query_scalar(
-                "SELECT name FROM workspaces WHERE owner = ?",
-            )
-            .bind(owner.as_str())
-            .fetch_all(pool)
-            .await?),
+            Backend::Sqlite(pool) => Ok(sqlx::query_scalar("SELECT name FROM workspaces WHERE owner = ?")
+                .bind(owner.as_str())
+                .fetch_all(pool)
+                .await?),
         }
     }
 
-    pub async fn workspaces_in_state(
-        &self,
-        state: WorkspaceState,
-    ) -> Result<Vec<Workspace>, StoreError> {
+    pub async fn workspaces_in_state(&self, state: WorkspaceState) -> Result<Vec<Workspace>, StoreError> {
         match &self.backend {
             Backend::Sqlite(pool) => into_workspaces(
                 sqlx::query_as::<_, WorkspaceRow>(&format!(
@@ -152,13 +147,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let result =
-                    sqlx::query("UPDATE workspaces SET state = ? WHERE id = ? AND state = ?")
-                        .bind(to.as_str())
-                        .bind(id.as_str())
-                        .bind(from.as_str())
-                        .execute(pool)
-                        .await?;
+                let result = sqlx::query("UPDATE workspaces SET state = ? WHERE id = ? AND state = ?")
+                    .bind(to.as_str())
+                    .bind(id.as_str())
+                    .bind(from.as_str())
+                    .execute(pool)
+                    .await?;
                 Ok(result.rows_affected() == 1)
             }
         }
@@ -172,12 +166,8 @@ impl Store {
         outcome: &InitialisationOutcome,
     ) -> Result<bool, StoreError> {
         let (state, branch, error) = match outcome {
-            InitialisationOutcome::Ready { branch } => {
-                (WorkspaceState::Ready, branch.as_deref(), None)
-            }
-            InitialisationOutcome::Failed { error } => {
-                (WorkspaceState::Error, None, Some(error.as_str()))
-            }
+            InitialisationOutcome::Ready { branch } => (WorkspaceState::Ready, branch.as_deref(), None),
+            InitialisationOutcome::Failed { error } => (WorkspaceState::Error, None, Some(error.as_str())),
         };
         match &self.backend {
             Backend::Sqlite(pool) => {
@@ -228,12 +218,10 @@ impl Store {
 
     pub async fn init_log(&self, id: &WorkspaceId) -> Result<Option<String>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query_scalar(
-                "SELECT init_log FROM workspaces WHERE id = ?",
-            )
-            .bind(id.as_str())
-            .fetch_optional(pool)
-            .await?),
+            Backend::Sqlite(pool) => Ok(sqlx::query_scalar("SELECT init_log FROM workspaces WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?),
         }
     }
 

@@ -10,12 +10,7 @@ async fn open_store(dir: &tempfile::TempDir) -> Store {
 }
 
 fn user(name: &str) -> User {
-    User {
-        id: UserId::generate(),
-        name: name.into(),
-        role: Role::Member,
-        created_at: Utc::now(),
-    }
+    User { id: UserId::generate(), name: name.into(), role: Role::Member, created_at: Utc::now() }
 }
 
 fn workspace(owner: &User, name: &str) -> Workspace {
@@ -42,25 +37,13 @@ async fn records_survive_reopening_the_file() {
         let store = open_store(&dir).await;
         store.insert_user(&alice, "hash-a").await.unwrap();
         store.insert_workspace(&demo).await.unwrap();
-        store
-            .append_init_log(&demo.id, "Cloning into...\n")
-            .await
-            .unwrap();
+        store.append_init_log(&demo.id, "Cloning into...\n").await.unwrap();
         store.close().await;
     }
     let store = open_store(&dir).await;
-    assert_eq!(
-        store.user_by_token_hash("hash-a").await.unwrap(),
-        Some(alice.clone())
-    );
-    assert_eq!(
-        store.workspace(&demo.id).await.unwrap().map(|w| w.name),
-        Some("demo".into())
-    );
-    assert_eq!(
-        store.init_log(&demo.id).await.unwrap().as_deref(),
-        Some("Cloning into...\n")
-    );
+    assert_eq!(store.user_by_token_hash("hash-a").await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.workspace(&demo.id).await.unwrap().map(|w| w.name), Some("demo".into()));
+    assert_eq!(store.init_log(&demo.id).await.unwrap().as_deref(), Some("Cloning into...\n"));
     // In WAL mode SQLite keeps its write-ahead log beside the database while it is open.
     assert!(dir.path().join("berth.db-wal").exists());
 }
@@ -72,14 +55,8 @@ async fn names_are_unique_per_owner_only() {
     let (alice, bob) = (user("alice"), user("bob"));
     store.insert_user(&alice, "a").await.unwrap();
     store.insert_user(&bob, "b").await.unwrap();
-    store
-        .insert_workspace(&workspace(&alice, "demo"))
-        .await
-        .unwrap();
-    store
-        .insert_workspace(&workspace(&bob, "demo"))
-        .await
-        .unwrap();
+    store.insert_workspace(&workspace(&alice, "demo")).await.unwrap();
+    store.insert_workspace(&workspace(&bob, "demo")).await.unwrap();
     let again = store.insert_workspace(&workspace(&alice, "demo")).await;
     assert!(matches!(again, Err(StoreError::NameTaken { name }) if name == "demo"));
     let duplicate_user = store.insert_user(&user("alice"), "c").await;
@@ -95,36 +72,18 @@ async fn initialisation_finishes_once_and_only_from_initialising() {
     let demo = workspace(&alice, "demo");
     store.insert_workspace(&demo).await.unwrap();
 
-    let ready = InitialisationOutcome::Ready {
-        branch: Some("main".into()),
-    };
+    let ready = InitialisationOutcome::Ready { branch: Some("main".into()) };
     assert!(store.finish_initialisation(&demo.id, &ready).await.unwrap());
-    let failed = InitialisationOutcome::Failed {
-        error: "late".into(),
-    };
-    assert!(
-        !store
-            .finish_initialisation(&demo.id, &failed)
-            .await
-            .unwrap()
-    );
+    let failed = InitialisationOutcome::Failed { error: "late".into() };
+    assert!(!store.finish_initialisation(&demo.id, &failed).await.unwrap());
     let stored = store.workspace(&demo.id).await.unwrap().unwrap();
-    assert_eq!(
-        (stored.state, stored.branch.as_deref()),
-        (WorkspaceState::Ready, Some("main"))
-    );
+    assert_eq!((stored.state, stored.branch.as_deref()), (WorkspaceState::Ready, Some("main")));
 
     assert!(
-        store
-            .set_workspace_state(&demo.id, WorkspaceState::Ready, WorkspaceState::Active)
-            .await
-            .unwrap()
+        store.set_workspace_state(&demo.id, WorkspaceState::Ready, WorkspaceState::Active).await.unwrap()
     );
     assert!(
-        !store
-            .set_workspace_state(&demo.id, WorkspaceState::Ready, WorkspaceState::Active)
-            .await
-            .unwrap()
+        !store.set_workspace_state(&demo.id, WorkspaceState::Ready, WorkspaceState::Active).await.unwrap()
     );
     assert!(!store.restart_initialisation(&demo.id).await.unwrap());
 }

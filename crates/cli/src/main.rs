@@ -1,0 +1,70 @@
+//! The `berth` binary: `berth serve`, offline administration, and client commands that
+//! talk to a running server through its HTTP API.
+
+mod client;
+mod serve;
+mod users;
+mod workspaces;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "A self-hosted control plane for agent workspaces")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a client command finds the server.
+#[derive(clap::Args, Clone)]
+pub struct ServerArgs {
+    /// The server's address.
+    #[arg(long, env = "BERTH_URL", default_value = "http://127.0.0.1:7070", global = true)]
+    url: String,
+    /// Your API token (see the login URL `berth serve` printed, or `berth user add`).
+    #[arg(long, env = "BERTH_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server (SQLite, local sandboxes and the built-in agent unless configured).
+    Serve {
+        /// A TOML configuration file; BERTH_* variables win over it.
+        #[arg(long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Manages users directly in the data directory (no server needed).
+    #[command(subcommand)]
+    User(users::UserCommand),
+    /// Creates, lists, shows and deletes workspaces on a running server.
+    #[command(subcommand, visible_alias = "ws")]
+    Workspace(workspaces::WorkspaceCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config } => serve::run(config.as_deref()).await,
+            Command::User(command) => users::run(command).await,
+            Command::Workspace(command) => workspaces::run(command).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The OpenAPI document, generated from the handlers and wire types.
+
+use crate::{ops, users, wire, workspaces};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "berth", description = "The HTTP API of berth, a control plane for agent workspaces."),
+    paths(
+        ops::healthz, ops::readyz,
+        users::me, users::create_user, users::create_token,
+        workspaces::create_workspace, workspaces::list_workspaces, workspaces::show_workspace,
+        workspaces::init_log, workspaces::git_status, workspaces::delete_workspace, workspaces::retry_workspace,
+    ),
+    components(schemas(
+        wire::UserBody, wire::CreateUserRequest, wire::CreatedUser, wire::TokenBody,
+        wire::WorkspaceBody, wire::WorkspaceList, wire::CreateWorkspaceRequest, wire::GitStatusBody,
+        wire::DeletedBody, wire::ErrorEnvelope, wire::ErrorBody,
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

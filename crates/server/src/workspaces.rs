@@ -1,0 +1,119 @@
+//! `/api/workspaces`: create, list, show, initialisation log, git status, delete, retry.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::wire::{
+    CreateWorkspaceRequest, DeleteQuery, DeletedBody, ErrorEnvelope, GitStatusBody, WorkspaceBody,
+    WorkspaceList,
+};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use berth_engine::NewWorkspace;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/workspaces", post(create_workspace).get(list_workspaces))
+        .route("/api/workspaces/{id}", get(show_workspace).delete(delete_workspace))
+        .route("/api/workspaces/{id}/init-log", get(init_log))
+        .route("/api/workspaces/{id}/git", get(git_status))
+        .route("/api/workspaces/{id}/retry", post(retry_workspace))
+}
+
+/// Creates a workspace; it answers at once in `initialising` and clones in the background.
+#[utoipa::path(post, path = "/api/workspaces", tag = "workspaces", request_body = CreateWorkspaceRequest,
+    responses((status = 202, body = WorkspaceBody), (status = 400, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "name_taken"),
+        (status = 413, body = ErrorEnvelope)))]
+pub async fn create_workspace(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(request): ApiJson<CreateWorkspaceRequest>,
+) -> Result<(StatusCode, Json<WorkspaceBody>), ApiError> {
+    let request =
+        NewWorkspace { repo: request.repo, branch: request.branch, name: request.name, agent: request.agent };
+    let workspace = state.engine.create_workspace(&caller, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::from(&workspace))))
+}
+
+/// The caller's workspaces, oldest first.
+#[utoipa::path(get, path = "/api/workspaces", tag = "workspaces",
+    responses((status = 200, body = WorkspaceList), (status = 401, body = ErrorEnvelope)))]
+pub async fn list_workspaces(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<WorkspaceList>, ApiError> {
+    let workspaces = state.engine.workspaces(&caller).await?;
+    Ok(Json(WorkspaceList { workspaces: workspaces.iter().map(WorkspaceBody::from).collect() }))
+}
+
+/// One of the caller's workspaces.
+#[utoipa::path(get, path = "/api/workspaces/{id}", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace id")),
+    responses((status = 200, body = WorkspaceBody), (status = 404, body = ErrorEnvelope)))]
+pub async fn show_workspace(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WorkspaceBody>, ApiError> {
+    Ok(Json(WorkspaceBody::from(&state.engine.workspace(&caller, &id).await?)))
+}
+
+/// The initialisation log (everything git printed while cloning), as plain text.
+#[utoipa::path(get, path = "/api/workspaces/{id}/init-log", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace id")),
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorEnvelope)))]
+pub async fn init_log(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let log = state.engine.init_log(&caller, &id).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))
+}
+
+/// Branch, head, uncommitted paths and unpushed commits of the workspace's checkout.
+#[utoipa::path(get, path = "/api/workspaces/{id}/git", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace id")),
+    responses((status = 200, body = GitStatusBody), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "workspace_not_ready")))]
+pub async fn git_status(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<GitStatusBody>, ApiError> {
+    Ok(Json(GitStatusBody::from(state.engine.git_status(&caller, &id).await?)))
+}
+
+/// Destroys the workspace's files and record; never touches the remote repository.
+#[utoipa::path(delete, path = "/api/workspaces/{id}", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace id"),
+        ("force" = Option<bool>, Query, description = "delete even with unsaved work")),
+    responses((status = 200, body = DeletedBody), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "unsaved_work, with the git summary in `git`")))]
+pub async fn delete_workspace(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
+) -> Result<Json<DeletedBody>, ApiError> {
+    let deleted = state.engine.delete_workspace(&caller, &id, query.force).await?;
+    Ok(Json(DeletedBody { deleted: deleted.to_string() }))
+}
+
+/// Clones a workspace whose initialisation failed again.
+#[utoipa::path(post, path = "/api/workspaces/{id}/retry", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace id")),
+    responses((status = 202, body = WorkspaceBody), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "not_retryable")))]
+pub async fn retry_workspace(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<WorkspaceBody>), ApiError> {
+    let workspace = state.engine.retry_workspace(&caller, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::from(&workspace))))
+}
