@@ -153,7 +153,7 @@ async fn follow_initialisation(client: &Client, created: &WorkspaceBody) -> anyh
     let workspace = loop {
         let workspace: WorkspaceBody = client.json(Method::GET, &workspace_path, None).await?;
         let log = client.text(&log_path).await?;
-        if let Some(line) = log.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).last() {
+        if let Some(line) = log.split(['\n', '\r']).map(str::trim).rfind(|l| !l.is_empty()) {
             spinner.set_message(line.to_owned());
         }
         if workspace.state != "initialising" {

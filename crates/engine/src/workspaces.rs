@@ -338,8 +338,8 @@ impl Engine {
 fn failure_summary(error: &berth_git::GitError) -> String {
     if let berth_git::GitError::Failed { stderr, .. } = error {
         let lines = || stderr.split(['\n', '\r']).map(str::trim).filter(|line| !line.is_empty());
-        let fatal = lines().filter(|line| line.starts_with("fatal:") || line.starts_with("error:")).last();
-        if let Some(line) = fatal.or_else(|| lines().last()) {
+        let fatal = lines().rfind(|line| line.starts_with("fatal:") || line.starts_with("error:"));
+        if let Some(line) = fatal.or_else(|| lines().next_back()) {
             return line.to_owned();
         }
     }

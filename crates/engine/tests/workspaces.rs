@@ -1,5 +1,6 @@
 //! Workspace provisioning against real git: clone to ready or error with the log, git
 //! status, delete with and without unsaved work, and recovery after a restart.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 use berth_core::{Role, User, Workspace, WorkspaceState};
 use berth_engine::{Config, Engine, EngineError, NewWorkspace};

@@ -1,4 +1,5 @@
 //! The store against a real SQLite file: migrations, round trips, guarded transitions.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 use berth_core::{Role, User, UserId, Workspace, WorkspaceId, WorkspaceState};
 use berth_store::{InitialisationOutcome, Store, StoreError};

@@ -1,6 +1,7 @@
 //! A real berth server on `127.0.0.1:0` with its own data directory, and a small JSON
 //! client for the tests that talk to it.
 #![allow(dead_code)] // each test binary uses its own part of the helpers
+#![allow(clippy::unwrap_used)] // a test helper that cannot unwrap is a failed test
 
 use berth_engine::{Config, Engine};
 use reqwest::{Method, StatusCode};
