@@ -73,14 +73,20 @@ fn serve_then_create_list_show_and_delete_a_workspace() {
     let source = SourceRepo::new();
     let served = serve(data.path());
 
-    let created = client(data.path(), &served, ADMIN_TOKEN, &["workspace", "create", &source.url(), "--name", "demo"]);
+    let created =
+        client(data.path(), &served, ADMIN_TOKEN, &["workspace", "create", &source.url(), "--name", "demo"]);
     assert!(created.status.success(), "{}{}", text(&created.stdout), text(&created.stderr));
-    assert!(text(&created.stdout).contains("Workspace demo is ready on branch main"), "{}", text(&created.stdout));
+    assert!(
+        text(&created.stdout).contains("Workspace demo is ready on branch main"),
+        "{}",
+        text(&created.stdout)
+    );
 
     let listed = client(data.path(), &served, ADMIN_TOKEN, &["workspace", "list"]);
     assert!(text(&listed.stdout).contains("demo"), "{}", text(&listed.stdout));
 
-    let workspace_dir = std::fs::read_dir(data.path().join("workspaces")).unwrap().next().unwrap().unwrap().path();
+    let workspace_dir =
+        std::fs::read_dir(data.path().join("workspaces")).unwrap().next().unwrap().unwrap().path();
     std::fs::write(workspace_dir.join("draft.txt"), "unsaved").unwrap();
     let shown = client(data.path(), &served, ADMIN_TOKEN, &["workspace", "show", "demo"]);
     assert!(text(&shown.stdout).contains("uncommitted: draft.txt"), "{}", text(&shown.stdout));
@@ -100,8 +106,12 @@ fn a_failed_clone_exits_non_zero_with_the_log() {
     let data = tempfile::tempdir().unwrap();
     let source = SourceRepo::new();
     let served = serve(data.path());
-    let failed =
-        client(data.path(), &served, ADMIN_TOKEN, &["workspace", "create", &source.url(), "--branch", "nope"]);
+    let failed = client(
+        data.path(),
+        &served,
+        ADMIN_TOKEN,
+        &["workspace", "create", &source.url(), "--branch", "nope"],
+    );
     assert!(!failed.status.success());
     let stderr = text(&failed.stderr);
     assert!(stderr.contains("nope") && stderr.contains("failed to initialise"), "{stderr}");
@@ -114,7 +124,8 @@ fn user_add_works_offline_beside_a_running_server() {
     let added = berth(data.path()).args(["user", "add", "bob"]).output().unwrap();
     assert!(added.status.success(), "{}", text(&added.stderr));
     let stdout = text(&added.stdout);
-    let token = stdout.lines().find_map(|line| line.strip_prefix("Token: ")).expect("a token line").to_owned();
+    let token =
+        stdout.lines().find_map(|line| line.strip_prefix("Token: ")).expect("a token line").to_owned();
     assert!(stdout.contains("Created member 'bob'"), "{stdout}");
     let listed = client(data.path(), &served, &token, &["workspace", "list"]);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
