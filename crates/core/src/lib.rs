@@ -3,11 +3,13 @@
 
 pub mod ids;
 pub mod limits;
+pub mod session;
 pub mod user;
 pub mod validate;
 pub mod workspace;
 
 pub use ids::{SessionId, UserId, WorkspaceId};
 pub use limits::{Limits, OnUserLimit};
+pub use session::{EndReason, Session, SessionState};
 pub use user::{Role, User};
 pub use workspace::{Workspace, WorkspaceEvent, WorkspaceState, WorkspaceTransitionError};
