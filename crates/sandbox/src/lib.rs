@@ -1,0 +1,90 @@
+//! Sandboxes: where an agent runs. A driver powers a sandbox on (starting the agent
+//! command inside it, with its standard streams handed back for the agent protocol),
+//! powers it off, and lists the sandboxes it has running — including ones a previous
+//! server process left behind — so nothing outlives its session.
+//!
+//! Only this crate spawns workloads.
+
+mod faults;
+mod local;
+mod proc;
+
+use berth_core::{SessionId, WorkspaceId};
+use std::fmt;
+use std::path::PathBuf;
+use tokio::sync::watch;
+
+pub use faults::FaultyDriver;
+pub use local::{DEFAULT_STOP_TIMEOUT, LocalDriver};
+
+/// What to power on.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub session_id: SessionId,
+    pub workspace_id: WorkspaceId,
+    /// The workspace's checkout; the agent starts there and its files stay there.
+    pub workspace_dir: PathBuf,
+    /// A shell command line that starts the agent.
+    pub agent_command: String,
+}
+
+/// How a sandbox's agent process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxExit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl fmt::Display for SandboxExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exited with status {code}"),
+            (None, Some(signal)) => write!(f, "killed by signal {signal}"),
+            (None, None) => f.write_str("ended"),
+        }
+    }
+}
+
+/// The running agent's standard streams, and a way to learn that it ended.
+pub struct AgentIo {
+    pub stdin: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    pub stdout: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    pub stderr: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    /// Becomes `Some` when the agent process has ended, for whatever reason.
+    pub exited: watch::Receiver<Option<SandboxExit>>,
+}
+
+/// A sandbox a driver has running, possibly left by an earlier server process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningSandbox {
+    pub session_id: SessionId,
+    pub workspace_id: WorkspaceId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot start the agent command '{command}'")]
+    Spawn { command: String, source: std::io::Error },
+    #[error("the sandbox of session {session_id} did not stop: {reason}")]
+    Stop { session_id: SessionId, reason: String },
+    #[error("cannot keep sandbox state in '{path}'")]
+    State { path: PathBuf, source: std::io::Error },
+    #[error("injected fault: {what}")]
+    Injected { what: String },
+}
+
+/// Powers sandboxes on and off. Implementations must make `power_off` idempotent (an
+/// already-off sandbox is success) and must let nothing of a sandbox survive it.
+#[async_trait::async_trait]
+pub trait SandboxDriver: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// Starts the sandbox of `spec.session_id` with the agent running inside.
+    async fn power_on(&self, spec: SandboxSpec) -> Result<AgentIo, SandboxError>;
+
+    /// Stops the sandbox of `session_id` and everything running in it. Files stay.
+    async fn power_off(&self, session_id: &SessionId) -> Result<(), SandboxError>;
+
+    /// Every sandbox this driver has running, including those of earlier server runs.
+    async fn running(&self) -> Result<Vec<RunningSandbox>, SandboxError>;
+}

@@ -1,0 +1,252 @@
+//! Session records. The engine decides; this file only remembers.
+
+use crate::{Backend, Store, StoreError};
+use berth_core::session::{EndReason, Session, SessionState};
+use berth_core::{SessionId, UserId, WorkspaceId, WorkspaceState};
+use chrono::{DateTime, Utc};
+
+const SESSION_COLUMNS: &str =
+    "id, workspace_id, user_id, state, started_at, ended_at, end_reason, grace_expires_at, agent_running";
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    workspace_id: String,
+    user_id: String,
+    state: String,
+    started_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+    end_reason: Option<String>,
+    grace_expires_at: Option<DateTime<Utc>>,
+    agent_running: bool,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+
+    fn try_from(row: SessionRow) -> Result<Session, StoreError> {
+        let corrupt = |what: &str, value: &str| StoreError::Corrupt {
+            what: format!("{what} '{value}' of session {}", row.id),
+        };
+        let state = SessionState::parse(&row.state).ok_or_else(|| corrupt("state", &row.state))?;
+        let end_reason = match &row.end_reason {
+            Some(reason) => Some(EndReason::parse(reason).ok_or_else(|| corrupt("end reason", reason))?),
+            None => None,
+        };
+        Ok(Session {
+            id: SessionId::from_trusted(row.id),
+            workspace_id: WorkspaceId::from_trusted(row.workspace_id),
+            user_id: UserId::from_trusted(row.user_id),
+            state,
+            started_at: row.started_at,
+            ended_at: row.ended_at,
+            end_reason,
+            grace_expires_at: row.grace_expires_at,
+            agent_running: row.agent_running,
+        })
+    }
+}
+
+fn into_sessions(rows: Vec<SessionRow>) -> Result<Vec<Session>, StoreError> {
+    rows.into_iter().map(Session::try_from).collect()
+}
+
+impl Store {
+    /// Records a new session and moves its workspace to `active` in one transaction.
+    /// Returns false (and records nothing) when the workspace was not `from` any more.
+    pub async fn insert_session(&self, session: &Session, from: WorkspaceState) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let moved = sqlx::query(
+                    "UPDATE workspaces SET state = 'active', last_opened_at = ? WHERE id = ? AND state = ?",
+                )
+                .bind(session.started_at)
+                .bind(session.workspace_id.as_str())
+                .bind(from.as_str())
+                .execute(&mut *tx)
+                .await?;
+                if moved.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                sqlx::query(&format!(
+                    "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ))
+                .bind(session.id.as_str())
+                .bind(session.workspace_id.as_str())
+                .bind(session.user_id.as_str())
+                .bind(session.state.as_str())
+                .bind(session.started_at)
+                .bind(session.ended_at)
+                .bind(session.end_reason.map(EndReason::as_str))
+                .bind(session.grace_expires_at)
+                .bind(session.agent_running)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    }
+
+    pub async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlx::query_as::<_, SessionRow>(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
+            ))
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?
+            .map(Session::try_from)
+            .transpose(),
+        }
+    }
+
+    /// Live (not ended) sessions of one user, oldest first.
+    pub async fn live_sessions_of(&self, user: &UserId) -> Result<Vec<Session>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => into_sessions(
+                sqlx::query_as::<_, SessionRow>(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND state <> 'ended' ORDER BY started_at, id"
+                ))
+                .bind(user.as_str())
+                .fetch_all(pool)
+                .await?,
+            ),
+        }
+    }
+
+    /// Every live session of the installation, oldest first.
+    pub async fn live_sessions(&self) -> Result<Vec<Session>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => into_sessions(
+                sqlx::query_as::<_, SessionRow>(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE state <> 'ended' ORDER BY started_at, id"
+                ))
+                .fetch_all(pool)
+                .await?,
+            ),
+        }
+    }
+
+    /// The live session of a workspace, if it has one.
+    pub async fn live_session_of_workspace(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Option<Session>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlx::query_as::<_, SessionRow>(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE workspace_id = ? AND state <> 'ended' LIMIT 1"
+            ))
+            .bind(workspace.as_str())
+            .fetch_optional(pool)
+            .await?
+            .map(Session::try_from)
+            .transpose(),
+        }
+    }
+
+    /// Sets the state and grace window of a live session; returns false when it has ended.
+    pub async fn update_live_session(
+        &self,
+        id: &SessionId,
+        state: SessionState,
+        grace_expires_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let result = sqlx::query(
+                    "UPDATE sessions SET state = ?, grace_expires_at = ? WHERE id = ? AND state <> 'ended'",
+                )
+                .bind(state.as_str())
+                .bind(grace_expires_at)
+                .bind(id.as_str())
+                .execute(pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+        }
+    }
+
+    pub async fn set_agent_running(&self, id: &SessionId, running: bool) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let result =
+                    sqlx::query("UPDATE sessions SET agent_running = ? WHERE id = ? AND state <> 'ended'")
+                        .bind(running)
+                        .bind(id.as_str())
+                        .execute(pool)
+                        .await?;
+                Ok(result.rows_affected() == 1)
+            }
+        }
+    }
+
+    /// Ends a live session and moves its workspace from `active` to `idle`, in one
+    /// transaction. Returns false when the session had already ended.
+    pub async fn end_session(
+        &self,
+        id: &SessionId,
+        reason: EndReason,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let ended = sqlx::query(
+                    "UPDATE sessions SET state = 'ended', ended_at = ?, end_reason = ?, grace_expires_at = NULL,
+                            agent_running = 0
+                     WHERE id = ? AND state <> 'ended'",
+                )
+                .bind(at)
+                .bind(reason.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                if ended.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "UPDATE workspaces SET state = 'idle'
+                     WHERE state = 'active' AND id = (SELECT workspace_id FROM sessions WHERE id = ?)",
+                )
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Workspaces left `active` with no live session (after a crash) become `idle`.
+    pub async fn idle_workspaces_without_sessions(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let result = sqlx::query(
+                    "UPDATE workspaces SET state = 'idle' WHERE state = 'active' AND NOT EXISTS
+                       (SELECT 1 FROM sessions WHERE sessions.workspace_id = workspaces.id AND sessions.state <> 'ended')",
+                )
+                .execute(pool)
+                .await?;
+                Ok(result.rows_affected())
+            }
+        }
+    }
+
+    /// How many sessions are in each state, for metrics.
+    pub async fn count_sessions_by_state(&self) -> Result<Vec<(SessionState, i64)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT state, COUNT(*) FROM sessions GROUP BY state")
+                        .fetch_all(pool)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(state, count)| Some((SessionState::parse(&state)?, count)))
+                    .collect())
+            }
+        }
+    }
+}
