@@ -28,7 +28,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<ExitCode> {
         UserCommand::Add { name, admin, config } => {
             let config = load_config(config.as_deref())?;
             let listen = config.listen;
-            let engine = Engine::open(config).await.context("cannot open berth's data directory")?;
+            let engine = Engine::open_offline(config).await.context("cannot open berth's data directory")?;
             let first = engine.store().count_users().await? == 0;
             let role = if admin || first { Role::Admin } else { Role::Member };
             let created = engine.create_user(&name, role).await;

@@ -21,6 +21,20 @@ pub enum EngineError {
     WrongState { id: WorkspaceId, state: WorkspaceState },
     #[error("workspace {id} is {state}; only a workspace in error can be retried")]
     NotRetryable { id: WorkspaceId, state: WorkspaceState },
+    #[error("the limit of {limit} live session(s) per user is reached")]
+    SessionLimit { limit: u32, active_sessions: Vec<berth_core::Session> },
+    #[error("every sandbox slot is taken; try again in {} s", retry_after.as_secs())]
+    ControllersBusy { retry_after: std::time::Duration },
+    #[error("session {session_id} could not be powered off to make room: {message}")]
+    ReplaceFailed { session_id: berth_core::SessionId, message: String },
+    #[error("the sandbox did not power on: {message}")]
+    SandboxFailed { message: String },
+    #[error("session {session_id} did not close: {message}")]
+    CloseFailed { session_id: berth_core::SessionId, message: String },
+    #[error("{what}")]
+    Unsupported { what: &'static str },
+    #[error("the sandbox driver failed")]
+    Sandbox { source: berth_sandbox::SandboxError },
     #[error("git failed for workspace {id}")]
     Git { id: WorkspaceId, source: berth_git::GitError },
     #[error("file system operation failed on '{path}'")]
@@ -34,6 +48,29 @@ impl From<berth_store::StoreError> for EngineError {
         match source {
             berth_store::StoreError::NameTaken { name } => EngineError::NameTaken { name },
             source => EngineError::Store { source },
+        }
+    }
+}
+
+impl EngineError {
+    /// The stable code clients branch on (API.md).
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Invalid(input) => input.field.error_code(),
+            EngineError::NotFound { .. } => "not_found",
+            EngineError::Forbidden { .. } => "forbidden",
+            EngineError::NameTaken { .. } => "name_taken",
+            EngineError::UnsavedWork { .. } => "unsaved_work",
+            EngineError::WrongState { .. } => "workspace_not_ready",
+            EngineError::NotRetryable { .. } => "not_retryable",
+            EngineError::SessionLimit { .. } => "session_limit",
+            EngineError::ControllersBusy { .. } => "controllers_busy",
+            EngineError::ReplaceFailed { .. } => "replace_failed",
+            EngineError::SandboxFailed { .. } => "sandbox_failed",
+            EngineError::CloseFailed { .. } => "close_failed",
+            EngineError::Git { .. } => "git_failed",
+            EngineError::Unsupported { .. } => "unsupported",
+            EngineError::Sandbox { .. } | EngineError::Io { .. } | EngineError::Store { .. } => "internal",
         }
     }
 }

@@ -5,10 +5,12 @@
 pub mod config;
 mod error;
 mod paths;
+mod sessions;
 mod users;
 mod workspaces;
 
 use berth_core::WorkspaceId;
+use berth_sandbox::SandboxDriver;
 use berth_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,7 @@ pub use config::Config;
 pub use error::EngineError;
 pub use paths::DataPaths;
 pub use users::{NewToken, hash_token};
+pub use sessions::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};
 pub use workspaces::{NewWorkspace, WorkspaceGitStatus};
 
 /// The running core of a berth server. Shared as `Arc<Engine>`.
@@ -26,6 +29,10 @@ pub struct Engine {
     config: Config,
     store: Store,
     paths: DataPaths,
+    driver: Arc<dyn SandboxDriver>,
+    /// Live sessions' in-memory side: slots, operation locks, grace timers.
+    sessions: Mutex<sessions::SessionRegistry>,
+    session_changes: tokio::sync::broadcast::Sender<berth_core::Session>,
     /// Clones under way, so a delete can stop one and wait for it.
     clones: Mutex<HashMap<WorkspaceId, workspaces::CloneHandle>>,
     tasks: TaskTracker,
@@ -35,23 +42,38 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// [`Engine::open`], then resumes the work a previous run left unfinished: what
+    /// [`Engine::open_offline`], then resumes the work a previous run left unfinished: what
     /// `berth serve` does at start.
     pub async fn start(config: Config) -> Result<Arc<Engine>, EngineError> {
-        let engine = Engine::open(config).await?;
+        let driver = default_driver(&config)?;
+        Engine::start_with_driver(config, driver).await
+    }
+
+    /// [`Engine::start`] with a given sandbox driver (a fault injector in tests).
+    pub async fn start_with_driver(config: Config, driver: Arc<dyn SandboxDriver>) -> Result<Arc<Engine>, EngineError> {
+        let engine = Engine::open_with_driver(config, driver).await?;
+        engine.reconcile_sessions().await?;
         engine.resume_interrupted_initialisations().await?;
         Ok(engine)
     }
 
     /// Opens the store (applying migrations) and makes the data directory, starting no
     /// background work: for offline commands that may run beside a server.
-    pub async fn open(config: Config) -> Result<Arc<Engine>, EngineError> {
+    pub async fn open_offline(config: Config) -> Result<Arc<Engine>, EngineError> {
+        let driver = default_driver(&config)?;
+        Engine::open_with_driver(config, driver).await
+    }
+
+    async fn open_with_driver(config: Config, driver: Arc<dyn SandboxDriver>) -> Result<Arc<Engine>, EngineError> {
         let paths = DataPaths::create(&config.data_dir).await?;
         let store = Store::open(&config.database_url).await?;
         let engine = Arc::new(Engine {
             config,
             store,
             paths,
+            driver,
+            sessions: Mutex::new(sessions::SessionRegistry::default()),
+            session_changes: tokio::sync::broadcast::channel(4096).0,
             clones: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
@@ -90,5 +112,20 @@ impl Engine {
         self.tasks.close();
         self.tasks.wait().await;
         self.store.close().await;
+    }
+}
+
+/// The driver the configuration asks for.
+fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, EngineError> {
+    match config.sandbox_driver {
+        config::SandboxDriverKind::Local => {
+            let state_dir = config.data_dir.join("sandboxes");
+            let driver = berth_sandbox::LocalDriver::new(&state_dir, berth_sandbox::DEFAULT_STOP_TIMEOUT)
+                .map_err(|source| EngineError::Sandbox { source })?;
+            Ok(Arc::new(driver))
+        }
+        config::SandboxDriverKind::Docker => Err(EngineError::Unsupported {
+            what: "the docker sandbox driver is not built yet; use sandbox.driver = \"local\"",
+        }),
     }
 }

@@ -166,6 +166,9 @@ impl Engine {
                 }
             }
         }
+        if let Some(session) = self.store.live_session_of_workspace(&workspace.id).await? {
+            self.close_session(&session.id, berth_core::EndReason::Deleted).await?;
+        }
         self.stop_clone(&workspace.id).await;
         self.store.delete_workspace(&workspace.id).await?;
         remove_dir_if_present(&dir).await?;
