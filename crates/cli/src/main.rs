@@ -1,8 +1,10 @@
 //! The `berth` binary: `berth serve`, offline administration, and client commands that
 //! talk to a running server through its HTTP API.
 
+mod agent;
 mod client;
 mod serve;
+mod sessions;
 mod users;
 mod workspaces;
 
@@ -42,6 +44,41 @@ enum Command {
     /// Creates, lists, shows and deletes workspaces on a running server.
     #[command(subcommand, visible_alias = "ws")]
     Workspace(workspaces::WorkspaceCommand),
+    /// Opens a workspace (by id or name): powers its sandbox on and starts the agent, or
+    /// resumes its live session.
+    Open {
+        workspace: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Lists your live sessions (`--all`: every session, for administrators).
+    Sessions {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Closes one session: powers its sandbox off (files stay).
+    Close {
+        session: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Closes all your active workspaces in parallel, reporting each.
+    CloseAll {
+        /// Opens this workspace (id or name) after the cleanup: the launch that was blocked.
+        #[arg(long)]
+        retry_open: Option<String>,
+        /// Every session of the installation (administrators).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The built-in agent, run inside a sandbox (speaks to berth over stdin/stdout).
+    Agent,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +95,13 @@ fn main() -> ExitCode {
             Command::Serve { config } => serve::run(config.as_deref()).await,
             Command::User(command) => users::run(command).await,
             Command::Workspace(command) => workspaces::run(command).await,
+            Command::Open { workspace, server } => sessions::open(&server, &workspace).await,
+            Command::Sessions { all, json, server } => sessions::list(&server, all, json).await,
+            Command::Close { session, server } => sessions::close(&server, &session).await,
+            Command::CloseAll { retry_open, all, server } => {
+                sessions::close_all(&server, retry_open.as_deref(), all).await
+            }
+            Command::Agent => agent::run().await,
         }
     });
     match outcome {

@@ -134,7 +134,7 @@ pub async fn run(command: WorkspaceCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Finds a workspace by id or by name among the caller's.
-async fn resolve(client: &Client, id_or_name: &str) -> anyhow::Result<WorkspaceBody> {
+pub async fn resolve(client: &Client, id_or_name: &str) -> anyhow::Result<WorkspaceBody> {
     let list: WorkspaceList = client.json(Method::GET, "/api/workspaces", None).await?;
     list.workspaces
         .into_iter()

@@ -20,8 +20,8 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 pub use error::EngineError;
 pub use paths::DataPaths;
-pub use users::{NewToken, hash_token};
 pub use sessions::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};
+pub use users::{NewToken, hash_token};
 pub use workspaces::{NewWorkspace, WorkspaceGitStatus};
 
 /// The running core of a berth server. Shared as `Arc<Engine>`.
@@ -50,7 +50,10 @@ impl Engine {
     }
 
     /// [`Engine::start`] with a given sandbox driver (a fault injector in tests).
-    pub async fn start_with_driver(config: Config, driver: Arc<dyn SandboxDriver>) -> Result<Arc<Engine>, EngineError> {
+    pub async fn start_with_driver(
+        config: Config,
+        driver: Arc<dyn SandboxDriver>,
+    ) -> Result<Arc<Engine>, EngineError> {
         let engine = Engine::open_with_driver(config, driver).await?;
         engine.reconcile_sessions().await?;
         engine.resume_interrupted_initialisations().await?;
@@ -64,7 +67,10 @@ impl Engine {
         Engine::open_with_driver(config, driver).await
     }
 
-    async fn open_with_driver(config: Config, driver: Arc<dyn SandboxDriver>) -> Result<Arc<Engine>, EngineError> {
+    async fn open_with_driver(
+        config: Config,
+        driver: Arc<dyn SandboxDriver>,
+    ) -> Result<Arc<Engine>, EngineError> {
         let paths = DataPaths::create(&config.data_dir).await?;
         let store = Store::open(&config.database_url).await?;
         let engine = Arc::new(Engine {

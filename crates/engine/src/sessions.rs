@@ -186,13 +186,20 @@ impl Engine {
     }
 
     /// The live session of a workspace, for showing on the workspace.
-    pub async fn live_session_of_workspace(&self, workspace: &WorkspaceId) -> Result<Option<Session>, EngineError> {
+    pub async fn live_session_of_workspace(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Option<Session>, EngineError> {
         Ok(self.store.live_session_of_workspace(workspace).await?)
     }
 
     /// Opens the caller's workspace: resumes its live session if there is one, else
     /// powers a sandbox on (after powering the oldest sessions off under `replace`).
-    pub async fn open(self: &Arc<Self>, caller: &User, workspace_id: &str) -> Result<OpenOutcome, EngineError> {
+    pub async fn open(
+        self: &Arc<Self>,
+        caller: &User,
+        workspace_id: &str,
+    ) -> Result<OpenOutcome, EngineError> {
         let started = Instant::now();
         if let Some(id) = WorkspaceId::parse(workspace_id) {
             self.hold_grace_for_reconnect(&caller.id, &id);
@@ -210,14 +217,22 @@ impl Engine {
         outcome
     }
 
-    async fn open_serialised(self: &Arc<Self>, caller: &User, workspace_id: &str) -> Result<OpenOutcome, EngineError> {
+    async fn open_serialised(
+        self: &Arc<Self>,
+        caller: &User,
+        workspace_id: &str,
+    ) -> Result<OpenOutcome, EngineError> {
         let user_lock = self.user_lock(&caller.id);
         let _one_open_per_user_at_a_time = user_lock.lock().await;
         let workspace = self.workspace(caller, workspace_id).await?;
         let users_live = self.store.live_sessions_of(&caller.id).await?;
         let summaries: Vec<LiveSessionSummary> = users_live
             .iter()
-            .map(|s| LiveSessionSummary { id: s.id.clone(), workspace_id: s.workspace_id.clone(), started_at: s.started_at })
+            .map(|s| LiveSessionSummary {
+                id: s.id.clone(),
+                workspace_id: s.workspace_id.clone(),
+                started_at: s.started_at,
+            })
             .collect();
         let decision = decide_open(
             &workspace.id,
@@ -238,9 +253,8 @@ impl Engine {
             }
             OpenDecision::Open { replace } => {
                 for id in &replace {
-                    self.close_session(id, EndReason::Replaced).await.map_err(|error| EngineError::ReplaceFailed {
-                        session_id: id.clone(),
-                        message: error.to_string(),
+                    self.close_session(id, EndReason::Replaced).await.map_err(|error| {
+                        EngineError::ReplaceFailed { session_id: id.clone(), message: error.to_string() }
                     })?;
                 }
                 let session = self.power_on(caller, &workspace).await?;
@@ -267,7 +281,11 @@ impl Engine {
         Ok(OpenOutcome::Resumed { session })
     }
 
-    async fn power_on(self: &Arc<Self>, caller: &User, workspace: &berth_core::Workspace) -> Result<Session, EngineError> {
+    async fn power_on(
+        self: &Arc<Self>,
+        caller: &User,
+        workspace: &berth_core::Workspace,
+    ) -> Result<Session, EngineError> {
         let session = Session {
             id: SessionId::generate(),
             workspace_id: workspace.id.clone(),
@@ -329,7 +347,8 @@ impl Engine {
         if let Some(command) = workspace.agent.clone().or_else(|| self.config.agent_command.clone()) {
             return command;
         }
-        let binary = std::env::current_exe().map(|path| path.to_string_lossy().into_owned()).unwrap_or("berth".into());
+        let binary =
+            std::env::current_exe().map(|path| path.to_string_lossy().into_owned()).unwrap_or("berth".into());
         format!("'{}' agent", binary.replace('\'', r"'\''"))
     }
 
@@ -401,7 +420,10 @@ impl Engine {
             metrics::counter!("berth_sandbox_failures_total", "operation" => "power_off").increment(1);
             metrics::counter!("berth_session_closes_total", "outcome" => "failed").increment(1);
             tracing::error!(session_id = %session.id, error = %error, "sandbox failed to power off");
-            return Err(EngineError::CloseFailed { session_id: session.id.clone(), message: error.to_string() });
+            return Err(EngineError::CloseFailed {
+                session_id: session.id.clone(),
+                message: error.to_string(),
+            });
         }
         self.store.end_session(&session.id, reason, Utc::now()).await?;
         self.release_slot(&session.id);
@@ -442,7 +464,11 @@ impl Engine {
         for (id, result) in futures::future::join_all(attempts).await {
             match result {
                 Ok(_) => closed.push(id),
-                Err(error) => failed.push(CloseFailure { session_id: id, code: error.code(), message: error.to_string() }),
+                Err(error) => failed.push(CloseFailure {
+                    session_id: id,
+                    code: error.code(),
+                    message: error.to_string(),
+                }),
             }
         }
         let outcome = CloseAllOutcome::from_counts(closed.len(), failed.len());
@@ -468,7 +494,9 @@ impl Engine {
             LeaveOutcome::End => self.end_locked(&session, EndReason::Left).await,
             LeaveOutcome::Disconnect { grace } => {
                 let expires = Utc::now() + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-                self.store.update_live_session(&session.id, SessionState::Disconnected, Some(expires)).await?;
+                self.store
+                    .update_live_session(&session.id, SessionState::Disconnected, Some(expires))
+                    .await?;
                 self.arm_grace_timer(&session.id, grace);
                 let session = self.load_session(&session.id).await?;
                 tracing::info!(session_id = %session.id, grace_s = grace.as_secs(), "left during a run; grace window open");

@@ -14,11 +14,13 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub extra: Map<String, Value>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), extra: Map::new() }
+        ApiError { status, code, message: message.into(), extra: Map::new(), retry_after_s: None }
     }
 
     pub fn with(mut self, key: &str, value: Value) -> ApiError {
@@ -61,6 +63,9 @@ impl IntoResponse for ApiError {
         body.insert("code".into(), Value::from(self.code));
         body.insert("message".into(), Value::from(self.message));
         let mut response = (self.status, Json(json!({ "error": body }))).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -70,6 +75,7 @@ impl IntoResponse for ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> ApiError {
+        let code = error.code();
         match error {
             EngineError::Invalid(input) => {
                 ApiError::new(StatusCode::BAD_REQUEST, input.field.error_code(), input.reason)
@@ -107,15 +113,46 @@ impl From<EngineError> for ApiError {
                 format!("only a workspace in error can be retried; this one is {state}"),
             )
             .with("state", Value::from(state.as_str())),
+            EngineError::SessionLimit { limit, ref active_sessions } => {
+                let sessions: Vec<_> = active_sessions.iter().map(crate::wire::SessionBody::from).collect();
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    code,
+                    format!("{error}: close a session first, or close all and retry"),
+                )
+                .with("limit", Value::from(limit))
+                .with("active_sessions", serde_json::to_value(sessions).unwrap_or(Value::Null))
+            }
+            EngineError::ControllersBusy { retry_after } => {
+                let seconds = retry_after.as_secs();
+                let mut busy = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code,
+                    "controllers are busy: every sandbox slot is taken",
+                )
+                .with("retry_after_s", Value::from(seconds));
+                busy.retry_after_s = Some(seconds);
+                busy
+            }
+            EngineError::ReplaceFailed { ref session_id, .. }
+            | EngineError::CloseFailed { ref session_id, .. } => {
+                let session_id = session_id.to_string();
+                ApiError::new(StatusCode::BAD_GATEWAY, code, error.to_string())
+                    .with("session_id", Value::from(session_id))
+            }
+            EngineError::SandboxFailed { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, code, error.to_string())
+            }
             error @ EngineError::Git { .. } => {
                 let mut failure = ApiError::internal("git failed", &error);
                 failure.code = "git_failed";
                 failure.message = "git could not read this workspace; the server log says why".into();
                 failure
             }
-            error @ (EngineError::Io { .. } | EngineError::Store { .. }) => {
-                ApiError::internal("engine failed", &error)
-            }
+            error @ (EngineError::Io { .. }
+            | EngineError::Store { .. }
+            | EngineError::Sandbox { .. }
+            | EngineError::Unsupported { .. }) => ApiError::internal("engine failed", &error),
         }
     }
 }

@@ -4,8 +4,10 @@
 
 mod error;
 mod extract;
+mod metrics;
 mod openapi;
 mod ops;
+mod sessions;
 mod users;
 pub mod wire;
 mod workspaces;
@@ -30,11 +32,14 @@ pub struct AppState {
 
 /// The whole HTTP surface of berth.
 pub fn router(engine: Arc<Engine>) -> Router {
+    metrics::install();
     let state = AppState { engine };
     Router::new()
         .merge(ops::router())
         .merge(users::router())
         .merge(workspaces::router())
+        .merge(sessions::router())
+        .merge(metrics::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))

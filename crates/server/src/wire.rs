@@ -2,7 +2,7 @@
 //! Requests refuse unknown fields; responses are built from the domain types here and
 //! nowhere else.
 
-use berth_core::{Role, User, Workspace};
+use berth_core::{Role, Session, User, Workspace};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -55,13 +55,12 @@ pub struct WorkspaceBody {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_opened_at: Option<DateTime<Utc>>,
-    /// The live session, once sessions exist.
-    #[schema(value_type = Option<Object>)]
-    pub active_session: Option<serde_json::Value>,
+    /// The workspace's live session, if it has one.
+    pub active_session: Option<SessionBody>,
 }
 
-impl From<&Workspace> for WorkspaceBody {
-    fn from(workspace: &Workspace) -> WorkspaceBody {
+impl WorkspaceBody {
+    pub fn new(workspace: &Workspace, live_session: Option<&Session>) -> WorkspaceBody {
         WorkspaceBody {
             id: workspace.id.to_string(),
             name: workspace.name.clone(),
@@ -73,7 +72,7 @@ impl From<&Workspace> for WorkspaceBody {
             error: workspace.error.clone(),
             created_at: workspace.created_at,
             last_opened_at: workspace.last_opened_at,
-            active_session: None,
+            active_session: live_session.map(SessionBody::from),
         }
     }
 }
@@ -146,4 +145,96 @@ pub struct ErrorBody {
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionBody {
+    pub id: String,
+    pub workspace_id: String,
+    pub user_id: String,
+    /// `starting`, `active`, `disconnected` or `ended`.
+    pub state: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `closed`, `closed_all`, `replaced`, `left`, `grace_expired`, `deleted`, `failed`,
+    /// `server_restart` or `admin`.
+    pub end_reason: Option<String>,
+    pub grace_expires_at: Option<DateTime<Utc>>,
+    pub agent_running: bool,
+    /// The terminal command that continues this session.
+    pub resume_command: String,
+}
+
+impl From<&Session> for SessionBody {
+    fn from(session: &Session) -> SessionBody {
+        SessionBody {
+            id: session.id.to_string(),
+            workspace_id: session.workspace_id.to_string(),
+            user_id: session.user_id.to_string(),
+            state: session.state.as_str().to_owned(),
+            started_at: session.started_at,
+            ended_at: session.ended_at,
+            end_reason: session.end_reason.map(|reason| reason.as_str().to_owned()),
+            grace_expires_at: session.grace_expires_at,
+            agent_running: session.agent_running,
+            resume_command: session.resume_command(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionBody>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionListQuery {
+    /// Only `live` (the default): sessions that have not ended.
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+/// The answer to opening a workspace.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenBody {
+    pub session: SessionBody,
+    /// True when a live session existed and was attached to instead of starting one.
+    pub resumed: bool,
+    /// Sessions powered off to make room (policy `replace`).
+    pub replaced: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CloseBody {
+    /// Always `workspace_closed`.
+    pub outcome: String,
+    pub session: SessionBody,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseAllRequest {
+    /// A workspace whose launch was blocked: opened again after the cleanup.
+    #[serde(default)]
+    pub retry_open: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CloseFailureBody {
+    pub session_id: String,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CloseAllBody {
+    /// `active_workspaces_closed`, `cleanup_partially_complete` or `nothing_to_close`.
+    pub outcome: String,
+    pub closed: Vec<String>,
+    pub failed: Vec<CloseFailureBody>,
+    /// The relaunch asked for with `retry_open`: an open answer or `{"error": {...}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub retried_open: Option<serde_json::Value>,
 }

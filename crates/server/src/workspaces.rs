@@ -36,7 +36,7 @@ pub async fn create_workspace(
     let request =
         NewWorkspace { repo: request.repo, branch: request.branch, name: request.name, agent: request.agent };
     let workspace = state.engine.create_workspace(&caller, request).await?;
-    Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::from(&workspace))))
+    Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::new(&workspace, None))))
 }
 
 /// The caller's workspaces, oldest first.
@@ -47,7 +47,11 @@ pub async fn list_workspaces(
     Caller(caller): Caller,
 ) -> Result<Json<WorkspaceList>, ApiError> {
     let workspaces = state.engine.workspaces(&caller).await?;
-    Ok(Json(WorkspaceList { workspaces: workspaces.iter().map(WorkspaceBody::from).collect() }))
+    let live = state.engine.live_sessions(&caller).await?;
+    let body = |workspace: &berth_core::Workspace| {
+        WorkspaceBody::new(workspace, live.iter().find(|session| session.workspace_id == workspace.id))
+    };
+    Ok(Json(WorkspaceList { workspaces: workspaces.iter().map(body).collect() }))
 }
 
 /// One of the caller's workspaces.
@@ -59,7 +63,9 @@ pub async fn show_workspace(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WorkspaceBody>, ApiError> {
-    Ok(Json(WorkspaceBody::from(&state.engine.workspace(&caller, &id).await?)))
+    let workspace = state.engine.workspace(&caller, &id).await?;
+    let live = state.engine.live_session_of_workspace(&workspace.id).await?;
+    Ok(Json(WorkspaceBody::new(&workspace, live.as_ref())))
 }
 
 /// The initialisation log (everything git printed while cloning), as plain text.
@@ -115,5 +121,5 @@ pub async fn retry_workspace(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<WorkspaceBody>), ApiError> {
     let workspace = state.engine.retry_workspace(&caller, &id).await?;
-    Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::from(&workspace))))
+    Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::new(&workspace, None))))
 }
