@@ -111,9 +111,11 @@ impl Engine {
         let _ = self.workspace_changes.send(id.clone());
     }
 
-    /// Stops background work and waits for it, then closes the store. Work stopped here
-    /// is resumed by the next [`Engine::start`].
+    /// Ends every live session (powering its sandbox off), stops background work and
+    /// waits for it, then closes the store. Clones stopped here are resumed by the next
+    /// [`Engine::start`].
     pub async fn shutdown(&self) {
+        self.close_every_session().await;
         self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;

@@ -371,11 +371,19 @@ impl Engine {
                 let _ = stderr.read_to_end(&mut tail).await;
                 String::from_utf8_lossy(&tail[tail.len().saturating_sub(2048)..]).into_owned()
             };
-            let ((), stderr_tail, exit) = tokio::join!(drain_stdout, keep_stderr_tail, async {
-                exited.wait_for(Option::is_some).await.ok().and_then(|exit| *exit)
-            });
-            let exit = exit.map_or_else(|| "ended".to_owned(), |exit| exit.to_string());
-            engine.on_sandbox_ended(&id, &exit, &stderr_tail).await;
+            let ended = async {
+                tokio::join!(drain_stdout, keep_stderr_tail, async {
+                    exited.wait_for(Option::is_some).await.ok().and_then(|exit| *exit)
+                })
+            };
+            tokio::select! {
+                ((), stderr_tail, exit) = ended => {
+                    let exit = exit.map_or_else(|| "ended".to_owned(), |exit| exit.to_string());
+                    engine.on_sandbox_ended(&id, &exit, &stderr_tail).await;
+                }
+                // Shutdown powers sandboxes off itself; nothing to watch any more.
+                () = engine.shutdown.cancelled() => {}
+            }
         });
     }
 
@@ -510,8 +518,10 @@ impl Engine {
         let engine = Arc::clone(self);
         let session_id = id.clone();
         let timer = self.tasks.spawn(async move {
-            tokio::time::sleep(grace).await;
-            engine.expire_grace(&session_id).await;
+            tokio::select! {
+                () = tokio::time::sleep(grace) => engine.expire_grace(&session_id).await,
+                () = engine.shutdown.cancelled() => {}
+            }
         });
         match self.registry().live.get_mut(id) {
             Some(runtime) => {
@@ -544,6 +554,24 @@ impl Engine {
             self.publish_session(&self.load_session(id).await?);
         }
         Ok(())
+    }
+
+    /// At shutdown: every live session ends (`server_restart`) with its sandbox powered
+    /// off, in parallel, so a clean stop leaves no agent running.
+    pub(crate) async fn close_every_session(&self) {
+        let sessions = match self.store.live_sessions().await {
+            Ok(sessions) => sessions,
+            Err(error) => {
+                tracing::error!(error = %error, "cannot list the sessions to close at shutdown");
+                return;
+            }
+        };
+        let closes = sessions.iter().map(|session| self.close_session(&session.id, EndReason::ServerRestart));
+        for (session, result) in sessions.iter().zip(futures::future::join_all(closes).await) {
+            if let Err(error) = result {
+                tracing::error!(session_id = %session.id, error = %error, "cannot close a session at shutdown");
+            }
+        }
     }
 
     /// At start: every session the previous run left live ends (`server_restart`) with

@@ -159,12 +159,13 @@ pub async fn admin_close_all(
     Ok(Json(close_all_body(report)))
 }
 
-/// Close-all takes an optional JSON body: nothing at all is the same as `{}`.
+/// Close-all takes an optional JSON body: nothing at all, or `null`, is the same as `{}`.
 fn parse_optional_body(body: &Bytes) -> Result<CloseAllRequest, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(CloseAllRequest::default());
     }
-    serde_json::from_slice(body)
+    serde_json::from_slice::<Option<CloseAllRequest>>(body)
+        .map(Option::unwrap_or_default)
         .map_err(|error| ApiError::invalid_request(format!("the request body is not valid: {error}")))
 }
 

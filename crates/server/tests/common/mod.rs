@@ -4,15 +4,63 @@
 #![allow(clippy::unwrap_used)] // a test helper that cannot unwrap is a failed test
 
 use berth_engine::{Config, Engine};
+use berth_sandbox::{DEFAULT_STOP_TIMEOUT, FaultyDriver, LocalDriver, SandboxDriver};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const ADMIN_TOKEN: &str = "berth_test_admin_token_0123456789";
 
+/// A stand-in agent until the agent protocol arrives: a real process that writes its pid
+/// where berth keeps its own files (never part of git status) and waits on its input.
+pub const PID_WRITING_AGENT: &str = "mkdir -p .berth && echo $$ > .berth/agent.pid && exec cat";
+
+fn test_config(data: &Path) -> Config {
+    let mut config = Config::for_data_dir(data);
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    config.agent_command = Some(PID_WRITING_AGENT.into());
+    config
+}
+
+/// The pid the stand-in agent of a workspace wrote, once it has.
+pub async fn agent_pid(checkout: &Path) -> i32 {
+    let pid_file = checkout.join(".berth/agent.pid");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|text| text.trim().parse().ok()) {
+            return pid;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no agent pid in {}", pid_file.display());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether a process runs (it exists and is not a zombie).
+pub fn process_runs(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Waits (bounded) until a process has gone; power off returns once the agent has
+/// exited, so this only covers the kernel's reaping.
+pub async fn process_gone(pid: i32) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while process_runs(pid) {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
 pub struct TestServer {
     pub url: String,
     pub data: tempfile::TempDir,
+    pub engine: Arc<Engine>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     http: reqwest::Client,
@@ -20,22 +68,52 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        let data = tempfile::tempdir().unwrap();
-        TestServer::start_in(data).await
+        TestServer::start_with(|_| {}).await
     }
 
-    async fn start_in(data: tempfile::TempDir) -> TestServer {
-        let mut config = Config::for_data_dir(data.path());
-        config.admin_token = Some(ADMIN_TOKEN.into());
+    /// A server whose configuration `adjust` changes from the test defaults.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = test_config(data.path());
+        adjust(&mut config);
+        TestServer::start_in(data, config, None).await
+    }
+
+    /// A server whose sandboxes go through a fault injector around the real local driver.
+    pub async fn start_faulty(adjust: impl FnOnce(&mut Config)) -> (TestServer, Arc<FaultyDriver>) {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = test_config(data.path());
+        adjust(&mut config);
+        let real = LocalDriver::new(&data.path().join("sandboxes"), DEFAULT_STOP_TIMEOUT).unwrap();
+        let faulty = Arc::new(FaultyDriver::new(Arc::new(real)));
+        let server = TestServer::start_in(data, config, Some(faulty.clone() as Arc<dyn SandboxDriver>)).await;
+        (server, faulty)
+    }
+
+    async fn start_in(
+        data: tempfile::TempDir,
+        config: Config,
+        driver: Option<Arc<dyn SandboxDriver>>,
+    ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let engine = Engine::start(config).await.unwrap();
+        let engine = match driver {
+            Some(driver) => Engine::start_with_driver(config, driver).await.unwrap(),
+            None => Engine::start(config).await.unwrap(),
+        };
         engine.ensure_admin().await.unwrap();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(berth_server::run(listener, engine, async {
+        let served = tokio::spawn(berth_server::run(listener, Arc::clone(&engine), async {
             let _ = stop.await;
         }));
-        TestServer { url, data, shutdown: Some(shutdown), served: Some(served), http: reqwest::Client::new() }
+        TestServer {
+            url,
+            data,
+            engine,
+            shutdown: Some(shutdown),
+            served: Some(served),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn stop(mut self) -> tempfile::TempDir {
@@ -46,7 +124,8 @@ impl TestServer {
 
     pub async fn restart(self) -> TestServer {
         let data = self.stop().await;
-        TestServer::start_in(data).await
+        let config = test_config(data.path());
+        TestServer::start_in(data, config, None).await
     }
 
     pub fn admin(&self) -> Api {
@@ -66,6 +145,10 @@ impl TestServer {
         let (status, body) = self.admin().post("/api/users", serde_json::json!({ "name": name })).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         self.as_user(body["token"].as_str().unwrap())
+    }
+
+    pub fn checkout(&self, workspace_id: &str) -> PathBuf {
+        self.data.path().join("workspaces").join(workspace_id)
     }
 
     /// Everything under the data directory's `workspaces/`.
@@ -107,6 +190,24 @@ impl Api {
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.send(self.request(Method::POST, path).json(&body)).await
+    }
+
+    /// Opens a workspace and returns the answer's status and body.
+    pub async fn open(&self, workspace_id: &str) -> (StatusCode, Value) {
+        self.post(&format!("/api/workspaces/{workspace_id}/open"), Value::Null).await
+    }
+
+    pub async fn session(&self, session_id: &str) -> Value {
+        let (status, session) = self.get(&format!("/api/sessions/{session_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{session}");
+        session
+    }
+
+    /// Creates and waits for a ready workspace of `repo`, returning its id.
+    pub async fn ready_workspace(&self, repo: &str, name: &str) -> String {
+        let workspace = self.create_settled(serde_json::json!({ "repo": repo, "name": name })).await;
+        assert_eq!(workspace["state"], "ready", "{workspace}");
+        workspace["id"].as_str().unwrap().to_owned()
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
