@@ -38,6 +38,7 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr().context("the listener has no address")?;
     let engine = Engine::start(config).await.context("cannot start berth")?;
+    let shutdown = shutdown_signal()?;
     let base_url = base_url(address);
     match engine.ensure_admin().await? {
         Some((admin, token)) => {
@@ -47,7 +48,7 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
         None => println!("Log in with your token, or make one with `berth user add NAME`."),
     }
     println!("berth listening on {base_url}");
-    berth_server::run(listener, engine, shutdown_signal()).await.context("the server failed")?;
+    berth_server::run(listener, engine, shutdown).await.context("the server failed")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -61,24 +62,18 @@ fn base_url(address: SocketAddr) -> String {
     format!("http://{host}:{}", address.port())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+/// Installs the handlers for Ctrl-C and SIGTERM now (so a signal that arrives as soon as
+/// the server says it listens is handled) and returns a future that completes on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for SIGINT")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }

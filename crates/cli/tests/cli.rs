@@ -12,6 +12,8 @@ const ADMIN_TOKEN: &str = "berth_cli_test_admin_token_0123";
 struct Served {
     child: Child,
     url: String,
+    /// What `berth serve` printed before it listened.
+    printed: Vec<String>,
 }
 
 impl Drop for Served {
@@ -33,8 +35,13 @@ fn berth(data: &Path) -> Command {
 }
 
 fn serve(data: &Path) -> Served {
+    serve_with(data, &[])
+}
+
+fn serve_with(data: &Path, env: &[(&str, &str)]) -> Served {
     let mut child = berth(data)
         .arg("serve")
+        .envs(env.iter().copied())
         .env("BERTH_LISTEN", "127.0.0.1:0")
         .env("BERTH_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::piped())
@@ -46,12 +53,8 @@ fn serve(data: &Path) -> Served {
     for line in stdout.lines() {
         let line = line.unwrap();
         if let Some(url) = line.strip_prefix("berth listening on ") {
-            assert!(
-                printed.iter().any(|l: &String| l.contains("/login?token=")),
-                "no login URL printed before: {printed:?}"
-            );
             // Dropping `Served` kills and waits for the server.
-            return Served { child, url: url.to_owned() };
+            return Served { child, url: url.to_owned(), printed };
         }
         printed.push(line);
     }
@@ -152,4 +155,99 @@ fn a_bad_configuration_is_refused_with_the_key_named() {
     let output = berth(data.path()).arg("serve").env("BERTH_ON_USER_LIMIT", "evict").output().unwrap();
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("limits.on_user_limit"), "{}", text(&output.stderr));
+}
+
+/// An agent that ignores its input, starts a child of its own, and notes what it sees.
+const STUBBORN_AGENT: &str = "mkdir -p .berth; env > .berth/env.txt; sleep 600 & echo $! > .berth/child.pid; echo $$ > .berth/agent.pid; wait";
+
+fn pid_in(dir: &Path, name: &str) -> i32 {
+    let path = dir.join(".berth").join(name);
+    for _ in 0..2000 {
+        if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()) {
+            return pid;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("no pid in {}", path.display());
+}
+
+fn process_runs(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn eventually_gone(pid: i32) -> bool {
+    for _ in 0..2000 {
+        if !process_runs(pid) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn kill_9_then_restart_leaves_no_orphan_and_ends_the_session() {
+    let data = tempfile::tempdir().unwrap();
+    let source = SourceRepo::new();
+    let agent = [("BERTH_AGENT", STUBBORN_AGENT)];
+    let mut served = serve_with(data.path(), &agent);
+    let created =
+        client(data.path(), &served, ADMIN_TOKEN, &["workspace", "create", &source.url(), "--name", "demo"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let opened = client(data.path(), &served, ADMIN_TOKEN, &["open", "demo"]);
+    assert!(opened.status.success(), "{}", text(&opened.stderr));
+    let stdout = text(&opened.stdout);
+    assert!(stdout.contains("berth attach s_"), "{stdout}");
+    let checkout = std::fs::read_dir(data.path().join("workspaces")).unwrap().next().unwrap().unwrap().path();
+    let (agent_pid, child_pid) = (pid_in(&checkout, "agent.pid"), pid_in(&checkout, "child.pid"));
+    let env = std::fs::read_to_string(checkout.join(".berth/env.txt")).unwrap();
+    assert!(!env.contains(ADMIN_TOKEN), "the agent must not see berth's admin token");
+
+    let killed = Command::new("kill").arg("-KILL").arg(served.child.id().to_string()).status().unwrap();
+    assert!(killed.success());
+    served.child.wait().unwrap();
+    assert!(process_runs(agent_pid) && process_runs(child_pid), "kill -9 leaves the sandbox running");
+
+    let served = serve_with(data.path(), &agent);
+    assert!(eventually_gone(agent_pid) && eventually_gone(child_pid), "the restart left an orphan");
+    let sessions = client(data.path(), &served, ADMIN_TOKEN, &["sessions"]);
+    assert!(text(&sessions.stdout).contains("No live sessions"), "{}", text(&sessions.stdout));
+    let reopened = client(data.path(), &served, ADMIN_TOKEN, &["open", "demo"]);
+    assert!(reopened.status.success(), "{}", text(&reopened.stderr));
+}
+
+#[test]
+fn session_commands_print_the_outcome_words() {
+    let data = tempfile::tempdir().unwrap();
+    let source = SourceRepo::new();
+    let served = serve_with(data.path(), &[("BERTH_AGENT", "exec cat"), ("BERTH_SESSIONS_PER_USER", "2")]);
+    for name in ["one", "two"] {
+        let created = client(
+            data.path(),
+            &served,
+            ADMIN_TOKEN,
+            &["workspace", "create", &source.url(), "--name", name],
+        );
+        assert!(created.status.success(), "{}", text(&created.stderr));
+    }
+    let opened = client(data.path(), &served, ADMIN_TOKEN, &["open", "one"]);
+    let session =
+        text(&opened.stdout).split_whitespace().find(|word| word.starts_with("s_")).unwrap().to_owned();
+    let resumed = client(data.path(), &served, ADMIN_TOKEN, &["open", "one"]);
+    assert!(text(&resumed.stdout).contains("Session resumed"), "{}", text(&resumed.stdout));
+    let listed = client(data.path(), &served, ADMIN_TOKEN, &["sessions"]);
+    assert!(text(&listed.stdout).contains(&session));
+
+    let closed = client(data.path(), &served, ADMIN_TOKEN, &["close", &session]);
+    assert!(text(&closed.stdout).contains("Workspace closed"), "{}", text(&closed.stdout));
+
+    client(data.path(), &served, ADMIN_TOKEN, &["open", "one"]);
+    client(data.path(), &served, ADMIN_TOKEN, &["open", "two"]);
+    let all = client(data.path(), &served, ADMIN_TOKEN, &["close-all"]);
+    assert!(text(&all.stdout).contains("Active workspaces closed (2)"), "{}", text(&all.stdout));
+    let nothing = client(data.path(), &served, ADMIN_TOKEN, &["close-all", "--retry-open", "two"]);
+    let stdout = text(&nothing.stdout);
+    assert!(stdout.contains("No active workspaces to close") && stdout.contains("Opened"), "{stdout}");
 }

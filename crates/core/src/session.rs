@@ -329,7 +329,7 @@ mod tests {
         let decision = decide_open(
             &existing.workspace_id,
             WorkspaceState::Active,
-            &[existing.clone()],
+            std::slice::from_ref(&existing),
             64,
             &Limits::default(),
         );
@@ -396,7 +396,7 @@ mod tests {
         );
         let mine = live(1);
         assert_eq!(
-            decide_open(&target, WorkspaceState::Ready, &[mine.clone()], 4, &full),
+            decide_open(&target, WorkspaceState::Ready, std::slice::from_ref(&mine), 4, &full),
             OpenDecision::Open { replace: vec![mine.id] }
         );
     }

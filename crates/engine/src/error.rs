@@ -16,7 +16,7 @@ pub enum EngineError {
     #[error("the name '{name}' is already taken")]
     NameTaken { name: String },
     #[error("workspace {id} has unsaved work")]
-    UnsavedWork { id: WorkspaceId, status: Option<berth_git::GitStatus>, reason: String },
+    UnsavedWork { id: WorkspaceId, status: Option<Box<berth_git::GitStatus>>, reason: String },
     #[error("workspace {id} is {state}")]
     WrongState { id: WorkspaceId, state: WorkspaceState },
     #[error("workspace {id} is {state}; only a workspace in error can be retried")]

@@ -152,7 +152,7 @@ impl Engine {
                             status.uncommitted.len(),
                             status.unpushed_commits
                         ),
-                        status: Some(status),
+                        status: Some(Box::new(status)),
                     });
                 }
                 Err(error) => {

@@ -99,7 +99,8 @@ impl From<EngineError> for ApiError {
             )
             .with(
                 "git",
-                serde_json::to_value(status.map(crate::wire::GitStatusBody::from)).unwrap_or(Value::Null),
+                serde_json::to_value(status.map(|status| crate::wire::GitStatusBody::from(*status)))
+                    .unwrap_or(Value::Null),
             ),
             EngineError::WrongState { state, .. } => ApiError::new(
                 StatusCode::CONFLICT,

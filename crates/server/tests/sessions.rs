@@ -95,7 +95,7 @@ async fn reject_refuses_with_the_blocking_sessions_and_close_all_retries_the_lau
     assert_eq!(refused["error"]["limit"], 1);
     let blocking: Vec<_> =
         refused["error"]["active_sessions"].as_array().unwrap().iter().map(id_of).collect();
-    assert_eq!(blocking, [blocker.clone()]);
+    assert_eq!(blocking, std::slice::from_ref(&blocker));
     assert_eq!(alice.session(&blocker).await["state"], "active", "reject leaves the blocker alone");
 
     let (status, report) = alice.post("/api/sessions/close-all", json!({ "retry_open": second })).await;
@@ -294,9 +294,7 @@ async fn users_never_reach_each_others_sessions_and_admins_reach_all() {
     let session = id_of(&alice.open(&demo).await.1["session"]);
 
     assert_eq!(bob.open(&demo).await.0, StatusCode::NOT_FOUND);
-    for path in [format!("/api/sessions/{session}")] {
-        assert_eq!(bob.get(&path).await.0, StatusCode::NOT_FOUND);
-    }
+    assert_eq!(bob.get(&format!("/api/sessions/{session}")).await.0, StatusCode::NOT_FOUND);
     for path in [format!("/api/sessions/{session}/close"), format!("/api/sessions/{session}/leave")] {
         let (status, body) = bob.post(&path, Value::Null).await;
         assert_eq!(
@@ -313,7 +311,7 @@ async fn users_never_reach_each_others_sessions_and_admins_reach_all() {
     let (_, everything) = admin.get("/api/admin/sessions").await;
     assert_eq!(
         everything["sessions"].as_array().unwrap().iter().map(id_of).collect::<Vec<_>>(),
-        [session.clone()]
+        std::slice::from_ref(&session)
     );
     let (_, report) = admin.post("/api/admin/sessions/close-all", Value::Null).await;
     assert_eq!(

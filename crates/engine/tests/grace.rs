@@ -1,0 +1,137 @@
+//! The reconnect grace window on tokio's paused clock: leaving during a run keeps the
+//! agent going; a reconnect within the window restores the session; expiry ends it and
+//! powers the sandbox off — without waiting in real time.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
+use berth_core::{EndReason, Role, Session, SessionState, User, WorkspaceState};
+use berth_engine::{Config, Engine, NewWorkspace, OpenOutcome};
+use berth_testkit::SourceRepo;
+use std::sync::Arc;
+use std::time::Duration;
+
+const GRACE: Duration = Duration::from_secs(300);
+const AGENT: &str = "mkdir -p .berth && echo $$ > .berth/agent.pid && exec cat";
+
+struct Harness {
+    _data: tempfile::TempDir,
+    _source: SourceRepo,
+    engine: Arc<Engine>,
+    alice: User,
+    session: Session,
+    agent_pid: i32,
+}
+
+/// Pauses tokio's clock so that it moves only when the test advances it. A paused clock
+/// also jumps ahead by itself whenever the runtime is idle; here the runtime idles while
+/// SQLite's worker thread answers, and the jump would fire the pool's acquire timeout.
+/// A task that always has work keeps the runtime from idling, so no jump happens.
+fn pause_clock() -> tokio::task::JoinHandle<()> {
+    tokio::time::pause();
+    tokio::spawn(async {
+        loop {
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+fn process_runs(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// An engine with one open session whose agent is working, on the real clock.
+async fn working_session() -> Harness {
+    let data = tempfile::tempdir().unwrap();
+    let source = SourceRepo::new();
+    let mut config = Config::for_data_dir(data.path());
+    config.agent_command = Some(AGENT.into());
+    config.reconnect_grace = GRACE;
+    let engine = Engine::start(config).await.unwrap();
+    let (alice, _) = engine.create_user("alice", Role::Member).await.unwrap();
+    let mut changes = engine.subscribe_workspace_changes();
+    let request = NewWorkspace { repo: source.url(), ..NewWorkspace::default() };
+    let workspace = engine.create_workspace(&alice, request).await.unwrap();
+    while engine.workspace(&alice, workspace.id.as_str()).await.unwrap().state == WorkspaceState::Initialising
+    {
+        changes.recv().await.unwrap();
+    }
+    let OpenOutcome::Opened { session, .. } = engine.open(&alice, workspace.id.as_str()).await.unwrap()
+    else {
+        panic!("a new session");
+    };
+    let pid_file = engine.paths().workspace(&workspace.id).join(".berth/agent.pid");
+    let agent_pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse().ok()) {
+            break pid;
+        }
+        tokio::task::yield_now().await;
+    };
+    engine.set_agent_running(&session.id, true).await.unwrap();
+    Harness { _data: data, _source: source, engine, alice, session, agent_pid }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_session_ends_when_the_grace_window_expires() {
+    let harness = working_session().await;
+    let mut changes = harness.engine.subscribe_session_changes();
+    let _busy = pause_clock();
+    let left_at = tokio::time::Instant::now();
+
+    let left = harness.engine.leave(&harness.alice, harness.session.id.as_str()).await.unwrap();
+    assert_eq!(left.state, SessionState::Disconnected);
+    let expires = left.grace_expires_at.expect("a grace deadline");
+    assert!(expires > left.started_at + chrono::Duration::seconds(299));
+    assert!(process_runs(harness.agent_pid), "the agent keeps running during the grace window");
+
+    tokio::time::advance(GRACE - Duration::from_secs(1)).await;
+    let still = harness.engine.session(&harness.alice, harness.session.id.as_str()).await.unwrap();
+    assert_eq!(still.state, SessionState::Disconnected, "a second before the deadline");
+    // Timers fire on millisecond ticks, rounded up: one tick past the deadline.
+    tokio::time::advance(Duration::from_secs(1) + Duration::from_millis(1)).await;
+    let ended = loop {
+        let changed = changes.recv().await.unwrap();
+        if changed.id == harness.session.id && changed.state == SessionState::Ended {
+            break changed;
+        }
+    };
+    assert!(left_at.elapsed() >= GRACE, "ended after {:?}, before the window closed", left_at.elapsed());
+    assert_eq!(ended.end_reason, Some(EndReason::GraceExpired));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while process_runs(harness.agent_pid) {
+        assert!(std::time::Instant::now() < deadline, "the sandbox was powered off");
+        tokio::task::yield_now().await;
+    }
+    let workspace =
+        harness.engine.workspace(&harness.alice, harness.session.workspace_id.as_str()).await.unwrap();
+    assert_eq!(workspace.state, WorkspaceState::Idle);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_reconnect_within_the_window_restores_the_session() {
+    let harness = working_session().await;
+    let _busy = pause_clock();
+    let left = harness.engine.leave(&harness.alice, harness.session.id.as_str()).await.unwrap();
+    assert_eq!(left.state, SessionState::Disconnected);
+    tokio::time::advance(GRACE / 2).await;
+
+    let resumed = harness.engine.open(&harness.alice, harness.session.workspace_id.as_str()).await.unwrap();
+    let OpenOutcome::Resumed { session } = resumed else { panic!("the live session is resumed") };
+    assert_eq!(session.id, harness.session.id);
+    assert_eq!((session.state, session.grace_expires_at), (SessionState::Active, None));
+
+    // Well past the old deadline, the session is still there.
+    tokio::time::advance(GRACE * 2).await;
+    let later = harness.engine.session(&harness.alice, harness.session.id.as_str()).await.unwrap();
+    assert_eq!(later.state, SessionState::Active);
+    assert!(process_runs(harness.agent_pid));
+}
+
+#[tokio::test]
+async fn leaving_without_a_run_ends_at_once() {
+    let harness = working_session().await;
+    harness.engine.set_agent_running(&harness.session.id, false).await.unwrap();
+    let left = harness.engine.leave(&harness.alice, harness.session.id.as_str()).await.unwrap();
+    assert_eq!((left.state, left.end_reason), (SessionState::Ended, Some(EndReason::Left)));
+    assert_eq!(harness.engine.running_sandbox_count(), 0);
+}
