@@ -75,6 +75,7 @@ fn serve_then_create_list_show_and_delete_a_workspace() {
     let data = tempfile::tempdir().unwrap();
     let source = SourceRepo::new();
     let served = serve(data.path());
+    assert!(served.printed.iter().any(|line| line.contains("/login?token=")), "{:?}", served.printed);
 
     let created =
         client(data.path(), &served, ADMIN_TOKEN, &["workspace", "create", &source.url(), "--name", "demo"]);
