@@ -2,6 +2,7 @@
 //! talk to a running server through its HTTP API.
 
 mod agent;
+mod bench;
 mod client;
 mod serve;
 mod sessions;
@@ -79,6 +80,8 @@ enum Command {
     },
     /// The built-in agent, run inside a sandbox (speaks to berth over stdin/stdout).
     Agent,
+    /// Measures berth's figures on this machine against the targets of the design.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
                 sessions::close_all(&server, retry_open.as_deref(), all).await
             }
             Command::Agent => agent::run().await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match outcome {

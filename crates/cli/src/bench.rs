@@ -1,0 +1,216 @@
+//! `berth bench`: starts its own server on a temporary data directory and measures the
+//! figures of DESIGN.md §3 that exist so far, over real HTTP with the built-in agent,
+//! printing each against its target (and `--json` for scripts).
+
+use anyhow::{Context, bail};
+use berth_engine::{Config, Engine};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Open/close rounds for the latency figures.
+    #[arg(long, default_value_t = 200)]
+    rounds: usize,
+    /// Prints the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Figure {
+    name: &'static str,
+    unit: &'static str,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    target: &'static str,
+    /// Whether p50 meets the target (for a total, the single value).
+    meets_target: bool,
+}
+
+const BENCH_TOKEN: &str = "berth_bench_admin_token_0000000000";
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let data = tempfile_dir()?;
+    let repo = make_repository(&data.join("source"))?;
+    let mut config = Config::for_data_dir(&data.join("berth"));
+    config.admin_token = Some(BENCH_TOKEN.into());
+    config.limits.sessions_per_user = 1000;
+    config.limits.running_sandboxes = 1000;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let engine = Engine::start(config).await?;
+    engine.ensure_admin().await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(berth_server::run(listener, engine, async {
+        let _ = stopped.await;
+    }));
+    let api = Api { http: reqwest::Client::new(), base };
+
+    let figures = measure(&api, &repo, args.rounds).await;
+    let _ = stop.send(());
+    server.await??;
+    let _ = std::fs::remove_dir_all(&data);
+    let figures = figures?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({ "figures": figures }))?);
+    } else {
+        print_table(&figures);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn measure(api: &Api, repo: &str, rounds: usize) -> anyhow::Result<Vec<Figure>> {
+    let first = api.ready_workspace(repo, "bench-0").await?;
+    // Warm up: the first spawn of the binary pays for page-cache misses.
+    for _ in 0..5 {
+        let session = api.open(&first).await?;
+        api.close(&session).await?;
+    }
+    let (mut opens, mut closes) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let session = api.open(&first).await?;
+        opens.push(started.elapsed());
+        let started = Instant::now();
+        api.close(&session).await?;
+        closes.push(started.elapsed());
+    }
+    let mut figures = vec![
+        latency("open idle workspace → agent running (isolation none)", &mut opens, "p50 ≤ 8 ms", 8.0),
+        latency("close one session", &mut closes, "p50 ≤ 6 ms", 6.0),
+    ];
+    let mut workspaces = vec![first];
+    for n in 1..100 {
+        workspaces.push(api.ready_workspace(repo, &format!("bench-{n}")).await?);
+    }
+    for (count, target, limit_ms) in [(10, "—", f64::INFINITY), (100, "≤ 150 ms total", 150.0)] {
+        let mut totals = Vec::new();
+        for _ in 0..5 {
+            for workspace in &workspaces[..count] {
+                api.open(workspace).await?;
+            }
+            let started = Instant::now();
+            let report = api.post("/api/sessions/close-all", Value::Null).await?;
+            totals.push(started.elapsed());
+            if report["closed"].as_array().map(Vec::len) != Some(count) {
+                bail!("close-all closed {} of {count}", report["closed"]);
+            }
+        }
+        let name = if count == 10 { "close-all of 10 sessions" } else { "close-all of 100 sessions" };
+        figures.push(latency(name, &mut totals, target, limit_ms));
+    }
+    Ok(figures)
+}
+
+fn latency(name: &'static str, samples: &mut [Duration], target: &'static str, p50_limit_ms: f64) -> Figure {
+    samples.sort();
+    let at = |quantile: f64| {
+        let index = ((samples.len() as f64 - 1.0) * quantile).round() as usize;
+        samples.get(index).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    let p50 = at(0.50);
+    Figure { name, unit: "ms", p50, p95: at(0.95), p99: at(0.99), target, meets_target: p50 <= p50_limit_ms }
+}
+
+fn print_table(figures: &[Figure]) {
+    println!("{:<56} {:>9} {:>9} {:>9}  {:<18} MET", "FIGURE", "P50 ms", "P95 ms", "P99 ms", "TARGET");
+    for figure in figures {
+        println!(
+            "{:<56} {:>9.2} {:>9.2} {:>9.2}  {:<18} {}",
+            figure.name,
+            figure.p50,
+            figure.p95,
+            figure.p99,
+            figure.target,
+            if figure.meets_target { "yes" } else { "no" }
+        );
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request.bearer_auth(BENCH_TOKEN).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("berth answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn ready_workspace(&self, repo: &str, name: &str) -> anyhow::Result<String> {
+        let created = self.post("/api/workspaces", json!({ "repo": repo, "name": name })).await?;
+        let id = created["id"].as_str().context("no workspace id")?.to_owned();
+        loop {
+            let workspace = self.get(&format!("/api/workspaces/{id}")).await?;
+            match workspace["state"].as_str() {
+                Some("ready") => return Ok(id),
+                Some("initialising") => tokio::time::sleep(Duration::from_millis(5)).await,
+                _ => bail!("workspace {name} did not become ready: {workspace}"),
+            }
+        }
+    }
+
+    async fn open(&self, workspace: &str) -> anyhow::Result<String> {
+        let opened = self.post(&format!("/api/workspaces/{workspace}/open"), Value::Null).await?;
+        Ok(opened["session"]["id"].as_str().context("no session id")?.to_owned())
+    }
+
+    async fn close(&self, session: &str) -> anyhow::Result<()> {
+        self.post(&format!("/api/sessions/{session}/close"), Value::Null).await.map(drop)
+    }
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// A small repository to clone, made with git in `dir`.
+fn make_repository(dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("README.md"), "# bench\n")?;
+    let git = |args: &[&str]| -> anyhow::Result<()> {
+        let status = Command::new("git")
+            .current_dir(dir)
+            .args([
+                "-c",
+                "init.defaultBranch=main",
+                "-c",
+                "user.name=bench",
+                "-c",
+                "user.email=bench@invalid",
+            ])
+            .args(args)
+            .output()
+            .context("cannot run git")?
+            .status;
+        if !status.success() {
+            bail!("git {args:?} failed");
+        }
+        Ok(())
+    };
+    git(&["init", "--quiet"])?;
+    git(&["add", "README.md"])?;
+    git(&["commit", "--quiet", "-m", "bench"])?;
+    Ok(dir.to_string_lossy().into_owned())
+}
