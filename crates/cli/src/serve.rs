@@ -27,6 +27,12 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     let config = load_config(config_file)?;
+    if config.isolation == Isolation::Bwrap {
+        tracing::warn!(
+            "sandbox.isolation = bwrap is not built yet: agents run as plain processes in their own \
+             process group; use this only for trusted setups"
+        );
+    }
     if config.isolation == Isolation::None {
         tracing::warn!(
             "sandbox.isolation = none: agents run as plain processes with this server's rights; \

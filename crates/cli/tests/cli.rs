@@ -49,17 +49,17 @@ fn serve_with(data: &Path, env: &[(&str, &str)]) -> Served {
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut printed = Vec::new();
+    // Dropping `Served` kills and waits for the server, whatever happens below.
+    let mut served = Served { child, url: String::new(), printed: Vec::new() };
     for line in stdout.lines() {
         let line = line.unwrap();
         if let Some(url) = line.strip_prefix("berth listening on ") {
-            // Dropping `Served` kills and waits for the server.
-            return Served { child, url: url.to_owned(), printed };
+            served.url = url.to_owned();
+            return served;
         }
-        printed.push(line);
+        served.printed.push(line);
     }
-    let _ = child.wait();
-    panic!("berth serve stopped before listening: {printed:?}");
+    panic!("berth serve stopped before listening: {:?}", served.printed);
 }
 
 fn client(data: &Path, served: &Served, token: &str, args: &[&str]) -> Output {

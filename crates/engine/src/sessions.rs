@@ -517,9 +517,11 @@ impl Engine {
     fn arm_grace_timer(self: &Arc<Self>, id: &SessionId, grace: Duration) {
         let engine = Arc::clone(self);
         let session_id = id.clone();
+        // The deadline is fixed now, not when the task first runs.
+        let deadline = tokio::time::Instant::now() + grace;
         let timer = self.tasks.spawn(async move {
             tokio::select! {
-                () = tokio::time::sleep(grace) => engine.expire_grace(&session_id).await,
+                () = tokio::time::sleep_until(deadline) => engine.expire_grace(&session_id).await,
                 () = engine.shutdown.cancelled() => {}
             }
         });
