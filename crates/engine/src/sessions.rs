@@ -536,6 +536,11 @@ impl Engine {
     }
 
     async fn expire_grace(&self, id: &SessionId) {
+        // This runs in the timer's own task: forget its abort handle first, or ending the
+        // session (which stops the timer) would cancel the ending half-way.
+        if let Some(runtime) = self.registry().live.get_mut(id) {
+            runtime.grace_timer = None;
+        }
         let Some(op) = self.op_lock(id) else { return };
         let _guard = op.lock().await;
         let ended = match self.store.session(id).await {
