@@ -12,7 +12,6 @@ as_root() {
 # Packages the tests use, by the command that shows each is there.
 declare -A package_of=(
     [git]=git
-    [pkg-config]=pkg-config
 )
 missing=()
 for command in "${!package_of[@]}"; do
