@@ -16,6 +16,26 @@ fn id_of(value: &Value) -> String {
     value["id"].as_str().unwrap().to_owned()
 }
 
+/// A server on which alice has opened her workspace `demo`.
+struct OpenDemo {
+    _source: SourceRepo,
+    server: TestServer,
+    alice: common::Api,
+    demo: String,
+    session: String,
+    pid: i32,
+}
+
+async fn open_demo() -> OpenDemo {
+    let source = SourceRepo::new();
+    let server = TestServer::start().await;
+    let alice = server.member("alice").await;
+    let demo = alice.ready_workspace(&source.url(), "demo").await;
+    let session = id_of(&alice.open(&demo).await.1["session"]);
+    let pid = agent_pid(&server.checkout(&demo)).await;
+    OpenDemo { _source: source, server, alice, demo, session, pid }
+}
+
 #[tokio::test]
 async fn opening_starts_a_sandbox_and_a_second_open_resumes_it() {
     let source = SourceRepo::new();
@@ -234,12 +254,7 @@ async fn close_all_reports_exactly_the_failed_session_and_a_second_run_finishes(
 
 #[tokio::test]
 async fn leaving_with_no_run_ends_the_session_at_once() {
-    let source = SourceRepo::new();
-    let server = TestServer::start().await;
-    let alice = server.member("alice").await;
-    let demo = alice.ready_workspace(&source.url(), "demo").await;
-    let session = id_of(&alice.open(&demo).await.1["session"]);
-    let pid = agent_pid(&server.checkout(&demo)).await;
+    let OpenDemo { _source, server: _server, alice, demo, session, pid } = open_demo().await;
 
     let (status, _) = alice.post(&format!("/api/sessions/{session}/leave"), Value::Null).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -337,12 +352,7 @@ async fn only_ready_or_idle_workspaces_open() {
 
 #[tokio::test]
 async fn deleting_an_open_workspace_ends_its_session() {
-    let source = SourceRepo::new();
-    let server = TestServer::start().await;
-    let alice = server.member("alice").await;
-    let demo = alice.ready_workspace(&source.url(), "demo").await;
-    let session = id_of(&alice.open(&demo).await.1["session"]);
-    let pid = agent_pid(&server.checkout(&demo)).await;
+    let OpenDemo { _source, server, alice, demo, session, pid } = open_demo().await;
     let (status, _) = alice.delete(&format!("/api/workspaces/{demo}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(process_gone(pid).await);
@@ -352,12 +362,7 @@ async fn deleting_an_open_workspace_ends_its_session() {
 
 #[tokio::test]
 async fn an_agent_that_dies_ends_its_session_as_failed() {
-    let source = SourceRepo::new();
-    let server = TestServer::start().await;
-    let alice = server.member("alice").await;
-    let demo = alice.ready_workspace(&source.url(), "demo").await;
-    let session = id_of(&alice.open(&demo).await.1["session"]);
-    let pid = agent_pid(&server.checkout(&demo)).await;
+    let OpenDemo { _source, server, alice, demo, session, pid } = open_demo().await;
     let mut changes = server.engine.subscribe_session_changes();
 
     // A crash of the agent, from outside berth.
@@ -380,11 +385,7 @@ async fn an_agent_that_dies_ends_its_session_as_failed() {
 
 #[tokio::test]
 async fn metrics_count_opens_and_closes_and_show_sessions_by_state() {
-    let source = SourceRepo::new();
-    let server = TestServer::start().await;
-    let alice = server.member("alice").await;
-    let demo = alice.ready_workspace(&source.url(), "demo").await;
-    let session = id_of(&alice.open(&demo).await.1["session"]);
+    let OpenDemo { _source, server, alice, session, .. } = open_demo().await;
     let response = reqwest::get(format!("{}/metrics", server.url)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
