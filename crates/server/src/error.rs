@@ -13,14 +13,15 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub extra: Map<String, Value>,
+    /// Boxed: an error travels in every handler's `Result` and should stay small.
+    pub extra: Box<Map<String, Value>>,
     /// Seconds for a `Retry-After` header.
     pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), extra: Map::new(), retry_after_s: None }
+        ApiError { status, code, message: message.into(), extra: Box::default(), retry_after_s: None }
     }
 
     pub fn with(mut self, key: &str, value: Value) -> ApiError {
@@ -59,7 +60,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = self.extra;
+        let mut body = *self.extra;
         body.insert("code".into(), Value::from(self.code));
         body.insert("message".into(), Value::from(self.message));
         let mut response = (self.status, Json(json!({ "error": body }))).into_response();

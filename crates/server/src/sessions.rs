@@ -174,7 +174,7 @@ fn close_all_body(report: CloseAllReport) -> CloseAllBody {
         Ok(outcome) => serde_json::to_value(open_body(&outcome)).unwrap_or(Value::Null),
         Err(error) => {
             let refusal = ApiError::from(error);
-            let mut body = refusal.extra;
+            let mut body = *refusal.extra;
             body.insert("code".into(), Value::from(refusal.code));
             body.insert("message".into(), Value::from(refusal.message));
             json!({ "error": body })
