@@ -3,3 +3,4 @@
 //! works offline and whose behaviour the tests rely on.
 
 pub mod builtin;
+pub mod client;

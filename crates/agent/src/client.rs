@@ -1,0 +1,261 @@
+//! berth's side of ACP: connects to an agent's stdin/stdout, initialises (advertising
+//! text-file reads and writes confined to the workspace), resumes the agent's earlier
+//! session with `session/load` when it can, else starts a new one, and then turns the
+//! agent's traffic into [`AgentEvent`]s and berth's commands into requests.
+//!
+//! Nothing here blocks the connection's dispatch loop: a permission request is parked
+//! (its answer travels back through a oneshot channel) and prompts run in tasks.
+
+use agent_client_protocol::schema::ProtocolVersion;
+use agent_client_protocol::v1::ConnectionTo;
+use agent_client_protocol::v1::schema::{
+    CancelNotification, ClientCapabilities, ContentBlock, FileSystemCapabilities, InitializeRequest,
+    LoadSessionRequest, NewSessionRequest, PromptRequest, ReadTextFileRequest, ReadTextFileResponse,
+    RequestPermissionOutcome, RequestPermissionRequest, RequestPermissionResponse, SelectedPermissionOutcome,
+    SessionId, SessionNotification, WriteTextFileRequest, WriteTextFileResponse,
+};
+use agent_client_protocol::{Agent, ByteStreams, Client};
+use serde_json::Value;
+use std::path::{Component, Path, PathBuf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+
+/// What the agent did, in the order it did it.
+#[derive(Debug)]
+pub enum AgentEvent {
+    /// The connection is up; `resumed` when the agent's earlier session was loaded.
+    Ready { agent_session_id: String, resumed: bool },
+    /// One `session/update`, as the agent sent it.
+    Update(Value),
+    /// A permission request; answer with an option id, or `None` to cancel it.
+    Question { request: Value, answer: oneshot::Sender<Option<String>> },
+    /// A prompt's turn ended.
+    TurnEnded { stop_reason: String },
+    /// A prompt failed (the agent answered with an error).
+    TurnFailed { code: i32, message: String },
+    /// The connection ended; the reason when it was an error.
+    Closed { error: Option<String> },
+}
+
+enum Command {
+    Prompt(String),
+    Cancel,
+}
+
+/// A live connection to an agent. Dropping it closes the agent's input.
+pub struct AgentConnection {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl AgentConnection {
+    /// Sends a prompt; its updates and its end arrive as events.
+    pub fn prompt(&self, text: String) -> bool {
+        self.commands.send(Command::Prompt(text)).is_ok()
+    }
+
+    /// Asks the agent to stop the running turn.
+    pub fn cancel(&self) -> bool {
+        self.commands.send(Command::Cancel).is_ok()
+    }
+}
+
+/// Connects to an agent over its standard streams. `resume` is the agent session id of an
+/// earlier session of this workspace, to be loaded when the agent supports it.
+pub fn connect(
+    stdin: impl tokio::io::AsyncWrite + Send + Unpin + 'static,
+    stdout: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    workspace_root: PathBuf,
+    resume: Option<String>,
+) -> (AgentConnection, mpsc::UnboundedReceiver<AgentEvent>) {
+    let (events, event_receiver) = mpsc::unbounded_channel();
+    let (commands, command_receiver) = mpsc::unbounded_channel();
+    let transport = ByteStreams::new(stdin.compat_write(), stdout.compat());
+    let closing = events.clone();
+    tokio::spawn(async move {
+        let outcome = run(transport, workspace_root, resume, events, command_receiver).await;
+        let _ = closing.send(AgentEvent::Closed { error: outcome.err().map(|error| error.to_string()) });
+    });
+    (AgentConnection { commands }, event_receiver)
+}
+
+async fn run(
+    transport: impl agent_client_protocol::ConnectTo<Client> + 'static,
+    workspace_root: PathBuf,
+    resume: Option<String>,
+    events: mpsc::UnboundedSender<AgentEvent>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) -> Result<(), agent_client_protocol::Error> {
+    let (updates, questions) = (events.clone(), events.clone());
+    let (read_root, write_root) = (workspace_root.clone(), workspace_root.clone());
+    Client
+        .v1()
+        .name("berth")
+        .on_receive_notification(
+            async move |notification: SessionNotification, _cx| {
+                let update = serde_json::to_value(&notification.update).unwrap_or(Value::Null);
+                let _ = updates.send(AgentEvent::Update(update));
+                Ok(())
+            },
+            agent_client_protocol::on_receive_notification!(),
+        )
+        .on_receive_request(
+            async move |request: RequestPermissionRequest, responder, cx: ConnectionTo<Agent>| {
+                let (answer, answered) = oneshot::channel();
+                let raw = serde_json::to_value(&request).unwrap_or(Value::Null);
+                let _ = questions.send(AgentEvent::Question { request: raw, answer });
+                // Parked: the answer may take minutes; the dispatch loop goes on.
+                cx.spawn(async move {
+                    let outcome = match answered.await {
+                        Ok(Some(option_id)) => {
+                            RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(option_id))
+                        }
+                        _ => RequestPermissionOutcome::Cancelled,
+                    };
+                    responder.respond(RequestPermissionResponse::new(outcome))
+                })
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: ReadTextFileRequest, responder, _cx| match confined(
+                &read_root,
+                &request.path,
+            ) {
+                Some(path) => match tokio::fs::read_to_string(&path).await {
+                    Ok(text) => responder.respond(ReadTextFileResponse::new(select_lines(
+                        &text,
+                        request.line,
+                        request.limit,
+                    ))),
+                    Err(error) => {
+                        responder.respond_with_error(agent_client_protocol::Error::into_internal_error(error))
+                    }
+                },
+                None => responder.respond_with_error(outside_workspace(&request.path)),
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: WriteTextFileRequest, responder, _cx| match confined(
+                &write_root,
+                &request.path,
+            ) {
+                Some(path) => match tokio::fs::write(&path, request.content.as_bytes()).await {
+                    Ok(()) => responder.respond(WriteTextFileResponse::new()),
+                    Err(error) => {
+                        responder.respond_with_error(agent_client_protocol::Error::into_internal_error(error))
+                    }
+                },
+                None => responder.respond_with_error(outside_workspace(&request.path)),
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .connect_with(transport, async move |cx: ConnectionTo<Agent>| {
+            let capabilities = ClientCapabilities::new()
+                .fs(FileSystemCapabilities::new().read_text_file(true).write_text_file(true));
+            let initialized = cx
+                .send_request(InitializeRequest::new(ProtocolVersion::V1).client_capabilities(capabilities))
+                .block_task()
+                .await?;
+            let (session_id, resumed) = match resume.filter(|_| initialized.agent_capabilities.load_session) {
+                Some(previous) => {
+                    let load =
+                        LoadSessionRequest::new(SessionId::new(previous.clone()), workspace_root.clone());
+                    match cx.send_request(load).block_task().await {
+                        Ok(_) => (SessionId::new(previous), true),
+                        Err(_) => (new_session(&cx, &workspace_root).await?, false),
+                    }
+                }
+                None => (new_session(&cx, &workspace_root).await?, false),
+            };
+            let _ = events.send(AgentEvent::Ready { agent_session_id: session_id.to_string(), resumed });
+            while let Some(command) = commands.recv().await {
+                match command {
+                    Command::Prompt(text) => {
+                        let request = PromptRequest::new(session_id.clone(), vec![ContentBlock::from(text)]);
+                        let events = events.clone();
+                        let cx_for_turn = cx.clone();
+                        cx.spawn(async move {
+                            let event = match cx_for_turn.send_request(request).block_task().await {
+                                Ok(response) => AgentEvent::TurnEnded {
+                                    stop_reason: serde_json::to_value(response.stop_reason)
+                                        .ok()
+                                        .and_then(|value| value.as_str().map(str::to_owned))
+                                        .unwrap_or_else(|| "end_turn".to_owned()),
+                                },
+                                Err(error) => AgentEvent::TurnFailed {
+                                    code: error.code.into(),
+                                    message: error.to_string(),
+                                },
+                            };
+                            let _ = events.send(event);
+                            Ok(())
+                        })?;
+                    }
+                    Command::Cancel => cx.send_notification(CancelNotification::new(session_id.clone()))?,
+                }
+            }
+            Ok(())
+        })
+        .await
+}
+
+async fn new_session(
+    cx: &ConnectionTo<Agent>,
+    root: &Path,
+) -> Result<SessionId, agent_client_protocol::Error> {
+    Ok(cx.send_request(NewSessionRequest::new(root.to_owned())).block_task().await?.session_id)
+}
+
+fn outside_workspace(path: &Path) -> agent_client_protocol::Error {
+    agent_client_protocol::Error::invalid_params()
+        .data(format!("{} is outside the workspace", path.display()))
+}
+
+/// `path` if it is absolute and stays inside `root` (no `..`, no symlink out of it).
+pub fn confined(root: &Path, path: &Path) -> Option<PathBuf> {
+    if !path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return None;
+    }
+    let root = root.canonicalize().ok()?;
+    // The file may not exist yet (a write): resolve its parent.
+    let resolved = match path.canonicalize() {
+        Ok(resolved) => resolved,
+        Err(_) => path.parent()?.canonicalize().ok()?.join(path.file_name()?),
+    };
+    resolved.starts_with(&root).then_some(resolved)
+}
+
+fn select_lines(text: &str, line: Option<u32>, limit: Option<u32>) -> String {
+    if line.is_none() && limit.is_none() {
+        return text.to_owned();
+    }
+    let skip = line.map_or(0, |line| line.saturating_sub(1) as usize);
+    let take = limit.map_or(usize::MAX, |limit| limit as usize);
+    text.lines().skip(skip).take(take).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_access_stays_inside_the_workspace() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("inside.txt"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
+        assert!(confined(root, &root.join("inside.txt")).is_some());
+        assert!(confined(root, &root.join("new-file.txt")).is_some());
+        assert!(confined(root, &root.join("../outside")).is_none());
+        assert!(confined(root, Path::new("/etc/passwd")).is_none());
+        assert!(confined(root, &root.join("escape/passwd")).is_none());
+        assert!(confined(root, Path::new("relative.txt")).is_none());
+    }
+
+    #[test]
+    fn lines_are_selected_from_one() {
+        assert_eq!(select_lines("a\nb\nc\n", Some(2), Some(1)), "b");
+        assert_eq!(select_lines("a\nb", None, None), "a\nb");
+    }
+}
