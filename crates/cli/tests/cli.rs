@@ -223,7 +223,8 @@ fn kill_9_then_restart_leaves_no_orphan_and_ends_the_session() {
 fn session_commands_print_the_outcome_words() {
     let data = tempfile::tempdir().unwrap();
     let source = SourceRepo::new();
-    let served = serve_with(data.path(), &[("BERTH_AGENT", "exec cat"), ("BERTH_SESSIONS_PER_USER", "2")]);
+    let served =
+        serve_with(data.path(), &[("BERTH_AGENT", "exec sleep 600"), ("BERTH_SESSIONS_PER_USER", "2")]);
     for name in ["one", "two"] {
         let created = client(
             data.path(),

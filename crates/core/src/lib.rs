@@ -1,6 +1,7 @@
 //! berth's domain: the states, transitions, policies and input rules of §1 of the design,
 //! as plain types and functions. Nothing here does I/O or knows about tokio, SQL or HTTP.
 
+pub mod event;
 pub mod ids;
 pub mod limits;
 pub mod session;
@@ -8,6 +9,7 @@ pub mod user;
 pub mod validate;
 pub mod workspace;
 
+pub use event::Event;
 pub use ids::{SessionId, UserId, WorkspaceId};
 pub use limits::{Limits, OnUserLimit};
 pub use session::{EndReason, Session, SessionState};

@@ -31,6 +31,9 @@ pub enum EngineError {
     SandboxFailed { message: String },
     #[error("session {session_id} did not close: {message}")]
     CloseFailed { session_id: berth_core::SessionId, message: String },
+    /// A request that cannot be done in the session's current situation.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("{what}")]
     Unsupported { what: &'static str },
     #[error("the sandbox driver failed")]
@@ -69,6 +72,7 @@ impl EngineError {
             EngineError::SandboxFailed { .. } => "sandbox_failed",
             EngineError::CloseFailed { .. } => "close_failed",
             EngineError::Git { .. } => "git_failed",
+            EngineError::Refused { code, .. } => code,
             EngineError::Unsupported { .. } => "unsupported",
             EngineError::Sandbox { .. } | EngineError::Io { .. } | EngineError::Store { .. } => "internal",
         }

@@ -3,6 +3,7 @@
 //! as they arrive), and is what the HTTP server and the offline CLI commands call.
 
 pub mod config;
+mod conversation;
 mod error;
 mod paths;
 mod sessions;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+pub use conversation::{LiveAttachment, LiveMessage, LiveSubscription};
 pub use error::EngineError;
 pub use paths::DataPaths;
 pub use sessions::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};
@@ -35,8 +37,8 @@ pub struct Engine {
     session_changes: tokio::sync::broadcast::Sender<berth_core::Session>,
     /// Clones under way, so a delete can stop one and wait for it.
     clones: Mutex<HashMap<WorkspaceId, workspaces::CloneHandle>>,
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
     /// Tells whoever listens (tests, live dashboards) that a workspace changed.
     workspace_changes: tokio::sync::broadcast::Sender<WorkspaceId>,
 }

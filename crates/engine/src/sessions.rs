@@ -76,17 +76,25 @@ pub(crate) struct LiveRuntime {
     /// Held by whoever changes this session's state or powers its sandbox.
     op: Arc<AsyncMutex<()>>,
     grace_timer: Option<AbortHandle>,
+    /// The agent protocol connection, once the sandbox runs.
+    pub(crate) agent: Option<Arc<berth_agent::client::AgentConnection>>,
+    /// Everything live-channel clients should see, as it happens.
+    pub(crate) live: tokio::sync::broadcast::Sender<crate::conversation::LiveMessage>,
+    /// Questions the agent waits on, by question id.
+    pub(crate) questions: HashMap<String, crate::conversation::PendingQuestion>,
+    /// Live-channel connections attached now; the last one to go counts as leaving.
+    pub(crate) connections: usize,
 }
 
 /// The in-memory side of the manager.
 #[derive(Default)]
 pub(crate) struct SessionRegistry {
-    live: HashMap<SessionId, LiveRuntime>,
+    pub(crate) live: HashMap<SessionId, LiveRuntime>,
     user_locks: HashMap<UserId, Arc<AsyncMutex<()>>>,
 }
 
 impl Engine {
-    fn registry(&self) -> std::sync::MutexGuard<'_, SessionRegistry> {
+    pub(crate) fn registry(&self) -> std::sync::MutexGuard<'_, SessionRegistry> {
         // Every critical section below leaves the registry consistent before anything can
         // panic, so a poisoned lock is used as it is.
         self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -96,7 +104,7 @@ impl Engine {
         Arc::clone(self.registry().user_locks.entry(user.clone()).or_default())
     }
 
-    fn op_lock(&self, session: &SessionId) -> Option<Arc<AsyncMutex<()>>> {
+    pub(crate) fn op_lock(&self, session: &SessionId) -> Option<Arc<AsyncMutex<()>>> {
         self.registry().live.get(session).map(|runtime| Arc::clone(&runtime.op))
     }
 
@@ -118,6 +126,10 @@ impl Engine {
                 workspace_id: session.workspace_id.clone(),
                 op: Arc::new(AsyncMutex::new(())),
                 grace_timer: None,
+                agent: None,
+                live: tokio::sync::broadcast::channel(crate::conversation::LIVE_BUFFER).0,
+                questions: HashMap::new(),
+                connections: 0,
             },
         );
         true
@@ -135,7 +147,7 @@ impl Engine {
     /// Stops the grace timer of the caller's live session on `workspace`, synchronously,
     /// before anything is awaited: a reconnect that has begun must not lose the race
     /// against the expiry.
-    fn hold_grace_for_reconnect(&self, user: &UserId, workspace: &WorkspaceId) {
+    pub(crate) fn hold_grace_for_reconnect(&self, user: &UserId, workspace: &WorkspaceId) {
         let mut registry = self.registry();
         let runtime = registry.live.values_mut().find(|r| &r.user_id == user && &r.workspace_id == workspace);
         if let Some(timer) = runtime.and_then(|runtime| runtime.grace_timer.take()) {
@@ -147,12 +159,13 @@ impl Engine {
         self.session_changes.subscribe()
     }
 
-    fn publish_session(&self, session: &Session) {
+    pub(crate) fn publish_session(&self, session: &Session) {
         let _ = self.session_changes.send(session.clone());
+        self.broadcast_live(&session.id, crate::conversation::LiveMessage::Session(session.clone()));
         self.notify_workspace_changed(&session.workspace_id);
     }
 
-    async fn load_session(&self, id: &SessionId) -> Result<Session, EngineError> {
+    pub(crate) async fn load_session(&self, id: &SessionId) -> Result<Session, EngineError> {
         self.store.session(id).await?.ok_or(EngineError::NotFound { what: "session" })
     }
 
@@ -166,7 +179,7 @@ impl Engine {
     }
 
     /// One of the caller's own sessions (leave, reconnect: never someone else's).
-    async fn own_session(&self, caller: &User, id: &str) -> Result<Session, EngineError> {
+    pub(crate) async fn own_session(&self, caller: &User, id: &str) -> Result<Session, EngineError> {
         let session = self.session(caller, id).await?;
         if session.user_id != caller.id {
             return Err(EngineError::NotFound { what: "session" });
@@ -264,7 +277,7 @@ impl Engine {
     }
 
     /// Attaches to a live session; a disconnected one becomes active again.
-    async fn resume(self: &Arc<Self>, id: &SessionId) -> Result<OpenOutcome, EngineError> {
+    pub(crate) async fn resume(self: &Arc<Self>, id: &SessionId) -> Result<OpenOutcome, EngineError> {
         let Some(op) = self.op_lock(id) else {
             // It ended between the decision and now.
             return Err(EngineError::NotFound { what: "session" });
@@ -274,6 +287,7 @@ impl Engine {
         if session.state == SessionState::Disconnected {
             self.store.update_live_session(id, SessionState::Active, None).await?;
             let session = self.load_session(id).await?;
+            self.record_event(&session, "system", serde_json::json!({ "code": "session_resumed" })).await?;
             tracing::info!(session_id = %id, "reconnected within the grace window");
             self.publish_session(&session);
             return Ok(OpenOutcome::Resumed { session });
@@ -334,7 +348,12 @@ impl Engine {
             }
         };
         self.store.update_live_session(&session.id, SessionState::Active, None).await?;
-        self.watch_sandbox(&session.id, io);
+        let resume = match self.config.resume_context {
+            crate::config::ResumeContext::Auto => self.store.agent_session_id(&workspace.id).await?,
+            crate::config::ResumeContext::Never => None,
+        };
+        self.record_event(&session, "system", serde_json::json!({ "code": "session_started" })).await?;
+        self.watch_sandbox(&session, io, resume);
         let session = self.load_session(&session.id).await?;
         tracing::info!(session_id = %session.id, workspace_id = %session.workspace_id, "session opened");
         self.publish_session(&session);
@@ -352,32 +371,31 @@ impl Engine {
         format!("'{}' agent", binary.replace('\'', r"'\''"))
     }
 
-    /// Until the agent protocol is spoken, the agent's output is read (so it never blocks
-    /// on a full pipe) and its error output kept for the log; and a sandbox that ends on
-    /// its own ends its session as `failed`.
-    fn watch_sandbox(self: &Arc<Self>, id: &SessionId, io: AgentIo) {
-        let AgentIo { stdin, mut stdout, mut stderr, mut exited } = io;
+    /// Speaks the agent protocol over the sandbox's stdio, and ends the session as
+    /// `failed` (with the tail of the agent's error output) when the sandbox ends on its own.
+    fn watch_sandbox(self: &Arc<Self>, session: &Session, io: AgentIo, resume: Option<String>) {
+        let AgentIo { stdin, stdout, mut stderr, mut exited } = io;
+        let root = self.paths.workspace(&session.workspace_id);
+        let (connection, agent_events) = berth_agent::client::connect(stdin, stdout, root, resume);
+        if let Some(runtime) = self.registry().live.get_mut(&session.id) {
+            runtime.agent = Some(Arc::new(connection));
+        }
+        self.pump_agent_events(session, agent_events);
         let engine = Arc::clone(self);
-        let id = id.clone();
+        let id = session.id.clone();
         self.tasks.spawn(async move {
-            // Keeping stdin open is what keeps a stdio agent running.
-            let _stdin = stdin;
-            let drain_stdout = async {
-                let mut sink = tokio::io::sink();
-                let _ = tokio::io::copy(&mut stdout, &mut sink).await;
-            };
             let keep_stderr_tail = async {
                 let mut tail = Vec::new();
                 let _ = stderr.read_to_end(&mut tail).await;
                 String::from_utf8_lossy(&tail[tail.len().saturating_sub(2048)..]).into_owned()
             };
             let ended = async {
-                tokio::join!(drain_stdout, keep_stderr_tail, async {
+                tokio::join!(keep_stderr_tail, async {
                     exited.wait_for(Option::is_some).await.ok().and_then(|exit| *exit)
                 })
             };
             tokio::select! {
-                ((), stderr_tail, exit) = ended => {
+                (stderr_tail, exit) = ended => {
                     let exit = exit.map_or_else(|| "ended".to_owned(), |exit| exit.to_string());
                     engine.on_sandbox_ended(&id, &exit, &stderr_tail).await;
                 }
@@ -393,6 +411,11 @@ impl Engine {
         match self.store.session(id).await {
             Ok(Some(session)) if session.state.is_live() => {
                 tracing::warn!(session_id = %id, exit, stderr = stderr_tail.trim_end(), "the agent ended on its own");
+                let data = serde_json::json!({ "code": "agent_error", "message": format!("the agent {exit}"),
+                    "stderr_tail": stderr_tail });
+                if let Err(error) = self.record_event(&session, "system", data).await {
+                    tracing::error!(session_id = %id, error = %error, "cannot record the agent's failure");
+                }
                 if let Err(error) = self.end_locked(&session, EndReason::Failed).await {
                     tracing::error!(session_id = %id, error = %error, "cannot end the session of a dead sandbox");
                 }
@@ -423,7 +446,12 @@ impl Engine {
     }
 
     /// The body of every ending; the caller holds the session's operation lock.
-    async fn end_locked(&self, session: &Session, reason: EndReason) -> Result<Session, EngineError> {
+    pub(crate) async fn end_locked(
+        &self,
+        session: &Session,
+        reason: EndReason,
+    ) -> Result<Session, EngineError> {
+        self.cancel_questions(session).await?;
         if let Err(error) = self.driver.power_off(&session.id).await {
             metrics::counter!("berth_sandbox_failures_total", "operation" => "power_off").increment(1);
             metrics::counter!("berth_session_closes_total", "outcome" => "failed").increment(1);
@@ -434,6 +462,8 @@ impl Engine {
             });
         }
         self.store.end_session(&session.id, reason, Utc::now()).await?;
+        let closed = serde_json::json!({ "code": "session_closed", "reason": reason.as_str() });
+        self.record_event(session, "system", closed).await?;
         self.release_slot(&session.id);
         metrics::counter!("berth_session_closes_total", "outcome" => "closed", "reason" => reason.as_str())
             .increment(1);

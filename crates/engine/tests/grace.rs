@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const GRACE: Duration = Duration::from_secs(300);
-const AGENT: &str = "mkdir -p .berth && echo $$ > .berth/agent.pid && exec cat";
+const AGENT: &str = "mkdir -p .berth && echo $$ > .berth/agent.pid && exec sleep 600";
 
 struct Harness {
     _data: tempfile::TempDir,

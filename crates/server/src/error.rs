@@ -142,6 +142,7 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::BAD_GATEWAY, code, error.to_string())
                     .with("session_id", Value::from(session_id))
             }
+            EngineError::Refused { message, .. } => ApiError::new(StatusCode::CONFLICT, code, message),
             EngineError::SandboxFailed { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, code, error.to_string())
             }

@@ -4,6 +4,7 @@
 
 mod error;
 mod extract;
+mod live;
 mod metrics;
 mod openapi;
 mod ops;
@@ -39,6 +40,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .merge(users::router())
         .merge(workspaces::router())
         .merge(sessions::router())
+        .merge(live::router())
         .merge(metrics::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)

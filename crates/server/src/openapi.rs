@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers and wire types.
 
-use crate::{ops, sessions, users, wire, workspaces};
+use crate::{live, ops, sessions, users, wire, workspaces};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -14,13 +14,14 @@ use utoipa::{Modify, OpenApi};
         workspaces::init_log, workspaces::git_status, workspaces::delete_workspace, workspaces::retry_workspace,
         sessions::open_workspace, sessions::list_sessions, sessions::show_session, sessions::close_session,
         sessions::leave_session, sessions::close_all, sessions::admin_list_sessions, sessions::admin_close_all,
+        live::session_events, live::workspace_events,
     ),
     components(schemas(
         wire::UserBody, wire::CreateUserRequest, wire::CreatedUser, wire::TokenBody,
         wire::WorkspaceBody, wire::WorkspaceList, wire::CreateWorkspaceRequest, wire::GitStatusBody,
         wire::DeletedBody, wire::ErrorEnvelope, wire::ErrorBody,
         wire::SessionBody, wire::SessionList, wire::OpenBody, wire::CloseBody, wire::CloseAllRequest,
-        wire::CloseAllBody, wire::CloseFailureBody,
+        wire::CloseAllBody, wire::CloseFailureBody, wire::EventBody, wire::EventPage, wire::LiveCommand,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -238,3 +238,52 @@ pub struct CloseAllBody {
     #[schema(value_type = Option<Object>)]
     pub retried_open: Option<serde_json::Value>,
 }
+
+/// One entry of a session's history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventBody {
+    /// Grows by one within a workspace.
+    pub seq: i64,
+    pub session_id: String,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+impl From<&berth_core::Event> for EventBody {
+    fn from(event: &berth_core::Event) -> EventBody {
+        EventBody {
+            seq: event.seq,
+            session_id: event.session_id.to_string(),
+            at: event.at,
+            kind: event.kind.clone(),
+            data: serde_json::from_str(&event.data).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<EventBody>,
+    /// Pass as `after` for the next page; equal to `after` when there is nothing more.
+    pub next_after: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    #[serde(default)]
+    pub after: Option<i64>,
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// What a live-channel client may send.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LiveCommand {
+    Prompt { text: String },
+    Cancel,
+    Answer { question_id: String, option_id: String },
+}

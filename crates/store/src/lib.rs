@@ -2,6 +2,7 @@
 //! change the engine needs; which database answers is decided once, at [`Store::open`].
 //! Only this crate knows SQL.
 
+mod events;
 mod sessions;
 mod sqlite;
 mod users;

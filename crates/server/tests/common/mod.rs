@@ -13,9 +13,10 @@ use std::time::Duration;
 
 pub const ADMIN_TOKEN: &str = "berth_test_admin_token_0123456789";
 
-/// A stand-in agent until the agent protocol arrives: a real process that writes its pid
-/// where berth keeps its own files (never part of git status) and waits on its input.
-pub const PID_WRITING_AGENT: &str = "mkdir -p .berth && echo $$ > .berth/agent.pid && exec cat";
+/// A stand-in agent for the tests of sessions and sandboxes: a real process that writes its
+/// pid where berth keeps its own files (never part of git status) and then only waits. It
+/// does not speak ACP, so its connection never becomes ready, which these tests do not need.
+pub const PID_WRITING_AGENT: &str = "mkdir -p .berth && echo $$ > .berth/agent.pid && exec sleep 600";
 
 fn test_config(data: &Path) -> Config {
     let mut config = Config::for_data_dir(data);

@@ -1,0 +1,354 @@
+//! The conversation of a live session: what the agent does becomes stored events (stored
+//! before anyone sees them, then broadcast), questions wait for the first answer, and
+//! prompts, answers and cancels from people reach the agent.
+
+use crate::{Engine, EngineError};
+use berth_agent::client::AgentEvent;
+use berth_core::event::kind_of_agent_update;
+use berth_core::{Event, Session, SessionId, SessionState, User};
+use chrono::Utc;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// How many live messages a slow client may fall behind before it is cut off (it then
+/// reconnects with `after=` and loses nothing: the history is stored).
+pub const LIVE_BUFFER: usize = 1024;
+
+/// The most text a prompt may carry.
+pub const MAX_PROMPT_BYTES: usize = 100 * 1024;
+
+/// What a live-channel client is sent.
+#[derive(Debug, Clone)]
+pub enum LiveMessage {
+    Event(Event),
+    Session(Session),
+    Question(Value),
+}
+
+pub(crate) struct PendingQuestion {
+    /// The question as clients see it: `{id, title, options: [{id, label, kind}], tool_call}`.
+    pub(crate) body: Value,
+    answer: oneshot::Sender<Option<String>>,
+}
+
+/// Keeps a live-channel connection counted; when the last one of a session goes, the
+/// person has left.
+pub struct LiveAttachment {
+    engine: Arc<Engine>,
+    user: User,
+    session_id: SessionId,
+}
+
+impl Drop for LiveAttachment {
+    fn drop(&mut self) {
+        let last = {
+            let mut registry = self.engine.registry();
+            match registry.live.get_mut(&self.session_id) {
+                Some(runtime) => {
+                    runtime.connections = runtime.connections.saturating_sub(1);
+                    runtime.connections == 0
+                }
+                None => false,
+            }
+        };
+        if last {
+            let (engine, user, id) = (Arc::clone(&self.engine), self.user.clone(), self.session_id.clone());
+            self.engine.tasks.spawn(async move {
+                if let Err(error) = engine.leave(&user, id.as_str()).await {
+                    tracing::warn!(session_id = %id, error = %error, "leave after the last connection closed failed");
+                }
+            });
+        }
+    }
+}
+
+/// What a client gets when it attaches: a subscription taken before the history is read
+/// (so nothing falls between the two), and the questions waiting now.
+pub struct LiveSubscription {
+    pub session: Session,
+    pub messages: broadcast::Receiver<LiveMessage>,
+    pub pending_questions: Vec<Value>,
+    pub attachment: LiveAttachment,
+}
+
+fn question_body(id: &str, request: &Value) -> Value {
+    let tool_call = request.get("toolCall").cloned().unwrap_or(Value::Null);
+    let options: Vec<Value> = request
+        .get("options")
+        .and_then(Value::as_array)
+        .map(|options| {
+            options
+                .iter()
+                .map(|option| json!({ "id": option["optionId"], "label": option["name"], "kind": option["kind"] }))
+                .collect()
+        })
+        .unwrap_or_default();
+    let title = tool_call.get("title").and_then(Value::as_str).unwrap_or("The agent asks for permission");
+    json!({ "id": id, "title": title, "options": options, "tool_call": tool_call })
+}
+
+impl Engine {
+    pub(crate) fn broadcast_live(&self, session: &SessionId, message: LiveMessage) {
+        if let Some(runtime) = self.registry().live.get(session) {
+            let _ = runtime.live.send(message);
+        }
+    }
+
+    /// Stores an event of `session` (taking the workspace's next `seq`), then sends it to
+    /// the session's live clients.
+    pub(crate) async fn record_event(
+        &self,
+        session: &Session,
+        kind: &str,
+        data: Value,
+    ) -> Result<Event, EngineError> {
+        let event = self
+            .store
+            .append_event(&session.workspace_id, &session.id, Utc::now(), kind, &data.to_string())
+            .await?;
+        self.broadcast_live(&session.id, LiveMessage::Event(event.clone()));
+        Ok(event)
+    }
+
+    pub(crate) fn pump_agent_events(
+        self: &Arc<Self>,
+        session: &Session,
+        mut events: mpsc::UnboundedReceiver<AgentEvent>,
+    ) {
+        let engine = Arc::clone(self);
+        let session = session.clone();
+        self.tasks.spawn(async move {
+            // Until the agent is ready it may replay an earlier session (`session/load`):
+            // those updates are already in the history.
+            let mut ready = false;
+            loop {
+                let event = tokio::select! {
+                    event = events.recv() => event,
+                    () = engine.shutdown.cancelled() => None,
+                };
+                let Some(event) = event else { break };
+                if let Err(error) = engine.on_agent_event(&session, event, &mut ready).await {
+                    tracing::error!(session_id = %session.id, error = %error, "cannot record what the agent did");
+                }
+            }
+        });
+    }
+
+    async fn on_agent_event(
+        &self,
+        session: &Session,
+        event: AgentEvent,
+        ready: &mut bool,
+    ) -> Result<(), EngineError> {
+        match event {
+            AgentEvent::Ready { agent_session_id, resumed } => {
+                *ready = true;
+                self.store.set_agent_session_id(&session.workspace_id, &agent_session_id).await?;
+                if resumed {
+                    self.record_event(session, "system", json!({ "code": "agent_context_resumed" })).await?;
+                }
+                self.record_event(session, "system", json!({ "code": "agent_ready" })).await?;
+            }
+            AgentEvent::Update(update) => {
+                if *ready {
+                    let kind =
+                        kind_of_agent_update(update["sessionUpdate"].as_str().unwrap_or("agent_update"))
+                            .to_owned();
+                    self.record_event(session, &kind, update).await?;
+                }
+            }
+            AgentEvent::Question { request, answer } => {
+                let id = format!("q_{}", berth_core::SessionId::generate().as_str().trim_start_matches("s_"));
+                let body = question_body(&id, &request);
+                self.record_event(session, "question", json!({ "question": body })).await?;
+                let parked = match self.registry().live.get_mut(&session.id) {
+                    Some(runtime) => {
+                        runtime.questions.insert(id.clone(), PendingQuestion { body: body.clone(), answer });
+                        true
+                    }
+                    None => false,
+                };
+                if parked {
+                    self.broadcast_live(&session.id, LiveMessage::Question(body));
+                    self.set_agent_running(&session.id, true).await?;
+                }
+            }
+            AgentEvent::TurnEnded { stop_reason } => {
+                self.record_event(session, "turn_end", json!({ "stop_reason": stop_reason })).await?;
+                self.set_agent_running(&session.id, false).await?;
+            }
+            AgentEvent::TurnFailed { code, message } => {
+                // -32000 is ACP's "authentication required".
+                let system = if code == -32000 {
+                    json!({ "code": "agent_needs_credentials", "message": "the agent needs credentials (authentication required)" })
+                } else {
+                    json!({ "code": "agent_error", "message": message })
+                };
+                self.record_event(session, "system", system).await?;
+                self.record_event(session, "turn_end", json!({ "stop_reason": "error" })).await?;
+                self.set_agent_running(&session.id, false).await?;
+            }
+            AgentEvent::Closed { error } => {
+                if let Some(error) = error {
+                    tracing::warn!(session_id = %session.id, error, "the agent connection closed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn agent_of(&self, session: &SessionId) -> Option<Arc<berth_agent::client::AgentConnection>> {
+        self.registry().live.get(session).and_then(|runtime| runtime.agent.clone())
+    }
+
+    /// A person's prompt: stored, then sent to the agent. Refused while a turn runs.
+    pub async fn prompt(&self, caller: &User, session_id: &str, text: &str) -> Result<Event, EngineError> {
+        let session = self.own_session(caller, session_id).await?;
+        if text.trim().is_empty() || text.len() > MAX_PROMPT_BYTES {
+            return Err(EngineError::Refused {
+                code: "invalid_prompt",
+                message: format!("a prompt holds 1 to {MAX_PROMPT_BYTES} bytes"),
+            });
+        }
+        let Some(agent) = self.agent_of(&session.id).filter(|_| session.state == SessionState::Active) else {
+            return Err(EngineError::Refused {
+                code: "session_not_active",
+                message: "the session is not active".into(),
+            });
+        };
+        if session.agent_running {
+            return Err(EngineError::Refused {
+                code: "turn_in_progress",
+                message: "the agent is still working on the last prompt; wait for it or cancel it".into(),
+            });
+        }
+        self.set_agent_running(&session.id, true).await?;
+        let event = self.record_event(&session, "user_message", json!({ "text": text })).await?;
+        agent.prompt(text.to_owned());
+        Ok(event)
+    }
+
+    /// Answers a waiting question; the first answer wins.
+    pub async fn answer(
+        &self,
+        caller: &User,
+        session_id: &str,
+        question_id: &str,
+        option_id: &str,
+    ) -> Result<Event, EngineError> {
+        let session = self.own_session(caller, session_id).await?;
+        let pending = {
+            let mut registry = self.registry();
+            let runtime = registry.live.get_mut(&session.id);
+            let valid = |pending: &PendingQuestion| {
+                pending.body["options"]
+                    .as_array()
+                    .is_some_and(|options| options.iter().any(|o| o["id"] == option_id))
+            };
+            match runtime.and_then(|runtime| runtime.questions.remove_entry(question_id)) {
+                Some((_, pending)) if valid(&pending) => pending,
+                Some((id, pending)) => {
+                    registry.live.get_mut(&session.id).map(|runtime| runtime.questions.insert(id, pending));
+                    return Err(EngineError::Refused {
+                        code: "invalid_option",
+                        message: format!("'{option_id}' is not an option of this question"),
+                    });
+                }
+                None => {
+                    return Err(EngineError::Refused {
+                        code: "question_not_pending",
+                        message: "this question was already answered or is not waiting".into(),
+                    });
+                }
+            }
+        };
+        let _ = pending.answer.send(Some(option_id.to_owned()));
+        self.record_event(&session, "answer", json!({ "question_id": question_id, "option_id": option_id }))
+            .await
+    }
+
+    /// Asks the agent to stop its turn; questions still waiting are answered `cancelled`.
+    pub async fn cancel(&self, caller: &User, session_id: &str) -> Result<(), EngineError> {
+        let session = self.own_session(caller, session_id).await?;
+        self.cancel_questions(&session).await?;
+        if let Some(agent) = self.agent_of(&session.id) {
+            agent.cancel();
+        }
+        Ok(())
+    }
+
+    /// Answers every waiting question of `session` with `cancelled`, and says so.
+    pub(crate) async fn cancel_questions(&self, session: &Session) -> Result<(), EngineError> {
+        let pending: Vec<(String, PendingQuestion)> = match self.registry().live.get_mut(&session.id) {
+            Some(runtime) => runtime.questions.drain().collect(),
+            None => Vec::new(),
+        };
+        for (id, question) in pending {
+            let _ = question.answer.send(None);
+            self.record_event(session, "answer", json!({ "question_id": id, "outcome": "cancelled" }))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Attaches a live-channel client to the caller's session. A disconnected session
+    /// becomes active again.
+    pub async fn attach_live(
+        self: &Arc<Self>,
+        caller: &User,
+        session_id: &str,
+    ) -> Result<LiveSubscription, EngineError> {
+        let session = self.own_session(caller, session_id).await?;
+        if !session.state.is_live() {
+            return Err(EngineError::Refused {
+                code: "session_ended",
+                message: "the session has ended".into(),
+            });
+        }
+        let (messages, pending_questions) = {
+            let mut registry = self.registry();
+            let Some(runtime) = registry.live.get_mut(&session.id) else {
+                return Err(EngineError::Refused {
+                    code: "session_ended",
+                    message: "the session has ended".into(),
+                });
+            };
+            runtime.connections += 1;
+            let questions = runtime.questions.values().map(|question| question.body.clone()).collect();
+            (runtime.live.subscribe(), questions)
+        };
+        let attachment =
+            LiveAttachment { engine: Arc::clone(self), user: caller.clone(), session_id: session.id.clone() };
+        if session.state == SessionState::Disconnected {
+            self.hold_grace_for_reconnect(&session.user_id, &session.workspace_id);
+            self.resume(&session.id).await?;
+        }
+        let session = self.load_session(&session.id).await?;
+        Ok(LiveSubscription { session, messages, pending_questions, attachment })
+    }
+
+    /// History of one session the caller may see, after `after`, at most `limit`.
+    pub async fn session_events(
+        &self,
+        caller: &User,
+        session_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, EngineError> {
+        let session = self.session(caller, session_id).await?;
+        Ok(self.store.session_events(&session.id, after, limit).await?)
+    }
+
+    /// History of one of the caller's workspaces across its sessions.
+    pub async fn workspace_events(
+        &self,
+        caller: &User,
+        workspace_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, EngineError> {
+        let workspace = self.workspace(caller, workspace_id).await?;
+        Ok(self.store.workspace_events(&workspace.id, after, limit).await?)
+    }
+}
