@@ -1,5 +1,6 @@
 //! The live channel (`GET /api/sessions/{id}/live?after=SEQ`, WebSocket) and the history
-//! endpoints. A client gets the history after `after`, then live events, session changes
+//! endpoints. A client gets the workspace's history after `after` (every session, so a
+//! reopened workspace shows its whole conversation), then live events, session changes
 //! and questions; it sends prompts, answers and cancels. A client that falls more than
 //! the live buffer behind is disconnected and resumes with `after`: history is stored
 //! first, so it loses nothing. When the last client of a session goes, the person left.
@@ -115,7 +116,8 @@ async fn serve_live(
     let (mut sink, mut stream) = socket.split();
     let mut last = after;
     loop {
-        let events = match engine.session_events(&caller, &session_id, last, PAGE).await {
+        // The whole conversation of the workspace, across its sessions, comes back.
+        let events = match engine.workspace_events(&caller, session.workspace_id.as_str(), last, PAGE).await {
             Ok(events) => events,
             Err(error) => {
                 sink.send(error_frame("internal", &error.to_string())).await?;

@@ -1,0 +1,209 @@
+//! The live channel end to end: a real server, the real built-in agent (`berth agent`)
+//! in the sandbox, a WebSocket client. Prompts ask questions, answers run commands,
+//! questions survive a dropped connection within grace, and the whole history comes back
+//! after close and reopen with the agent's context resumed.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
+use berth_engine::{Config, Engine};
+use berth_testkit::SourceRepo;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const TOKEN: &str = "berth_live_test_admin_token_000000";
+
+struct Server {
+    _data: tempfile::TempDir,
+    base: String,
+    http: reqwest::Client,
+}
+
+async fn start() -> Server {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(data.path());
+    config.admin_token = Some(TOKEN.into());
+    config.agent_command = Some(format!("'{}' agent", env!("CARGO_BIN_EXE_berth")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let engine = Engine::start(config).await.unwrap();
+    engine.ensure_admin().await.unwrap();
+    tokio::spawn(berth_server::run(listener, engine, std::future::pending()));
+    Server { _data: data, base, http: reqwest::Client::new() }
+}
+
+impl Server {
+    async fn call(&self, method: reqwest::Method, path: &str) -> Value {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+
+    async fn ready_workspace(&self, repo: &str) -> String {
+        let created = self
+            .http
+            .post(format!("{}/api/workspaces", self.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "repo": repo }))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        for _ in 0..2000 {
+            if self.call(reqwest::Method::GET, &format!("/api/workspaces/{id}")).await["state"] == "ready" {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("workspace not ready");
+    }
+
+    async fn open(&self, workspace: &str) -> String {
+        let opened = self.call(reqwest::Method::POST, &format!("/api/workspaces/{workspace}/open")).await;
+        opened["session"]["id"].as_str().unwrap().to_owned()
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn attach(server: &Server, session: &str, after: i64) -> Socket {
+    let url = format!("{}/api/sessions/{session}/live?after={after}", server.base.replace("http", "ws"));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+async fn send(socket: &mut Socket, command: Value) {
+    socket.send(Message::Text(command.to_string().into())).await.unwrap();
+}
+
+/// The next frame that `matches`, skipping the others (bounded in time).
+async fn frame_where(socket: &mut Socket, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let message = socket.next().await.expect("the channel is open").unwrap();
+            if let Message::Text(text) = message {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if matches(&frame) {
+                    return frame;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no frame: {what}"))
+}
+
+fn is_event(kind: &'static str) -> impl Fn(&Value) -> bool {
+    move |frame| frame["type"] == "event" && frame["event"]["kind"] == kind
+}
+
+fn is_system(code: &'static str) -> impl Fn(&Value) -> bool {
+    move |frame| {
+        frame["type"] == "event"
+            && frame["event"]["kind"] == "system"
+            && frame["event"]["data"]["code"] == code
+    }
+}
+
+async fn question(socket: &mut Socket) -> Value {
+    frame_where(socket, "a question", |frame| frame["type"] == "question").await["question"].clone()
+}
+
+#[tokio::test]
+async fn prompts_questions_answers_reconnects_and_history() {
+    let source = SourceRepo::new();
+    let server = start().await;
+    let workspace = server.ready_workspace(&source.url()).await;
+    let session = server.open(&workspace).await;
+    let checkout_status = format!("/api/workspaces/{workspace}/git");
+    let mut socket = attach(&server, &session, 0).await;
+    frame_where(&mut socket, "the agent is ready", is_system("agent_ready")).await;
+
+    // Allowed: the command runs and the turn ends.
+    send(&mut socket, json!({ "type": "prompt", "text": "$ echo hi > f.txt" })).await;
+    let asked = question(&mut socket).await;
+    let options: Vec<&str> =
+        asked["options"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(options, ["allow_once", "allow_always", "reject_once"]);
+    send(&mut socket, json!({ "type": "prompt", "text": "$ echo again" })).await;
+    let refused = frame_where(&mut socket, "a refusal", |frame| frame["type"] == "error").await;
+    assert_eq!(refused["error"]["code"], "turn_in_progress");
+    send(&mut socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "allow_once" }))
+        .await;
+    let ended = frame_where(&mut socket, "the turn end", is_event("turn_end")).await;
+    assert_eq!(ended["event"]["data"]["stop_reason"], "end_turn");
+    let git = server.call(reqwest::Method::GET, &checkout_status).await;
+    assert_eq!(git["uncommitted"], json!(["f.txt"]));
+    send(&mut socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "allow_once" }))
+        .await;
+    let again = frame_where(&mut socket, "a second answer refused", |frame| frame["type"] == "error").await;
+    assert_eq!(again["error"]["code"], "question_not_pending");
+
+    // Rejected: nothing runs.
+    send(&mut socket, json!({ "type": "prompt", "text": "$ touch rejected.txt" })).await;
+    let asked = question(&mut socket).await;
+    send(&mut socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "reject_once" }))
+        .await;
+    frame_where(&mut socket, "the turn end", is_event("turn_end")).await;
+    assert_eq!(server.call(reqwest::Method::GET, &checkout_status).await["uncommitted"], json!(["f.txt"]));
+
+    // A dropped connection while a question waits: the session waits in grace, and the
+    // question comes back on reconnect.
+    send(&mut socket, json!({ "type": "prompt", "text": "$ echo later > later.txt" })).await;
+    // The question is stored as an event first, then sent as a question.
+    let last_seq =
+        frame_where(&mut socket, "the question event", is_event("question")).await["event"]["seq"].as_i64();
+    let waiting = question(&mut socket).await;
+    drop(socket);
+    let mut state = Value::Null;
+    for _ in 0..1000 {
+        state = server.call(reqwest::Method::GET, &format!("/api/sessions/{session}")).await;
+        if state["state"] == "disconnected" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(state["state"], "disconnected", "{state}");
+    assert!(state["grace_expires_at"].is_string());
+    let mut socket = attach(&server, &session, last_seq.unwrap_or(0)).await;
+    let again = question(&mut socket).await;
+    assert_eq!(again["id"], waiting["id"]);
+    send(&mut socket, json!({ "type": "answer", "question_id": again["id"], "option_id": "allow_once" }))
+        .await;
+    frame_where(&mut socket, "the turn end", is_event("turn_end")).await;
+    assert_eq!(
+        server.call(reqwest::Method::GET, &format!("/api/sessions/{session}")).await["state"],
+        "active"
+    );
+
+    // Close and reopen: the whole history comes back, and the agent remembers.
+    server.call(reqwest::Method::POST, &format!("/api/sessions/{session}/close")).await;
+    let history =
+        server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}/events?limit=5000")).await;
+    let events = history["events"].as_array().unwrap().clone();
+    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "seq grows by one");
+    let reopened = server.open(&workspace).await;
+    let mut socket = attach(&server, &reopened, 0).await;
+    let mut replayed = Vec::new();
+    for _ in 0..events.len() {
+        replayed.push(
+            frame_where(&mut socket, "history", |frame| frame["type"] == "event").await["event"].clone(),
+        );
+    }
+    assert_eq!(replayed, events, "the live channel replays the whole history first");
+    frame_where(&mut socket, "the agent's context resumed", is_system("agent_context_resumed")).await;
+}
