@@ -207,3 +207,53 @@ async fn prompts_questions_answers_reconnects_and_history() {
     assert_eq!(replayed, events, "the live channel replays the whole history first");
     frame_where(&mut socket, "the agent's context resumed", is_system("agent_context_resumed")).await;
 }
+
+#[tokio::test]
+async fn cancel_kills_the_running_command_and_ends_the_turn_cancelled() {
+    let source = SourceRepo::new();
+    let server = start().await;
+    let workspace = server.ready_workspace(&source.url()).await;
+    let session = server.open(&workspace).await;
+    let mut socket = attach(&server, &session, 0).await;
+    frame_where(&mut socket, "the agent is ready", is_system("agent_ready")).await;
+    send(&mut socket, json!({ "type": "prompt", "text": "$ echo $$ > .berth/sleep.pid; exec sleep 60" }))
+        .await;
+    let asked = question(&mut socket).await;
+    send(&mut socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "allow_once" }))
+        .await;
+    frame_where(&mut socket, "the command running", |frame| {
+        frame["type"] == "event"
+            && frame["event"]["kind"] == "tool_call_update"
+            && frame["event"]["data"]["status"] == "in_progress"
+    })
+    .await;
+    send(&mut socket, json!({ "type": "cancel" })).await;
+    let ended = frame_where(&mut socket, "the turn end", is_event("turn_end")).await;
+    assert_eq!(ended["event"]["data"]["stop_reason"], "cancelled");
+    let session_state = server.call(reqwest::Method::GET, &format!("/api/sessions/{session}")).await;
+    assert_eq!(session_state["agent_running"], false);
+}
+
+#[tokio::test]
+async fn an_agent_that_crashes_mid_turn_ends_the_session_failed_with_agent_error() {
+    let source = SourceRepo::new();
+    let server = start().await;
+    let workspace = server.ready_workspace(&source.url()).await;
+    let session = server.open(&workspace).await;
+    let mut socket = attach(&server, &session, 0).await;
+    frame_where(&mut socket, "the agent is ready", is_system("agent_ready")).await;
+    // The command kills its own agent: the parent of the shell that runs it.
+    send(&mut socket, json!({ "type": "prompt", "text": "$ kill -9 $PPID" })).await;
+    let asked = question(&mut socket).await;
+    send(&mut socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "allow_once" }))
+        .await;
+    let error = frame_where(&mut socket, "the agent error", is_system("agent_error")).await;
+    // The sandbox's shell reports its killed agent as status 137 (128 + SIGKILL).
+    let message = error["event"]["data"]["message"].as_str().unwrap();
+    assert!(message.contains("137") || message.contains("signal 9"), "{error}");
+    let ended = frame_where(&mut socket, "the session end", |frame| {
+        frame["type"] == "session" && frame["session"]["state"] == "ended"
+    })
+    .await;
+    assert_eq!(ended["session"]["end_reason"], "failed");
+}
