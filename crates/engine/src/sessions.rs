@@ -464,10 +464,12 @@ impl Engine {
         self.store.end_session(&session.id, reason, Utc::now()).await?;
         let closed = serde_json::json!({ "code": "session_closed", "reason": reason.as_str() });
         self.record_event(session, "system", closed).await?;
+        let ended = self.load_session(&session.id).await?;
+        // Live clients hear of the end before the session's channel goes with its slot.
+        self.broadcast_live(&session.id, crate::conversation::LiveMessage::Session(ended.clone()));
         self.release_slot(&session.id);
         metrics::counter!("berth_session_closes_total", "outcome" => "closed", "reason" => reason.as_str())
             .increment(1);
-        let ended = self.load_session(&session.id).await?;
         tracing::info!(session_id = %session.id, reason = reason.as_str(), "session ended");
         self.publish_session(&ended);
         Ok(ended)

@@ -173,6 +173,8 @@ async fn serve_live(
         }
     }
     drop(attachment);
+    // Best effort: the client may be gone already.
+    let _ = sink.send(Message::Close(None)).await;
     Ok(())
 }
 
