@@ -2,6 +2,7 @@
 //! talk to a running server through its HTTP API.
 
 mod agent;
+mod attach;
 mod bench;
 mod client;
 mod serve;
@@ -78,6 +79,12 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Attaches this terminal to a live session: its history, then prompts and answers.
+    Attach {
+        session: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// The built-in agent, run inside a sandbox (speaks to berth over stdin/stdout).
     Agent,
     /// Measures berth's figures on this machine against the targets of the design.
@@ -104,6 +111,7 @@ fn main() -> ExitCode {
             Command::CloseAll { retry_open, all, server } => {
                 sessions::close_all(&server, retry_open.as_deref(), all).await
             }
+            Command::Attach { session, server } => attach::run(&server, &session).await,
             Command::Agent => agent::run().await,
             Command::Bench(args) => bench::run(args).await,
         }

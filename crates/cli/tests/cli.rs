@@ -253,3 +253,60 @@ fn session_commands_print_the_outcome_words() {
     let stdout = text(&nothing.stdout);
     assert!(stdout.contains("No active workspaces to close") && stdout.contains("Opened"), "{stdout}");
 }
+
+#[test]
+fn attach_prompts_answers_by_number_and_shows_the_output() {
+    use std::io::Write;
+    let data = tempfile::tempdir().unwrap();
+    let source = SourceRepo::new();
+    // The default agent: the built-in one, `berth agent`.
+    let served = serve(data.path());
+    let created =
+        client(data.path(), &served, ADMIN_TOKEN, &["workspace", "create", &source.url(), "--name", "demo"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let opened = client(data.path(), &served, ADMIN_TOKEN, &["open", "demo"]);
+    let session =
+        text(&opened.stdout).split_whitespace().find(|word| word.starts_with("s_")).unwrap().to_owned();
+
+    let mut attach = berth(data.path())
+        .env("BERTH_URL", &served.url)
+        .env("BERTH_TOKEN", ADMIN_TOKEN)
+        .args(["attach", &session])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let stdout = BufReader::new(attach.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = received.recv_timeout(std::time::Duration::from_millis(100)) {
+                if line.contains(needle) {
+                    return;
+                }
+                seen.push(line);
+            }
+        }
+        panic!("no line with {needle:?} in {seen:?}");
+    };
+    let mut stdin = attach.stdin.take().unwrap();
+    wait_for("agent_ready");
+    writeln!(stdin, "$ echo attached > attached.txt").unwrap();
+    wait_for("/1 Allow once");
+    writeln!(stdin, "/1").unwrap();
+    wait_for("(turn ended: end_turn)");
+    drop(stdin);
+    assert!(attach.wait().unwrap().success());
+    let checkout = std::fs::read_dir(data.path().join("workspaces")).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(std::fs::read_to_string(checkout.join("attached.txt")).unwrap(), "attached\n");
+}
