@@ -91,13 +91,12 @@ fn show(frame: &Value, waiting: &mut Option<Value>) -> Option<String> {
                 "user_message" => println!("\n> {}", data["text"].as_str().unwrap_or_default()),
                 "agent_message" | "agent_thought" => print!("{}", text_of(&data["content"])),
                 "tool_call" => println!("\n[tool] {}", data["title"].as_str().unwrap_or("tool call")),
-                "tool_call_update" => match data["status"].as_str() {
-                    Some(status @ ("completed" | "failed")) => {
+                "tool_call_update" => {
+                    if let Some(status @ ("completed" | "failed")) = data["status"].as_str() {
                         let output = text_of(&data["content"]);
                         println!("[tool {status}]\n{}", output.trim_end());
                     }
-                    _ => {}
-                },
+                }
                 "turn_end" => println!("\n(turn ended: {})", data["stop_reason"].as_str().unwrap_or("?")),
                 "answer" => *waiting = None,
                 "system" => {
