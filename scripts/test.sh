@@ -28,6 +28,12 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# A third-party ACP agent the tests run through berth (crates.io).
+if ! command -v elizacp >/dev/null 2>&1; then
+    echo "== installing elizacp"
+    cargo install elizacp --locked
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

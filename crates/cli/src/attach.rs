@@ -20,7 +20,7 @@ pub async fn run(server: &ServerArgs, session: &str) -> anyhow::Result<ExitCode>
         .into_client_request()
         .context("the server address is not a valid URL")?;
     request.headers_mut().insert("authorization", format!("Bearer {token}").parse().context("the token")?);
-    let (socket, _) = tokio_tungstenite::connect_async(request)
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .with_context(|| format!("cannot attach to session {session} at {base}"))?;
     let (mut sink, mut stream) = socket.split();

@@ -104,7 +104,76 @@ async fn measure(api: &Api, repo: &str, rounds: usize) -> anyhow::Result<Vec<Fig
         let name = if count == 10 { "close-all of 10 sessions" } else { "close-all of 100 sessions" };
         figures.push(latency(name, &mut totals, target, limit_ms));
     }
+    figures.extend(measure_agent(api, &workspaces[0], rounds).await?);
     Ok(figures)
+}
+
+/// Prompt → first agent event through the built-in agent, and reconnect + replay of
+/// 1,000 history events, over the live channel.
+async fn measure_agent(api: &Api, workspace: &str, rounds: usize) -> anyhow::Result<Vec<Figure>> {
+    let session = api.open(workspace).await?;
+    let mut live = api.attach(&session, 0).await?;
+    live.until(|frame| frame["event"]["data"]["code"] == "agent_ready").await?;
+    let mut first_events = Vec::new();
+    let mut events = 0usize;
+    let prompts = rounds.max(340);
+    for round in 0..prompts {
+        live.send(json!({ "type": "prompt", "text": "hello" })).await?;
+        let started = Instant::now();
+        live.until(|frame| frame["event"]["kind"] == "agent_message").await?;
+        if round < rounds {
+            first_events.push(started.elapsed());
+        }
+        live.until(|frame| frame["event"]["kind"] == "turn_end").await?;
+        events += 3;
+    }
+    let mut replays = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let mut replay = api.attach(&session, 0).await?;
+        let mut seen = 0usize;
+        replay
+            .until(|frame| {
+                seen += usize::from(frame["type"] == "event");
+                frame["type"] == "session"
+            })
+            .await?;
+        replays.push(started.elapsed());
+        if seen < 1000 {
+            bail!("replayed only {seen} events of {events}");
+        }
+    }
+    api.close(&session).await?;
+    Ok(vec![
+        latency("prompt → first agent event (built-in agent)", &mut first_events, "—", f64::INFINITY),
+        latency("reconnect + replay of ≥ 1,000 history events", &mut replays, "≤ 20 ms", 20.0),
+    ])
+}
+
+/// A live-channel client for the bench.
+struct Live {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Live {
+    async fn send(&mut self, command: Value) -> anyhow::Result<()> {
+        use futures::SinkExt;
+        self.socket.send(tokio_tungstenite::tungstenite::Message::Text(command.to_string().into())).await?;
+        Ok(())
+    }
+
+    /// Reads frames until one satisfies `done`.
+    async fn until(&mut self, mut done: impl FnMut(&Value) -> bool) -> anyhow::Result<()> {
+        use futures::StreamExt;
+        while let Some(message) = self.socket.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message? {
+                if done(&serde_json::from_str(&text)?) {
+                    return Ok(());
+                }
+            }
+        }
+        bail!("the live channel closed")
+    }
 }
 
 fn latency(name: &'static str, samples: &mut [Duration], target: &'static str, p50_limit_ms: f64) -> Figure {
@@ -172,6 +241,15 @@ impl Api {
     async fn open(&self, workspace: &str) -> anyhow::Result<String> {
         let opened = self.post(&format!("/api/workspaces/{workspace}/open"), Value::Null).await?;
         Ok(opened["session"]["id"].as_str().context("no session id")?.to_owned())
+    }
+
+    async fn attach(&self, session: &str, after: i64) -> anyhow::Result<Live> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url =
+            format!("{}/api/sessions/{session}/live?after={after}", self.base.replacen("http", "ws", 1));
+        let mut request = url.into_client_request()?;
+        request.headers_mut().insert("authorization", format!("Bearer {BENCH_TOKEN}").parse()?);
+        Ok(Live { socket: tokio_tungstenite::connect_async_with_config(request, None, true).await?.0 })
     }
 
     async fn close(&self, session: &str) -> anyhow::Result<()> {

@@ -49,11 +49,15 @@ impl Server {
     }
 
     async fn ready_workspace(&self, repo: &str) -> String {
+        self.ready_workspace_from(json!({ "repo": repo })).await
+    }
+
+    async fn ready_workspace_from(&self, body: Value) -> String {
         let created = self
             .http
             .post(format!("{}/api/workspaces", self.base))
             .bearer_auth(TOKEN)
-            .json(&json!({ "repo": repo }))
+            .json(&body)
             .send()
             .await
             .unwrap()
@@ -256,4 +260,31 @@ async fn an_agent_that_crashes_mid_turn_ends_the_session_failed_with_agent_error
     })
     .await;
     assert_eq!(ended["session"]["end_reason"], "failed");
+}
+
+/// A third-party ACP agent, `elizacp` (crates.io), answers a prompt through berth. The
+/// test script installs it; without it the test fails in CI and is skipped locally.
+#[tokio::test]
+async fn a_third_party_acp_agent_answers_through_berth() {
+    let installed =
+        std::process::Command::new("elizacp").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(std::env::var("CI").is_err(), "elizacp is not installed; scripts/test.sh installs it");
+        eprintln!("skipped: elizacp is not installed (cargo install elizacp)");
+        return;
+    }
+    let source = SourceRepo::new();
+    let server = start().await;
+    // The workspace's own agent command wins over the installation's.
+    let body = json!({ "repo": source.url(), "name": "eliza", "agent": "elizacp --deterministic acp" });
+    let workspace = server.ready_workspace_from(body).await;
+    let session = server.open(&workspace).await;
+    let mut socket = attach(&server, &session, 0).await;
+    frame_where(&mut socket, "elizacp is ready", is_system("agent_ready")).await;
+    send(&mut socket, json!({ "type": "prompt", "text": "Hello, I feel a little tired today." })).await;
+    let reply = frame_where(&mut socket, "eliza's reply", is_event("agent_message")).await;
+    let text = reply["event"]["data"]["content"]["text"].as_str().unwrap_or_default().to_owned();
+    assert!(!text.trim().is_empty(), "{reply}");
+    let ended = frame_where(&mut socket, "the turn end", is_event("turn_end")).await;
+    assert_eq!(ended["event"]["data"]["stop_reason"], "end_turn");
 }

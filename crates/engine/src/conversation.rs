@@ -175,8 +175,10 @@ impl Engine {
                 }
             }
             AgentEvent::TurnEnded { stop_reason } => {
-                self.record_event(session, "turn_end", json!({ "stop_reason": stop_reason })).await?;
+                // Not running any more before anyone hears of the end, so a prompt sent on
+                // seeing `turn_end` is taken.
                 self.set_agent_running(&session.id, false).await?;
+                self.record_event(session, "turn_end", json!({ "stop_reason": stop_reason })).await?;
             }
             AgentEvent::TurnFailed { code, message } => {
                 // -32000 is ACP's "authentication required".
@@ -185,9 +187,9 @@ impl Engine {
                 } else {
                     json!({ "code": "agent_error", "message": message })
                 };
+                self.set_agent_running(&session.id, false).await?;
                 self.record_event(session, "system", system).await?;
                 self.record_event(session, "turn_end", json!({ "stop_reason": "error" })).await?;
-                self.set_agent_running(&session.id, false).await?;
             }
             AgentEvent::Closed { error } => {
                 if let Some(error) = error {
