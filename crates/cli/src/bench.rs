@@ -166,10 +166,10 @@ impl Live {
     async fn until(&mut self, mut done: impl FnMut(&Value) -> bool) -> anyhow::Result<()> {
         use futures::StreamExt;
         while let Some(message) = self.socket.next().await {
-            if let tokio_tungstenite::tungstenite::Message::Text(text) = message? {
-                if done(&serde_json::from_str(&text)?) {
-                    return Ok(());
-                }
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message?
+                && done(&serde_json::from_str(&text)?)
+            {
+                return Ok(());
             }
         }
         bail!("the live channel closed")
