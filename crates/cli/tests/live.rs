@@ -21,10 +21,15 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with(|_| {}).await
+}
+
+async fn start_with(adjust: impl FnOnce(&mut Config)) -> Server {
     let data = tempfile::tempdir().unwrap();
     let mut config = Config::for_data_dir(data.path());
     config.admin_token = Some(TOKEN.into());
     config.agent_command = Some(format!("'{}' agent", env!("CARGO_BIN_EXE_berth")));
+    adjust(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let engine = Engine::start(config).await.unwrap();
@@ -287,4 +292,21 @@ async fn a_third_party_acp_agent_answers_through_berth() {
     assert!(!text.trim().is_empty(), "{reply}");
     let ended = frame_where(&mut socket, "the turn end", is_event("turn_end")).await;
     assert_eq!(ended["event"]["data"]["stop_reason"], "end_turn");
+}
+
+#[tokio::test]
+async fn a_turn_in_which_the_agent_goes_silent_is_cancelled() {
+    let source = SourceRepo::new();
+    let server = start_with(|config| config.turn_timeout = Duration::from_millis(300)).await;
+    let workspace = server.ready_workspace(&source.url()).await;
+    let session = server.open(&workspace).await;
+    let mut socket = attach(&server, &session, 0).await;
+    frame_where(&mut socket, "the agent is ready", is_system("agent_ready")).await;
+    send(&mut socket, json!({ "type": "prompt", "text": "$ sleep 60" })).await;
+    let asked = question(&mut socket).await;
+    send(&mut socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "allow_once" }))
+        .await;
+    frame_where(&mut socket, "the time-out", is_system("turn_timeout")).await;
+    let ended = frame_where(&mut socket, "the turn end", is_event("turn_end")).await;
+    assert_eq!(ended["event"]["data"]["stop_reason"], "cancelled");
 }

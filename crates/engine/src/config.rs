@@ -11,6 +11,7 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_CLONE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SandboxDriverKind {
@@ -45,6 +46,8 @@ pub struct Config {
     /// `None` runs the built-in agent (`berth agent`).
     pub agent_command: Option<String>,
     pub resume_context: ResumeContext,
+    /// A turn during which the agent sends nothing for this long is cancelled.
+    pub turn_timeout: Duration,
     pub clone_timeout: Duration,
 }
 
@@ -106,6 +109,7 @@ struct SandboxFile {
 struct AgentFile {
     command: Option<String>,
     resume_context: Option<String>,
+    turn_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +226,10 @@ impl Config {
                 return Err(invalid("agent.resume_context", other, "expected auto or never"));
             }
         };
+        let turn_timeout = match pick("BERTH_TURN_TIMEOUT", parsed.agent.turn_timeout) {
+            Some(text) => duration("agent.turn_timeout", &text)?,
+            None => DEFAULT_TURN_TIMEOUT,
+        };
         let clone_timeout = match pick("BERTH_CLONE_TIMEOUT", parsed.git.clone_timeout) {
             Some(text) => duration("git.clone_timeout", &text)?,
             None => DEFAULT_CLONE_TIMEOUT,
@@ -238,6 +246,7 @@ impl Config {
             isolation,
             agent_command,
             resume_context,
+            turn_timeout,
             clone_timeout,
         })
     }
@@ -275,6 +284,7 @@ mod tests {
         assert_eq!(config.isolation, Isolation::Bwrap);
         assert_eq!(config.agent_command, None);
         assert_eq!(config.resume_context, ResumeContext::Auto);
+        assert_eq!(config.turn_timeout, Duration::from_secs(30 * 60));
         let without_bwrap = Config::load(None, env_of(&[("BERTH_DATA", "/tmp/b")]), false).unwrap();
         assert_eq!(without_bwrap.isolation, Isolation::None);
     }
@@ -360,6 +370,7 @@ resume_context = "never"
             ("BERTH_SANDBOX", "kubernetes", "sandbox.driver"),
             ("BERTH_ISOLATION", "chroot", "sandbox.isolation"),
             ("BERTH_RESUME_CONTEXT", "maybe", "agent.resume_context"),
+            ("BERTH_TURN_TIMEOUT", "forever", "agent.turn_timeout"),
             ("BERTH_ADMIN_TOKEN", "short", "admin_token"),
         ] {
             let error =

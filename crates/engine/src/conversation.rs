@@ -122,12 +122,28 @@ impl Engine {
             // Until the agent is ready it may replay an earlier session (`session/load`):
             // those updates are already in the history.
             let mut ready = false;
+            let turn_timeout = engine.config.turn_timeout;
             loop {
-                let event = tokio::select! {
-                    event = events.recv() => event,
-                    () = engine.shutdown.cancelled() => None,
+                let turn_active = engine.registry().live.get(&session.id).is_some_and(|runtime| runtime.turn_active);
+                let next = async {
+                    if turn_active {
+                        tokio::time::timeout(turn_timeout, events.recv()).await.map_err(|_| ())
+                    } else {
+                        Ok(events.recv().await)
+                    }
                 };
-                let Some(event) = event else { break };
+                let event = tokio::select! {
+                    event = next => event,
+                    () = engine.shutdown.cancelled() => Ok(None),
+                };
+                let event = match event {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(()) => {
+                        engine.time_out_turn(&session).await;
+                        continue;
+                    }
+                };
                 if let Err(error) = engine.on_agent_event(&session, event, &mut ready).await {
                     tracing::error!(session_id = %session.id, error = %error, "cannot record what the agent did");
                 }
@@ -175,12 +191,14 @@ impl Engine {
                 }
             }
             AgentEvent::TurnEnded { stop_reason } => {
+                self.set_turn_active(&session.id, false);
                 // Not running any more before anyone hears of the end, so a prompt sent on
                 // seeing `turn_end` is taken.
                 self.set_agent_running(&session.id, false).await?;
                 self.record_event(session, "turn_end", json!({ "stop_reason": stop_reason })).await?;
             }
             AgentEvent::TurnFailed { code, message } => {
+                self.set_turn_active(&session.id, false);
                 // -32000 is ACP's "authentication required".
                 let system = if code == -32000 {
                     json!({ "code": "agent_needs_credentials", "message": "the agent needs credentials (authentication required)" })
@@ -198,6 +216,31 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    fn set_turn_active(&self, session: &SessionId, active: bool) {
+        if let Some(runtime) = self.registry().live.get_mut(session) {
+            runtime.turn_active = active;
+        }
+    }
+
+    /// The agent sent nothing for `agent.turn_timeout` during a turn: cancel the turn.
+    /// The agent then ends it (`cancelled`) as for a person's cancel.
+    async fn time_out_turn(&self, session: &Session) {
+        tracing::warn!(session_id = %session.id, "the agent's turn timed out; cancelling it");
+        self.set_turn_active(&session.id, false);
+        let message = format!(
+            "the agent sent nothing for {} s; its turn is cancelled",
+            self.config.turn_timeout.as_secs()
+        );
+        let recorded =
+            self.record_event(session, "system", json!({ "code": "turn_timeout", "message": message })).await;
+        if let Err(error) = recorded.map(drop).and(self.cancel_questions(session).await) {
+            tracing::error!(session_id = %session.id, error = %error, "cannot record a turn's time-out");
+        }
+        if let Some(agent) = self.agent_of(&session.id) {
+            agent.cancel();
+        }
     }
 
     fn agent_of(&self, session: &SessionId) -> Option<Arc<berth_agent::client::AgentConnection>> {
@@ -227,6 +270,7 @@ impl Engine {
         }
         self.set_agent_running(&session.id, true).await?;
         let event = self.record_event(&session, "user_message", json!({ "text": text })).await?;
+        self.set_turn_active(&session.id, true);
         agent.prompt(text.to_owned());
         Ok(event)
     }

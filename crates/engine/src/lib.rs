@@ -28,7 +28,7 @@ pub use workspaces::{NewWorkspace, WorkspaceGitStatus};
 
 /// The running core of a berth server. Shared as `Arc<Engine>`.
 pub struct Engine {
-    config: Config,
+    pub(crate) config: Config,
     store: Store,
     paths: DataPaths,
     driver: Arc<dyn SandboxDriver>,

@@ -84,6 +84,8 @@ pub(crate) struct LiveRuntime {
     pub(crate) questions: HashMap<String, crate::conversation::PendingQuestion>,
     /// Live-channel connections attached now; the last one to go counts as leaving.
     pub(crate) connections: usize,
+    /// A prompt was sent and its turn has not ended.
+    pub(crate) turn_active: bool,
 }
 
 /// The in-memory side of the manager.
@@ -130,6 +132,7 @@ impl Engine {
                 live: tokio::sync::broadcast::channel(crate::conversation::LIVE_BUFFER).0,
                 questions: HashMap::new(),
                 connections: 0,
+                turn_active: false,
             },
         );
         true
