@@ -310,3 +310,44 @@ async fn a_turn_in_which_the_agent_goes_silent_is_cancelled() {
     let ended = frame_where(&mut socket, "the turn end", is_event("turn_end")).await;
     assert_eq!(ended["event"]["data"]["stop_reason"], "cancelled");
 }
+
+#[tokio::test]
+async fn two_browsers_see_the_same_question_and_the_first_answer_wins() {
+    let source = SourceRepo::new();
+    let server = start().await;
+    let workspace = server.ready_workspace(&source.url()).await;
+    let session = server.open(&workspace).await;
+    let mut first = attach(&server, &session, 0).await;
+    let mut second = attach(&server, &session, 0).await;
+    frame_where(&mut first, "the agent is ready", is_system("agent_ready")).await;
+    frame_where(&mut second, "the agent is ready", is_system("agent_ready")).await;
+    send(&mut first, json!({ "type": "prompt", "text": "$ echo both > both.txt" })).await;
+    let seen_by_first = question(&mut first).await;
+    let seen_by_second = question(&mut second).await;
+    assert_eq!(seen_by_first, seen_by_second);
+    send(
+        &mut second,
+        json!({ "type": "answer", "question_id": seen_by_second["id"], "option_id": "allow_once" }),
+    )
+    .await;
+    frame_where(&mut first, "the second browser's answer", is_event("answer")).await;
+    send(
+        &mut first,
+        json!({ "type": "answer", "question_id": seen_by_first["id"], "option_id": "reject_once" }),
+    )
+    .await;
+    let refused = frame_where(&mut first, "the late answer refused", |frame| frame["type"] == "error").await;
+    assert_eq!(refused["error"]["code"], "question_not_pending");
+    for socket in [&mut first, &mut second] {
+        let ended = frame_where(socket, "the turn end", is_event("turn_end")).await;
+        assert_eq!(ended["event"]["data"]["stop_reason"], "end_turn");
+    }
+    // One browser leaving is not the person leaving while another is still attached.
+    drop(first);
+    send(&mut second, json!({ "type": "prompt", "text": "still here?" })).await;
+    frame_where(&mut second, "the agent's reply", is_event("agent_message")).await;
+    assert_eq!(
+        server.call(reqwest::Method::GET, &format!("/api/sessions/{session}")).await["state"],
+        "active"
+    );
+}
