@@ -94,6 +94,17 @@ async fn attach(server: &Server, session: &str, after: i64) -> Socket {
     tokio_tungstenite::connect_async(request).await.unwrap().0
 }
 
+/// A workspace of a fresh repository opened on `server`, with a live client attached
+/// once its agent is ready.
+async fn ready_session(server: Server) -> (SourceRepo, Server, String, Socket) {
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source.url()).await;
+    let session = server.open(&workspace).await;
+    let mut socket = attach(&server, &session, 0).await;
+    frame_where(&mut socket, "the agent is ready", is_system("agent_ready")).await;
+    (source, server, session, socket)
+}
+
 async fn send(socket: &mut Socket, command: Value) {
     socket.send(Message::Text(command.to_string().into())).await.unwrap();
 }
@@ -219,12 +230,7 @@ async fn prompts_questions_answers_reconnects_and_history() {
 
 #[tokio::test]
 async fn cancel_kills_the_running_command_and_ends_the_turn_cancelled() {
-    let source = SourceRepo::new();
-    let server = start().await;
-    let workspace = server.ready_workspace(&source.url()).await;
-    let session = server.open(&workspace).await;
-    let mut socket = attach(&server, &session, 0).await;
-    frame_where(&mut socket, "the agent is ready", is_system("agent_ready")).await;
+    let (_source, server, session, mut socket) = ready_session(start().await).await;
     send(&mut socket, json!({ "type": "prompt", "text": "$ echo $$ > .berth/sleep.pid; exec sleep 60" }))
         .await;
     let asked = question(&mut socket).await;
@@ -245,12 +251,7 @@ async fn cancel_kills_the_running_command_and_ends_the_turn_cancelled() {
 
 #[tokio::test]
 async fn an_agent_that_crashes_mid_turn_ends_the_session_failed_with_agent_error() {
-    let source = SourceRepo::new();
-    let server = start().await;
-    let workspace = server.ready_workspace(&source.url()).await;
-    let session = server.open(&workspace).await;
-    let mut socket = attach(&server, &session, 0).await;
-    frame_where(&mut socket, "the agent is ready", is_system("agent_ready")).await;
+    let (_source, _server, _session, mut socket) = ready_session(start().await).await;
     // The command kills its own agent: the parent of the shell that runs it.
     send(&mut socket, json!({ "type": "prompt", "text": "$ kill -9 $PPID" })).await;
     let asked = question(&mut socket).await;
@@ -296,12 +297,8 @@ async fn a_third_party_acp_agent_answers_through_berth() {
 
 #[tokio::test]
 async fn a_turn_in_which_the_agent_goes_silent_is_cancelled() {
-    let source = SourceRepo::new();
-    let server = start_with(|config| config.turn_timeout = Duration::from_millis(300)).await;
-    let workspace = server.ready_workspace(&source.url()).await;
-    let session = server.open(&workspace).await;
-    let mut socket = attach(&server, &session, 0).await;
-    frame_where(&mut socket, "the agent is ready", is_system("agent_ready")).await;
+    let silent_after = |config: &mut Config| config.turn_timeout = Duration::from_millis(300);
+    let (_source, _server, _session, mut socket) = ready_session(start_with(silent_after).await).await;
     send(&mut socket, json!({ "type": "prompt", "text": "$ sleep 60" })).await;
     let asked = question(&mut socket).await;
     send(&mut socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "allow_once" }))

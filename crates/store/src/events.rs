@@ -4,6 +4,12 @@ use crate::{Backend, Store, StoreError};
 use berth_core::{Event, SessionId, WorkspaceId};
 use chrono::{DateTime, Utc};
 
+/// Whose events a history read returns.
+enum EventScope {
+    Session,
+    Workspace,
+}
+
 #[derive(sqlx::FromRow)]
 struct EventRow {
     seq: i64,
@@ -68,19 +74,7 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<Event>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query_as::<_, EventRow>(
-                "SELECT seq, session_id, at, kind, data FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            )
-            .bind(session.as_str())
-            .bind(after)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(Event::from)
-            .collect()),
-        }
+        self.events_where(EventScope::Session, session.as_str(), after, limit).await
     }
 
     /// Events of a workspace (every session) after `after`, oldest first, at most `limit`.
@@ -90,18 +84,34 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<Event>, StoreError> {
+        self.events_where(EventScope::Workspace, workspace.as_str(), after, limit).await
+    }
+
+    async fn events_where(
+        &self,
+        scope: EventScope,
+        id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let query = match scope {
+            EventScope::Session => {
+                "SELECT seq, session_id, at, kind, data FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+            }
+            EventScope::Workspace => {
+                "SELECT seq, session_id, at, kind, data FROM events WHERE workspace_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+            }
+        };
         match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query_as::<_, EventRow>(
-                "SELECT seq, session_id, at, kind, data FROM events WHERE workspace_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            )
-            .bind(workspace.as_str())
-            .bind(after)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(Event::from)
-            .collect()),
+            Backend::Sqlite(pool) => Ok(sqlx::query_as::<_, EventRow>(query)
+                .bind(id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(Event::from)
+                .collect()),
         }
     }
 
