@@ -374,7 +374,8 @@ impl Engine {
         Ok(LiveSubscription { session, messages, pending_questions, attachment })
     }
 
-    /// History of one session the caller may see, after `after`, at most `limit`.
+    /// History of one of the caller's own sessions, after `after`, at most `limit`. The
+    /// conversation is private: administrators can close anyone's session, not read it.
     pub async fn session_events(
         &self,
         caller: &User,
@@ -382,7 +383,7 @@ impl Engine {
         after: i64,
         limit: i64,
     ) -> Result<Vec<Event>, EngineError> {
-        let session = self.session(caller, session_id).await?;
+        let session = self.own_session(caller, session_id).await?;
         Ok(self.store.session_events(&session.id, after, limit).await?)
     }
 

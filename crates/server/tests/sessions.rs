@@ -310,6 +310,11 @@ async fn users_never_reach_each_others_sessions_and_admins_reach_all() {
 
     assert_eq!(bob.open(&demo).await.0, StatusCode::NOT_FOUND);
     assert_eq!(bob.get(&format!("/api/sessions/{session}")).await.0, StatusCode::NOT_FOUND);
+    for path in [format!("/api/sessions/{session}/events"), format!("/api/workspaces/{demo}/events")] {
+        assert_eq!(bob.get(&path).await.0, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(admin.get(&path).await.0, StatusCode::NOT_FOUND, "the conversation is private: {path}");
+    }
+    assert_eq!(alice.get(&format!("/api/sessions/{session}/events")).await.0, StatusCode::OK);
     for path in [format!("/api/sessions/{session}/close"), format!("/api/sessions/{session}/leave")] {
         let (status, body) = bob.post(&path, Value::Null).await;
         assert_eq!(
