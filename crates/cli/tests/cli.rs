@@ -17,7 +17,16 @@ struct Served {
 }
 
 impl Drop for Served {
+    /// Stops the server the way an operator would (SIGTERM: every session ends and its
+    /// sandbox powers off), so no agent outlives the test; SIGKILL if it does not stop.
     fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        for _ in 0..1000 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -18,6 +18,8 @@ struct Server {
     _data: tempfile::TempDir,
     base: String,
     http: reqwest::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 async fn start() -> Server {
@@ -34,11 +36,20 @@ async fn start_with(adjust: impl FnOnce(&mut Config)) -> Server {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let engine = Engine::start(config).await.unwrap();
     engine.ensure_admin().await.unwrap();
-    tokio::spawn(berth_server::run(listener, engine, std::future::pending()));
-    Server { _data: data, base, http: reqwest::Client::new() }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(berth_server::run(listener, engine, async {
+        let _ = stopped.await;
+    }));
+    Server { _data: data, base, http: reqwest::Client::new(), stop, served }
 }
 
 impl Server {
+    /// Shuts the server down: every session ends and its agent process stops.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.served.await.unwrap().unwrap();
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str) -> Value {
         let response = self
             .http
@@ -226,6 +237,7 @@ async fn prompts_questions_answers_reconnects_and_history() {
     }
     assert_eq!(replayed, events, "the live channel replays the whole history first");
     frame_where(&mut socket, "the agent's context resumed", is_system("agent_context_resumed")).await;
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -247,25 +259,31 @@ async fn cancel_kills_the_running_command_and_ends_the_turn_cancelled() {
     assert_eq!(ended["event"]["data"]["stop_reason"], "cancelled");
     let session_state = server.call(reqwest::Method::GET, &format!("/api/sessions/{session}")).await;
     assert_eq!(session_state["agent_running"], false);
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn an_agent_that_crashes_mid_turn_ends_the_session_failed_with_agent_error() {
-    let (_source, _server, _session, mut socket) = ready_session(start().await).await;
+    let (_source, server, _session, mut socket) = ready_session(start().await).await;
     // The command kills its own agent: the parent of the shell that runs it.
     send(&mut socket, json!({ "type": "prompt", "text": "$ kill -9 $PPID" })).await;
     let asked = question(&mut socket).await;
     send(&mut socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "allow_once" }))
         .await;
-    let error = frame_where(&mut socket, "the agent error", is_system("agent_error")).await;
-    // The sandbox's shell reports its killed agent as status 137 (128 + SIGKILL).
-    let message = error["event"]["data"]["message"].as_str().unwrap();
-    assert!(message.contains("137") || message.contains("signal 9"), "{error}");
+    // The turn fails with the connection, and the sandbox's exit is reported with how the
+    // agent died: its shell reports a killed agent as status 137 (128 + SIGKILL).
+    let exit = frame_where(&mut socket, "the agent's exit", |frame| {
+        let message = frame["event"]["data"]["message"].as_str().unwrap_or_default();
+        is_system("agent_error")(frame) && (message.contains("137") || message.contains("signal 9"))
+    })
+    .await;
+    assert!(exit["event"]["data"]["stderr_tail"].is_string(), "{exit}");
     let ended = frame_where(&mut socket, "the session end", |frame| {
         frame["type"] == "session" && frame["session"]["state"] == "ended"
     })
     .await;
     assert_eq!(ended["session"]["end_reason"], "failed");
+    server.stop().await;
 }
 
 /// A third-party ACP agent, `elizacp` (crates.io), answers a prompt through berth. The
@@ -293,12 +311,13 @@ async fn a_third_party_acp_agent_answers_through_berth() {
     assert!(!text.trim().is_empty(), "{reply}");
     let ended = frame_where(&mut socket, "the turn end", is_event("turn_end")).await;
     assert_eq!(ended["event"]["data"]["stop_reason"], "end_turn");
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_turn_in_which_the_agent_goes_silent_is_cancelled() {
     let silent_after = |config: &mut Config| config.turn_timeout = Duration::from_millis(300);
-    let (_source, _server, _session, mut socket) = ready_session(start_with(silent_after).await).await;
+    let (_source, server, _session, mut socket) = ready_session(start_with(silent_after).await).await;
     send(&mut socket, json!({ "type": "prompt", "text": "$ sleep 60" })).await;
     let asked = question(&mut socket).await;
     send(&mut socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "allow_once" }))
@@ -306,6 +325,7 @@ async fn a_turn_in_which_the_agent_goes_silent_is_cancelled() {
     frame_where(&mut socket, "the time-out", is_system("turn_timeout")).await;
     let ended = frame_where(&mut socket, "the turn end", is_event("turn_end")).await;
     assert_eq!(ended["event"]["data"]["stop_reason"], "cancelled");
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -347,4 +367,5 @@ async fn two_browsers_see_the_same_question_and_the_first_answer_wins() {
         server.call(reqwest::Method::GET, &format!("/api/sessions/{session}")).await["state"],
         "active"
     );
+    server.stop().await;
 }
