@@ -34,6 +34,12 @@ fn pause_clock() -> tokio::task::JoinHandle<()> {
     })
 }
 
+impl Drop for Harness {
+    fn drop(&mut self) {
+        berth_testkit::kill_recorded_sandboxes(self._data.path());
+    }
+}
+
 fn process_runs(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))

@@ -53,3 +53,21 @@ impl Default for SourceRepo {
         Self::new()
     }
 }
+
+/// Kills every sandbox the local driver recorded under `data_dir/sandboxes`, for test
+/// servers dropped without a shutdown: no test leaves an agent process behind.
+pub fn kill_recorded_sandboxes(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("sandboxes")) else { return };
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+        // The record is JSON with a numeric "pid", which is also the process group.
+        let pid = text
+            .split("\"pid\":")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).find(|part| !part.is_empty()))
+            .and_then(|digits| digits.parse::<i32>().ok());
+        if let Some(pid) = pid {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+        }
+    }
+}

@@ -161,6 +161,12 @@ impl TestServer {
     }
 }
 
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        berth_testkit::kill_recorded_sandboxes(self.data.path());
+    }
+}
+
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
