@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 use berth_testkit::SourceRepo;
+use berth_testkit::process_runs;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -179,12 +180,6 @@ fn pid_in(dir: &Path, name: &str) -> i32 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     panic!("no pid in {}", path.display());
-}
-
-fn process_runs(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
-        .unwrap_or(false)
 }
 
 fn eventually_gone(pid: i32) -> bool {

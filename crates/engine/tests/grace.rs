@@ -6,6 +6,7 @@
 use berth_core::{EndReason, Role, Session, SessionState, User, WorkspaceState};
 use berth_engine::{Config, Engine, NewWorkspace, OpenOutcome};
 use berth_testkit::SourceRepo;
+use berth_testkit::process_runs;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,12 +39,6 @@ impl Drop for Harness {
     fn drop(&mut self) {
         berth_testkit::kill_recorded_sandboxes(self._data.path());
     }
-}
-
-fn process_runs(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
-        .unwrap_or(false)
 }
 
 /// An engine with one open session whose agent is working, on the real clock.

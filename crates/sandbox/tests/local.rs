@@ -5,6 +5,7 @@
 
 use berth_core::{SessionId, WorkspaceId};
 use berth_sandbox::{FaultyDriver, LocalDriver, SandboxDriver, SandboxSpec};
+use berth_testkit::process_runs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,13 +33,6 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 
 fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// A process that is gone or a zombie no longer runs anything.
-fn process_runs(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
-        .unwrap_or(false)
 }
 
 async fn pids_of_running_agent(workspace: &Path) -> (i32, i32) {

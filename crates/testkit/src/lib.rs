@@ -71,3 +71,10 @@ pub fn kill_recorded_sandboxes(data_dir: &Path) {
         }
     }
 }
+
+/// Whether process `pid` runs: it exists and is not a zombie waiting to be reaped.
+pub fn process_runs(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use berth_testkit::process_runs;
+
 pub const ADMIN_TOKEN: &str = "berth_test_admin_token_0123456789";
 
 /// A stand-in agent for the tests of sessions and sandboxes: a real process that writes its
@@ -36,13 +38,6 @@ pub async fn agent_pid(checkout: &Path) -> i32 {
         assert!(tokio::time::Instant::now() < deadline, "no agent pid in {}", pid_file.display());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// Whether a process runs (it exists and is not a zombie).
-pub fn process_runs(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
-        .unwrap_or(false)
 }
 
 /// Waits (bounded) until a process has gone; power off returns once the agent has
