@@ -59,12 +59,33 @@ impl AgentConnection {
     }
 }
 
+/// The workspace seen from both sides: where its files are on this machine, and where the
+/// agent sees them (its working directory, `/workspace` in a sandbox).
+#[derive(Debug, Clone)]
+pub struct WorkspaceRoots {
+    pub host: PathBuf,
+    pub agent: PathBuf,
+}
+
+impl WorkspaceRoots {
+    /// The same directory on both sides (an agent that is not sandboxed).
+    pub fn same(root: PathBuf) -> WorkspaceRoots {
+        WorkspaceRoots { host: root.clone(), agent: root }
+    }
+
+    /// The host file the agent means by `path`, if it is inside the workspace.
+    fn host_path(&self, path: &Path) -> Option<PathBuf> {
+        let relative = path.strip_prefix(&self.agent).ok()?;
+        confined(&self.host, &self.host.join(relative))
+    }
+}
+
 /// Connects to an agent over its standard streams. `resume` is the agent session id of an
 /// earlier session of this workspace, to be loaded when the agent supports it.
 pub fn connect(
     stdin: impl tokio::io::AsyncWrite + Send + Unpin + 'static,
     stdout: impl tokio::io::AsyncRead + Send + Unpin + 'static,
-    workspace_root: PathBuf,
+    roots: WorkspaceRoots,
     resume: Option<String>,
 ) -> (AgentConnection, mpsc::UnboundedReceiver<AgentEvent>) {
     let (events, event_receiver) = mpsc::unbounded_channel();
@@ -72,7 +93,7 @@ pub fn connect(
     let transport = ByteStreams::new(stdin.compat_write(), stdout.compat());
     let closing = events.clone();
     tokio::spawn(async move {
-        let outcome = run(transport, workspace_root, resume, events, command_receiver).await;
+        let outcome = run(transport, roots, resume, events, command_receiver).await;
         let _ = closing.send(AgentEvent::Closed { error: outcome.err().map(|error| error.to_string()) });
     });
     (AgentConnection { commands }, event_receiver)
@@ -80,13 +101,14 @@ pub fn connect(
 
 async fn run(
     transport: impl agent_client_protocol::ConnectTo<Client> + 'static,
-    workspace_root: PathBuf,
+    roots: WorkspaceRoots,
     resume: Option<String>,
     events: mpsc::UnboundedSender<AgentEvent>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) -> Result<(), agent_client_protocol::Error> {
     let (updates, questions) = (events.clone(), events.clone());
-    let (read_root, write_root) = (workspace_root.clone(), workspace_root.clone());
+    let (read_roots, write_roots) = (roots.clone(), roots.clone());
+    let workspace_root = roots.agent.clone();
     Client
         .v1()
         .name("berth")
@@ -117,10 +139,9 @@ async fn run(
             agent_client_protocol::on_receive_request!(),
         )
         .on_receive_request(
-            async move |request: ReadTextFileRequest, responder, _cx| match confined(
-                &read_root,
-                &request.path,
-            ) {
+            async move |request: ReadTextFileRequest, responder, _cx| match read_roots
+                .host_path(&request.path)
+            {
                 Some(path) => match tokio::fs::read_to_string(&path).await {
                     Ok(text) => responder.respond(ReadTextFileResponse::new(select_lines(
                         &text,
@@ -136,10 +157,9 @@ async fn run(
             agent_client_protocol::on_receive_request!(),
         )
         .on_receive_request(
-            async move |request: WriteTextFileRequest, responder, _cx| match confined(
-                &write_root,
-                &request.path,
-            ) {
+            async move |request: WriteTextFileRequest, responder, _cx| match write_roots
+                .host_path(&request.path)
+            {
                 Some(path) => match tokio::fs::write(&path, request.content.as_bytes()).await {
                     Ok(()) => responder.respond(WriteTextFileResponse::new()),
                     Err(error) => {
@@ -251,6 +271,18 @@ mod tests {
         assert!(confined(root, Path::new("/etc/passwd")).is_none());
         assert!(confined(root, &root.join("escape/passwd")).is_none());
         assert!(confined(root, Path::new("relative.txt")).is_none());
+    }
+
+    #[test]
+    fn sandbox_paths_map_to_the_host_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = WorkspaceRoots { host: dir.path().to_owned(), agent: PathBuf::from("/workspace") };
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        let inside = roots.host_path(Path::new("/workspace/src/main.rs")).unwrap();
+        assert_eq!(inside, dir.path().canonicalize().unwrap().join("src/main.rs"));
+        assert!(roots.host_path(Path::new("/workspace/../etc/passwd")).is_none());
+        assert!(roots.host_path(dir.path().join("x").as_path()).is_none(), "host paths mean nothing inside");
+        assert!(roots.host_path(Path::new("/etc/passwd")).is_none());
     }
 
     #[test]

@@ -20,7 +20,7 @@ fn start(root: &Path, resume: Option<String>) -> (AgentConnection, UnboundedRece
         root.to_owned(),
     ));
     let (client_read, client_write) = tokio::io::split(client_side);
-    connect(client_write, client_read, root.to_owned(), resume)
+    connect(client_write, client_read, berth_agent::client::WorkspaceRoots::same(root.to_owned()), resume)
 }
 
 async fn next(events: &mut UnboundedReceiver<AgentEvent>) -> AgentEvent {

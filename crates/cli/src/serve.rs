@@ -2,7 +2,7 @@
 //! administrator, print how to log in, and serve until interrupted.
 
 use anyhow::Context;
-use berth_engine::config::Isolation;
+use berth_engine::config::{HostTools, Isolation, Network};
 use berth_engine::{Config, Engine};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,12 +10,7 @@ use std::process::ExitCode;
 
 /// Loads the configuration from `file` and the process environment.
 pub fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
-    Ok(Config::load(file, |name| std::env::var(name).ok(), bwrap_installed())?)
-}
-
-fn bwrap_installed() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("bwrap").is_file()))
+    Ok(Config::load(file, |name| std::env::var(name).ok(), HostTools::detect())?)
 }
 
 pub async fn run(config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -27,10 +22,10 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     let config = load_config(config_file)?;
-    if config.isolation == Isolation::Bwrap {
+    if config.isolation == Isolation::Bwrap && config.network == Network::Host {
         tracing::warn!(
-            "sandbox.isolation = bwrap is not built yet: agents run as plain processes in their own \
-             process group; use this only for trusted setups"
+            "sandbox.network = host: sandboxes share this machine's network (install slirp4netns for \
+             a network namespace of their own with outbound access)"
         );
     }
     if config.isolation == Isolation::None {

@@ -4,6 +4,7 @@
 pub mod event;
 pub mod ids;
 pub mod limits;
+pub mod preview;
 pub mod session;
 pub mod user;
 pub mod validate;

@@ -2,7 +2,9 @@
 //! variables (a variable wins over the file), then passed explicitly. The keys and
 //! variable names are the contract of API.md "Configuration".
 
+use berth_core::preview::PortAllowList;
 use berth_core::{Limits, OnUserLimit};
+pub use berth_sandbox::{Isolation, Network, Resources};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,10 +21,30 @@ pub enum SandboxDriverKind {
     Docker,
 }
 
+/// The default share of the machine of one sandbox.
+pub const DEFAULT_RESOURCES: Resources =
+    Resources { memory_bytes: Some(4 << 30), pids: Some(1024), cpus: None };
+pub const DEFAULT_IMAGE: &str = "debian:bookworm-slim";
+
+/// Which sandboxing programs this host has; they decide the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isolation {
-    Bwrap,
-    None,
+pub struct HostTools {
+    pub bwrap: bool,
+    pub slirp4netns: bool,
+}
+
+impl HostTools {
+    pub const NONE: HostTools = HostTools { bwrap: false, slirp4netns: false };
+    pub const ALL: HostTools = HostTools { bwrap: true, slirp4netns: true };
+
+    /// Looks for the programs on the `PATH`.
+    pub fn detect() -> HostTools {
+        let installed = |program: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        };
+        HostTools { bwrap: installed("bwrap"), slirp4netns: installed("slirp4netns") }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +65,13 @@ pub struct Config {
     pub reconnect_grace: Duration,
     pub sandbox_driver: SandboxDriverKind,
     pub isolation: Isolation,
+    pub network: Network,
+    pub resources: Resources,
+    /// The container image of the `docker` driver.
+    pub image: String,
+    pub preview_ports: PortAllowList,
+    /// The configuration file read, hidden from sandboxes with the data directory.
+    pub config_file: Option<PathBuf>,
     /// `None` runs the built-in agent (`berth agent`).
     pub agent_command: Option<String>,
     pub resume_context: ResumeContext,
@@ -81,6 +110,14 @@ struct ConfigFile {
     agent: AgentFile,
     #[serde(default)]
     git: GitFile,
+    #[serde(default)]
+    preview: PreviewFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewFile {
+    ports: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +139,11 @@ struct SessionFile {
 struct SandboxFile {
     driver: Option<String>,
     isolation: Option<String>,
+    network: Option<String>,
+    memory: Option<String>,
+    pids: Option<String>,
+    cpus: Option<String>,
+    image: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,11 +178,11 @@ fn count(key: &'static str, value: &str, minimum: u32) -> Result<u32, ConfigErro
 
 impl Config {
     /// Reads `file` (if any) and the environment through `env`, applies the defaults and
-    /// checks every value. `bwrap_installed` decides the default isolation.
+    /// checks every value. `tools` decide the default isolation and network.
     pub fn load(
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
-        bwrap_installed: bool,
+        tools: HostTools,
     ) -> Result<Config, ConfigError> {
         let parsed = match file {
             Some(path) => {
@@ -207,12 +249,69 @@ impl Config {
             }
         };
         let isolation = match pick("BERTH_ISOLATION", parsed.sandbox.isolation).as_deref() {
-            None if bwrap_installed => Isolation::Bwrap,
+            None if tools.bwrap => Isolation::Bwrap,
             None | Some("none") => Isolation::None,
             Some("bwrap") => Isolation::Bwrap,
             Some(other) => {
                 return Err(invalid("sandbox.isolation", other, "expected bwrap or none"));
             }
+        };
+        let network = match pick("BERTH_SANDBOX_NETWORK", parsed.sandbox.network) {
+            Some(text) => Network::parse(&text)
+                .ok_or_else(|| invalid("sandbox.network", &text, "expected host, isolated or outbound"))?,
+            None if tools.slirp4netns || sandbox_driver == SandboxDriverKind::Docker => Network::Outbound,
+            None => Network::Host,
+        };
+        let unlimited = |text: &str| matches!(text, "none" | "unlimited");
+        let memory_bytes = match pick("BERTH_SANDBOX_MEMORY", parsed.sandbox.memory) {
+            Some(text) if unlimited(&text) => None,
+            Some(text) => Some(
+                berth_sandbox::settings::parse_size(&text).filter(|&bytes| bytes >= 16 << 20).ok_or_else(
+                    || {
+                        invalid(
+                            "sandbox.memory",
+                            &text,
+                            "expected a size of at least 16m such as 512m or 4g, or none",
+                        )
+                    },
+                )?,
+            ),
+            None => DEFAULT_RESOURCES.memory_bytes,
+        };
+        let pids = match pick("BERTH_SANDBOX_PIDS", parsed.sandbox.pids) {
+            Some(text) if unlimited(&text) => None,
+            Some(text) => Some(count("sandbox.pids", &text, 8)?),
+            None => DEFAULT_RESOURCES.pids,
+        };
+        let cpus = match pick("BERTH_SANDBOX_CPUS", parsed.sandbox.cpus) {
+            Some(text) if unlimited(&text) => None,
+            Some(text) => Some(
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|cpus| cpus.is_finite() && (0.01..=1024.0).contains(cpus))
+                    .ok_or_else(|| {
+                        invalid("sandbox.cpus", &text, "expected a number of cores such as 1 or 0.5, or none")
+                    })?,
+            ),
+            None => DEFAULT_RESOURCES.cpus,
+        };
+        let image =
+            pick("BERTH_SANDBOX_IMAGE", parsed.sandbox.image).unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+        if image.len() > 255
+            || image.starts_with('-')
+            || image.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "sandbox.image",
+                &image,
+                "expected an image reference such as debian:bookworm-slim",
+            ));
+        }
+        let preview_ports = match pick("BERTH_PREVIEW_PORTS", parsed.preview.ports) {
+            Some(text) => {
+                PortAllowList::parse(&text).map_err(|reason| invalid("preview.ports", &text, reason))?
+            }
+            None => PortAllowList::default(),
         };
         let agent_command = pick("BERTH_AGENT", parsed.agent.command);
         if let Some(command) = &agent_command {
@@ -244,6 +343,11 @@ impl Config {
             reconnect_grace,
             sandbox_driver,
             isolation,
+            network,
+            resources: Resources { memory_bytes, pids, cpus },
+            image,
+            preview_ports,
+            config_file: file.map(Path::to_owned),
             agent_command,
             resume_context,
             turn_timeout,
@@ -254,7 +358,7 @@ impl Config {
     /// A configuration for tests and tools: defaults, everything under `data_dir`.
     pub fn for_data_dir(data_dir: &Path) -> Config {
         let data_dir_text = data_dir.to_string_lossy().into_owned();
-        Config::load(None, |name| (name == "BERTH_DATA").then(|| data_dir_text.clone()), false)
+        Config::load(None, |name| (name == "BERTH_DATA").then(|| data_dir_text.clone()), HostTools::NONE)
             .expect("the defaults are valid") // the defaults are constants checked by the tests below
     }
 }
@@ -272,7 +376,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_documented_ones() {
-        let config = Config::load(None, env_of(&[("BERTH_DATA", "/tmp/b")]), true).unwrap();
+        let config = Config::load(None, env_of(&[("BERTH_DATA", "/tmp/b")]), HostTools::ALL).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:7070");
         assert_eq!(config.database_url, "sqlite:///tmp/b/berth.db");
         assert_eq!(
@@ -285,8 +389,13 @@ mod tests {
         assert_eq!(config.agent_command, None);
         assert_eq!(config.resume_context, ResumeContext::Auto);
         assert_eq!(config.turn_timeout, Duration::from_secs(30 * 60));
-        let without_bwrap = Config::load(None, env_of(&[("BERTH_DATA", "/tmp/b")]), false).unwrap();
+        assert_eq!(config.network, Network::Outbound);
+        assert_eq!(config.resources, DEFAULT_RESOURCES);
+        assert_eq!(config.image, DEFAULT_IMAGE);
+        assert!(config.preview_ports.allows(1) && config.preview_ports.allows(65535));
+        let without_bwrap = Config::load(None, env_of(&[("BERTH_DATA", "/tmp/b")]), HostTools::NONE).unwrap();
         assert_eq!(without_bwrap.isolation, Isolation::None);
+        assert_eq!(without_bwrap.network, Network::Host, "no slirp4netns: the host's network");
     }
 
     #[test]
@@ -313,7 +422,7 @@ resume_context = "never"
 "#,
         )
         .unwrap();
-        let from_file = Config::load(Some(&file), env_of(&[]), true).unwrap();
+        let from_file = Config::load(Some(&file), env_of(&[]), HostTools::ALL).unwrap();
         assert_eq!(from_file.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(from_file.data_dir, PathBuf::from("/srv/berth"));
         assert_eq!(from_file.limits.sessions_per_user, 3);
@@ -340,8 +449,14 @@ resume_context = "never"
                 ("BERTH_ISOLATION", "bwrap"),
                 ("BERTH_AGENT", "other"),
                 ("BERTH_RESUME_CONTEXT", "auto"),
+                ("BERTH_SANDBOX_NETWORK", "isolated"),
+                ("BERTH_SANDBOX_MEMORY", "512m"),
+                ("BERTH_SANDBOX_PIDS", "64"),
+                ("BERTH_SANDBOX_CPUS", "0.5"),
+                ("BERTH_SANDBOX_IMAGE", "berth-test:1"),
+                ("BERTH_PREVIEW_PORTS", "3000,8000-8100"),
             ]),
-            false,
+            HostTools::NONE,
         )
         .unwrap();
         assert_eq!(overridden.listen.to_string(), "127.0.0.1:0");
@@ -357,6 +472,13 @@ resume_context = "never"
         assert_eq!(overridden.isolation, Isolation::Bwrap);
         assert_eq!(overridden.agent_command.as_deref(), Some("other"));
         assert_eq!(overridden.resume_context, ResumeContext::Auto);
+        assert_eq!(overridden.network, Network::Isolated);
+        assert_eq!(
+            overridden.resources,
+            Resources { memory_bytes: Some(512 << 20), pids: Some(64), cpus: Some(0.5) }
+        );
+        assert_eq!(overridden.image, "berth-test:1");
+        assert!(overridden.preview_ports.allows(8050) && !overridden.preview_ports.allows(22));
     }
 
     #[test]
@@ -369,12 +491,21 @@ resume_context = "never"
             ("BERTH_RECONNECT_GRACE", "soon", "session.reconnect_grace"),
             ("BERTH_SANDBOX", "kubernetes", "sandbox.driver"),
             ("BERTH_ISOLATION", "chroot", "sandbox.isolation"),
+            ("BERTH_SANDBOX_NETWORK", "bridge", "sandbox.network"),
+            ("BERTH_SANDBOX_MEMORY", "lots", "sandbox.memory"),
+            ("BERTH_SANDBOX_MEMORY", "1k", "sandbox.memory"),
+            ("BERTH_SANDBOX_PIDS", "3", "sandbox.pids"),
+            ("BERTH_SANDBOX_CPUS", "-2", "sandbox.cpus"),
+            ("BERTH_SANDBOX_CPUS", "NaN", "sandbox.cpus"),
+            ("BERTH_SANDBOX_IMAGE", "--privileged", "sandbox.image"),
+            ("BERTH_PREVIEW_PORTS", "0-80", "preview.ports"),
             ("BERTH_RESUME_CONTEXT", "maybe", "agent.resume_context"),
             ("BERTH_TURN_TIMEOUT", "forever", "agent.turn_timeout"),
             ("BERTH_ADMIN_TOKEN", "short", "admin_token"),
         ] {
             let error =
-                Config::load(None, env_of(&[("BERTH_DATA", "/d"), (variable, value)]), true).unwrap_err();
+                Config::load(None, env_of(&[("BERTH_DATA", "/d"), (variable, value)]), HostTools::ALL)
+                    .unwrap_err();
             assert!(
                 matches!(&error, ConfigError::Invalid { key: k, .. } if *k == key),
                 "{variable}: {error}"
@@ -387,7 +518,7 @@ resume_context = "never"
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("berth.toml");
         std::fs::write(&file, "[limits]\nsesions_per_user = 2\n").unwrap();
-        let error = Config::load(Some(&file), env_of(&[]), true).unwrap_err();
+        let error = Config::load(Some(&file), env_of(&[]), HostTools::ALL).unwrap_err();
         assert!(error.to_string().contains("sesions_per_user"), "{error}");
     }
 }

@@ -111,6 +111,50 @@ impl Engine {
         Ok(event)
     }
 
+    /// Turns the sandbox's limit notices into `system agent_error` events, so a memory
+    /// hog or a fork bomb shows in the conversation instead of a silent hang.
+    pub(crate) fn report_limits(
+        self: &Arc<Self>,
+        session: &Session,
+        mut notices: mpsc::UnboundedReceiver<berth_sandbox::SandboxNotice>,
+    ) {
+        let engine = Arc::clone(self);
+        let session = session.clone();
+        self.tasks.spawn(async move {
+            loop {
+                let notice = tokio::select! {
+                    notice = notices.recv() => notice,
+                    () = engine.shutdown.cancelled() => None,
+                };
+                let Some(notice) = notice else { break };
+                let resources = engine.config.resources;
+                let (reason, message) = match notice {
+                    berth_sandbox::SandboxNotice::MemoryLimit { killed } => (
+                        "memory_limit",
+                        format!(
+                            "the sandbox reached its memory limit ({}): the kernel killed a process \
+                             ({killed} so far)",
+                            resources.memory_bytes.map_or("unset".to_owned(), |bytes| format!("{} MiB", bytes >> 20))
+                        ),
+                    ),
+                    berth_sandbox::SandboxNotice::ProcessLimit { refused } => (
+                        "process_limit",
+                        format!(
+                            "the sandbox reached its process limit ({}): new processes are refused \
+                             ({refused} refused so far)",
+                            resources.pids.map_or("unset".to_owned(), |pids| pids.to_string())
+                        ),
+                    ),
+                };
+                tracing::warn!(session_id = %session.id, reason, "{message}");
+                let data = json!({ "code": "agent_error", "reason": reason, "message": message });
+                if let Err(error) = engine.record_event(&session, "system", data).await {
+                    tracing::error!(session_id = %session.id, error = %error, "cannot record a sandbox limit");
+                }
+            }
+        });
+    }
+
     pub(crate) fn pump_agent_events(
         self: &Arc<Self>,
         session: &Session,

@@ -130,8 +130,16 @@ fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, EngineError
     match config.sandbox_driver {
         config::SandboxDriverKind::Local => {
             let state_dir = config.data_dir.join("sandboxes");
-            let driver = berth_sandbox::LocalDriver::new(&state_dir, berth_sandbox::DEFAULT_STOP_TIMEOUT)
+            let options = berth_sandbox::LocalOptions {
+                isolation: config.isolation,
+                network: config.network,
+                resources: config.resources,
+                stop_timeout: berth_sandbox::DEFAULT_STOP_TIMEOUT,
+                hidden: std::iter::once(config.data_dir.clone()).chain(config.config_file.clone()).collect(),
+            };
+            let driver = berth_sandbox::LocalDriver::with_options(&state_dir, options)
                 .map_err(|source| EngineError::Sandbox { source })?;
+            tracing::info!("local sandboxes: {}", driver.describe());
             Ok(Arc::new(driver))
         }
         config::SandboxDriverKind::Docker => Err(EngineError::Unsupported {

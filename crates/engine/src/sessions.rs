@@ -377,13 +377,17 @@ impl Engine {
     /// Speaks the agent protocol over the sandbox's stdio, and ends the session as
     /// `failed` (with the tail of the agent's error output) when the sandbox ends on its own.
     fn watch_sandbox(self: &Arc<Self>, session: &Session, io: AgentIo, resume: Option<String>) {
-        let AgentIo { stdin, stdout, mut stderr, mut exited } = io;
-        let root = self.paths.workspace(&session.workspace_id);
-        let (connection, agent_events) = berth_agent::client::connect(stdin, stdout, root, resume);
+        let AgentIo { stdin, stdout, mut stderr, mut exited, workspace_path, notices } = io;
+        let roots = berth_agent::client::WorkspaceRoots {
+            host: self.paths.workspace(&session.workspace_id),
+            agent: workspace_path,
+        };
+        let (connection, agent_events) = berth_agent::client::connect(stdin, stdout, roots, resume);
         if let Some(runtime) = self.registry().live.get_mut(&session.id) {
             runtime.agent = Some(Arc::new(connection));
         }
         self.pump_agent_events(session, agent_events);
+        self.report_limits(session, notices);
         let engine = Arc::clone(self);
         let id = session.id.clone();
         self.tasks.spawn(async move {

@@ -108,4 +108,12 @@ impl SandboxDriver for FaultyDriver {
     async fn running(&self) -> Result<Vec<RunningSandbox>, SandboxError> {
         self.inner.running().await
     }
+
+    async fn connect(
+        &self,
+        session_id: &SessionId,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, SandboxError> {
+        self.inner.connect(session_id, port).await
+    }
 }

@@ -5,17 +5,25 @@
 //!
 //! Only this crate spawns workloads.
 
+mod bwrap;
+mod cgroup;
+mod docker;
 mod faults;
 mod local;
+mod netns;
 mod proc;
+pub mod settings;
 
 use berth_core::{SessionId, WorkspaceId};
 use std::fmt;
 use std::path::PathBuf;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+pub use bwrap::WORKSPACE as SANDBOX_WORKSPACE;
+pub use docker::{DockerDriver, DockerOptions};
 pub use faults::FaultyDriver;
-pub use local::{DEFAULT_STOP_TIMEOUT, LocalDriver};
+pub use local::{DEFAULT_STOP_TIMEOUT, LocalDriver, LocalOptions};
+pub use settings::{Isolation, Network, Resources};
 
 /// What to power on.
 #[derive(Debug, Clone)]
@@ -52,6 +60,19 @@ pub struct AgentIo {
     pub stderr: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     /// Becomes `Some` when the agent process has ended, for whatever reason.
     pub exited: watch::Receiver<Option<SandboxExit>>,
+    /// The workspace directory as the agent sees it (its working directory).
+    pub workspace_path: PathBuf,
+    /// What the sandbox's limits refused while it runs.
+    pub notices: mpsc::UnboundedReceiver<SandboxNotice>,
+}
+
+/// A limit of the sandbox was hit: the session reports it rather than hang.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxNotice {
+    /// The kernel killed processes of the sandbox for memory (`killed` so far).
+    MemoryLimit { killed: u64 },
+    /// Forks were refused because the sandbox has as many processes as allowed.
+    ProcessLimit { refused: u64 },
 }
 
 /// A sandbox a driver has running, possibly left by an earlier server process.
@@ -69,6 +90,14 @@ pub enum SandboxError {
     Stop { session_id: SessionId, reason: String },
     #[error("cannot keep sandbox state in '{path}'")]
     State { path: PathBuf, source: std::io::Error },
+    #[error("session {session_id} has no running sandbox")]
+    NotRunning { session_id: SessionId },
+    #[error("nothing answers on port {port} in the sandbox")]
+    Connect { port: u16, source: std::io::Error },
+    #[error("{what}")]
+    Unavailable { what: String },
+    #[error("the container engine failed: {message}")]
+    Engine { message: String },
     #[error("injected fault: {what}")]
     Injected { what: String },
 }
@@ -87,4 +116,9 @@ pub trait SandboxDriver: Send + Sync + 'static {
 
     /// Every sandbox this driver has running, including those of earlier server runs.
     async fn running(&self) -> Result<Vec<RunningSandbox>, SandboxError>;
+
+    /// A TCP connection to `port` inside the running sandbox of `session_id` (the live
+    /// preview): the sandbox's own loopback, wherever the sandbox runs.
+    async fn connect(&self, session_id: &SessionId, port: u16)
+    -> Result<tokio::net::TcpStream, SandboxError>;
 }

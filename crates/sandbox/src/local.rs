@@ -1,20 +1,30 @@
-//! The `local` driver: the agent runs as a child process in its own process group, in
-//! the workspace directory. Powering off signals the whole group, so the agent's own
-//! children go too. Each running sandbox is also written down in a state directory
-//! (pid and process start time), so a server restarted after a crash finds and stops
-//! the sandboxes its predecessor left.
+//! The `local` driver: the agent runs on this machine, in its workspace directory.
+//!
+//! With `bwrap` isolation it runs in a bubblewrap sandbox (see [`crate::bwrap`]) in its
+//! own pid namespace and, unless the network is `host`, its own network namespace; with
+//! `none` it is a plain child process. Either way it starts in a process group of its
+//! own (powering off signals the group, so the agent's children go too) and, where the
+//! host allows, in a cgroup of its own that holds its limits. Each running sandbox is
+//! written down in a state directory (pid and process start time), so a server
+//! restarted after a crash finds and stops the sandboxes its predecessor left.
 
+use crate::cgroup::{Cgroup, Hierarchy};
 use crate::proc::{group_exists, is_alive, signal_group, start_time};
-use crate::{AgentIo, RunningSandbox, SandboxDriver, SandboxError, SandboxExit, SandboxSpec};
+use crate::settings::{Isolation, Network, Resources};
+use crate::{
+    AgentIo, RunningSandbox, SandboxDriver, SandboxError, SandboxExit, SandboxNotice, SandboxSpec, bwrap,
+    netns,
+};
 use berth_core::{SessionId, WorkspaceId};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// How long an agent has to exit after SIGTERM before it is killed.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -23,15 +33,56 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(3);
 /// this means something is wrong (an uninterruptible sleep), reported as a failed stop.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often a running sandbox's cgroup is read for limits it hit.
+const LIMIT_POLL: Duration = Duration::from_millis(200);
+
+/// Prepares the sandbox's process, then runs the rest of its arguments: `sh -c PREPARE
+/// berth-sandbox GATE N procs-file... program args...`. It joins the N cgroups (writing
+/// `0` to `cgroup.procs` moves the writer, so the sandbox is inside its limits before its
+/// first instruction) and, when GATE is not empty, opens that FIFO as descriptor 3, which
+/// bubblewrap waits on (`--block-fd 3`) until the network is up.
+const PREPARE: &str = r#"gate=$1; n=$2; shift 2
+while [ "$n" -gt 0 ]; do echo 0 > "$1" || exit 125; shift; n=$((n-1)); done
+if [ -n "$gate" ]; then exec 3<"$gate"; fi
+exec "$@""#;
+
+/// How the local driver contains agents.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub isolation: Isolation,
+    pub network: Network,
+    pub resources: Resources,
+    pub stop_timeout: Duration,
+    /// Host paths no sandbox may see (the data directory, the configuration file).
+    pub hidden: Vec<PathBuf>,
+}
+
+impl LocalOptions {
+    /// A plain child process with the host's network and no limits.
+    pub fn unisolated(stop_timeout: Duration) -> LocalOptions {
+        LocalOptions {
+            isolation: Isolation::None,
+            network: Network::Host,
+            resources: Resources::default(),
+            stop_timeout,
+            hidden: Vec::new(),
+        }
+    }
+}
+
 pub struct LocalDriver {
     state_dir: PathBuf,
-    stop_timeout: Duration,
+    options: LocalOptions,
+    /// Where limits go; `None` when there are none to apply or the host has no cgroups.
+    cgroups: Option<Hierarchy>,
     children: Mutex<HashMap<SessionId, LocalChild>>,
 }
 
 struct LocalChild {
     pgid: i32,
     exited: watch::Receiver<Option<SandboxExit>>,
+    /// A process inside the sandbox's own network namespace, when it has one.
+    network_holder: Option<i32>,
 }
 
 /// What is written down for each running sandbox.
@@ -44,15 +95,98 @@ struct StateRecord {
 }
 
 impl LocalDriver {
-    /// A driver that keeps its records in `state_dir` (created if missing).
+    /// A driver of plain child processes that keeps its records in `state_dir`.
     pub fn new(state_dir: &Path, stop_timeout: Duration) -> Result<LocalDriver, SandboxError> {
+        LocalDriver::with_options(state_dir, LocalOptions::unisolated(stop_timeout))
+    }
+
+    /// A driver that keeps its records in `state_dir` (created if missing). Fails when
+    /// a program the options need is not installed.
+    pub fn with_options(state_dir: &Path, options: LocalOptions) -> Result<LocalDriver, SandboxError> {
         std::fs::create_dir_all(state_dir)
             .map_err(|source| SandboxError::State { path: state_dir.to_owned(), source })?;
-        Ok(LocalDriver {
+        if options.isolation == Isolation::Bwrap {
+            require_program("bwrap", "install bubblewrap or set sandbox.isolation = \"none\"")?;
+            if options.network == Network::Outbound {
+                require_program("slirp4netns", "install slirp4netns or set sandbox.network")?;
+            }
+        }
+        let cgroups = if options.resources.is_unlimited() {
+            None
+        } else {
+            match Hierarchy::detect(state_dir) {
+                Ok(hierarchy) => Some(hierarchy),
+                Err(reason) => {
+                    tracing::warn!(%reason, "sandbox limits cannot be applied on this host");
+                    None
+                }
+            }
+        };
+        let driver = LocalDriver {
             state_dir: state_dir.to_owned(),
-            stop_timeout,
+            options,
+            cgroups,
             children: Mutex::new(HashMap::new()),
-        })
+        };
+        if let Some(hierarchy) = &driver.cgroups {
+            // Groups left by a crashed server whose sandboxes are gone.
+            let live: Vec<SessionId> = driver
+                .read_records()?
+                .into_iter()
+                .filter(|record| is_alive(record.pid, record.start_time))
+                .filter_map(|record| SessionId::parse(&record.session_id))
+                .collect();
+            hierarchy.sweep(&live);
+        }
+        Ok(driver)
+    }
+
+    /// What the sandboxes of this driver are, for the start-up log.
+    pub fn describe(&self) -> String {
+        let isolation = match self.options.isolation {
+            Isolation::Bwrap => format!("bubblewrap, network {}", self.options.network),
+            Isolation::None => "no isolation".to_owned(),
+        };
+        let limits = match &self.cgroups {
+            Some(hierarchy) => format!("limits through {}", hierarchy.describe()),
+            None => "no limits".to_owned(),
+        };
+        format!("{isolation}, {limits}")
+    }
+
+    /// The program and arguments that start `spec`'s agent, inside `cgroup` if any.
+    fn command_line(
+        &self,
+        spec: &SandboxSpec,
+        cgroup: Option<&Cgroup>,
+        gate: Option<&Path>,
+    ) -> Vec<OsString> {
+        let mut sandboxed: Vec<OsString> = match self.options.isolation {
+            Isolation::None => vec!["/bin/sh".into(), "-c".into(), spec.agent_command.clone().into()],
+            Isolation::Bwrap => {
+                let layout = bwrap::Layout {
+                    workspace_dir: spec.workspace_dir.clone(),
+                    network: self.options.network,
+                    extra_read_only: std::env::current_exe().into_iter().collect(),
+                    hidden: self.options.hidden.clone(),
+                    wait_on_fd_3: gate.is_some(),
+                };
+                let mut line = vec![OsString::from("bwrap")];
+                line.extend(bwrap::arguments(&layout, &spec.agent_command));
+                line
+            }
+        };
+        if cgroup.is_some() || gate.is_some() {
+            let files = cgroup.map(Cgroup::procs_files).unwrap_or_default();
+            let mut line: Vec<OsString> = vec!["/bin/sh".into(), "-c".into(), PREPARE.into()];
+            line.push("berth-sandbox".into());
+            line.push(gate.map(|gate| gate.as_os_str().to_owned()).unwrap_or_default());
+            line.push(files.len().to_string().into());
+            line.extend(files.into_iter().map(PathBuf::into_os_string));
+            line.append(&mut sandboxed);
+            sandboxed = line;
+        }
+        sandboxed
     }
 
     fn record_path(&self, session_id: &SessionId) -> PathBuf {
@@ -121,10 +255,39 @@ impl SandboxDriver for LocalDriver {
     }
 
     async fn power_on(&self, spec: SandboxSpec) -> Result<AgentIo, SandboxError> {
-        let mut command = tokio::process::Command::new("/bin/sh");
+        let spawn_error = |source| SandboxError::Spawn { command: spec.agent_command.clone(), source };
+        let isolated = self.options.isolation == Isolation::Bwrap;
+        if isolated {
+            // The agent's home: inside the workspace (so it persists), outside git.
+            std::fs::create_dir_all(spec.workspace_dir.join(".berth/home")).map_err(spawn_error)?;
+        }
+        let cgroup = match &self.cgroups {
+            Some(hierarchy) => {
+                Some(hierarchy.create(&spec.session_id, &self.options.resources).map_err(|source| {
+                    SandboxError::State { path: PathBuf::from("/sys/fs/cgroup"), source }
+                })?)
+            }
+            None => None,
+        };
+        // With outbound networking the agent waits behind a gate until slirp4netns has
+        // brought its interface up, so its first connection does not fail.
+        let gate = match (isolated, self.options.network) {
+            (true, Network::Outbound) => {
+                let path = self.state_dir.join(format!("{}.gate", spec.session_id));
+                let _ = std::fs::remove_file(&path);
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                    .map_err(|error| spawn_error(error.into()))?;
+                // Read and write, so opening never waits for the other side.
+                let writer =
+                    std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(spawn_error)?;
+                Some((path, writer))
+            }
+            _ => None,
+        };
+        let line = self.command_line(&spec, cgroup.as_ref(), gate.as_ref().map(|(path, _)| path.as_path()));
+        let mut command = tokio::process::Command::new(&line[0]);
         command
-            .arg("-c")
-            .arg(&spec.agent_command)
+            .args(&line[1..])
             .current_dir(&spec.workspace_dir)
             .process_group(0)
             .stdin(Stdio::piped())
@@ -142,8 +305,15 @@ impl SandboxDriver for LocalDriver {
                 command.env_remove(name);
             }
         }
-        let spawn_error = |source| SandboxError::Spawn { command: spec.agent_command.clone(), source };
-        let mut child = command.spawn().map_err(spawn_error)?;
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                if let Some(cgroup) = &cgroup {
+                    cgroup.remove();
+                }
+                return Err(spawn_error(error));
+            }
+        };
         let pid = child.id().and_then(|id| i32::try_from(id).ok()).ok_or_else(|| {
             spawn_error(std::io::Error::other("the agent exited before its process id was read"))
         })?;
@@ -158,17 +328,69 @@ impl SandboxDriver for LocalDriver {
             start_time: start_time(pid).unwrap_or_default(),
         };
         if let Err(error) = self.write_record(&record, &spec.session_id) {
-            let _ = signal_group(pid, Signal::SIGKILL);
-            let _ = child.wait().await;
-            return Err(error);
+            return Err(abandon(pid, &mut child, cgroup.as_ref(), error).await);
         }
+        let (network_holder, slirp) = if isolated && self.options.network != Network::Host {
+            let holder = netns::sandbox_process(pid).await;
+            if let Some((path, _)) = &gate {
+                // bubblewrap runs, so the gate is open on its side: the name can go.
+                let _ = std::fs::remove_file(path);
+            }
+            let Some(holder) = holder else {
+                let error = std::io::Error::other("bubblewrap did not start the sandbox");
+                return Err(abandon(pid, &mut child, cgroup.as_ref(), spawn_error(error)).await);
+            };
+            let slirp = match self.options.network {
+                Network::Outbound => match netns::start_slirp(holder).await {
+                    Ok(slirp) => {
+                        if let Some((_, mut writer)) = gate {
+                            use std::io::Write;
+                            // bubblewrap reads one byte from the gate, then runs the agent.
+                            if let Err(error) = writer.write_all(b"1") {
+                                return Err(
+                                    abandon(pid, &mut child, cgroup.as_ref(), spawn_error(error)).await
+                                );
+                            }
+                        }
+                        Some(slirp)
+                    }
+                    Err(error) => {
+                        return Err(abandon(pid, &mut child, cgroup.as_ref(), spawn_error(error)).await);
+                    }
+                },
+                _ => None,
+            };
+            (Some(holder), slirp)
+        } else {
+            (None, None)
+        };
 
         let (exit_sender, exited) = watch::channel(None);
         let record_path = self.record_path(&spec.session_id);
+        let (notice_sender, notices) = mpsc::unbounded_channel();
+        let limits = cgroup.clone().map(|cgroup| {
+            let seen = Mutex::new(cgroup.hits());
+            std::sync::Arc::new(LimitWatch { cgroup, seen, notices: notice_sender })
+        });
+        if let Some(limits) = limits.clone() {
+            tokio::spawn(limits.run(exited.clone()));
+        }
         tokio::spawn(async move {
             let status = child.wait().await;
             // The agent is gone; whatever it started in its group goes with it.
             let _ = signal_group(pid, Signal::SIGKILL);
+            drop(slirp);
+            if let Some(limits) = limits {
+                // What killed the agent may be the limit: say so before the group goes.
+                limits.check();
+            }
+            if let Some(cgroup) = cgroup {
+                let _ = tokio::task::spawn_blocking(move || {
+                    cgroup.kill_all();
+                    cgroup.remove();
+                })
+                .await;
+            }
             let _ = std::fs::remove_file(&record_path);
             let exit = match status {
                 Ok(status) => {
@@ -179,14 +401,25 @@ impl SandboxDriver for LocalDriver {
             };
             let _ = exit_sender.send(Some(exit));
         });
-        self.lock_children()
-            .insert(spec.session_id.clone(), LocalChild { pgid: pid, exited: exited.clone() });
-        Ok(AgentIo { stdin: Box::new(stdin), stdout: Box::new(stdout), stderr: Box::new(stderr), exited })
+        self.lock_children().insert(
+            spec.session_id.clone(),
+            LocalChild { pgid: pid, exited: exited.clone(), network_holder },
+        );
+        let workspace_path =
+            if isolated { PathBuf::from(bwrap::WORKSPACE) } else { spec.workspace_dir.clone() };
+        Ok(AgentIo {
+            stdin: Box::new(stdin),
+            stdout: Box::new(stdout),
+            stderr: Box::new(stderr),
+            exited,
+            workspace_path,
+            notices,
+        })
     }
 
     async fn power_off(&self, session_id: &SessionId) -> Result<(), SandboxError> {
         let child = self.lock_children().remove(session_id);
-        let Some(LocalChild { pgid, mut exited }) = child else {
+        let Some(LocalChild { pgid, mut exited, network_holder }) = child else {
             let record =
                 self.read_records()?.into_iter().find(|record| record.session_id == session_id.as_str());
             return match record {
@@ -197,7 +430,8 @@ impl SandboxDriver for LocalDriver {
         let stop_error = |reason: String| SandboxError::Stop { session_id: session_id.clone(), reason };
         let failed = |error: nix::Error| stop_error(format!("cannot signal process group {pgid}: {error}"));
         signal_group(pgid, Signal::SIGTERM).map_err(failed)?;
-        let stopped = tokio::time::timeout(self.stop_timeout, exited.wait_for(Option::is_some)).await.is_ok();
+        let stopped =
+            tokio::time::timeout(self.options.stop_timeout, exited.wait_for(Option::is_some)).await.is_ok();
         if !stopped {
             tracing::warn!(session_id = %session_id, "the agent ignored SIGTERM; killing it");
             signal_group(pgid, Signal::SIGKILL).map_err(failed)?;
@@ -205,7 +439,7 @@ impl SandboxDriver for LocalDriver {
             if !killed {
                 // Keep it known, so a later power off can try again.
                 let exited = exited.clone();
-                self.lock_children().insert(session_id.clone(), LocalChild { pgid, exited });
+                self.lock_children().insert(session_id.clone(), LocalChild { pgid, exited, network_holder });
                 return Err(stop_error("the agent survived SIGKILL".into()));
             }
         }
@@ -228,5 +462,79 @@ impl SandboxDriver for LocalDriver {
             }
         }
         Ok(running)
+    }
+
+    async fn connect(
+        &self,
+        session_id: &SessionId,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, SandboxError> {
+        let holder = match self.lock_children().get(session_id) {
+            Some(child) if child.exited.borrow().is_none() => child.network_holder,
+            _ => return Err(SandboxError::NotRunning { session_id: session_id.clone() }),
+        };
+        let connected = match holder {
+            Some(pid) => netns::connect_inside(pid, port).await,
+            None => tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).await,
+        };
+        connected.map_err(|source| SandboxError::Connect { port, source })
+    }
+}
+
+/// Stops a sandbox that failed half-way through starting.
+async fn abandon(
+    pid: i32,
+    child: &mut tokio::process::Child,
+    cgroup: Option<&Cgroup>,
+    error: SandboxError,
+) -> SandboxError {
+    let _ = signal_group(pid, Signal::SIGKILL);
+    let _ = child.wait().await;
+    if let Some(cgroup) = cgroup {
+        cgroup.kill_all();
+        cgroup.remove();
+    }
+    error
+}
+
+/// Reports each new refusal the sandbox's cgroup counts.
+struct LimitWatch {
+    cgroup: Cgroup,
+    seen: Mutex<crate::cgroup::LimitHits>,
+    notices: mpsc::UnboundedSender<SandboxNotice>,
+}
+
+impl LimitWatch {
+    fn check(&self) {
+        let hits = self.cgroup.hits();
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if hits.oom_kills > seen.oom_kills {
+            let _ = self.notices.send(SandboxNotice::MemoryLimit { killed: hits.oom_kills });
+        }
+        if hits.pids_refused > seen.pids_refused {
+            let _ = self.notices.send(SandboxNotice::ProcessLimit { refused: hits.pids_refused });
+        }
+        *seen = hits;
+    }
+
+    /// Checks every [`LIMIT_POLL`] until the sandbox ends.
+    async fn run(self: std::sync::Arc<Self>, mut exited: watch::Receiver<Option<SandboxExit>>) {
+        loop {
+            tokio::select! {
+                _ = exited.wait_for(Option::is_some) => return,
+                () = tokio::time::sleep(LIMIT_POLL) => self.check(),
+            }
+        }
+    }
+}
+
+/// Fails with `advice` when `program` is not on the `PATH`.
+fn require_program(program: &str, advice: &str) -> Result<(), SandboxError> {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    if found {
+        Ok(())
+    } else {
+        Err(SandboxError::Unavailable { what: format!("{program} is not installed: {advice}") })
     }
 }

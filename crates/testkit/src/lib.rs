@@ -78,3 +78,37 @@ pub fn process_runs(pid: i32) -> bool {
         .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
         .unwrap_or(false)
 }
+
+/// The processes whose command line (arguments joined by spaces) contains `marker`.
+pub fn processes_with(marker: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != std::process::id() as i32 && process_runs(pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(marker))
+        })
+        .collect()
+}
+
+/// Whether a program a test needs is installed. When it is not, the test fails in CI
+/// (`CI` set: `.ci/run` installs it) and is skipped locally with the printed reason.
+pub fn have_program(program: &str, installed_by: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    if !found {
+        assert!(std::env::var("CI").is_err(), "{program} is not installed; {installed_by} installs it");
+        eprintln!("skipped: {program} is not installed ({installed_by} installs it)");
+    }
+    found
+}
+
+/// A number no other test uses, to find this test's processes by their command line:
+/// `sleep MARKER` is a process that waits (for years) and carries it.
+pub fn unique_marker() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("9{:07}{:03}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}

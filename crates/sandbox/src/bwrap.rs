@@ -1,0 +1,152 @@
+//! The bubblewrap command line of a sandbox: what the agent sees of the machine. It
+//! gets its own user, pid, ipc, uts, cgroup and (unless the network is `host`) network
+//! namespaces; the system directories read-only; its workspace read-write at
+//! [`WORKSPACE`]; a private `/tmp`, `/proc` and `/dev`; and nothing else — not the
+//! server's data directory, its database, or any other workspace.
+
+use crate::settings::Network;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Where the workspace appears inside the sandbox.
+pub const WORKSPACE: &str = "/workspace";
+
+/// System directories shown read-only (those that exist on this host).
+const SYSTEM_DIRS: [&str; 4] = ["/usr", "/etc", "/opt", "/srv"];
+/// Top-level directories that are symlinks into `/usr` on merged-usr systems.
+const TOP_LEVEL: [&str; 6] = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+/// Files of the host's accounts that are no business of an agent.
+const SECRETS: [&str; 3] = ["/etc/shadow", "/etc/gshadow", "/etc/sudoers"];
+
+/// Everything the command line depends on.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub workspace_dir: PathBuf,
+    pub network: Network,
+    /// Host paths to show in the sandbox read-only at the same path (the `berth` binary,
+    /// so the built-in agent can run).
+    pub extra_read_only: Vec<PathBuf>,
+    /// Host paths to hide even when they sit inside a system directory shown (the
+    /// server's data directory and configuration file).
+    pub hidden: Vec<PathBuf>,
+    /// Hold the agent until a byte arrives on descriptor 3 (the network is being set up).
+    pub wait_on_fd_3: bool,
+}
+
+/// The arguments of `bwrap` that run `command` (a shell command line) in the sandbox.
+pub fn arguments(layout: &Layout, command: &str) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    push(&["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]);
+    if layout.network != Network::Host {
+        push(&["--unshare-net"]);
+    }
+    // The sandbox dies with the server: nothing of it can outlive a crash.
+    push(&["--die-with-parent", "--cap-drop", "ALL", "--hostname", "berth"]);
+    if layout.wait_on_fd_3 {
+        push(&["--block-fd", "3"]);
+    }
+    for dir in TOP_LEVEL {
+        let path = Path::new(dir);
+        match std::fs::read_link(path) {
+            Ok(target) => {
+                args.extend(["--symlink".into(), target.into_os_string(), OsString::from(dir)]);
+            }
+            Err(_) if path.is_dir() => args.extend(["--ro-bind".into(), dir.into(), dir.into()]),
+            Err(_) => {}
+        }
+    }
+    for dir in SYSTEM_DIRS {
+        if Path::new(dir).is_dir() {
+            args.extend(["--ro-bind".into(), dir.into(), dir.into()]);
+        }
+    }
+    for file in SECRETS {
+        if Path::new(file).exists() {
+            args.extend(["--ro-bind".into(), "/dev/null".into(), file.into()]);
+        }
+    }
+    for path in &layout.extra_read_only {
+        if !SYSTEM_DIRS.iter().any(|dir| path.starts_with(dir)) {
+            args.extend(["--ro-bind".into(), path.clone().into_os_string(), path.clone().into_os_string()]);
+        }
+    }
+    for path in &layout.hidden {
+        // Only what a system directory would show needs covering; the rest is not there.
+        if SYSTEM_DIRS.iter().any(|dir| path.starts_with(dir)) && path.exists() {
+            let path = path.clone().into_os_string();
+            if Path::new(&path).is_dir() {
+                args.extend(["--tmpfs".into(), path]);
+            } else {
+                args.extend(["--ro-bind".into(), "/dev/null".into(), path]);
+            }
+        }
+    }
+    args.extend([
+        "--tmpfs".into(),
+        "/tmp".into(),
+        "--proc".into(),
+        "/proc".into(),
+        "--dev".into(),
+        "/dev".into(),
+    ]);
+    args.extend([
+        "--bind".into(),
+        layout.workspace_dir.clone().into_os_string(),
+        WORKSPACE.into(),
+        "--chdir".into(),
+        WORKSPACE.into(),
+        "--setenv".into(),
+        "HOME".into(),
+        format!("{WORKSPACE}/.berth/home").into(),
+    ]);
+    args.extend(["/bin/sh".into(), "-c".into(), command.into()]);
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(network: Network) -> Layout {
+        Layout {
+            workspace_dir: PathBuf::from("/srv/berth/workspaces/w1"),
+            network,
+            extra_read_only: vec![PathBuf::from("/home/me/berth")],
+            hidden: vec![PathBuf::from("/srv/berth"), PathBuf::from("/home/me/.local/share/berth")],
+            wait_on_fd_3: false,
+        }
+    }
+
+    fn text(args: &[OsString]) -> String {
+        args.iter().map(|arg| arg.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn the_workspace_is_the_only_writable_host_directory() {
+        let args = text(&arguments(&layout(Network::Isolated), "berth agent"));
+        assert_eq!(args.matches("--bind ").count(), 1, "{args}");
+        assert!(args.contains("--bind /srv/berth/workspaces/w1 /workspace --chdir /workspace"));
+        assert!(args.contains("--ro-bind /home/me/berth /home/me/berth"), "{args}");
+        assert!(args.ends_with("/bin/sh -c berth agent"));
+        assert!(args.contains("--die-with-parent"));
+        assert!(args.contains("--unshare-pid"));
+        assert!(args.contains("--unshare-net"));
+    }
+
+    #[test]
+    fn host_network_keeps_the_host_stack() {
+        let args = text(&arguments(&layout(Network::Host), "agent"));
+        assert!(!args.contains("--unshare-net"));
+    }
+
+    #[test]
+    fn a_data_directory_inside_a_shown_system_directory_is_covered() {
+        let args = text(&arguments(&layout(Network::Outbound), "agent"));
+        if Path::new("/srv/berth").is_dir() {
+            assert!(args.contains("--tmpfs /srv/berth"), "{args}");
+        }
+        // Outside the system directories there is nothing to cover: it is not mounted.
+        assert!(!args.contains(".local/share/berth"));
+    }
+}

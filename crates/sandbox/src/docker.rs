@@ -1,0 +1,3 @@
+//! The `docker` driver.
+pub struct DockerDriver;
+pub struct DockerOptions;

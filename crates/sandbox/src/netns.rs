@@ -1,0 +1,71 @@
+//! A sandbox's own network namespace, seen from the host: user-mode networking for its
+//! outbound traffic (slirp4netns, as rootless Podman does), and connections into it for
+//! the live preview, made from a thread that has entered the namespace — so two
+//! sandboxes can both serve port 3000 and each preview reaches its own.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const SLIRP_READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first process of a sandbox started by `bwrap` (pid `monitor`): it holds the
+/// sandbox's namespaces. Waits briefly for it to be forked.
+pub async fn sandbox_process(monitor: i32) -> Option<i32> {
+    let children = format!("/proc/{monitor}/task/{monitor}/children");
+    for _ in 0..400 {
+        if let Ok(text) = std::fs::read_to_string(&children)
+            && let Some(pid) = text.split_whitespace().next().and_then(|pid| pid.parse().ok())
+        {
+            return Some(pid);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+/// Outbound networking for the namespace of process `pid`. It stops when the returned
+/// child is dropped (its standard input, the exit signal, closes) or when the server
+/// dies; it is killed on drop as well.
+pub async fn start_slirp(pid: i32) -> std::io::Result<tokio::process::Child> {
+    let mut child = tokio::process::Command::new("slirp4netns")
+        .args(["--configure", "--mtu=65520", "--disable-host-loopback", "--exit-fd=0", "--ready-fd=1"])
+        .arg(pid.to_string())
+        .arg("tap0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut ready = child.stdout.take().ok_or_else(|| std::io::Error::other("no ready pipe"))?;
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(SLIRP_READY_TIMEOUT, ready.read(&mut byte)).await {
+        Ok(Ok(1)) => Ok(child),
+        Ok(_) => Err(std::io::Error::other("slirp4netns ended before the network was up")),
+        Err(_) => Err(std::io::Error::other("slirp4netns did not bring the network up in time")),
+    }
+}
+
+/// A TCP connection to `port` on the loopback of process `pid`'s network namespace.
+pub async fn connect_inside(pid: i32, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let namespace = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    // Entering a namespace changes the calling thread for good, so a thread of its own
+    // does it and ends with the connection made.
+    std::thread::Builder::new().name("berth-netns".into()).spawn(move || {
+        let connect = || -> std::io::Result<std::net::TcpStream> {
+            let file = std::fs::File::open(&namespace)?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let stream = std::net::TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?;
+            stream.set_nonblocking(true)?;
+            Ok(stream)
+        };
+        let _ = sender.send(connect());
+    })?;
+    let stream = receiver.await.map_err(|_| std::io::Error::other("the namespace thread ended"))??;
+    tokio::net::TcpStream::from_std(stream)
+}
