@@ -34,6 +34,14 @@ pub enum EngineError {
     /// A request that cannot be done in the session's current situation.
     #[error("{message}")]
     Refused { code: &'static str, message: String },
+    #[error("'{text}' is not a port: expected a number from 1 to 65535")]
+    InvalidPort { text: String },
+    #[error("port {port} is not open for previews on this installation")]
+    PortNotAllowed { port: u16 },
+    #[error("the workspace has no live session")]
+    NoLiveSession,
+    #[error("nothing answers on port {port} in the sandbox: {message}")]
+    PreviewUnreachable { port: u16, message: String },
     #[error("{what}")]
     Unsupported { what: &'static str },
     #[error("the sandbox driver failed")]
@@ -73,6 +81,10 @@ impl EngineError {
             EngineError::CloseFailed { .. } => "close_failed",
             EngineError::Git { .. } => "git_failed",
             EngineError::Refused { code, .. } => code,
+            EngineError::InvalidPort { .. } => "invalid_port",
+            EngineError::PortNotAllowed { .. } => "port_not_allowed",
+            EngineError::NoLiveSession => "no_live_session",
+            EngineError::PreviewUnreachable { .. } => "preview_unreachable",
             EngineError::Unsupported { .. } => "unsupported",
             EngineError::Sandbox { .. } | EngineError::Io { .. } | EngineError::Store { .. } => "internal",
         }

@@ -6,6 +6,7 @@ pub mod config;
 mod conversation;
 mod error;
 mod paths;
+mod preview;
 mod sessions;
 mod users;
 mod workspaces;

@@ -143,7 +143,14 @@ impl From<EngineError> for ApiError {
                     .with("session_id", Value::from(session_id))
             }
             EngineError::Refused { message, .. } => ApiError::new(StatusCode::CONFLICT, code, message),
-            EngineError::SandboxFailed { .. } => {
+            EngineError::InvalidPort { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, code, error.to_string())
+            }
+            EngineError::PortNotAllowed { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, code, error.to_string())
+            }
+            EngineError::NoLiveSession => ApiError::new(StatusCode::NOT_FOUND, code, error.to_string()),
+            EngineError::PreviewUnreachable { .. } | EngineError::SandboxFailed { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, code, error.to_string())
             }
             error @ EngineError::Git { .. } => {

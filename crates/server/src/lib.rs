@@ -8,6 +8,7 @@ mod live;
 mod metrics;
 mod openapi;
 mod ops;
+mod preview;
 mod sessions;
 mod users;
 pub mod wire;
@@ -41,6 +42,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .merge(workspaces::router())
         .merge(sessions::router())
         .merge(live::router())
+        .merge(preview::router())
         .merge(metrics::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
