@@ -9,13 +9,20 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Packages the tests use, by the command that shows each is there.
+# Packages the tests use, by the program that shows each is there. Sandboxes see only
+# the system's own directories, so python3 must be Debian's, in /usr/bin.
 declare -A package_of=(
     [git]=git
+    [bwrap]=bubblewrap
+    [slirp4netns]=slirp4netns
+    [dockerd]=docker.io
+    [/usr/bin/busybox]=busybox-static
+    [/usr/bin/python3]=python3
+    [/usr/bin/awk]=mawk
 )
 missing=()
-for command in "${!package_of[@]}"; do
-    command -v "$command" >/dev/null 2>&1 || missing+=("${package_of[$command]}")
+for program in "${!package_of[@]}"; do
+    command -v "$program" >/dev/null 2>&1 || missing+=("${package_of[$program]}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "== installing ${missing[*]}"
@@ -32,6 +39,28 @@ fi
 if ! command -v elizacp >/dev/null 2>&1; then
     echo "== installing elizacp"
     cargo install elizacp --locked
+fi
+
+# A Docker engine for the docker driver's tests: the one DOCKER_HOST names if it answers,
+# else one of our own, with its socket and data under a temporary directory, stopped at
+# the end.
+if ! docker version >/dev/null 2>&1; then
+    docker_dir="$(mktemp -d /tmp/berth-dockerd.XXXXXX)"
+    echo "== starting dockerd in $docker_dir"
+    as_root dockerd --host "unix://$docker_dir/docker.sock" --data-root "$docker_dir/data" \
+        --exec-root "$docker_dir/exec" --pidfile "$docker_dir/docker.pid" >"$docker_dir/dockerd.log" 2>&1 &
+    stop_dockerd() {
+        as_root kill "$(cat "$docker_dir/docker.pid" 2>/dev/null)" 2>/dev/null || true
+        for _ in $(seq 1 100); do [ -e "$docker_dir/docker.pid" ] || break; sleep 0.1; done
+        as_root rm -rf "$docker_dir" 2>/dev/null || true
+    }
+    trap stop_dockerd EXIT
+    export DOCKER_HOST="unix://$docker_dir/docker.sock"
+    for _ in $(seq 1 300); do
+        docker version >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    docker version >/dev/null || { cat "$docker_dir/dockerd.log" >&2; exit 1; }
 fi
 
 echo "== cargo fmt --check"

@@ -27,7 +27,11 @@ async fn start() -> Server {
 }
 
 async fn start_with(adjust: impl FnOnce(&mut Config)) -> Server {
-    let data = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), adjust).await
+}
+
+/// A server on the data directory `data` (a restart when an earlier one used it).
+async fn start_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::for_data_dir(data.path());
     config.admin_token = Some(TOKEN.into());
     config.agent_command = Some(format!("'{}' agent", env!("CARGO_BIN_EXE_berth")));
@@ -367,5 +371,135 @@ async fn two_browsers_see_the_same_question_and_the_first_answer_wins() {
         server.call(reqwest::Method::GET, &format!("/api/sessions/{session}")).await["state"],
         "active"
     );
+    server.stop().await;
+}
+
+/// The driver and image of the Docker tests: the test image holds busybox and the C
+/// libraries; the agent is this build's `berth`, bind mounted read-only.
+fn in_docker(config: &mut Config) {
+    config.sandbox_driver = berth_engine::config::SandboxDriverKind::Docker;
+    config.image = berth_testkit::docker_test_image(std::path::Path::new(env!("CARGO_BIN_EXE_berth")));
+    config.network = berth_engine::config::Network::Outbound;
+}
+
+/// Asks the agent to run `command`, allows it, and waits for the end of the turn.
+async fn run_allowed(socket: &mut Socket, command: &str) {
+    send(socket, json!({ "type": "prompt", "text": format!("$ {command}") })).await;
+    let asked = question(socket).await;
+    send(socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "allow_once" })).await;
+    let ended = frame_where(socket, "the turn end", is_event("turn_end")).await;
+    assert_eq!(ended["event"]["data"]["stop_reason"], "end_turn");
+}
+
+#[tokio::test]
+async fn the_built_in_agent_works_from_a_docker_container_and_close_removes_it() {
+    if !berth_testkit::have_docker() {
+        return;
+    }
+    let (_source, server, session, mut socket) = ready_session(start_with(in_docker).await).await;
+    let label = format!("berth.session={session}");
+    assert_eq!(berth_testkit::containers_with_label(&label).len(), 1, "one container, labelled");
+    let workspace =
+        server.call(reqwest::Method::GET, &format!("/api/sessions/{session}")).await["workspace_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert_eq!(berth_testkit::containers_with_label(&format!("berth.workspace={workspace}")).len(), 1);
+
+    // The agent's files land in the workspace directory on the host.
+    run_allowed(&mut socket, "echo from-docker > made.txt").await;
+    let git = server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}/git")).await;
+    assert_eq!(git["uncommitted"], json!(["made.txt"]));
+
+    // The live preview reaches the container's own port 3000.
+    run_allowed(&mut socket, "httpd -p 3000 -h /workspace").await;
+    let preview = format!("{}/w/{workspace}/preview/3000/made.txt", server.base);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let response = server.http.get(&preview).bearer_auth(TOKEN).send().await.unwrap();
+        if response.status() == reqwest::StatusCode::OK {
+            break response.text().await.unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the preview never answered: {}", response.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(text, "from-docker\n");
+
+    let closed = server.call(reqwest::Method::POST, &format!("/api/sessions/{session}/close")).await;
+    assert_eq!(closed["outcome"], "workspace_closed");
+    assert!(berth_testkit::containers_with_label(&label).is_empty(), "power off removes the container");
+    let response = server.http.get(&preview).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
+    assert!(
+        server
+            .http
+            .get(format!("{}/api/workspaces/{workspace}", server.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    server.stop().await;
+}
+
+#[test]
+fn a_container_left_by_a_killed_server_is_removed_at_the_next_start() {
+    if !berth_testkit::have_docker() {
+        return;
+    }
+    // The first server runs on a runtime of its own, dropped without any shutdown: its
+    // tasks vanish as a killed process's would, and its container stays behind.
+    let crashed = tokio::runtime::Runtime::new().unwrap();
+    let source = SourceRepo::new();
+    let (data, session) = crashed.block_on(async {
+        let server = start_with(in_docker).await;
+        let workspace = server.ready_workspace(&source.url()).await;
+        let session = server.open(&workspace).await;
+        let Server { _data: data, .. } = server;
+        (data, session)
+    });
+    drop(crashed);
+    let label = format!("berth.session={session}");
+    assert_eq!(berth_testkit::containers_with_label(&label).len(), 1, "the container outlived its server");
+
+    let restarted = tokio::runtime::Runtime::new().unwrap();
+    restarted.block_on(async {
+        let server = start_in(data, in_docker).await;
+        assert!(berth_testkit::containers_with_label(&label).is_empty(), "reconciliation removed it");
+        let ended = server.call(reqwest::Method::GET, &format!("/api/sessions/{session}")).await;
+        assert_eq!(
+            (ended["state"].as_str(), ended["end_reason"].as_str()),
+            (Some("ended"), Some("server_restart"))
+        );
+        server.stop().await;
+    });
+}
+
+#[tokio::test]
+async fn the_built_in_agent_works_inside_bubblewrap_with_its_own_network() {
+    if !berth_testkit::have_program("bwrap", "scripts/test.sh")
+        || !berth_testkit::have_program("slirp4netns", "scripts/test.sh")
+    {
+        return;
+    }
+    let sandboxed = start_with(|config| {
+        config.isolation = berth_engine::config::Isolation::Bwrap;
+        config.network = berth_engine::config::Network::Outbound;
+    })
+    .await;
+    let (_source, server, session, mut socket) = ready_session(sandboxed).await;
+    let workspace =
+        server.call(reqwest::Method::GET, &format!("/api/sessions/{session}")).await["workspace_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    run_allowed(&mut socket, "pwd > where.txt; hostname >> where.txt").await;
+    let git = server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}/git")).await;
+    assert_eq!(git["uncommitted"], json!(["where.txt"]));
+    let written =
+        std::fs::read_to_string(server._data.path().join("workspaces").join(&workspace).join("where.txt"));
+    assert_eq!(written.unwrap(), "/workspace\nberth\n", "the agent ran in the sandbox");
     server.stop().await;
 }

@@ -15,6 +15,7 @@ use berth_core::WorkspaceId;
 use berth_sandbox::SandboxDriver;
 use berth_store::Store;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,7 +49,7 @@ impl Engine {
     /// [`Engine::open_offline`], then resumes the work a previous run left unfinished: what
     /// `berth serve` does at start.
     pub async fn start(config: Config) -> Result<Arc<Engine>, EngineError> {
-        let driver = default_driver(&config)?;
+        let driver = default_driver(&config).await?;
         Engine::start_with_driver(config, driver).await
     }
 
@@ -66,7 +67,7 @@ impl Engine {
     /// Opens the store (applying migrations) and makes the data directory, starting no
     /// background work: for offline commands that may run beside a server.
     pub async fn open_offline(config: Config) -> Result<Arc<Engine>, EngineError> {
-        let driver = default_driver(&config)?;
+        let driver = default_driver(&config).await?;
         Engine::open_with_driver(config, driver).await
     }
 
@@ -127,7 +128,7 @@ impl Engine {
 }
 
 /// The driver the configuration asks for.
-fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, EngineError> {
+async fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, EngineError> {
     match config.sandbox_driver {
         config::SandboxDriverKind::Local => {
             let state_dir = config.data_dir.join("sandboxes");
@@ -137,14 +138,43 @@ fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, EngineError
                 resources: config.resources,
                 stop_timeout: berth_sandbox::DEFAULT_STOP_TIMEOUT,
                 hidden: std::iter::once(config.data_dir.clone()).chain(config.config_file.clone()).collect(),
+                read_only: agent_programs(config),
             };
             let driver = berth_sandbox::LocalDriver::with_options(&state_dir, options)
                 .map_err(|source| EngineError::Sandbox { source })?;
             tracing::info!("local sandboxes: {}", driver.describe());
             Ok(Arc::new(driver))
         }
-        config::SandboxDriverKind::Docker => Err(EngineError::Unsupported {
-            what: "the docker sandbox driver is not built yet; use sandbox.driver = \"local\"",
-        }),
+        config::SandboxDriverKind::Docker => {
+            let options = berth_sandbox::DockerOptions {
+                image: config.image.clone(),
+                network: config.network,
+                resources: config.resources,
+                stop_timeout: berth_sandbox::DEFAULT_STOP_TIMEOUT,
+                state_dir: config.data_dir.join("sandboxes"),
+                read_only: agent_programs(config),
+            };
+            let driver = berth_sandbox::DockerDriver::connect(options)
+                .await
+                .map_err(|source| EngineError::Sandbox { source })?;
+            tracing::info!(image = %config.image, network = %config.network, "docker sandboxes");
+            Ok(Arc::new(driver))
+        }
     }
+}
+
+/// The programs agents are started from, shown read-only inside sandboxes: this binary
+/// (the built-in agent) and the configured agent command's program when it is given as
+/// an absolute path.
+fn agent_programs(config: &Config) -> Vec<PathBuf> {
+    let configured = config.agent_command.as_deref().and_then(|command| {
+        let command = command.trim_start();
+        let program = match command.strip_prefix('\'') {
+            Some(quoted) => quoted.split('\'').next()?,
+            None => command.split_whitespace().next()?,
+        };
+        let path = PathBuf::from(program);
+        (path.is_absolute() && path.is_file()).then_some(path)
+    });
+    std::env::current_exe().ok().into_iter().chain(configured).collect()
 }

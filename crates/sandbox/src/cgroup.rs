@@ -144,7 +144,7 @@ impl Hierarchy {
 
 /// A short stable name for the installation whose state is in `state_dir` (FNV-1a of
 /// its path).
-fn installation_name(state_dir: &Path) -> String {
+pub(crate) fn installation_name(state_dir: &Path) -> String {
     let path = state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_owned());
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in path.as_os_str().as_encoded_bytes() {

@@ -1,3 +1,284 @@
-//! The `docker` driver.
-pub struct DockerDriver;
-pub struct DockerOptions;
+//! The `docker` driver: one container per running sandbox, through the Docker Engine API
+//! (bollard; `DOCKER_HOST` selects a remote engine). The workspace directory is bind
+//! mounted at `/workspace`, the agent's standard streams are attached for ACP, and every
+//! container carries the labels `berth.workspace`, `berth.session` and
+//! `berth.installation`, by which a restarted server finds the containers it left.
+//! Power off stops and removes the container; the files stay in the workspace directory.
+
+use crate::settings::{Network, Resources};
+use crate::{AgentIo, RunningSandbox, SandboxDriver, SandboxError, SandboxExit, SandboxSpec, bwrap, netns};
+use berth_core::{SessionId, WorkspaceId};
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+
+const LABEL_WORKSPACE: &str = "berth.workspace";
+const LABEL_SESSION: &str = "berth.session";
+const LABEL_INSTALLATION: &str = "berth.installation";
+/// Buffer of each of the agent's output streams between the engine API and the engine.
+const STREAM_BUFFER: usize = 256 * 1024;
+
+/// How the docker driver makes containers.
+#[derive(Debug, Clone)]
+pub struct DockerOptions {
+    pub image: String,
+    pub network: Network,
+    pub resources: Resources,
+    pub stop_timeout: Duration,
+    /// Names this installation's containers apart from others on the same engine.
+    pub state_dir: PathBuf,
+    /// Host files shown read-only at their own path (the agent's program); they must be
+    /// on the engine's machine.
+    pub read_only: Vec<PathBuf>,
+}
+
+pub struct DockerDriver {
+    docker: Docker,
+    options: DockerOptions,
+    installation: String,
+}
+
+fn engine_error(error: bollard::errors::Error) -> SandboxError {
+    SandboxError::Engine { message: error.to_string() }
+}
+
+fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(error, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+fn container_name(session_id: &SessionId) -> String {
+    format!("berth-{session_id}")
+}
+
+impl DockerDriver {
+    /// Connects to the engine `DOCKER_HOST` names (the local socket by default) and agrees
+    /// on an API version with it.
+    pub async fn connect(options: DockerOptions) -> Result<DockerDriver, SandboxError> {
+        let docker = Docker::connect_with_defaults().map_err(engine_error)?;
+        let docker = docker.negotiate_version().await.map_err(|error| SandboxError::Unavailable {
+            what: format!("cannot reach the Docker engine (set DOCKER_HOST?): {error}"),
+        })?;
+        let installation = crate::cgroup::installation_name(&options.state_dir);
+        Ok(DockerDriver { docker, options, installation })
+    }
+
+    fn create_body(&self, spec: &SandboxSpec) -> ContainerCreateBody {
+        let mut binds = vec![format!("{}:{}", spec.workspace_dir.display(), bwrap::WORKSPACE)];
+        binds.extend(self.options.read_only.iter().map(|path| format!("{0}:{0}:ro", path.display())));
+        let network_mode = match self.options.network {
+            Network::Host => "host",
+            Network::Isolated => "none",
+            Network::Outbound => "bridge",
+        };
+        let resources = self.options.resources;
+        let host_config = HostConfig {
+            binds: Some(binds),
+            network_mode: Some(network_mode.to_owned()),
+            memory: resources.memory_bytes.and_then(|bytes| i64::try_from(bytes).ok()),
+            memory_swap: resources.memory_bytes.and_then(|bytes| i64::try_from(bytes).ok()),
+            pids_limit: resources.pids.map(i64::from),
+            nano_cpus: resources.cpus.map(|cpus| (cpus * 1e9) as i64),
+            init: Some(true),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            ..HostConfig::default()
+        };
+        let labels = HashMap::from([
+            (LABEL_WORKSPACE.to_owned(), spec.workspace_id.to_string()),
+            (LABEL_SESSION.to_owned(), spec.session_id.to_string()),
+            (LABEL_INSTALLATION.to_owned(), self.installation.clone()),
+        ]);
+        ContainerCreateBody {
+            image: Some(self.options.image.clone()),
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), spec.agent_command.clone()]),
+            working_dir: Some(bwrap::WORKSPACE.to_owned()),
+            env: Some(vec![
+                format!("BERTH_SESSION_ID={}", spec.session_id),
+                format!("BERTH_WORKSPACE_ID={}", spec.workspace_id),
+                format!("HOME={}/.berth/home", bwrap::WORKSPACE),
+            ]),
+            labels: Some(labels),
+            hostname: Some("berth".to_owned()),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            open_stdin: Some(true),
+            stdin_once: Some(false),
+            tty: Some(false),
+            host_config: Some(host_config),
+            ..ContainerCreateBody::default()
+        }
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), SandboxError> {
+        let options = RemoveContainerOptions { force: true, v: true, ..RemoveContainerOptions::default() };
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            // Already being removed by an earlier call.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(error) => Err(engine_error(error)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SandboxDriver for DockerDriver {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn power_on(&self, spec: SandboxSpec) -> Result<AgentIo, SandboxError> {
+        std::fs::create_dir_all(spec.workspace_dir.join(".berth/home"))
+            .map_err(|source| SandboxError::Spawn { command: spec.agent_command.clone(), source })?;
+        let name = container_name(&spec.session_id);
+        let create = CreateContainerOptions { name: Some(name.clone()), ..CreateContainerOptions::default() };
+        self.docker.create_container(Some(create), self.create_body(&spec)).await.map_err(engine_error)?;
+
+        let started = async {
+            let attach = AttachContainerOptions {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+                stream: true,
+                ..AttachContainerOptions::default()
+            };
+            let attached = self.docker.attach_container(&name, Some(attach)).await.map_err(engine_error)?;
+            self.docker.start_container(&name, None).await.map_err(engine_error)?;
+            Ok::<_, SandboxError>(attached)
+        };
+        let attached = match started.await {
+            Ok(attached) => attached,
+            Err(error) => {
+                let _ = self.remove(&name).await;
+                return Err(error);
+            }
+        };
+
+        let (stdout_writer, stdout) = tokio::io::duplex(STREAM_BUFFER);
+        let (stderr_writer, stderr) = tokio::io::duplex(STREAM_BUFFER);
+        let mut output = attached.output;
+        tokio::spawn(async move {
+            let (mut stdout_writer, mut stderr_writer) = (stdout_writer, stderr_writer);
+            while let Some(Ok(chunk)) = output.next().await {
+                let written = match chunk {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        stdout_writer.write_all(&message).await
+                    }
+                    LogOutput::StdErr { message } => stderr_writer.write_all(&message).await,
+                    LogOutput::StdIn { .. } => Ok(()),
+                };
+                if written.is_err() {
+                    break;
+                }
+            }
+        });
+
+        let (exit_sender, exited) = watch::channel(None);
+        let mut wait = self.docker.wait_container(&name, None::<WaitContainerOptions>);
+        tokio::spawn(async move {
+            let exit = match wait.next().await {
+                Some(Ok(response)) => {
+                    SandboxExit { code: i32::try_from(response.status_code).ok(), signal: None }
+                }
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                    SandboxExit { code: i32::try_from(code).ok(), signal: None }
+                }
+                _ => SandboxExit { code: None, signal: None },
+            };
+            let _ = exit_sender.send(Some(exit));
+        });
+        // Limits are the engine's business here; no notices from this driver yet.
+        let (_, notices) = mpsc::unbounded_channel();
+        Ok(AgentIo {
+            stdin: Box::new(attached.input),
+            stdout: Box::new(stdout),
+            stderr: Box::new(stderr),
+            exited,
+            workspace_path: PathBuf::from(bwrap::WORKSPACE),
+            notices,
+        })
+    }
+
+    async fn power_off(&self, session_id: &SessionId) -> Result<(), SandboxError> {
+        let name = container_name(session_id);
+        let seconds = i32::try_from(self.options.stop_timeout.as_secs()).unwrap_or(i32::MAX);
+        let stop = StopContainerOptions { t: Some(seconds), ..StopContainerOptions::default() };
+        match self.docker.stop_container(&name, Some(stop)).await {
+            Ok(()) => {}
+            Err(error) if is_not_found(&error) => return Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
+            Err(error) => {
+                return Err(SandboxError::Stop { session_id: session_id.clone(), reason: error.to_string() });
+            }
+        }
+        self.remove(&name).await
+    }
+
+    async fn running(&self) -> Result<Vec<RunningSandbox>, SandboxError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{LABEL_INSTALLATION}={}", self.installation)],
+        )]);
+        let options =
+            ListContainersOptions { all: true, filters: Some(filters), ..ListContainersOptions::default() };
+        let containers = self.docker.list_containers(Some(options)).await.map_err(engine_error)?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|container| {
+                let labels = container.labels?;
+                Some(RunningSandbox {
+                    session_id: SessionId::parse(labels.get(LABEL_SESSION)?)?,
+                    workspace_id: WorkspaceId::parse(labels.get(LABEL_WORKSPACE)?)?,
+                })
+            })
+            .collect())
+    }
+
+    async fn connect(
+        &self,
+        session_id: &SessionId,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, SandboxError> {
+        let name = container_name(session_id);
+        let container = match self.docker.inspect_container(&name, None::<InspectContainerOptions>).await {
+            Ok(container) => container,
+            Err(error) if is_not_found(&error) => {
+                return Err(SandboxError::NotRunning { session_id: session_id.clone() });
+            }
+            Err(error) => return Err(engine_error(error)),
+        };
+        let state = container.state.unwrap_or_default();
+        if state.running != Some(true) {
+            return Err(SandboxError::NotRunning { session_id: session_id.clone() });
+        }
+        let address = container
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, endpoint)| endpoint.ip_address)
+            .find_map(|address| address.parse::<std::net::IpAddr>().ok());
+        let connected = match (self.options.network, address) {
+            (Network::Host, _) => tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).await,
+            (_, Some(address)) => tokio::net::TcpStream::connect((address, port)).await,
+            // No network of its own (isolated): enter the container's namespace, which
+            // works where the engine runs on this machine.
+            (_, None) => match state.pid.and_then(|pid| i32::try_from(pid).ok()).filter(|pid| *pid > 0) {
+                Some(pid) => netns::connect_inside(pid, port).await,
+                None => Err(std::io::Error::other("the container has no network address")),
+            },
+        };
+        connected.map_err(|source| SandboxError::Connect { port, source })
+    }
+}

@@ -55,6 +55,8 @@ pub struct LocalOptions {
     pub stop_timeout: Duration,
     /// Host paths no sandbox may see (the data directory, the configuration file).
     pub hidden: Vec<PathBuf>,
+    /// Host files shown read-only at their own path (the agent's program).
+    pub read_only: Vec<PathBuf>,
 }
 
 impl LocalOptions {
@@ -66,6 +68,7 @@ impl LocalOptions {
             resources: Resources::default(),
             stop_timeout,
             hidden: Vec::new(),
+            read_only: Vec::new(),
         }
     }
 }
@@ -167,7 +170,7 @@ impl LocalDriver {
                 let layout = bwrap::Layout {
                     workspace_dir: spec.workspace_dir.clone(),
                     network: self.options.network,
-                    extra_read_only: std::env::current_exe().into_iter().collect(),
+                    extra_read_only: self.options.read_only.clone(),
                     hidden: self.options.hidden.clone(),
                     wait_on_fd_3: gate.is_some(),
                 };

@@ -51,6 +51,7 @@ impl DataDir {
             resources,
             stop_timeout: Duration::from_secs(3),
             hidden: vec![self.path().to_owned()],
+            read_only: Vec::new(),
         };
         LocalDriver::with_options(&self.path().join("sandboxes"), options).unwrap()
     }

@@ -112,3 +112,79 @@ pub fn unique_marker() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("9{:07}{:03}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// Whether a Docker engine answers (at `DOCKER_HOST`, which `scripts/test.sh` points at
+/// the engine it starts). When none does, the test fails in CI and is skipped locally.
+pub fn have_docker() -> bool {
+    let answers = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !answers {
+        assert!(std::env::var("CI").is_err(), "no Docker engine answers; scripts/test.sh starts one");
+        eprintln!("skipped: no Docker engine answers (scripts/test.sh starts one)");
+    }
+    answers
+}
+
+/// Builds (once per test process) a small local image for sandbox tests — no registry
+/// is reachable: busybox and the C libraries `berth` needs (berth itself is bind
+/// mounted by the driver) — with `docker import` of a root file system made here.
+pub fn docker_test_image(berth: &Path) -> String {
+    static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let name = format!("berth-test-sandbox:{}", std::process::id());
+            let root = tempfile::tempdir().unwrap();
+            let at = |path: &str| root.path().join(path.trim_start_matches('/'));
+            for dir in ["bin", "tmp", "workspace", "etc"] {
+                std::fs::create_dir_all(at(dir)).unwrap();
+            }
+            let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+                .into_iter()
+                .find(|path| Path::new(path).exists())
+                .expect("busybox is installed (scripts/test.sh installs busybox-static)");
+            std::fs::copy(busybox, at("/bin/busybox")).unwrap();
+            for applet in ["sh", "cat", "echo", "ls", "mkdir", "sleep", "touch", "httpd", "id", "ps"] {
+                std::os::unix::fs::symlink("busybox", at(&format!("/bin/{applet}"))).unwrap();
+            }
+            // The shared libraries berth links, at the paths the loader looks for them.
+            let ldd = Command::new("ldd").arg(berth).output().unwrap();
+            for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+                let library = line.split("=>").last().unwrap_or(line).split_whitespace().next().unwrap_or("");
+                if library.starts_with('/') {
+                    std::fs::create_dir_all(at(library).parent().unwrap()).unwrap();
+                    std::fs::copy(library, at(library)).unwrap();
+                }
+            }
+            std::fs::write(at("/etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+            let mut tar = Command::new("tar")
+                .args(["-C", &root.path().to_string_lossy(), "-c", "."])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let imported = Command::new("docker")
+                .args(["import", "-", &name])
+                .stdin(tar.stdout.take().unwrap())
+                .output()
+                .unwrap();
+            assert!(tar.wait().unwrap().success(), "tar of the root file system failed");
+            assert!(
+                imported.status.success(),
+                "docker import: {}",
+                String::from_utf8_lossy(&imported.stderr)
+            );
+            name
+        })
+        .clone()
+}
+
+/// The ids of the containers (running or not) with `label` (`key=value`).
+pub fn containers_with_label(label: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args(["ps", "-a", "-q", "--no-trunc", "--filter", &format!("label={label}")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "docker ps: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+}
