@@ -18,11 +18,77 @@ pub struct BenchArgs {
     /// Prints the results as JSON.
     #[arg(long)]
     json: bool,
+    /// Sandboxes to compare open and close on, side by side: none, bwrap (own network
+    /// namespace, no network), bwrap-outbound (slirp4netns), docker (DOCKER_HOST).
+    #[arg(long, value_delimiter = ',', default_value = "none,bwrap,bwrap-outbound,docker")]
+    sandboxes: Vec<String>,
+    /// Open/close rounds on the docker driver (each one starts a container).
+    #[arg(long, default_value_t = 40)]
+    docker_rounds: usize,
+}
+
+/// One way of running sandboxes, compared in the open/close figures.
+struct SandboxKind {
+    label: &'static str,
+    open_target: &'static str,
+    open_limit_ms: f64,
+    close_target: &'static str,
+    close_limit_ms: f64,
+    adjust: fn(&mut Config),
+}
+
+fn sandbox_kind(name: &str) -> anyhow::Result<SandboxKind> {
+    use berth_engine::config::{Isolation, Network, SandboxDriverKind};
+    let kind = match name {
+        "none" => SandboxKind {
+            label: "isolation none",
+            open_target: "p50 ≤ 8 ms",
+            open_limit_ms: 8.0,
+            close_target: "p50 ≤ 6 ms",
+            close_limit_ms: 6.0,
+            adjust: |config| config.isolation = Isolation::None,
+        },
+        "bwrap" => SandboxKind {
+            label: "bwrap, network isolated",
+            open_target: "p50 ≤ 13 ms",
+            open_limit_ms: 13.0,
+            close_target: "p50 ≤ 6 ms",
+            close_limit_ms: 6.0,
+            adjust: |config| {
+                config.isolation = Isolation::Bwrap;
+                config.network = Network::Isolated;
+            },
+        },
+        "bwrap-outbound" => SandboxKind {
+            label: "bwrap, network outbound",
+            open_target: "p50 ≤ 13 ms",
+            open_limit_ms: 13.0,
+            close_target: "p50 ≤ 6 ms",
+            close_limit_ms: 6.0,
+            adjust: |config| {
+                config.isolation = Isolation::Bwrap;
+                config.network = Network::Outbound;
+            },
+        },
+        "docker" => SandboxKind {
+            label: "docker",
+            open_target: "p50 ≤ 400 ms",
+            open_limit_ms: 400.0,
+            close_target: "—",
+            close_limit_ms: f64::INFINITY,
+            adjust: |config| {
+                config.sandbox_driver = SandboxDriverKind::Docker;
+                config.network = Network::Outbound;
+            },
+        },
+        other => bail!("unknown sandbox '{other}': expected none, bwrap, bwrap-outbound or docker"),
+    };
+    Ok(kind)
 }
 
 #[derive(Serialize)]
 struct Figure {
-    name: &'static str,
+    name: String,
     unit: &'static str,
     p50: f64,
     p95: f64,
@@ -34,56 +100,127 @@ struct Figure {
 
 const BENCH_TOKEN: &str = "berth_bench_admin_token_0000000000";
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let data = tempfile_dir()?;
-    let repo = make_repository(&data.join("source"))?;
-    let mut config = Config::for_data_dir(&data.join("berth"));
-    config.admin_token = Some(BENCH_TOKEN.into());
-    config.limits.sessions_per_user = 1000;
-    config.limits.running_sandboxes = 1000;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let engine = Engine::start(config).await?;
-    engine.ensure_admin().await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_server::run(listener, engine, async {
-        let _ = stopped.await;
-    }));
-    let api = Api { http: reqwest::Client::new(), base };
+/// A server of the bench's own, on a temporary data directory.
+struct BenchServer {
+    api: Api,
+    repo: String,
+    data: std::path::PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
 
-    let figures = measure(&api, &repo, args.rounds).await;
-    let _ = stop.send(());
-    server.await??;
-    let _ = std::fs::remove_dir_all(&data);
-    let figures = figures?;
+impl BenchServer {
+    async fn start(name: &str, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<BenchServer> {
+        let data = tempfile_dir(name)?;
+        let repo = make_repository(&data.join("source"))?;
+        let mut config = Config::for_data_dir(&data.join("berth"));
+        config.admin_token = Some(BENCH_TOKEN.into());
+        config.limits.sessions_per_user = 1000;
+        config.limits.running_sandboxes = 1000;
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let engine = Engine::start(config).await?;
+        engine.ensure_admin().await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(berth_server::run(listener, engine, async {
+            let _ = stopped.await;
+        }));
+        Ok(BenchServer { api: Api { http: reqwest::Client::new(), base }, repo, data, stop, served })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.served.await??;
+        let _ = std::fs::remove_dir_all(&self.data);
+        Ok(())
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let kinds = args.sandboxes.iter().map(|name| sandbox_kind(name)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut figures = Vec::new();
+    let mut skipped = Vec::new();
+    // Open and close on each sandbox kind, one after the other in this one run.
+    for (name, kind) in args.sandboxes.iter().zip(&kinds) {
+        let rounds = if name == "docker" { args.docker_rounds } else { args.rounds };
+        let server = match BenchServer::start(name, |config| {
+            (kind.adjust)(config);
+            if name == "docker" {
+                config.image = std::env::var("BERTH_SANDBOX_IMAGE").unwrap_or_else(|_| config.image.clone());
+            }
+        })
+        .await
+        {
+            Ok(server) => server,
+            Err(error) => {
+                skipped.push(format!("{}: {error:#}", kind.label));
+                continue;
+            }
+        };
+        let measured = measure_open_close(&server, kind, rounds).await;
+        server.stop().await?;
+        match measured {
+            Ok(measured) => figures.extend(measured),
+            Err(error) => skipped.push(format!("{}: {error:#}", kind.label)),
+        }
+    }
+    let server = BenchServer::start("main", |_| {}).await?;
+    let measured = measure(&server.api, &server.repo).await;
+    let measured_agent = match &measured {
+        Ok(_) => Some(measure_agent(&server.api, &server.repo, args.rounds).await),
+        Err(_) => None,
+    };
+    server.stop().await?;
+    figures.extend(measured?);
+    if let Some(agent) = measured_agent {
+        figures.extend(agent?);
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "figures": figures }))?);
+        println!("{}", serde_json::to_string_pretty(&json!({ "figures": figures, "skipped": skipped }))?);
     } else {
         print_table(&figures);
+        for reason in &skipped {
+            println!("skipped {reason}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn measure(api: &Api, repo: &str, rounds: usize) -> anyhow::Result<Vec<Figure>> {
-    let first = api.ready_workspace(repo, "bench-0").await?;
-    // Warm up: the first spawn of the binary pays for page-cache misses.
-    for _ in 0..5 {
-        let session = api.open(&first).await?;
+/// Open an idle workspace (the answer comes once the agent's process runs in its
+/// sandbox) and close it, `rounds` times, on one sandbox kind.
+async fn measure_open_close(
+    server: &BenchServer,
+    kind: &SandboxKind,
+    rounds: usize,
+) -> anyhow::Result<Vec<Figure>> {
+    let api = &server.api;
+    let workspace = api.ready_workspace(&server.repo, "bench-open").await?;
+    // Warm up: the first spawn of a binary pays for page-cache misses.
+    for _ in 0..3 {
+        let session = api.open(&workspace).await?;
         api.close(&session).await?;
     }
     let (mut opens, mut closes) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     for _ in 0..rounds {
         let started = Instant::now();
-        let session = api.open(&first).await?;
+        let session = api.open(&workspace).await?;
         opens.push(started.elapsed());
         let started = Instant::now();
         api.close(&session).await?;
         closes.push(started.elapsed());
     }
-    let mut figures = vec![
-        latency("open idle workspace → agent running (isolation none)", &mut opens, "p50 ≤ 8 ms", 8.0),
-        latency("close one session", &mut closes, "p50 ≤ 6 ms", 6.0),
-    ];
+    let open_name = format!("open idle workspace → agent running ({})", kind.label);
+    let close_name = format!("close one session ({})", kind.label);
+    Ok(vec![
+        latency(open_name, &mut opens, kind.open_target, kind.open_limit_ms),
+        latency(close_name, &mut closes, kind.close_target, kind.close_limit_ms),
+    ])
+}
+
+async fn measure(api: &Api, repo: &str) -> anyhow::Result<Vec<Figure>> {
+    let first = api.ready_workspace(repo, "bench-0").await?;
+    let mut figures = Vec::new();
     let mut workspaces = vec![first];
     for n in 1..100 {
         workspaces.push(api.ready_workspace(repo, &format!("bench-{n}")).await?);
@@ -101,16 +238,16 @@ async fn measure(api: &Api, repo: &str, rounds: usize) -> anyhow::Result<Vec<Fig
                 bail!("close-all closed {} of {count}", report["closed"]);
             }
         }
-        let name = if count == 10 { "close-all of 10 sessions" } else { "close-all of 100 sessions" };
+        let name = format!("close-all of {count} sessions (isolation none)");
         figures.push(latency(name, &mut totals, target, limit_ms));
     }
-    figures.extend(measure_agent(api, &workspaces[0], rounds).await?);
     Ok(figures)
 }
 
 /// Prompt → first agent event through the built-in agent, and reconnect + replay of
 /// 1,000 history events, over the live channel.
-async fn measure_agent(api: &Api, workspace: &str, rounds: usize) -> anyhow::Result<Vec<Figure>> {
+async fn measure_agent(api: &Api, repo: &str, rounds: usize) -> anyhow::Result<Vec<Figure>> {
+    let workspace = &api.ready_workspace(repo, "bench-agent").await?;
     let session = api.open(workspace).await?;
     let mut live = api.attach(&session, 0).await?;
     live.until(|frame| frame["event"]["data"]["code"] == "agent_ready").await?;
@@ -145,8 +282,8 @@ async fn measure_agent(api: &Api, workspace: &str, rounds: usize) -> anyhow::Res
     }
     api.close(&session).await?;
     Ok(vec![
-        latency("prompt → first agent event (built-in agent)", &mut first_events, "—", f64::INFINITY),
-        latency("reconnect + replay of ≥ 1,000 history events", &mut replays, "≤ 20 ms", 20.0),
+        latency("prompt → first agent event (built-in agent)".into(), &mut first_events, "—", f64::INFINITY),
+        latency("reconnect + replay of ≥ 1,000 history events".into(), &mut replays, "≤ 20 ms", 20.0),
     ])
 }
 
@@ -176,7 +313,7 @@ impl Live {
     }
 }
 
-fn latency(name: &'static str, samples: &mut [Duration], target: &'static str, p50_limit_ms: f64) -> Figure {
+fn latency(name: String, samples: &mut [Duration], target: &'static str, p50_limit_ms: f64) -> Figure {
     samples.sort();
     let at = |quantile: f64| {
         let index = ((samples.len() as f64 - 1.0) * quantile).round() as usize;
@@ -187,10 +324,10 @@ fn latency(name: &'static str, samples: &mut [Duration], target: &'static str, p
 }
 
 fn print_table(figures: &[Figure]) {
-    println!("{:<56} {:>9} {:>9} {:>9}  {:<18} MET", "FIGURE", "P50 ms", "P95 ms", "P99 ms", "TARGET");
+    println!("{:<64} {:>9} {:>9} {:>9}  {:<18} MET", "FIGURE", "P50 ms", "P95 ms", "P99 ms", "TARGET");
     for figure in figures {
         println!(
-            "{:<56} {:>9.2} {:>9.2} {:>9.2}  {:<18} {}",
+            "{:<64} {:>9.2} {:>9.2} {:>9.2}  {:<18} {}",
             figure.name,
             figure.p50,
             figure.p95,
@@ -257,8 +394,8 @@ impl Api {
     }
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
+fn tempfile_dir(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("berth-bench-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
 }

@@ -31,6 +31,17 @@ pub async fn sandbox_process(monitor: i32) -> Option<i32> {
 /// child is dropped (its standard input, the exit signal, closes) or when the server
 /// dies; it is killed on drop as well.
 pub async fn start_slirp(pid: i32) -> std::io::Result<tokio::process::Child> {
+    // bubblewrap brings the namespace's loopback up itself; slirp4netns configuring the
+    // namespace at the same moment makes that fail, so it waits until loopback is up.
+    let fib = format!("/proc/{pid}/net/fib_trie");
+    let mut waited = 0;
+    while !std::fs::read_to_string(&fib).is_ok_and(|table| table.contains("127.0.0.1")) {
+        if waited >= 2000 {
+            return Err(std::io::Error::other("the sandbox's loopback never came up"));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        waited += 1;
+    }
     let mut child = tokio::process::Command::new("slirp4netns")
         .args(["--configure", "--mtu=65520", "--disable-host-loopback", "--exit-fd=0", "--ready-fd=1"])
         .arg(pid.to_string())
