@@ -16,16 +16,21 @@ pub struct GitStatus {
     pub unpushed_commits: u64,
 }
 
+/// Reads the status of a checkout the agent can write to. The checkout's own
+/// configuration may name filter drivers — commands git would run on this machine while
+/// comparing files — so every filter it names is switched off for the read, and
+/// submodules are compared by commit only (their configuration is not read at all).
 pub async fn status(checkout: &Path) -> Result<GitStatus, GitError> {
     if !checkout.join(".git").exists() {
         return Err(GitError::NotACheckout { path: checkout.to_owned() });
     }
-    let porcelain = git_output(
-        checkout,
-        "status",
-        &["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"],
-    )
-    .await?;
+    let mut args: Vec<String> = filter_overrides(checkout).await?;
+    args.extend(
+        ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", "--ignore-submodules=dirty"]
+            .map(str::to_owned),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let porcelain = git_output(checkout, "status", &args).await?;
     let mut parsed = parse_porcelain_v2(&porcelain)?;
     if parsed.head.is_some() {
         let count =
@@ -36,6 +41,37 @@ pub async fn status(checkout: &Path) -> Result<GitStatus, GitError> {
     }
     parsed.clean = parsed.uncommitted.is_empty();
     Ok(parsed)
+}
+
+/// `-c filter.NAME.clean=` (and smudge, process) for every filter driver the checkout's
+/// configuration names: an empty command is no filter. Reading configuration runs
+/// nothing.
+async fn filter_overrides(checkout: &Path) -> Result<Vec<String>, GitError> {
+    let listed =
+        match git_output(checkout, "config", &["config", "--null", "--get-regexp", r"^filter\."]).await {
+            Ok(listed) => listed,
+            // Exit status 1: no such keys.
+            Err(GitError::Failed { status, .. }) if status.code() == Some(1) => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+    let mut names: Vec<String> = listed
+        .split(|byte| *byte == 0)
+        .filter_map(|entry| {
+            let key = String::from_utf8_lossy(entry.split(|byte| *byte == b'\n').next()?).into_owned();
+            let name = key.strip_prefix("filter.")?.rsplit_once('.')?.0.to_owned();
+            Some(name)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names
+        .iter()
+        .flat_map(|name| {
+            ["clean=", "smudge=", "process=", "required=false"]
+                .map(|setting| ["-c".to_owned(), format!("filter.{name}.{setting}")])
+        })
+        .flatten()
+        .collect())
 }
 
 /// Parses `git status --porcelain=v2 --branch -z`; `clean` and `unpushed_commits` are
@@ -97,6 +133,46 @@ u UU N... 100644 100644 100644 100644 aaa bbb ccc conflict.txt\0\
     fn an_unborn_detached_checkout_has_no_branch_and_no_head() {
         let status = parse_porcelain_v2(b"# branch.oid (initial)\0# branch.head (detached)\0").unwrap();
         assert_eq!((status.branch, status.head), (None, None));
+    }
+
+    fn git(dir: &Path, args: &[&str]) {
+        let status = std::process::Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@invalid", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+
+    #[tokio::test]
+    async fn a_filter_driver_set_in_the_checkout_never_runs_on_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkout = dir.path().join("checkout");
+        std::fs::create_dir(&checkout).unwrap();
+        git(&checkout, &["init", "--quiet"]);
+        std::fs::write(checkout.join("a.txt"), "hi\n").unwrap();
+        git(&checkout, &["add", "a.txt"]);
+        git(&checkout, &["commit", "--quiet", "-m", "first"]);
+        // What an agent could write: a filter that runs a command, on every file.
+        let marker = dir.path().join("filter-ran");
+        let command = format!("touch '{}'; cat", marker.display());
+        git(&checkout, &["config", "filter.evil.clean", &command]);
+        git(&checkout, &["config", "filter.evil.process", &command]);
+        std::fs::write(checkout.join(".git/info/attributes"), "* filter=evil\n").unwrap();
+        // A new modification time makes git compare the content, through the filter.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(checkout.join("a.txt"))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+
+        let read = status(&checkout).await.unwrap();
+        assert!(!marker.exists(), "git ran the checkout's filter command while reading status");
+        assert!(read.clean, "{read:?}");
+        assert_eq!(read.unpushed_commits, 1);
     }
 
     #[test]
