@@ -93,6 +93,14 @@ impl Hierarchy {
         Ok(Hierarchy { version: Version::V1, bases })
     }
 
+    /// Removes this installation's directories if no group is left in them (a server
+    /// stopping; the next one makes them again).
+    pub fn remove_if_empty(&self) {
+        for (_, base) in &self.bases {
+            let _ = std::fs::remove_dir(base);
+        }
+    }
+
     pub fn describe(&self) -> String {
         let names: Vec<&str> = self.bases.iter().map(|(name, _)| *name).collect();
         match self.version {
@@ -201,17 +209,29 @@ impl Cgroup {
         self.dirs.iter().map(|(_, dir)| dir.join("cgroup.procs")).collect()
     }
 
-    /// Every process in the group.
+    /// Every process in the group (every controller's group holds the same ones: a
+    /// sandbox joins them all at once).
     pub fn pids(&self) -> Vec<i32> {
-        let mut pids: Vec<i32> = self
-            .procs_files()
-            .iter()
-            .filter_map(|file| std::fs::read_to_string(file).ok())
-            .flat_map(|text| text.lines().filter_map(|line| line.trim().parse().ok()).collect::<Vec<_>>())
-            .collect();
-        pids.sort_unstable();
-        pids.dedup();
-        pids
+        let Some((_, dir)) = self.dirs.first() else { return Vec::new() };
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .map(|text| text.lines().filter_map(|line| line.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether any process is in the group, read from a counter where there is one
+    /// (listing `cgroup.procs` on v1 costs the kernel far more).
+    pub fn populated(&self) -> bool {
+        let counter = match self.version {
+            Version::V2 => self.dir("unified").map(|dir| (dir.join("cgroup.events"), "populated ")),
+            Version::V1 => self.dir("pids").map(|dir| (dir.join("pids.current"), "")),
+        };
+        if let Some((file, key)) = counter
+            && let Ok(text) = std::fs::read_to_string(file)
+            && let Some(value) = text.lines().find_map(|line| line.strip_prefix(key))
+        {
+            return value.trim() != "0";
+        }
+        !self.pids().is_empty()
     }
 
     pub fn hits(&self) -> LimitHits {

@@ -251,6 +251,14 @@ impl LocalDriver {
     }
 }
 
+impl Drop for LocalDriver {
+    fn drop(&mut self) {
+        if let Some(hierarchy) = &self.cgroups {
+            hierarchy.remove_if_empty();
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl SandboxDriver for LocalDriver {
     fn name(&self) -> &'static str {
@@ -387,13 +395,6 @@ impl SandboxDriver for LocalDriver {
                 // What killed the agent may be the limit: say so before the group goes.
                 limits.check();
             }
-            if let Some(cgroup) = cgroup {
-                let _ = tokio::task::spawn_blocking(move || {
-                    cgroup.kill_all();
-                    cgroup.remove();
-                })
-                .await;
-            }
             let _ = std::fs::remove_file(&record_path);
             let exit = match status {
                 Ok(status) => {
@@ -403,6 +404,18 @@ impl SandboxDriver for LocalDriver {
                 Err(_) => SandboxExit { code: None, signal: None },
             };
             let _ = exit_sender.send(Some(exit));
+            // Then the group: a process that left the process group (setsid, possible
+            // without a pid namespace) is still in it and is killed, and the empty
+            // group's directories go. In the background: close waits for neither.
+            if let Some(cgroup) = cgroup {
+                let _ = tokio::task::spawn_blocking(move || {
+                    if cgroup.populated() {
+                        cgroup.kill_all();
+                    }
+                    cgroup.remove();
+                })
+                .await;
+            }
         });
         self.lock_children().insert(
             spec.session_id.clone(),
