@@ -11,20 +11,40 @@ use tokio::io::AsyncReadExt;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const SLIRP_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long bubblewrap may take to fork the sandbox or set up its loopback.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Polling step while waiting for those: they take a few milliseconds, and the timer
+/// of the async runtime only counts whole ones.
+const SETUP_POLL: Duration = Duration::from_micros(100);
+
+/// Waits on a blocking thread, polling finely, until `ready` gives a value.
+async fn poll_until<T: Send + 'static>(mut ready: impl FnMut() -> Option<T> + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + SETUP_TIMEOUT;
+        loop {
+            if let Some(value) = ready() {
+                return Some(value);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(SETUP_POLL);
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
 
 /// The first process of a sandbox started by `bwrap` (pid `monitor`): it holds the
 /// sandbox's namespaces. Waits briefly for it to be forked.
 pub async fn sandbox_process(monitor: i32) -> Option<i32> {
     let children = format!("/proc/{monitor}/task/{monitor}/children");
-    for _ in 0..400 {
-        if let Ok(text) = std::fs::read_to_string(&children)
-            && let Some(pid) = text.split_whitespace().next().and_then(|pid| pid.parse().ok())
-        {
-            return Some(pid);
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    None
+    poll_until(move || {
+        let text = std::fs::read_to_string(&children).ok()?;
+        text.split_whitespace().next().and_then(|pid| pid.parse().ok())
+    })
+    .await
 }
 
 /// Outbound networking for the namespace of process `pid`. It stops when the returned
@@ -34,13 +54,9 @@ pub async fn start_slirp(pid: i32) -> std::io::Result<tokio::process::Child> {
     // bubblewrap brings the namespace's loopback up itself; slirp4netns configuring the
     // namespace at the same moment makes that fail, so it waits until loopback is up.
     let fib = format!("/proc/{pid}/net/fib_trie");
-    let mut waited = 0;
-    while !std::fs::read_to_string(&fib).is_ok_and(|table| table.contains("127.0.0.1")) {
-        if waited >= 2000 {
-            return Err(std::io::Error::other("the sandbox's loopback never came up"));
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        waited += 1;
+    let loopback_up = move || std::fs::read_to_string(&fib).ok()?.contains("127.0.0.1").then_some(());
+    if poll_until(loopback_up).await.is_none() {
+        return Err(std::io::Error::other("the sandbox's loopback never came up"));
     }
     let mut child = tokio::process::Command::new("slirp4netns")
         .args(["--configure", "--mtu=65520", "--disable-host-loopback", "--exit-fd=0", "--ready-fd=1"])
