@@ -66,6 +66,15 @@ pub fn arguments(layout: &Layout, command: &str) -> Vec<OsString> {
             args.extend(["--ro-bind".into(), "/dev/null".into(), file.into()]);
         }
     }
+    // Private /tmp, /proc and /dev before the binds below, which may lie under /tmp.
+    args.extend([
+        "--tmpfs".into(),
+        "/tmp".into(),
+        "--proc".into(),
+        "/proc".into(),
+        "--dev".into(),
+        "/dev".into(),
+    ]);
     for path in &layout.extra_read_only {
         if !SYSTEM_DIRS.iter().any(|dir| path.starts_with(dir)) {
             args.extend(["--ro-bind".into(), path.clone().into_os_string(), path.clone().into_os_string()]);
@@ -82,14 +91,6 @@ pub fn arguments(layout: &Layout, command: &str) -> Vec<OsString> {
             }
         }
     }
-    args.extend([
-        "--tmpfs".into(),
-        "/tmp".into(),
-        "--proc".into(),
-        "/proc".into(),
-        "--dev".into(),
-        "/dev".into(),
-    ]);
     args.extend([
         "--bind".into(),
         layout.workspace_dir.clone().into_os_string(),
@@ -130,6 +131,8 @@ mod tests {
         assert!(args.contains("--ro-bind /home/me/berth /home/me/berth"), "{args}");
         assert!(args.ends_with("/bin/sh -c berth agent"));
         assert!(args.contains("--die-with-parent"));
+        let tmp = args.find("--tmpfs /tmp").unwrap();
+        assert!(tmp < args.find("--ro-bind /home/me/berth").unwrap(), "a binary under /tmp stays visible");
         assert!(args.contains("--unshare-pid"));
         assert!(args.contains("--unshare-net"));
     }
