@@ -5,6 +5,8 @@ mod agent;
 mod attach;
 mod bench;
 mod client;
+mod drill;
+mod harness;
 mod serve;
 mod sessions;
 mod users;
@@ -89,6 +91,9 @@ enum Command {
     Agent,
     /// Measures berth's figures on this machine against the targets of the design.
     Bench(bench::BenchArgs),
+    /// Reliability drills: crash, faults, load.
+    #[command(subcommand)]
+    Drill(drill::Drill),
 }
 
 fn main() -> ExitCode {
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
             Command::Attach { session, server } => attach::run(&server, &session).await,
             Command::Agent => agent::run().await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Drill(drill) => drill::run(drill).await,
         }
     });
     match outcome {

@@ -2,12 +2,15 @@
 //! figures of DESIGN.md §3 that exist so far, over real HTTP with the built-in agent,
 //! printing each against its target (and `--json` for scripts).
 
-use anyhow::{Context, bail};
+mod capacity;
+
+use crate::harness::{Api, make_repository, tempfile_dir};
+use anyhow::bail;
 use berth_engine::{Config, Engine};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::path::Path;
-use std::process::{Command, ExitCode};
+
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -25,6 +28,10 @@ pub struct BenchArgs {
     /// Open/close rounds on the docker driver (each one starts a container).
     #[arg(long, default_value_t = 40)]
     docker_rounds: usize,
+    /// Live sessions to open for the memory and capacity figures (a separate `berth
+    /// serve` process; 0 skips them).
+    #[arg(long, default_value_t = 1000)]
+    hold: usize,
 }
 
 /// One way of running sandboxes, compared in the open/close figures.
@@ -98,6 +105,19 @@ struct Figure {
     meets_target: bool,
 }
 
+impl Figure {
+    /// A figure that is one value (a rate, a size, a count), not a distribution.
+    fn single(
+        name: String,
+        unit: &'static str,
+        value: f64,
+        target: &'static str,
+        meets_target: bool,
+    ) -> Figure {
+        Figure { name, unit, p50: value, p95: value, p99: value, target, meets_target }
+    }
+}
+
 const BENCH_TOKEN: &str = "berth_bench_admin_token_0000000000";
 
 /// A server of the bench's own, on a temporary data directory.
@@ -111,7 +131,7 @@ struct BenchServer {
 
 impl BenchServer {
     async fn start(name: &str, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<BenchServer> {
-        let data = tempfile_dir(name)?;
+        let data = tempfile_dir(&format!("bench-{name}"))?;
         let repo = make_repository(&data.join("source"))?;
         let mut config = Config::for_data_dir(&data.join("berth"));
         config.admin_token = Some(BENCH_TOKEN.into());
@@ -126,7 +146,7 @@ impl BenchServer {
         let served = tokio::spawn(berth_server::run(listener, engine, async {
             let _ = stopped.await;
         }));
-        Ok(BenchServer { api: Api { http: reqwest::Client::new(), base }, repo, data, stop, served })
+        Ok(BenchServer { api: Api::new(base, BENCH_TOKEN), repo, data, stop, served })
     }
 
     async fn stop(self) -> anyhow::Result<()> {
@@ -175,6 +195,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     figures.extend(measured?);
     if let Some(agent) = measured_agent {
         figures.extend(agent?);
+    }
+    if args.hold > 0 {
+        let data = tempfile_dir("bench-capacity")?;
+        let repo = make_repository(&data.join("source"))?;
+        let measured = capacity::measure(&data.join("berth"), &repo, args.hold).await;
+        let _ = std::fs::remove_dir_all(&data);
+        match measured {
+            Ok(measured) => figures.extend(measured),
+            Err(error) => skipped.push(format!("capacity: {error:#}")),
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json!({ "figures": figures, "skipped": skipped }))?);
@@ -238,7 +268,9 @@ async fn measure(api: &Api, repo: &str) -> anyhow::Result<Vec<Figure>> {
     for n in 1..100 {
         workspaces.push(api.ready_workspace(repo, &format!("bench-{n}")).await?);
     }
-    for (count, target, limit_ms) in [(10, "—", f64::INFINITY), (100, "≤ 150 ms total", 150.0)] {
+    for (count, target, limit_ms) in
+        [(10, "—", f64::INFINITY), (50, "—", f64::INFINITY), (100, "≤ 150 ms total", 150.0)]
+    {
         let mut totals = Vec::new();
         for _ in 0..5 {
             for workspace in &workspaces[..count] {
@@ -265,6 +297,7 @@ async fn measure_agent(api: &Api, repo: &str, rounds: usize) -> anyhow::Result<V
     let mut live = api.attach(&session, 0).await?;
     live.until(|frame| frame["event"]["data"]["code"] == "agent_ready").await?;
     let mut first_events = Vec::new();
+    let mut round_trips = Vec::new();
     let mut events = 0usize;
     let prompts = rounds.max(340);
     for round in 0..prompts {
@@ -275,6 +308,9 @@ async fn measure_agent(api: &Api, repo: &str, rounds: usize) -> anyhow::Result<V
             first_events.push(started.elapsed());
         }
         live.until(|frame| frame["event"]["kind"] == "turn_end").await?;
+        if round < rounds {
+            round_trips.push(started.elapsed());
+        }
         events += 3;
     }
     let mut replays = Vec::new();
@@ -296,34 +332,14 @@ async fn measure_agent(api: &Api, repo: &str, rounds: usize) -> anyhow::Result<V
     api.close(&session).await?;
     Ok(vec![
         latency("prompt → first agent event (built-in agent)".into(), &mut first_events, "—", f64::INFINITY),
+        latency(
+            "prompt round trip: prompt → turn end (built-in agent)".into(),
+            &mut round_trips,
+            "—",
+            f64::INFINITY,
+        ),
         latency("reconnect + replay of ≥ 1,000 history events".into(), &mut replays, "≤ 20 ms", 20.0),
     ])
-}
-
-/// A live-channel client for the bench.
-struct Live {
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-}
-
-impl Live {
-    async fn send(&mut self, command: Value) -> anyhow::Result<()> {
-        use futures::SinkExt;
-        self.socket.send(tokio_tungstenite::tungstenite::Message::Text(command.to_string().into())).await?;
-        Ok(())
-    }
-
-    /// Reads frames until one satisfies `done`.
-    async fn until(&mut self, mut done: impl FnMut(&Value) -> bool) -> anyhow::Result<()> {
-        use futures::StreamExt;
-        while let Some(message) = self.socket.next().await {
-            if let tokio_tungstenite::tungstenite::Message::Text(text) = message?
-                && done(&serde_json::from_str(&text)?)
-            {
-                return Ok(());
-            }
-        }
-        bail!("the live channel closed")
-    }
 }
 
 fn latency(name: String, samples: &mut [Duration], target: &'static str, p50_limit_ms: f64) -> Figure {
@@ -337,108 +353,19 @@ fn latency(name: String, samples: &mut [Duration], target: &'static str, p50_lim
 }
 
 fn print_table(figures: &[Figure]) {
-    println!("{:<76} {:>9} {:>9} {:>9}  {:<18} MET", "FIGURE", "P50 ms", "P95 ms", "P99 ms", "TARGET");
+    println!("{:<76} {:>10} {:>9} {:>9}  {:<18} MET", "FIGURE", "P50 ms", "P95 ms", "P99 ms", "TARGET");
     for figure in figures {
-        println!(
-            "{:<76} {:>9.2} {:>9.2} {:>9.2}  {:<18} {}",
-            figure.name,
-            figure.p50,
-            figure.p95,
-            figure.p99,
-            figure.target,
-            if figure.meets_target { "yes" } else { "no" }
-        );
-    }
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = request.bearer_auth(BENCH_TOKEN).send().await?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("berth answered {status}: {body}");
-        }
-        Ok(body)
-    }
-
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call(self.http.post(format!("{}{path}", self.base)).json(&body)).await
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(self.http.get(format!("{}{path}", self.base))).await
-    }
-
-    async fn ready_workspace(&self, repo: &str, name: &str) -> anyhow::Result<String> {
-        let created = self.post("/api/workspaces", json!({ "repo": repo, "name": name })).await?;
-        let id = created["id"].as_str().context("no workspace id")?.to_owned();
-        loop {
-            let workspace = self.get(&format!("/api/workspaces/{id}")).await?;
-            match workspace["state"].as_str() {
-                Some("ready") => return Ok(id),
-                Some("initialising") => tokio::time::sleep(Duration::from_millis(5)).await,
-                _ => bail!("workspace {name} did not become ready: {workspace}"),
-            }
+        let met = if figure.meets_target { "yes" } else { "no" };
+        if figure.unit == "ms" {
+            println!(
+                "{:<76} {:>10.2} {:>9.2} {:>9.2}  {:<18} {met}",
+                figure.name, figure.p50, figure.p95, figure.p99, figure.target
+            );
+        } else {
+            println!(
+                "{:<76} {:>10.0} {:>9} {:>9}  {:<18} {met}",
+                figure.name, figure.p50, "", "", figure.target
+            );
         }
     }
-
-    async fn open(&self, workspace: &str) -> anyhow::Result<String> {
-        let opened = self.post(&format!("/api/workspaces/{workspace}/open"), Value::Null).await?;
-        Ok(opened["session"]["id"].as_str().context("no session id")?.to_owned())
-    }
-
-    async fn attach(&self, session: &str, after: i64) -> anyhow::Result<Live> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url =
-            format!("{}/api/sessions/{session}/live?after={after}", self.base.replacen("http", "ws", 1));
-        let mut request = url.into_client_request()?;
-        request.headers_mut().insert("authorization", format!("Bearer {BENCH_TOKEN}").parse()?);
-        Ok(Live { socket: tokio_tungstenite::connect_async_with_config(request, None, true).await?.0 })
-    }
-
-    async fn close(&self, session: &str) -> anyhow::Result<()> {
-        self.post(&format!("/api/sessions/{session}/close"), Value::Null).await.map(drop)
-    }
-}
-
-fn tempfile_dir(name: &str) -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("berth-bench-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
-}
-
-/// A small repository to clone, made with git in `dir`.
-fn make_repository(dir: &Path) -> anyhow::Result<String> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("README.md"), "# bench\n")?;
-    let git = |args: &[&str]| -> anyhow::Result<()> {
-        let status = Command::new("git")
-            .current_dir(dir)
-            .args([
-                "-c",
-                "init.defaultBranch=main",
-                "-c",
-                "user.name=bench",
-                "-c",
-                "user.email=bench@invalid",
-            ])
-            .args(args)
-            .output()
-            .context("cannot run git")?
-            .status;
-        if !status.success() {
-            bail!("git {args:?} failed");
-        }
-        Ok(())
-    };
-    git(&["init", "--quiet"])?;
-    git(&["add", "README.md"])?;
-    git(&["commit", "--quiet", "-m", "bench"])?;
-    Ok(dir.to_string_lossy().into_owned())
 }
