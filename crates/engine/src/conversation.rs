@@ -47,6 +47,10 @@ impl Drop for LiveAttachment {
             match registry.live.get_mut(&self.session_id) {
                 Some(runtime) => {
                     runtime.connections = runtime.connections.saturating_sub(1);
+                    if runtime.connections == 0 {
+                        // Nobody listens: the channel's buffer goes until someone attaches.
+                        runtime.live = None;
+                    }
                     runtime.connections == 0
                 }
                 None => false,
@@ -67,7 +71,7 @@ impl Drop for LiveAttachment {
 /// (so nothing falls between the two), and the questions waiting now.
 pub struct LiveSubscription {
     pub session: Session,
-    pub messages: broadcast::Receiver<LiveMessage>,
+    pub messages: broadcast::Receiver<Arc<LiveMessage>>,
     pub pending_questions: Vec<Value>,
     pub attachment: LiveAttachment,
 }
@@ -90,8 +94,8 @@ fn question_body(id: &str, request: &Value) -> Value {
 
 impl Engine {
     pub(crate) fn broadcast_live(&self, session: &SessionId, message: LiveMessage) {
-        if let Some(runtime) = self.registry().live.get(session) {
-            let _ = runtime.live.send(message);
+        if let Some(sender) = self.registry().live.get(session).and_then(|runtime| runtime.live.as_ref()) {
+            let _ = sender.send(Arc::new(message));
         }
     }
 
@@ -406,7 +410,8 @@ impl Engine {
             };
             runtime.connections += 1;
             let questions = runtime.questions.values().map(|question| question.body.clone()).collect();
-            (runtime.live.subscribe(), questions)
+            let sender = runtime.live.get_or_insert_with(|| tokio::sync::broadcast::channel(LIVE_BUFFER).0);
+            (sender.subscribe(), questions)
         };
         let attachment =
             LiveAttachment { engine: Arc::clone(self), user: caller.clone(), session_id: session.id.clone() };

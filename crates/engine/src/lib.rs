@@ -43,6 +43,9 @@ pub struct Engine {
     pub(crate) shutdown: CancellationToken,
     /// Tells whoever listens (tests, live dashboards) that a workspace changed.
     workspace_changes: tokio::sync::broadcast::Sender<WorkspaceId>,
+    /// Tokens recently seen to be valid (by hash), so that reads do not each cost a
+    /// database query for authentication.
+    tokens: users::TokenCache,
 }
 
 impl Engine {
@@ -88,6 +91,7 @@ impl Engine {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             workspace_changes: tokio::sync::broadcast::channel(1024).0,
+            tokens: users::TokenCache::default(),
         });
         Ok(engine)
     }

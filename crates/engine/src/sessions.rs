@@ -79,7 +79,9 @@ pub(crate) struct LiveRuntime {
     /// The agent protocol connection, once the sandbox runs.
     pub(crate) agent: Option<Arc<berth_agent::client::AgentConnection>>,
     /// Everything live-channel clients should see, as it happens.
-    pub(crate) live: tokio::sync::broadcast::Sender<crate::conversation::LiveMessage>,
+    /// Made when the first live-channel connection attaches and dropped with the last
+    /// one: a session nobody watches keeps no buffer. Messages are shared, not copied.
+    pub(crate) live: Option<tokio::sync::broadcast::Sender<Arc<crate::conversation::LiveMessage>>>,
     /// Questions the agent waits on, by question id.
     pub(crate) questions: HashMap<String, crate::conversation::PendingQuestion>,
     /// Live-channel connections attached now; the last one to go counts as leaving.
@@ -129,7 +131,7 @@ impl Engine {
                 op: Arc::new(AsyncMutex::new(())),
                 grace_timer: None,
                 agent: None,
-                live: tokio::sync::broadcast::channel(crate::conversation::LIVE_BUFFER).0,
+                live: None,
                 questions: HashMap::new(),
                 connections: 0,
                 turn_active: false,

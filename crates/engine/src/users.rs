@@ -5,6 +5,7 @@ use berth_core::{Role, User, UserId, validate};
 use chrono::Utc;
 use rand::Rng;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// A token as handed to its owner; it is never stored in this form.
 #[derive(Debug, Clone)]
@@ -17,6 +18,34 @@ fn generate_token() -> NewToken {
 
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// How long a token seen to be valid is trusted without asking the store again.
+const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Beyond this many cached tokens the cache starts over (only valid tokens are cached,
+/// so only real users fill it).
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// Valid tokens by hash, with the user and when the store last confirmed them.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    entries: std::sync::Mutex<HashMap<String, (User, std::time::Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<User> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (user, confirmed) = entries.get(hash)?;
+        (confirmed.elapsed() < TOKEN_CACHE_TTL).then(|| user.clone())
+    }
+
+    fn put(&self, hash: String, user: User) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= TOKEN_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(hash, (user, std::time::Instant::now()));
+    }
 }
 
 impl Engine {
@@ -54,7 +83,15 @@ impl Engine {
         if token.is_empty() || token.len() > 256 {
             return Ok(None);
         }
-        Ok(self.store.user_by_token_hash(&hash_token(token)).await?)
+        let hash = hash_token(token);
+        if let Some(user) = self.tokens.get(&hash) {
+            return Ok(Some(user));
+        }
+        let user = self.store.user_by_token_hash(&hash).await?;
+        if let Some(user) = &user {
+            self.tokens.put(hash, user.clone());
+        }
+        Ok(user)
     }
 
     /// Makes sure someone can administer this installation. On an empty store it creates

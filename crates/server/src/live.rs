@@ -138,14 +138,14 @@ async fn serve_live(
     }
     loop {
         tokio::select! {
-            message = messages.recv() => match message {
+            message = messages.recv() => match message.as_deref() {
                 Ok(LiveMessage::Event(event)) if event.seq <= last => {}
                 Ok(LiveMessage::Event(event)) => {
                     last = event.seq;
-                    sink.send(frame(json!({ "type": "event", "event": EventBody::from(&event) }))).await?;
+                    sink.send(frame(json!({ "type": "event", "event": EventBody::from(event) }))).await?;
                 }
                 Ok(LiveMessage::Session(session)) => {
-                    sink.send(frame(json!({ "type": "session", "session": SessionBody::from(&session) }))).await?;
+                    sink.send(frame(json!({ "type": "session", "session": SessionBody::from(session) }))).await?;
                     if !session.state.is_live() {
                         break;
                     }

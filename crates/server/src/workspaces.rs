@@ -48,9 +48,10 @@ pub async fn list_workspaces(
 ) -> Result<Json<WorkspaceList>, ApiError> {
     let workspaces = state.engine.workspaces(&caller).await?;
     let live = state.engine.live_sessions(&caller).await?;
-    let body = |workspace: &berth_core::Workspace| {
-        WorkspaceBody::new(workspace, live.iter().find(|session| session.workspace_id == workspace.id))
-    };
+    let live: std::collections::HashMap<_, _> =
+        live.iter().map(|session| (&session.workspace_id, session)).collect();
+    let body =
+        |workspace: &berth_core::Workspace| WorkspaceBody::new(workspace, live.get(&workspace.id).copied());
     Ok(Json(WorkspaceList { workspaces: workspaces.iter().map(body).collect() }))
 }
 

@@ -3,6 +3,7 @@
 //! Only this crate knows SQL.
 
 mod events;
+mod reads;
 mod sessions;
 mod sqlite;
 mod users;
@@ -36,6 +37,7 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    reads: std::sync::Arc<reads::ReadCache>,
 }
 
 /// The databases berth can keep its records in. PostgreSQL joins as a second variant; the
@@ -51,7 +53,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
             let pool = sqlite::open(url).await?;
-            return Ok(Store { backend: Backend::Sqlite(pool) });
+            return Ok(Store { backend: Backend::Sqlite(pool), reads: Default::default() });
         }
         Err(StoreError::UnsupportedUrl { url: url.to_owned() })
     }

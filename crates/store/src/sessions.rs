@@ -55,6 +55,7 @@ impl Store {
     /// Records a new session and moves its workspace to `active` in one transaction.
     /// Returns false (and records nothing) when the workspace was not `from` any more.
     pub async fn insert_session(&self, session: &Session, from: WorkspaceState) -> Result<bool, StoreError> {
+        let _change = self.reads.change();
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
@@ -104,7 +105,11 @@ impl Store {
 
     /// Live (not ended) sessions of one user, oldest first.
     pub async fn live_sessions_of(&self, user: &UserId) -> Result<Vec<Session>, StoreError> {
-        match &self.backend {
+        if let Some(cached) = self.reads.live_sessions(user) {
+            return Ok(cached.as_ref().clone());
+        }
+        let generation = self.reads.generation();
+        let sessions = match &self.backend {
             Backend::Sqlite(pool) => into_sessions(
                 sqlx::query_as::<_, SessionRow>(&format!(
                     "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND state <> 'ended' ORDER BY started_at, id"
@@ -112,8 +117,10 @@ impl Store {
                 .bind(user.as_str())
                 .fetch_all(pool)
                 .await?,
-            ),
-        }
+            )?,
+        };
+        self.reads.keep_live_sessions(user, generation, sessions.clone());
+        Ok(sessions)
     }
 
     /// Every live session of the installation, oldest first.
@@ -153,6 +160,7 @@ impl Store {
         state: SessionState,
         grace_expires_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
+        let _change = self.reads.change();
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let result = sqlx::query(
@@ -169,6 +177,7 @@ impl Store {
     }
 
     pub async fn set_agent_running(&self, id: &SessionId, running: bool) -> Result<bool, StoreError> {
+        let _change = self.reads.change();
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let result =
@@ -190,6 +199,7 @@ impl Store {
         reason: EndReason,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let _change = self.reads.change();
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
@@ -221,6 +231,7 @@ impl Store {
 
     /// Workspaces left `active` with no live session (after a crash) become `idle`.
     pub async fn idle_workspaces_without_sessions(&self) -> Result<u64, StoreError> {
+        let _change = self.reads.change();
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let result = sqlx::query(

@@ -58,6 +58,7 @@ pub enum InitialisationOutcome {
 
 impl Store {
     pub async fn insert_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
+        let _change = self.reads.change();
         match &self.backend {
             Backend::Sqlite(pool) => {
                 sqlx::query(
@@ -103,7 +104,11 @@ impl Store {
 
     /// The workspaces of `owner`, oldest first.
     pub async fn workspaces_of(&self, owner: &UserId) -> Result<Vec<Workspace>, StoreError> {
-        match &self.backend {
+        if let Some(cached) = self.reads.workspaces(owner) {
+            return Ok(cached.as_ref().clone());
+        }
+        let generation = self.reads.generation();
+        let workspaces = match &self.backend {
             Backend::Sqlite(pool) => into_workspaces(
                 sqlx::query_as::<_, WorkspaceRow>(&format!(
                     "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE owner = ? ORDER BY created_at, id"
@@ -111,8 +116,10 @@ impl Store {
                 .bind(owner.as_str())
                 .fetch_all(pool)
                 .await?,
-            ),
-        }
+            )?,
+        };
+        self.reads.keep_workspaces(owner, generation, workspaces.clone());
+        Ok(workspaces)
     }
 
     pub async fn workspace_names_of(&self, owner: &UserId) -> Result<Vec<String>, StoreError> {
@@ -145,6 +152,7 @@ impl Store {
         from: WorkspaceState,
         to: WorkspaceState,
     ) -> Result<bool, StoreError> {
+        let _change = self.reads.change();
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let result = sqlx::query("UPDATE workspaces SET state = ? WHERE id = ? AND state = ?")
@@ -165,6 +173,7 @@ impl Store {
         id: &WorkspaceId,
         outcome: &InitialisationOutcome,
     ) -> Result<bool, StoreError> {
+        let _change = self.reads.change();
         let (state, branch, error) = match outcome {
             InitialisationOutcome::Ready { branch } => (WorkspaceState::Ready, branch.as_deref(), None),
             InitialisationOutcome::Failed { error } => (WorkspaceState::Error, None, Some(error.as_str())),
@@ -189,6 +198,7 @@ impl Store {
     /// Puts a failed workspace back to `initialising` with an empty log, for a retry;
     /// returns false when it was not in `error`.
     pub async fn restart_initialisation(&self, id: &WorkspaceId) -> Result<bool, StoreError> {
+        let _change = self.reads.change();
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let result = sqlx::query(
@@ -227,6 +237,7 @@ impl Store {
 
     /// Removes the record; returns whether there was one.
     pub async fn delete_workspace(&self, id: &WorkspaceId) -> Result<bool, StoreError> {
+        let _change = self.reads.change();
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let result = sqlx::query("DELETE FROM workspaces WHERE id = ?")
