@@ -88,6 +88,10 @@ pub async fn live(
     let subscription = state.engine.attach_live(&caller, &id).await?;
     let engine = Arc::clone(&state.engine);
     let after = query.after.unwrap_or(0).max(0);
+    // Client frames are small commands: small buffers keep 1,000 connections cheap (the
+    // default read buffer alone is 128 KiB per connection).
+    let upgrade =
+        upgrade.read_buffer_size(4 * 1024).write_buffer_size(8 * 1024).max_write_buffer_size(4 << 20);
     Ok(upgrade.max_message_size(MAX_FRAME_BYTES).on_upgrade(move |socket| async move {
         if let Err(error) = serve_live(socket, engine, caller, subscription, after).await {
             tracing::debug!(error = %error, "live channel closed");
