@@ -5,7 +5,12 @@
 use std::process::Command;
 
 fn berth(args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_berth")).args(args).output().unwrap();
+    berth_with(&[], args)
+}
+
+fn berth_with(env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_berth")).envs(env.iter().copied()).args(args).output().unwrap();
     let text =
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
@@ -19,6 +24,15 @@ fn the_crash_drill_loses_nothing_and_leaves_no_orphan() {
         output.contains("no orphan, no lost event, every session server_restart, every file on disk"),
         "{output}"
     );
+}
+
+#[test]
+fn the_crash_drill_without_isolation_leaves_no_orphan_either() {
+    // No pid namespace to die with the server: the next server's reconciliation kills them.
+    let (ok, output) =
+        berth_with(&[("BERTH_ISOLATION", "none")], &["drill", "crash", "--sessions", "6", "--running", "3"]);
+    assert!(ok, "{output}");
+    assert!(output.contains("no orphan, no lost event"), "{output}");
 }
 
 #[test]
