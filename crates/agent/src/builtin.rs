@@ -79,6 +79,21 @@ impl AgentState {
     }
 }
 
+/// The process groups of the commands running now. Each command runs in a group of its
+/// own (so a cancel ends all it started); when the agent is told to stop (SIGTERM, or its
+/// client goes away) they are killed with it, so none outlives the agent.
+static COMMAND_GROUPS: Mutex<std::collections::BTreeSet<i32>> = Mutex::new(std::collections::BTreeSet::new());
+
+fn command_groups() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<i32>> {
+    COMMAND_GROUPS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn kill_commands() {
+    for pgid in std::mem::take(&mut *command_groups()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 /// Session ids are used as file names: only what `new_session_id` makes is accepted.
 fn valid_session_id(id: &str) -> bool {
     id.len() == 24 && id.starts_with("berth-") && id[6..].bytes().all(|b| b.is_ascii_hexdigit())
@@ -92,7 +107,14 @@ fn new_session_id() -> String {
 /// Runs the built-in agent on this process's stdin and stdout, in the current directory.
 pub async fn serve_stdio() -> Result<(), agent_client_protocol::Error> {
     let workspace = std::env::current_dir().map_err(agent_client_protocol::Error::into_internal_error)?;
-    serve(agent_client_protocol::Stdio::new(), workspace).await
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(agent_client_protocol::Error::into_internal_error)?;
+    let outcome = tokio::select! {
+        outcome = serve(agent_client_protocol::Stdio::new(), workspace) => outcome,
+        _ = terminate.recv() => Ok(()),
+    };
+    kill_commands();
+    outcome
 }
 
 /// Runs the built-in agent over `transport` for the workspace at `workspace`.
@@ -338,6 +360,30 @@ impl Turn<'_> {
             .spawn()
             .map_err(agent_client_protocol::Error::into_internal_error)?;
         let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
+        // Forgotten again when this function returns, however it returns; and if it is
+        // dropped before the command ended (the agent is stopping), the command's whole
+        // group is killed — killing only the shell would leave its children running.
+        struct Registered {
+            pgid: Option<i32>,
+            ended: bool,
+        }
+        impl Drop for Registered {
+            fn drop(&mut self) {
+                if let Some(pgid) = self.pgid {
+                    command_groups().remove(&pgid);
+                    if !self.ended {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(pgid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(pgid) = pgid {
+            command_groups().insert(pgid);
+        }
+        let mut registered = Registered { pgid, ended: false };
         let update = |status: ToolCallStatus, output: &[u8]| {
             let text = String::from_utf8_lossy(output).into_owned();
             SessionUpdate::ToolCallUpdate(ToolCallUpdate::new(
@@ -386,6 +432,7 @@ impl Turn<'_> {
             }
         }
         let status = child.wait().await.map_err(agent_client_protocol::Error::into_internal_error)?;
+        registered.ended = true;
         let final_status = if status.success() { ToolCallStatus::Completed } else { ToolCallStatus::Failed };
         self.send(update(final_status, &output))?;
         let described = match status.code() {

@@ -25,40 +25,52 @@ impl ServeProcess {
     }
 
     async fn spawn(
-        data: PathBuf,
-        token: String,
-        settings: Vec<(String, String)>,
+        mut data: PathBuf,
+        mut token: String,
+        mut settings: Vec<(String, String)>,
     ) -> anyhow::Result<ServeProcess> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let exe = std::env::current_exe().context("cannot find the berth binary")?;
-        let child = std::process::Command::new(exe)
-            .arg("serve")
-            .env("BERTH_DATA", &data)
-            .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
-            .env("BERTH_ADMIN_TOKEN", &token)
-            .env("BERTH_SESSIONS_PER_USER", "100000")
-            .env("BERTH_RUNNING_SANDBOXES", "100000")
-            .env("BERTH_LOG", "error")
-            .envs(settings.iter().map(|(key, value)| (key, value)))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("cannot start berth serve")?;
-        let server = ServeProcess { child, base: format!("http://127.0.0.1:{port}"), data, token, settings };
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(response) = http.get(format!("{}/readyz", server.base)).send().await
-                && response.status().is_success()
-            {
-                return Ok(server);
+        // A port found free may be taken by someone else before the server binds it: a
+        // server that exits at once is started again on another port.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let exe = std::env::current_exe().context("cannot find the berth binary")?;
+            let child = std::process::Command::new(exe)
+                .arg("serve")
+                .env("BERTH_DATA", &data)
+                .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
+                .env("BERTH_ADMIN_TOKEN", &token)
+                .env("BERTH_SESSIONS_PER_USER", "100000")
+                .env("BERTH_RUNNING_SANDBOXES", "100000")
+                .env("BERTH_LOG", "error")
+                .envs(settings.iter().map(|(key, value)| (key, value)))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::inherit())
+                .spawn()
+                .context("cannot start berth serve")?;
+            let mut server =
+                ServeProcess { child, base: format!("http://127.0.0.1:{port}"), data, token, settings };
+            let http = reqwest::Client::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(response) = http.get(format!("{}/readyz", server.base)).send().await
+                    && response.status().is_success()
+                {
+                    return Ok(server);
+                }
+                if server.child.try_wait()?.is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("berth serve did not answer within 60 s");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            if Instant::now() > deadline {
-                bail!("berth serve did not answer within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            data = std::mem::take(&mut server.data);
+            token = std::mem::take(&mut server.token);
+            settings = std::mem::take(&mut server.settings);
         }
+        bail!("berth serve exited at start five times (see its error output above)")
     }
 
     /// The server process's resident memory.

@@ -114,6 +114,11 @@ impl Hierarchy {
         Cgroup { version: self.version, dirs }
     }
 
+    /// The group of `session_id`, whether or not it exists.
+    pub fn group_of(&self, session_id: &SessionId) -> Cgroup {
+        self.group(session_id.as_str())
+    }
+
     /// Makes the group of `session_id` and writes its limits.
     pub fn create(&self, session_id: &SessionId, resources: &Resources) -> std::io::Result<Cgroup> {
         let group = self.group(session_id.as_str());

@@ -88,7 +88,7 @@ pub enum SandboxError {
     Spawn { command: String, source: std::io::Error },
     #[error("the sandbox of session {session_id} did not stop: {reason}")]
     Stop { session_id: SessionId, reason: String },
-    #[error("cannot keep sandbox state in '{path}'")]
+    #[error("cannot keep sandbox state in '{path}': {source}")]
     State { path: PathBuf, source: std::io::Error },
     #[error("session {session_id} has no running sandbox")]
     NotRunning { session_id: SessionId },

@@ -232,19 +232,34 @@ impl LocalDriver {
         Ok(records)
     }
 
-    /// Stops a sandbox this process did not start (left by a crashed predecessor).
+    /// Stops a sandbox this process did not start (left by a crashed predecessor): SIGTERM
+    /// to its process group first (the agent stops what it started), SIGKILL if it does
+    /// not go, and whatever is left in its cgroup after that.
     async fn stop_orphan(&self, record: &StateRecord, session_id: &SessionId) -> Result<(), SandboxError> {
         let stop_error = |reason: String| SandboxError::Stop { session_id: session_id.clone(), reason };
         if is_alive(record.pid, record.start_time) || group_exists(record.pid) {
+            signal_group(record.pid, Signal::SIGTERM).map_err(|error| stop_error(error.to_string()))?;
+            // Not our child, so there is no exit to await: look until it is gone.
+            let deadline = tokio::time::Instant::now() + self.options.stop_timeout;
+            while group_exists(record.pid) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             signal_group(record.pid, Signal::SIGKILL).map_err(|error| stop_error(error.to_string()))?;
             let deadline = tokio::time::Instant::now() + KILL_TIMEOUT;
-            // Not our child, so there is no exit to await: look until it is gone.
             while group_exists(record.pid) {
                 if tokio::time::Instant::now() > deadline {
                     return Err(stop_error(format!("process group {} survived SIGKILL", record.pid)));
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+        }
+        if let Some(hierarchy) = &self.cgroups {
+            let group = hierarchy.group_of(session_id);
+            let _ = tokio::task::spawn_blocking(move || {
+                group.kill_all();
+                group.remove();
+            })
+            .await;
         }
         let _ = std::fs::remove_file(self.record_path(session_id));
         Ok(())

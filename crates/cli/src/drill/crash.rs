@@ -76,9 +76,11 @@ async fn drill(dir: &Path, args: &CrashArgs) -> anyhow::Result<()> {
         one.until(|frame| frame["event"]["data"]["code"] == "agent_ready").await?;
         watched.push(one);
     }
-    // Each agent writes a file; some then keep a command running.
+    // Each agent writes a file; some then keep a command running, one marked with a
+    // number no other process carries, to find it in the process table afterwards.
+    let marker = format!("9{:09}", std::process::id());
     for (n, one) in watched.iter_mut().enumerate() {
-        let tail = if n < args.running { "; sleep 100000" } else { "" };
+        let tail = if n < args.running { format!("; sleep {marker}") } else { String::new() };
         let command = format!("$ echo written-{n} > {}{tail}", one.file);
         one.live.send(json!({ "type": "prompt", "text": command })).await?;
         let question = one.until(|frame| frame["type"] == "question").await?;
@@ -113,6 +115,11 @@ async fn drill(dir: &Path, args: &CrashArgs) -> anyhow::Result<()> {
         if group_exists(*pgid) {
             problems.push(format!("process group {pgid} of a sandbox survived the restart"));
         }
+    }
+    let commands = processes_with(&format!("sleep {marker}"));
+    if !commands.is_empty() {
+        problems
+            .push(format!("{} command(s) the agents ran survived the restart: {commands:?}", commands.len()));
     }
     for (n, one) in watched.iter().enumerate() {
         let session = api.get(&format!("/api/sessions/{}", one.session)).await?;
@@ -167,6 +174,19 @@ fn sandbox_groups(dir: &Path) -> anyhow::Result<Vec<i32>> {
         }
     }
     Ok(groups)
+}
+
+/// Processes whose command line (arguments joined by spaces) contains `text`.
+fn processes_with(text: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(text))
+        })
+        .collect()
 }
 
 fn group_exists(pgid: i32) -> bool {
