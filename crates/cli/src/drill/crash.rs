@@ -3,14 +3,13 @@
 //! no process of any sandbox is left, every event a client received is in the history,
 //! every session ended `server_restart`, and every file the agents wrote is on disk.
 
-use crate::harness::{Api, Live, ServeProcess, make_repository, make_workspaces, tempfile_dir};
+use super::TOKEN;
+use crate::harness::{Api, Live, ServeProcess, make_repository, make_workspaces};
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "berth_drill_admin_token_000000000000";
 
 #[derive(clap::Args)]
 pub struct CrashArgs {
@@ -52,15 +51,8 @@ impl Watched {
     }
 }
 
-pub async fn run(args: CrashArgs) -> anyhow::Result<()> {
+pub async fn run(dir: &Path, args: &CrashArgs) -> anyhow::Result<()> {
     ensure!(args.running <= args.sessions, "--running cannot exceed --sessions");
-    let dir = tempfile_dir("drill-crash")?;
-    let outcome = drill(&dir, &args).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome
-}
-
-async fn drill(dir: &Path, args: &CrashArgs) -> anyhow::Result<()> {
     let repo = make_repository(&dir.join("source"))?;
     let data = dir.join("berth");
     // The host's defaults: bubblewrap where installed, the built-in agent.

@@ -4,7 +4,8 @@
 //! the limits allow, no live session without a running sandbox and no running sandbox
 //! without a live session, and close-all reports exactly the failures injected.
 
-use crate::harness::{Api, make_repository, tempfile_dir};
+use super::TOKEN;
+use crate::harness::{Api, make_repository};
 use anyhow::{Context, bail};
 use berth_engine::{Config, Engine};
 use berth_sandbox::{FaultyDriver, LocalDriver, SandboxDriver};
@@ -15,7 +16,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "berth_drill_admin_token_000000000000";
 const WAITING_AGENT: &str = "exec sleep 2147483647";
 
 #[derive(clap::Args)]
@@ -36,14 +36,7 @@ pub struct FaultsArgs {
 
 const SESSIONS_PER_USER: usize = 2;
 
-pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
-    let dir = tempfile_dir("drill-faults")?;
-    let outcome = drill(&dir, &args).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome
-}
-
-async fn drill(dir: &Path, args: &FaultsArgs) -> anyhow::Result<()> {
+pub async fn run(dir: &Path, args: &FaultsArgs) -> anyhow::Result<()> {
     let repo = make_repository(&dir.join("source"))?;
     let data = dir.join("berth");
     let mut config = Config::for_data_dir(&data);

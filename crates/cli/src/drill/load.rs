@@ -3,15 +3,14 @@
 //! connections, and how long an agent's message takes to reach every connection of its
 //! session (fan-out), round after round.
 
-use crate::harness::{Api, ServeProcess, make_repository, make_workspaces, tempfile_dir};
+use super::TOKEN;
+use crate::harness::{Api, ServeProcess, make_repository, make_workspaces};
 use anyhow::{Context, bail, ensure};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-
-const TOKEN: &str = "berth_drill_admin_token_000000000000";
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
@@ -29,18 +28,11 @@ pub struct LoadArgs {
 /// What a connection's reader reports: (session index, what arrived, when).
 type Arrival = (usize, &'static str, Instant);
 
-pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+pub async fn run(dir: &Path, args: &LoadArgs) -> anyhow::Result<()> {
     ensure!(
         args.sessions > 0 && args.connections >= args.sessions,
         "need at least one connection per session"
     );
-    let dir = tempfile_dir("drill-load")?;
-    let outcome = drill(&dir, &args).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome
-}
-
-async fn drill(dir: &Path, args: &LoadArgs) -> anyhow::Result<()> {
     let repo = make_repository(&dir.join("source"))?;
     let settings = [("BERTH_ISOLATION", "none")];
     let server = ServeProcess::start(&dir.join("berth"), TOKEN, &settings).await?;

@@ -7,6 +7,9 @@ mod load;
 
 use std::process::ExitCode;
 
+/// The admin token of the servers the drills start.
+const TOKEN: &str = "berth_drill_admin_token_000000000000";
+
 #[derive(clap::Subcommand)]
 pub enum Drill {
     /// Live sessions, some mid-run; kill -9 of the server; restart; nothing lost or left.
@@ -18,11 +21,14 @@ pub enum Drill {
     Load(load::LoadArgs),
 }
 
+/// Runs `drill` in a temporary directory of its own, removed afterwards.
 pub async fn run(drill: Drill) -> anyhow::Result<ExitCode> {
-    match drill {
-        Drill::Crash(args) => crash::run(args).await?,
-        Drill::Faults(args) => faults::run(args).await?,
-        Drill::Load(args) => load::run(args).await?,
-    }
-    Ok(ExitCode::SUCCESS)
+    let dir = crate::harness::tempfile_dir("drill")?;
+    let outcome = match &drill {
+        Drill::Crash(args) => crash::run(&dir, args).await,
+        Drill::Faults(args) => faults::run(&dir, args).await,
+        Drill::Load(args) => load::run(&dir, args).await,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome.map(|()| ExitCode::SUCCESS)
 }
