@@ -287,14 +287,6 @@ impl SandboxDriver for LocalDriver {
             // The agent's home: inside the workspace (so it persists), outside git.
             std::fs::create_dir_all(spec.workspace_dir.join(".berth/home")).map_err(spawn_error)?;
         }
-        let cgroup = match &self.cgroups {
-            Some(hierarchy) => {
-                Some(hierarchy.create(&spec.session_id, &self.options.resources).map_err(|source| {
-                    SandboxError::State { path: PathBuf::from("/sys/fs/cgroup"), source }
-                })?)
-            }
-            None => None,
-        };
         // With outbound networking the agent waits behind a gate until slirp4netns has
         // brought its interface up, so its first connection does not fail.
         let gate = match (isolated, self.options.network) {
@@ -309,6 +301,18 @@ impl SandboxDriver for LocalDriver {
                 Some((path, writer))
             }
             _ => None,
+        };
+        let cgroup = match &self.cgroups {
+            Some(hierarchy) => match hierarchy.create(&spec.session_id, &self.options.resources) {
+                Ok(cgroup) => Some(cgroup),
+                Err(source) => {
+                    if let Some((path, _)) = &gate {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    return Err(SandboxError::State { path: PathBuf::from("/sys/fs/cgroup"), source });
+                }
+            },
+            None => None,
         };
         let line = self.command_line(&spec, cgroup.as_ref(), gate.as_ref().map(|(path, _)| path.as_path()));
         let mut command = tokio::process::Command::new(&line[0]);
