@@ -6,6 +6,7 @@ mod capacity;
 
 use crate::harness::{Api, make_repository, tempfile_dir};
 use anyhow::bail;
+use berth_engine::config::{Isolation, Network, SandboxDriverKind};
 use berth_engine::{Config, Engine};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -37,60 +38,46 @@ pub struct BenchArgs {
 /// One way of running sandboxes, compared in the open/close figures.
 struct SandboxKind {
     label: &'static str,
+    driver: SandboxDriverKind,
+    isolation: Isolation,
+    network: Network,
     open_target: &'static str,
     open_limit_ms: f64,
-    close_target: &'static str,
-    close_limit_ms: f64,
-    adjust: fn(&mut Config),
+}
+
+impl SandboxKind {
+    fn adjust(&self, config: &mut Config) {
+        config.sandbox_driver = self.driver;
+        config.isolation = self.isolation;
+        config.network = self.network;
+        if self.driver == SandboxDriverKind::Docker {
+            config.image = std::env::var("BERTH_SANDBOX_IMAGE").unwrap_or_else(|_| config.image.clone());
+        }
+    }
+
+    /// DESIGN §3 sets a close target for the local driver only.
+    fn close_target(&self) -> (&'static str, f64) {
+        match self.driver {
+            SandboxDriverKind::Local => ("p50 ≤ 6 ms", 6.0),
+            SandboxDriverKind::Docker => ("—", f64::INFINITY),
+        }
+    }
 }
 
 fn sandbox_kind(name: &str) -> anyhow::Result<SandboxKind> {
-    use berth_engine::config::{Isolation, Network, SandboxDriverKind};
-    let kind = match name {
-        "none" => SandboxKind {
-            label: "isolation none",
-            open_target: "p50 ≤ 8 ms",
-            open_limit_ms: 8.0,
-            close_target: "p50 ≤ 6 ms",
-            close_limit_ms: 6.0,
-            adjust: |config| config.isolation = Isolation::None,
-        },
-        "bwrap" => SandboxKind {
-            label: "bwrap, network isolated",
-            open_target: "p50 ≤ 13 ms",
-            open_limit_ms: 13.0,
-            close_target: "p50 ≤ 6 ms",
-            close_limit_ms: 6.0,
-            adjust: |config| {
-                config.isolation = Isolation::Bwrap;
-                config.network = Network::Isolated;
-            },
-        },
-        "bwrap-outbound" => SandboxKind {
-            label: "bwrap, network outbound",
-            open_target: "p50 ≤ 13 ms",
-            open_limit_ms: 13.0,
-            close_target: "p50 ≤ 6 ms",
-            close_limit_ms: 6.0,
-            adjust: |config| {
-                config.isolation = Isolation::Bwrap;
-                config.network = Network::Outbound;
-            },
-        },
-        "docker" => SandboxKind {
-            label: "docker",
-            open_target: "p50 ≤ 400 ms",
-            open_limit_ms: 400.0,
-            close_target: "—",
-            close_limit_ms: f64::INFINITY,
-            adjust: |config| {
-                config.sandbox_driver = SandboxDriverKind::Docker;
-                config.network = Network::Outbound;
-            },
-        },
+    use SandboxDriverKind::{Docker, Local};
+    let (label, driver, isolation, network, open_target, open_limit_ms) = match name {
+        "none" => ("isolation none", Local, Isolation::None, Network::Host, "p50 ≤ 8 ms", 8.0),
+        "bwrap" => {
+            ("bwrap, network isolated", Local, Isolation::Bwrap, Network::Isolated, "p50 ≤ 13 ms", 13.0)
+        }
+        "bwrap-outbound" => {
+            ("bwrap, network outbound", Local, Isolation::Bwrap, Network::Outbound, "p50 ≤ 13 ms", 13.0)
+        }
+        "docker" => ("docker", Docker, Isolation::None, Network::Outbound, "p50 ≤ 400 ms", 400.0),
         other => bail!("unknown sandbox '{other}': expected none, bwrap, bwrap-outbound or docker"),
     };
-    Ok(kind)
+    Ok(SandboxKind { label, driver, isolation, network, open_target, open_limit_ms })
 }
 
 #[derive(Serialize)]
@@ -163,15 +150,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut skipped = Vec::new();
     // Open and close on each sandbox kind, one after the other in this one run.
     for (name, kind) in args.sandboxes.iter().zip(&kinds) {
-        let rounds = if name == "docker" { args.docker_rounds } else { args.rounds };
-        let server = match BenchServer::start(name, |config| {
-            (kind.adjust)(config);
-            if name == "docker" {
-                config.image = std::env::var("BERTH_SANDBOX_IMAGE").unwrap_or_else(|_| config.image.clone());
-            }
-        })
-        .await
-        {
+        let rounds = if kind.driver == SandboxDriverKind::Docker { args.docker_rounds } else { args.rounds };
+        let server = match BenchServer::start(name, |config| kind.adjust(config)).await {
             Ok(server) => server,
             Err(error) => {
                 skipped.push(format!("{}: {error:#}", kind.label));
@@ -257,7 +237,7 @@ async fn measure_open_close(
     Ok(vec![
         latency(open_name, &mut opens, "—", f64::INFINITY),
         latency(ready_name, &mut readies, kind.open_target, kind.open_limit_ms),
-        latency(close_name, &mut closes, kind.close_target, kind.close_limit_ms),
+        latency(close_name, &mut closes, kind.close_target().0, kind.close_target().1),
     ])
 }
 
