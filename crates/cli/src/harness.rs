@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// A stand-in agent that only waits: its session is live and its agent connection
+/// waits for an answer, as a slow agent's would. For figures about berth itself.
+pub const WAITING_AGENT: &str = "exec sleep 2147483647";
+
 pub struct ServeProcess {
     child: std::process::Child,
     pub base: String,

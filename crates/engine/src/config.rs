@@ -39,11 +39,10 @@ impl HostTools {
 
     /// Looks for the programs on the `PATH`.
     pub fn detect() -> HostTools {
-        let installed = |program: &str| {
-            std::env::var_os("PATH")
-                .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-        };
-        HostTools { bwrap: installed("bwrap"), slirp4netns: installed("slirp4netns") }
+        HostTools {
+            bwrap: berth_sandbox::installed("bwrap"),
+            slirp4netns: berth_sandbox::installed("slirp4netns"),
+        }
     }
 }
 

@@ -135,18 +135,9 @@ u UU N... 100644 100644 100644 100644 aaa bbb ccc conflict.txt\0\
         assert_eq!((status.branch, status.head), (None, None));
     }
 
-    fn git(dir: &Path, args: &[&str]) {
-        let status = std::process::Command::new("git")
-            .current_dir(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@invalid", "-c", "init.defaultBranch=main"])
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(status.success(), "git {args:?}");
-    }
-
     #[tokio::test]
     async fn a_filter_driver_set_in_the_checkout_never_runs_on_the_host() {
+        use berth_testkit::git;
         let dir = tempfile::tempdir().unwrap();
         let checkout = dir.path().join("checkout");
         std::fs::create_dir(&checkout).unwrap();

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 pub use bwrap::WORKSPACE as SANDBOX_WORKSPACE;
 pub use docker::{DockerDriver, DockerOptions};
 pub use faults::FaultyDriver;
-pub use local::{DEFAULT_STOP_TIMEOUT, LocalDriver, LocalOptions};
+pub use local::{DEFAULT_STOP_TIMEOUT, LocalDriver, LocalOptions, installed};
 pub use settings::{Isolation, Network, Resources};
 
 /// What to power on.

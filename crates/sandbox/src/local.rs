@@ -563,11 +563,15 @@ impl LimitWatch {
     }
 }
 
+/// Whether `program` is on the `PATH`.
+pub fn installed(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
 /// Fails with `advice` when `program` is not on the `PATH`.
 fn require_program(program: &str, advice: &str) -> Result<(), SandboxError> {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
-    if found {
+    if installed(program) {
         Ok(())
     } else {
         Err(SandboxError::Unavailable { what: format!("{program} is not installed: {advice}") })

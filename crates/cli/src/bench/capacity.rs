@@ -4,17 +4,13 @@
 //! other processes, so excluded), and how many sessions this machine holds open.
 
 use super::{BENCH_TOKEN, Figure};
-use crate::harness::{Api, ServeProcess, make_workspaces};
+use crate::harness::{Api, ServeProcess, WAITING_AGENT, make_workspaces};
 use anyhow::bail;
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-/// A stand-in agent for the memory figures: a process that waits. The session is live
-/// and its agent connection waits for an answer, as a slow agent's would.
-const WAITING_AGENT: &str = "exec sleep 2147483647";
 
 /// Requests per second of `GET /api/workspaces` from `clients` concurrent keep-alive
 /// connections, over `seconds`.

@@ -5,7 +5,7 @@
 //! without a live session, and close-all reports exactly the failures injected.
 
 use super::TOKEN;
-use crate::harness::{Api, make_repository};
+use crate::harness::{Api, WAITING_AGENT, make_repository};
 use anyhow::{Context, bail};
 use berth_engine::{Config, Engine};
 use berth_sandbox::{FaultyDriver, LocalDriver, SandboxDriver};
@@ -15,8 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const WAITING_AGENT: &str = "exec sleep 2147483647";
 
 #[derive(clap::Args)]
 pub struct FaultsArgs {
