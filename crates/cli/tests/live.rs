@@ -413,7 +413,9 @@ async fn the_built_in_agent_works_from_a_docker_container_and_close_removes_it()
 
     // The live preview reaches the container's own port 3000.
     run_allowed(&mut socket, "httpd -p 3000 -h /workspace").await;
-    let preview = format!("{}/w/{workspace}/preview/3000/made.txt", server.base);
+    let previews =
+        server.call(reqwest::Method::GET, "/api/me").await["preview_url"].as_str().unwrap().to_owned();
+    let preview = format!("{previews}/w/{workspace}/preview/3000/made.txt");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let text = loop {
         let response = server.http.get(&preview).bearer_auth(TOKEN).send().await.unwrap();

@@ -69,6 +69,13 @@ pub struct Config {
     /// The container image of the `docker` driver.
     pub image: String,
     pub preview_ports: PortAllowList,
+    /// Where previews are served: an origin of their own, so a previewed page's scripts
+    /// never run with berth's origin. `None` (`preview.listen = "off"`): no previews.
+    pub preview_listen: Option<SocketAddr>,
+    /// The previews' address as browsers reach it (`https://preview.example.com`), when
+    /// a proxy stands in front; by default the host the browser used with `preview_listen`'s
+    /// port.
+    pub preview_url: Option<String>,
     /// The configuration file read, hidden from sandboxes with the data directory.
     pub config_file: Option<PathBuf>,
     /// `None` runs the built-in agent (`berth agent`).
@@ -117,6 +124,8 @@ struct ConfigFile {
 #[serde(deny_unknown_fields)]
 struct PreviewFile {
     ports: Option<String>,
+    listen: Option<String>,
+    url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,6 +321,29 @@ impl Config {
             }
             None => PortAllowList::default(),
         };
+        let preview_listen = match pick("BERTH_PREVIEW_LISTEN", parsed.preview.listen) {
+            Some(text) if text == "off" => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                invalid(
+                    "preview.listen",
+                    &text,
+                    "expected an address and port such as 127.0.0.1:7071, or off",
+                )
+            })?),
+            None => Some(default_preview_listen(listen)),
+        };
+        let preview_url = pick("BERTH_PREVIEW_URL", parsed.preview.url)
+            .map(|url| {
+                let trimmed = url.trim_end_matches('/').to_owned();
+                let valid = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
+                    && !trimmed.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\'' || c == '"');
+                if valid {
+                    Ok(trimmed)
+                } else {
+                    Err(invalid("preview.url", &url, "expected an http:// or https:// address"))
+                }
+            })
+            .transpose()?;
         let agent_command = pick("BERTH_AGENT", parsed.agent.command);
         if let Some(command) = &agent_command {
             berth_core::validate::agent_command(command)
@@ -346,6 +378,8 @@ impl Config {
             resources: Resources { memory_bytes, pids, cpus },
             image,
             preview_ports,
+            preview_listen,
+            preview_url,
             config_file: file.map(Path::to_owned),
             agent_command,
             resume_context,
@@ -357,9 +391,24 @@ impl Config {
     /// A configuration for tests and tools: defaults, everything under `data_dir`.
     pub fn for_data_dir(data_dir: &Path) -> Config {
         let data_dir_text = data_dir.to_string_lossy().into_owned();
-        Config::load(None, |name| (name == "BERTH_DATA").then(|| data_dir_text.clone()), HostTools::NONE)
-            .expect("the defaults are valid") // the defaults are constants checked by the tests below
+        let mut config =
+            Config::load(None, |name| (name == "BERTH_DATA").then(|| data_dir_text.clone()), HostTools::NONE)
+                .expect("the defaults are valid"); // the defaults are constants checked by the tests below
+        config.listen.set_port(0);
+        config.preview_listen = Some(default_preview_listen(config.listen));
+        config
     }
+}
+
+/// Previews listen next to the API: the same address, the next port (any free port when
+/// the API's is chosen by the system).
+fn default_preview_listen(listen: SocketAddr) -> SocketAddr {
+    let mut preview = listen;
+    preview.set_port(match listen.port() {
+        0 | u16::MAX => 0,
+        port => port + 1,
+    });
+    preview
 }
 
 #[cfg(test)]
@@ -377,6 +426,8 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let config = Config::load(None, env_of(&[("BERTH_DATA", "/tmp/b")]), HostTools::ALL).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(config.preview_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:7071"));
+        assert_eq!(config.preview_url, None);
         assert_eq!(config.database_url, "sqlite:///tmp/b/berth.db");
         assert_eq!(
             config.limits,
@@ -498,6 +549,8 @@ resume_context = "never"
             ("BERTH_SANDBOX_CPUS", "NaN", "sandbox.cpus"),
             ("BERTH_SANDBOX_IMAGE", "--privileged", "sandbox.image"),
             ("BERTH_PREVIEW_PORTS", "0-80", "preview.ports"),
+            ("BERTH_PREVIEW_LISTEN", "7071", "preview.listen"),
+            ("BERTH_PREVIEW_URL", "javascript:alert(1)", "preview.url"),
             ("BERTH_RESUME_CONTEXT", "maybe", "agent.resume_context"),
             ("BERTH_TURN_TIMEOUT", "forever", "agent.turn_timeout"),
             ("BERTH_ADMIN_TOKEN", "short", "admin_token"),

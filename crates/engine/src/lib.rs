@@ -26,7 +26,7 @@ pub use error::EngineError;
 pub use paths::DataPaths;
 pub use sessions::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};
 pub use users::{NewToken, hash_token};
-pub use workspaces::{NewWorkspace, WorkspaceGitStatus};
+pub use workspaces::{NewWorkspace, WorkspaceGitStatus, WorkspaceSettings};
 
 /// The running core of a berth server. Shared as `Arc<Engine>`.
 pub struct Engine {

@@ -28,6 +28,15 @@ pub struct NewWorkspace {
     pub agent: Option<String>,
 }
 
+/// What a person may change on a workspace after creating it; `None` keeps the current
+/// value. An empty `agent` goes back to the installation's agent.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceSettings {
+    pub name: Option<String>,
+    pub branch: Option<String>,
+    pub agent: Option<String>,
+}
+
 /// A clone under way: how to stop it and how to know it has stopped.
 pub(crate) struct CloneHandle {
     cancel: CancellationToken,
@@ -175,6 +184,77 @@ impl Engine {
         self.notify_workspace_changed(&workspace.id);
         tracing::info!(workspace_id = %workspace.id, forced = force, "workspace deleted");
         Ok(workspace.id)
+    }
+
+    /// Renames the workspace, changes its agent command (used from the next open) or
+    /// switches its checkout to another branch. A branch switch needs a checkout and no
+    /// live session (the agent works in that tree); git itself refuses a switch that
+    /// would overwrite uncommitted changes.
+    pub async fn update_workspace(
+        &self,
+        owner: &User,
+        id: &str,
+        settings: WorkspaceSettings,
+    ) -> Result<Workspace, EngineError> {
+        let workspace = self.workspace(owner, id).await?;
+        let name = match settings.name {
+            Some(name) => {
+                validate::name(&name)?;
+                name
+            }
+            None => workspace.name.clone(),
+        };
+        let agent = match settings.agent {
+            Some(agent) if agent.trim().is_empty() => None,
+            Some(agent) => {
+                validate::agent_command(&agent)?;
+                Some(agent)
+            }
+            None => workspace.agent.clone(),
+        };
+        let mut branch = workspace.branch.clone();
+        if let Some(wanted) = settings.branch.filter(|wanted| Some(wanted) != workspace.branch.as_ref()) {
+            validate::branch(&wanted)?;
+            self.switch_branch(&workspace, &wanted).await?;
+            branch = Some(wanted);
+        }
+        if !self
+            .store
+            .update_workspace_settings(&workspace.id, &name, branch.as_deref(), agent.as_deref())
+            .await?
+        {
+            return Err(EngineError::NotFound { what: "workspace" });
+        }
+        self.notify_workspace_changed(&workspace.id);
+        tracing::info!(workspace_id = %workspace.id, "workspace settings changed");
+        self.workspace(owner, id).await
+    }
+
+    async fn switch_branch(&self, workspace: &Workspace, branch: &str) -> Result<(), EngineError> {
+        if !workspace.state.has_checkout() {
+            return Err(EngineError::WrongState { id: workspace.id.clone(), state: workspace.state });
+        }
+        if self.store.live_session_of_workspace(&workspace.id).await?.is_some() {
+            return Err(EngineError::Refused {
+                code: "workspace_active",
+                message: "close the workspace's session before switching its branch".into(),
+            });
+        }
+        match berth_git::switch_branch(&self.paths.workspace(&workspace.id), branch).await {
+            Ok(()) => Ok(()),
+            Err(berth_git::GitError::Failed { stderr, .. }) => Err(EngineError::Refused {
+                code: "branch_switch_failed",
+                message: format!(
+                    "git cannot switch to '{branch}': {}",
+                    stderr
+                        .lines()
+                        .find(|line| line.starts_with("fatal:") || line.starts_with("error:"))
+                        .unwrap_or("no reason given")
+                        .trim()
+                ),
+            }),
+            Err(source) => Err(EngineError::Git { id: workspace.id.clone(), source }),
+        }
     }
 
     /// Clones a workspace whose initialisation failed again, from an empty log.

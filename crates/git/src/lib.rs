@@ -11,7 +11,7 @@ use std::process::ExitStatus;
 use tokio::process::Command;
 
 pub use clone::{CloneOutcome, clone};
-pub use status::{GitStatus, status};
+pub use status::{GitStatus, status, switch_branch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {

@@ -41,19 +41,52 @@ impl From<QueryRejection> for ApiError {
 /// The cookie the web UI carries its token in, set by `GET /login`.
 pub const TOKEN_COOKIE: &str = "berth_token";
 
-/// The caller, from `Authorization: Bearer <token>` or the login cookie.
+/// The caller, from `Authorization: Bearer <token>` or the login cookie. A browser sends
+/// the cookie with requests other pages start too (another site's form, a previewed
+/// page on berth's host); so a cookie counts for a request that changes something, or
+/// opens a WebSocket, only when the request comes from berth's own origin.
 pub struct Caller(pub User);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        let token = bearer_token(parts).or_else(|| cookie_token(parts)).ok_or_else(ApiError::unauthorized)?;
+        let token = match bearer_token(parts) {
+            Some(token) => token,
+            None => {
+                let token = cookie_token(parts).ok_or_else(ApiError::unauthorized)?;
+                if !same_origin_or_safe(parts) {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "cross_origin",
+                        "this request came from another origin; berth's cookie is not accepted for it",
+                    ));
+                }
+                token
+            }
+        };
         match state.engine.authenticate(token).await? {
             Some(user) => Ok(Caller(user)),
             None => Err(ApiError::unauthorized()),
         }
     }
+}
+
+/// A read that is no WebSocket (its answer stays with the origin that asked, as the
+/// browser keeps it), or a request whose `Origin` is the host it was sent to. Browsers
+/// send `Origin` with every such request; a client without one is no browser page.
+fn same_origin_or_safe(parts: &Parts) -> bool {
+    use axum::http::{Method, header};
+    let websocket = parts.headers.get(header::UPGRADE).is_some();
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) && !websocket {
+        return true;
+    }
+    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else {
+        return true;
+    };
+    let origin_authority = origin.split_once("://").map(|(_, authority)| authority);
+    let host = parts.headers.get(header::HOST).and_then(|value| value.to_str().ok());
+    origin_authority.is_some() && origin_authority == host
 }
 
 fn bearer_token(parts: &Parts) -> Option<&str> {

@@ -1,7 +1,9 @@
-//! berth's HTTP server: the JSON API of API.md, operations endpoints and the login page.
-//! Only this crate knows HTTP and the JSON wire types; it calls the engine for everything
-//! else. `run` takes a bound listener and a shutdown signal so tests bind `127.0.0.1:0`.
+//! berth's HTTP server: the JSON API of API.md, operations endpoints, the web UI and, on
+//! an origin of their own, the live previews. Only this crate knows HTTP and the JSON wire
+//! types; it calls the engine for everything else. `run` takes a bound listener and a
+//! shutdown signal so tests bind `127.0.0.1:0`.
 
+mod changes;
 mod error;
 mod extract;
 mod live;
@@ -10,6 +12,7 @@ mod openapi;
 mod ops;
 mod preview;
 mod sessions;
+mod ui;
 mod users;
 pub mod wire;
 mod workspaces;
@@ -17,7 +20,7 @@ mod workspaces;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use berth_engine::Engine;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use tower_http::trace::TraceLayer;
 
@@ -30,19 +33,55 @@ pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// Where browsers find the previews; `None` when previews are switched off.
+    pub preview: Option<PreviewOrigin>,
 }
 
-/// The whole HTTP surface of berth.
-pub fn router(engine: Arc<Engine>) -> Router {
+/// The origin previews are served from. A previewed page runs whatever the workspace's
+/// code serves; on an origin of its own it cannot call berth's API as the user (the
+/// browser keeps it apart, and berth refuses requests whose `Origin` is not its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PreviewOrigin {
+    /// Configured (`preview.url`), for a proxy in front of berth.
+    Url(String),
+    /// The preview listener's port on whatever host the browser used for berth.
+    Port(u16),
+}
+
+impl PreviewOrigin {
+    /// The preview origin for a browser that reached berth at `host` (the `Host` header).
+    pub fn for_host(&self, host: Option<&str>) -> Option<String> {
+        match self {
+            PreviewOrigin::Url(url) => Some(url.clone()),
+            PreviewOrigin::Port(port) => {
+                let host = host?;
+                let name = match host.strip_prefix('[') {
+                    Some(rest) => format!("[{}]", rest.split(']').next()?),
+                    None => host.rsplit_once(':').map_or(host, |(name, _)| name).to_owned(),
+                };
+                // The name goes into headers and pages: letters, digits, dots, dashes and an
+                // IPv6 literal's brackets and colons only.
+                let plain = !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+                plain.then(|| format!("http://{name}:{port}"))
+            }
+        }
+    }
+}
+
+/// berth's API, operations endpoints and web UI.
+pub fn router(state: AppState) -> Router {
     metrics::install();
-    let state = AppState { engine };
     Router::new()
         .merge(ops::router())
+        .merge(ui::router())
         .merge(users::router())
         .merge(workspaces::router())
+        .merge(changes::router())
         .merge(sessions::router())
         .merge(live::router())
-        .merge(preview::router())
         .merge(metrics::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
@@ -51,22 +90,57 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(state)
 }
 
-/// Serves `engine` on `listener` until `shutdown` completes, then drains requests and
-/// stops the engine's background work.
+/// The previews, served on their own listener (their own origin).
+pub fn preview_router(state: AppState) -> Router {
+    Router::new()
+        .merge(preview::router())
+        .fallback(error::not_found_fallback)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `engine` on `listener`, and its previews on `preview.listen`, until `shutdown`
+/// completes, then drains requests and stops the engine's background work.
 pub async fn run(
     listener: tokio::net::TcpListener,
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
-    let app = router(Arc::clone(&engine));
+    use futures::FutureExt;
+    let preview_listener = match engine.config().preview_listen {
+        Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(|error| {
+            std::io::Error::new(error.kind(), format!("cannot listen for previews on {address}: {error}"))
+        })?),
+        None => None,
+    };
+    let preview = match (&engine.config().preview_url, &preview_listener) {
+        (_, None) => None,
+        (Some(url), Some(_)) => Some(PreviewOrigin::Url(url.clone())),
+        (None, Some(listener)) => Some(PreviewOrigin::Port(listener.local_addr()?.port())),
+    };
+    if let Some(listener) = &preview_listener {
+        tracing::info!(address = %listener.local_addr()?, "previews listening");
+    }
+    let state = AppState { engine: Arc::clone(&engine), preview };
+    let shutdown = shutdown.boxed().shared();
     // Live-channel frames are small and latency-bound: no Nagle delay on them.
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(error = %error, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let api = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown.clone());
+    let previews = async {
+        match preview_listener {
+            Some(listener) => {
+                axum::serve(listener, preview_router(state)).with_graceful_shutdown(shutdown.clone()).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (served, previewed) = tokio::join!(api.into_future(), previews);
     engine.shutdown().await;
-    served
+    served.and(previewed)
 }

@@ -10,15 +10,15 @@ use utoipa::{Modify, OpenApi};
     paths(
         ops::healthz, ops::readyz,
         users::me, users::create_user, users::create_token,
-        workspaces::create_workspace, workspaces::list_workspaces, workspaces::show_workspace,
+        workspaces::create_workspace, workspaces::list_workspaces, workspaces::show_workspace, workspaces::update_workspace,
         workspaces::init_log, workspaces::git_status, workspaces::delete_workspace, workspaces::retry_workspace,
         sessions::open_workspace, sessions::list_sessions, sessions::show_session, sessions::close_session,
         sessions::leave_session, sessions::close_all, sessions::admin_list_sessions, sessions::admin_close_all,
         live::session_events, live::workspace_events,
     ),
     components(schemas(
-        wire::UserBody, wire::CreateUserRequest, wire::CreatedUser, wire::TokenBody,
-        wire::WorkspaceBody, wire::WorkspaceList, wire::CreateWorkspaceRequest, wire::GitStatusBody,
+        wire::UserBody, wire::MeBody, wire::CreateUserRequest, wire::CreatedUser, wire::TokenBody,
+        wire::WorkspaceBody, wire::WorkspaceList, wire::CreateWorkspaceRequest, wire::UpdateWorkspaceRequest, wire::GitStatusBody,
         wire::DeletedBody, wire::ErrorEnvelope, wire::ErrorBody,
         wire::SessionBody, wire::SessionList, wire::OpenBody, wire::CloseBody, wire::CloseAllRequest,
         wire::CloseAllBody, wire::CloseFailureBody, wire::EventBody, wire::EventPage, wire::LiveCommand,

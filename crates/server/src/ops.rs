@@ -1,18 +1,17 @@
-//! Operations and entry points: `/healthz`, `/readyz`, `/api/openapi.json`, `/login`, `/`.
+//! Operations and entry points: `/healthz`, `/readyz`, `/api/openapi.json`, `/login`.
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, TOKEN_COOKIE};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/openapi.json", get(openapi))
@@ -66,12 +65,4 @@ pub async fn login(
         HeaderValue::from_str(&cookie).map_err(|_| ApiError::invalid_request("the token is not valid"))?;
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
-}
-
-pub async fn index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><meta charset=utf-8><title>berth</title>\
-         <h1>berth</h1><p>The server is running. The API is described at \
-         <a href=\"/api/openapi.json\">/api/openapi.json</a>.</p>",
-    )
 }

@@ -3,9 +3,9 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
-use crate::wire::{CreateUserRequest, CreatedUser, ErrorEnvelope, TokenBody, UserBody};
+use crate::wire::{CreateUserRequest, CreatedUser, ErrorEnvelope, MeBody, TokenBody, UserBody};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_core::Role;
@@ -17,11 +17,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/tokens", post(create_token))
 }
 
-/// The caller.
+/// The caller, and where their browser finds the previews.
 #[utoipa::path(get, path = "/api/me", tag = "users",
-    responses((status = 200, body = UserBody), (status = 401, body = ErrorEnvelope)))]
-pub async fn me(Caller(user): Caller) -> Json<UserBody> {
-    Json(UserBody::from(&user))
+    responses((status = 200, body = MeBody), (status = 401, body = ErrorEnvelope)))]
+pub async fn me(State(state): State<AppState>, Caller(user): Caller, headers: HeaderMap) -> Json<MeBody> {
+    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok());
+    let preview_url = state.preview.as_ref().and_then(|preview| preview.for_host(host));
+    Json(MeBody { user: UserBody::from(&user), preview_url })
 }
 
 /// Creates a user with a first token (administrators only).

@@ -15,6 +15,15 @@ pub struct UserBody {
     pub role: Role,
 }
 
+/// `GET /api/me`: the caller, and the origin of the previews (absent when they are off).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MeBody {
+    #[serde(flatten)]
+    pub user: UserBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview_url: Option<String>,
+}
+
 impl From<&User> for UserBody {
     fn from(user: &User) -> UserBody {
         UserBody { id: user.id.to_string(), name: user.name.clone(), role: user.role }
@@ -92,6 +101,21 @@ pub struct CreateWorkspaceRequest {
     #[serde(default)]
     pub name: Option<String>,
     /// An agent command for this workspace instead of the installation's.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+/// `PATCH /api/workspaces/{id}`: only the fields given change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkspaceRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Switches the checkout to this branch (no live session, no conflicting changes).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// The agent command from the next open on; an empty string goes back to the
+    /// installation's agent.
     #[serde(default)]
     pub agent: Option<String>,
 }

@@ -1,23 +1,25 @@
-//! `/api/workspaces`: create, list, show, initialisation log, git status, delete, retry.
+//! `/api/workspaces`: create, list, show, change settings, initialisation log, git status,
+//! delete, retry.
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::wire::{
-    CreateWorkspaceRequest, DeleteQuery, DeletedBody, ErrorEnvelope, GitStatusBody, WorkspaceBody,
-    WorkspaceList,
+    CreateWorkspaceRequest, DeleteQuery, DeletedBody, ErrorEnvelope, GitStatusBody, UpdateWorkspaceRequest,
+    WorkspaceBody, WorkspaceList,
 };
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use berth_engine::NewWorkspace;
+use berth_core::User;
+use berth_engine::{Engine, NewWorkspace, WorkspaceSettings};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/workspaces", post(create_workspace).get(list_workspaces))
-        .route("/api/workspaces/{id}", get(show_workspace).delete(delete_workspace))
+        .route("/api/workspaces/{id}", get(show_workspace).patch(update_workspace).delete(delete_workspace))
         .route("/api/workspaces/{id}/init-log", get(init_log))
         .route("/api/workspaces/{id}/git", get(git_status))
         .route("/api/workspaces/{id}/retry", post(retry_workspace))
@@ -46,13 +48,19 @@ pub async fn list_workspaces(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<WorkspaceList>, ApiError> {
-    let workspaces = state.engine.workspaces(&caller).await?;
-    let live = state.engine.live_sessions(&caller).await?;
+    Ok(Json(workspace_list(&state.engine, &caller).await?))
+}
+
+/// The caller's workspaces with their live sessions: the list endpoint's answer and what
+/// the dashboard's change feed sends.
+pub async fn workspace_list(engine: &Engine, caller: &User) -> Result<WorkspaceList, ApiError> {
+    let workspaces = engine.workspaces(caller).await?;
+    let live = engine.live_sessions(caller).await?;
     let live: std::collections::HashMap<_, _> =
         live.iter().map(|session| (&session.workspace_id, session)).collect();
     let body =
         |workspace: &berth_core::Workspace| WorkspaceBody::new(workspace, live.get(&workspace.id).copied());
-    Ok(Json(WorkspaceList { workspaces: workspaces.iter().map(body).collect() }))
+    Ok(WorkspaceList { workspaces: workspaces.iter().map(body).collect() })
 }
 
 /// One of the caller's workspaces.
@@ -65,6 +73,25 @@ pub async fn show_workspace(
     Path(id): Path<String>,
 ) -> Result<Json<WorkspaceBody>, ApiError> {
     let workspace = state.engine.workspace(&caller, &id).await?;
+    let live = state.engine.live_session_of_workspace(&workspace.id).await?;
+    Ok(Json(WorkspaceBody::new(&workspace, live.as_ref())))
+}
+
+/// Changes a workspace's name, agent command or branch; only the fields given change.
+#[utoipa::path(patch, path = "/api/workspaces/{id}", tag = "workspaces", request_body = UpdateWorkspaceRequest,
+    params(("id" = String, Path, description = "workspace id")),
+    responses((status = 200, body = WorkspaceBody), (status = 400, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope,
+            description = "name_taken, workspace_not_ready, workspace_active or branch_switch_failed")))]
+pub async fn update_workspace(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<UpdateWorkspaceRequest>,
+) -> Result<Json<WorkspaceBody>, ApiError> {
+    let settings = WorkspaceSettings { name: request.name, branch: request.branch, agent: request.agent };
+    let workspace = state.engine.update_workspace(&caller, &id, settings).await?;
     let live = state.engine.live_session_of_workspace(&workspace.id).await?;
     Ok(Json(WorkspaceBody::new(&workspace, live.as_ref())))
 }

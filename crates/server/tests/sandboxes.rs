@@ -101,6 +101,7 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
     let server = TestServer::start_with(sandboxed).await;
     let source = app_repo();
     let alice = server.member("alice").await;
+    let previews = alice.previews().await;
     let mut workspaces = Vec::new();
     for name in ["first", "second"] {
         let id = alice.ready_workspace(&source.url(), name).await;
@@ -112,7 +113,7 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
 
     for ((id, _), name) in workspaces.iter().zip(["first", "second"]) {
         let (status, text, cookies) =
-            preview_text(&alice, &format!("/w/{id}/preview/3000/deep/page?x=1")).await;
+            preview_text(&previews, &format!("/w/{id}/preview/3000/deep/page?x=1")).await;
         assert_eq!(status, StatusCode::OK, "{text}");
         assert!(text.starts_with(&format!("{name} /deep/page?x=1 ")), "{text}");
         assert!(text.contains("cookie=other=kept auth=None"), "berth's credentials stay out: {text}");
@@ -121,7 +122,7 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
 
     // WebSocket through the proxy.
     let (id, _) = &workspaces[0];
-    let ws_url = format!("{}/w/{id}/preview/3000/socket", server.url.replace("http://", "ws://"));
+    let ws_url = format!("{}/w/{id}/preview/3000/socket", previews.base.replace("http://", "ws://"));
     let mut request =
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(ws_url).unwrap();
     request.headers_mut().insert("Authorization", format!("Bearer {}", alice_token(&alice)).parse().unwrap());
@@ -131,15 +132,18 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
     assert_eq!(echoed.into_text().unwrap().as_str(), "first:hello");
 
     // Another user, or nobody, gets nothing.
-    let bob = server.member("bob").await;
+    let bob = server.member("bob").await.previews().await;
     let (status, body) = bob.get(&format!("/w/{id}/preview/3000/")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
-    let (status, _) = server.anonymous().get(&format!("/w/{id}/preview/3000/")).await;
+    let (status, _) = previews.without_token().get(&format!("/w/{id}/preview/3000/")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // berth's own origin serves no previews: a previewed page never runs with it.
+    let (status, _) = alice.get(&format!("/w/{id}/preview/3000/")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Ports are numbers from 1 to 65535.
     for bad in ["0", "65536", "http", "3000x", "-1", "99999999999999999999"] {
-        let (status, body) = alice.get(&format!("/w/{id}/preview/{bad}/")).await;
+        let (status, body) = previews.get(&format!("/w/{id}/preview/{bad}/")).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("invalid_port")),
@@ -147,7 +151,7 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
         );
     }
     // Nothing listens on 3001: a clear gateway error, not a hang or a 500.
-    let (status, body) = alice.get(&format!("/w/{id}/preview/3001/")).await;
+    let (status, body) = previews.get(&format!("/w/{id}/preview/3001/")).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::BAD_GATEWAY, Some("preview_unreachable"))
@@ -157,10 +161,10 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
     let (_, session) = &workspaces[0];
     let (status, _) = alice.post(&format!("/api/sessions/{session}/close"), serde_json::Value::Null).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = alice.get(&format!("/w/{id}/preview/3000/")).await;
+    let (status, body) = previews.get(&format!("/w/{id}/preview/3000/")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_live_session")));
     let (second, _) = &workspaces[1];
-    let (status, text, _) = preview_text(&alice, &format!("/w/{second}/preview/3000/")).await;
+    let (status, text, _) = preview_text(&previews, &format!("/w/{second}/preview/3000/")).await;
     assert_eq!(status, StatusCode::OK, "the other workspace's preview is untouched: {text}");
     server.stop().await;
 }
@@ -184,9 +188,10 @@ async fn the_port_allow_list_is_enforced() {
     std::fs::write(server.checkout(&id).join("name.txt"), "demo").unwrap();
     let (status, _) = server.admin().open(&id).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = server.admin().get(&format!("/w/{id}/preview/22/")).await;
+    let previews = server.admin().previews().await;
+    let (status, body) = previews.get(&format!("/w/{id}/preview/22/")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("port_not_allowed")));
-    let (status, text, _) = preview_text(&server.admin(), &format!("/w/{id}/preview/3000/")).await;
+    let (status, text, _) = preview_text(&previews, &format!("/w/{id}/preview/3000/")).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     server.stop().await;
 }

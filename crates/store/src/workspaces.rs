@@ -235,6 +235,38 @@ impl Store {
         }
     }
 
+    /// Saves the settings a person may change after creation: name, agent command and
+    /// the branch the checkout is on. Returns false when the workspace is gone.
+    pub async fn update_workspace_settings(
+        &self,
+        id: &WorkspaceId,
+        name: &str,
+        branch: Option<&str>,
+        agent: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let _change = self.reads.change();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let result =
+                    sqlx::query("UPDATE workspaces SET name = ?, branch = ?, agent = ? WHERE id = ?")
+                        .bind(name)
+                        .bind(branch)
+                        .bind(agent)
+                        .bind(id.as_str())
+                        .execute(pool)
+                        .await
+                        .map_err(|error| {
+                            if is_unique_violation(&error) {
+                                StoreError::NameTaken { name: name.to_owned() }
+                            } else {
+                                error.into()
+                            }
+                        })?;
+                Ok(result.rows_affected() == 1)
+            }
+        }
+    }
+
     /// Removes the record; returns whether there was one.
     pub async fn delete_workspace(&self, id: &WorkspaceId) -> Result<bool, StoreError> {
         let _change = self.reads.change();

@@ -216,6 +216,28 @@ impl Api {
         workspace["id"].as_str().unwrap().to_owned()
     }
 
+    /// The same caller on the previews' own origin (`preview_url` of `/api/me`).
+    pub async fn previews(&self) -> Api {
+        let me = self
+            .http
+            .get(format!("{}/api/me", self.base))
+            .bearer_auth(self.token.as_deref().unwrap_or(ADMIN_TOKEN))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        let base = me["preview_url"].as_str().expect("previews are served").to_owned();
+        assert_ne!(base, self.base, "previews have an origin of their own");
+        Api { http: self.http.clone(), base, token: self.token.clone() }
+    }
+
+    /// This client without its token.
+    pub fn without_token(&self) -> Api {
+        Api { http: self.http.clone(), base: self.base.clone(), token: None }
+    }
+
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.send(self.request(Method::DELETE, path)).await
     }

@@ -1,0 +1,435 @@
+//! The web UI end to end in a real headless Chromium, driven over WebDriver
+//! (chromedriver): a real server, the real built-in agent, a fault injector around the
+//! real local driver where a flow needs a sandbox that will not stop. Each flow saves
+//! screenshots under `BERTH_SCREENSHOTS` (default `target/tmp/screenshots`).
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
+use berth_engine::{Config, Engine};
+use berth_sandbox::{DEFAULT_STOP_TIMEOUT, FaultyDriver, LocalDriver, SandboxDriver};
+use berth_testkit::SourceRepo;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TOKEN: &str = "berth_browser_test_admin_token_00000";
+const INSTALLER: &str = "scripts/test.sh";
+/// How long the page has to show something; a failure waits this long once.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// One browser flow at a time: Chromium is heavy for two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn have_browser() -> bool {
+    berth_testkit::have_program("chromium", INSTALLER)
+        && berth_testkit::have_program("chromedriver", INSTALLER)
+}
+
+struct Server {
+    _data: tempfile::TempDir,
+    base: String,
+    http: reqwest::Client,
+    faults: Arc<FaultyDriver>,
+    data_dir: PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(adjust: impl FnOnce(&mut Config)) -> Server {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(data.path());
+    config.admin_token = Some(TOKEN.into());
+    config.agent_command = Some(format!("'{}' agent", env!("CARGO_BIN_EXE_berth")));
+    adjust(&mut config);
+    let real = LocalDriver::new(&data.path().join("sandboxes"), DEFAULT_STOP_TIMEOUT).unwrap();
+    let faults = Arc::new(FaultyDriver::new(Arc::new(real)));
+    let engine = Engine::start_with_driver(config, faults.clone() as Arc<dyn SandboxDriver>).await.unwrap();
+    engine.ensure_admin().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(berth_server::run(listener, engine, async {
+        let _ = stopped.await;
+    }));
+    let data_dir = data.path().to_owned();
+    Server { _data: data, base, http: reqwest::Client::new(), faults, data_dir, stop, served }
+}
+
+impl Server {
+    async fn finish(self) {
+        let _ = self.stop.send(());
+        self.served.await.unwrap().unwrap();
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A workspace of `source` named `name`, cloned and ready.
+    async fn ready_workspace(&self, source: &SourceRepo, name: &str) -> String {
+        let (status, created) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/workspaces",
+                Some(json!({ "repo": source.url(), "name": name })),
+            )
+            .await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (_, workspace) =
+                self.call(reqwest::Method::GET, &format!("/api/workspaces/{id}"), None).await;
+            if workspace["state"] == "ready" {
+                return id;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "not ready: {workspace}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn checkout(&self, workspace: &str) -> PathBuf {
+        self.data_dir.join("workspaces").join(workspace)
+    }
+}
+
+/// Chromium under chromedriver, signed in to `server`.
+struct Browser {
+    client: Client,
+    driver: std::process::Child,
+    shots: PathBuf,
+}
+
+impl Browser {
+    async fn open(server: &Server, flow: &str) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let status_url = format!("http://127.0.0.1:{port}/status");
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while reqwest::get(&status_url).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                              "--window-size=1280,900", "--no-first-run", "--lang=en-GB"] }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        let shots = std::env::var_os("BERTH_SCREENSHOTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots"))
+            .join(flow);
+        std::fs::create_dir_all(&shots).unwrap();
+        let browser = Browser { client, driver, shots };
+        browser.client.goto(&format!("{}/login?token={TOKEN}", server.base)).await.unwrap();
+        browser.element("#nav a[href='/account']").await;
+        browser
+    }
+
+    async fn goto(&self, server: &Server, path: &str) {
+        self.client.goto(&format!("{}{path}", server.base)).await.unwrap();
+    }
+
+    /// The first element matching `css`, once there is one.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        match self.client.wait().at_most(PATIENCE).for_element(Locator::Css(css)).await {
+            Ok(element) => element,
+            Err(error) => {
+                self.screenshot("failure").await;
+                panic!(
+                    "no element '{css}' ({error}); page: {}",
+                    self.client.source().await.unwrap_or_default()
+                )
+            }
+        }
+    }
+
+    /// Waits until the element `css` exists and its text contains `text`.
+    async fn text_in(&self, css: &str, text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && let Ok(found) = element.text().await
+                && found.contains(text)
+            {
+                return found;
+            }
+            if tokio::time::Instant::now() > deadline {
+                self.screenshot("failure").await;
+                panic!(
+                    "'{css}' never showed '{text}'; page: {}",
+                    self.client.source().await.unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until nothing matches `css`.
+    async fn gone(&self, css: &str) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !self.client.find_all(Locator::Css(css)).await.unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "'{css}' is still shown");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.element(css).await.click().await.unwrap();
+    }
+
+    async fn screenshot(&self, name: &str) {
+        if let Ok(png) = self.client.screenshot().await {
+            let path = self.shots.join(format!("{name}.png"));
+            std::fs::write(&path, png).unwrap();
+            eprintln!("screenshot: {}", path.display());
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn card(workspace: &str) -> String {
+    format!(".card[data-workspace='{workspace}']")
+}
+
+#[tokio::test]
+async fn a_new_workspace_reaches_ready_on_the_dashboard() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let browser = Browser::open(&server, "create").await;
+    browser.element("#new-workspace #repo").await.send_keys(&source.url()).await.unwrap();
+    browser.element("#new-workspace #name").await.send_keys("demo").await.unwrap();
+    browser.click("#new-workspace button[type=submit]").await;
+    browser.element(".card[data-name='demo'] .badge[data-state='ready']").await;
+    browser.text_in(".card[data-name='demo']", "branch main").await;
+    browser.screenshot("dashboard").await;
+
+    // A repository that cannot be cloned: the initialisation screen shows the log and why.
+    let missing = source.url() + "-missing";
+    browser.element("#new-workspace #repo").await.send_keys(&missing).await.unwrap();
+    browser.element("#new-workspace #name").await.send_keys("broken").await.unwrap();
+    browser.click("#new-workspace button[type=submit]").await;
+    browser.element(".card[data-name='broken'] .badge[data-state='error']").await;
+    browser.click(".card[data-name='broken'] h3 a").await;
+    browser.text_in("#init-error", "Initialisation failed").await;
+    browser.text_in("#init-log", "does not exist").await;
+    browser.screenshot("initialisation-error").await;
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn a_command_asks_first_survives_a_reload_and_shows_its_output() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "chat").await;
+    let browser = Browser::open(&server, "chat").await;
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.text_in("#messages", "Agent ready").await;
+    browser.text_in("#resume-command", "berth attach s_").await;
+
+    let marker = berth_testkit::unique_marker();
+    browser.element("#prompt").await.send_keys(&format!("$ echo output-{marker}\n")).await.unwrap();
+    browser.element(".question button[data-option='allow_once']:not([disabled])").await;
+    browser.element("#stop:not([hidden])").await;
+    browser.screenshot("question").await;
+
+    // A reload in the middle of the run: the session is resumed, the question is still there.
+    browser.client.refresh().await.unwrap();
+    browser.element("#session-resumed").await;
+    browser.text_in("#messages", &format!("$ echo output-{marker}")).await;
+    browser.click(".question button[data-option='allow_once']:not([disabled])").await;
+    browser.text_in(".tool pre", &format!("output-{marker}")).await;
+    browser.text_in(".question.answered", "Answered: Allow once").await;
+    browser.text_in("#tools-list", &format!("Run `echo output-{marker}`")).await;
+    browser.element("#stop[hidden]").await;
+    browser.screenshot("workspace").await;
+
+    // Close workspace: the toast, the panes cleared, the session ended.
+    browser.click("#close-workspace").await;
+    browser.element("[data-toast='Workspace closed']").await;
+    browser.element("#session-ended").await;
+    assert!(browser.client.find_all(Locator::Css("#tools-list li")).await.unwrap().is_empty());
+    let (_, sessions) = server.call(reqwest::Method::GET, "/api/sessions", None).await;
+    assert_eq!(sessions["sessions"], json!([]), "no live session is left");
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn opening_a_second_workspace_makes_the_first_idle() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let first = server.ready_workspace(&source, "first").await;
+    let second = server.ready_workspace(&source, "second").await;
+    let browser = Browser::open(&server, "replace").await;
+    browser.goto(&server, &format!("/workspaces/{first}")).await;
+    browser.element("#session-state .badge[data-state='active']").await;
+    let first_window = browser.client.window().await.unwrap();
+
+    let opened = browser.client.new_window(true).await.unwrap();
+    browser.client.switch_to_window(opened.handle).await.unwrap();
+    browser.goto(&server, &format!("/workspaces/{second}")).await;
+    browser.element("#replaced").await;
+    browser.element("#session-state .badge[data-state='active']").await;
+
+    // The first tab learns that its session was replaced; its dashboard shows it idle.
+    browser.client.switch_to_window(first_window).await.unwrap();
+    browser.text_in("#session-ended", "replaced").await;
+    browser.goto(&server, "/").await;
+    browser.element(&format!("{} .badge[data-state='idle']", card(&first))).await;
+    browser.element(&format!("{} .badge[data-state='active']", card(&second))).await;
+    browser.screenshot("dashboard-after-replace").await;
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn the_session_limit_offers_close_all_and_retry() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|config| config.limits.on_user_limit = berth_core::OnUserLimit::Reject).await;
+    let source = SourceRepo::new();
+    let blocking = server.ready_workspace(&source, "blocking").await;
+    let wanted = server.ready_workspace(&source, "wanted").await;
+    let (status, opened) =
+        server.call(reqwest::Method::POST, &format!("/api/workspaces/{blocking}/open"), None).await;
+    assert_eq!(status, 201, "{opened}");
+    let blocking_session = opened["session"]["id"].as_str().unwrap().to_owned();
+
+    let browser = Browser::open(&server, "session-limit").await;
+    browser.goto(&server, &format!("/workspaces/{wanted}")).await;
+    browser.text_in("#session-limit", "Concurrent-session limit reached").await;
+    browser.text_in(&format!("#session-limit li[data-session='{blocking_session}']"), "blocking").await;
+    browser.screenshot("session-limit").await;
+    browser.click("#close-all-and-retry").await;
+    browser.element("#session-state .badge[data-state='active']").await;
+    browser.element("[data-toast='Active workspaces closed']").await;
+
+    let (_, blocked) =
+        server.call(reqwest::Method::GET, &format!("/api/sessions/{blocking_session}"), None).await;
+    assert_eq!(
+        (blocked["state"].as_str(), blocked["end_reason"].as_str()),
+        (Some("ended"), Some("closed_all"))
+    );
+    let (_, workspace) = server.call(reqwest::Method::GET, &format!("/api/workspaces/{wanted}"), None).await;
+    assert_eq!(workspace["state"], "active");
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn close_all_reports_the_sandbox_that_did_not_stop_and_a_retry_finishes() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|config| config.limits.sessions_per_user = 2).await;
+    let source = SourceRepo::new();
+    let stubborn = server.ready_workspace(&source, "stubborn").await;
+    let willing = server.ready_workspace(&source, "willing").await;
+    let mut sessions = Vec::new();
+    for workspace in [&stubborn, &willing] {
+        let (status, opened) =
+            server.call(reqwest::Method::POST, &format!("/api/workspaces/{workspace}/open"), None).await;
+        assert_eq!(status, 201, "{opened}");
+        sessions.push(opened["session"]["id"].as_str().unwrap().to_owned());
+    }
+    server.faults.fail_power_off(&berth_core::WorkspaceId::parse(&stubborn).unwrap(), 1);
+
+    let browser = Browser::open(&server, "close-all").await;
+    browser.goto(&server, "/account").await;
+    for session in &sessions {
+        browser.element(&format!("#sessions tr[data-session='{session}']")).await;
+    }
+    browser.screenshot("account").await;
+    browser.click("#close-all").await;
+    browser
+        .text_in("[data-outcome='cleanup_partially_complete']", "Workspace cleanup partially complete")
+        .await;
+    browser.text_in(&format!("#close-failures li[data-session='{}']", sessions[0]), "stubborn").await;
+    assert_eq!(browser.client.find_all(Locator::Css("#close-failures li")).await.unwrap().len(), 1);
+    browser.screenshot("partial").await;
+
+    browser.click("#retry-close-all").await;
+    browser.text_in("[data-outcome='active_workspaces_closed']", "Active workspaces closed").await;
+    browser.text_in("#sessions", "No active workspaces").await;
+    let (_, live) = server.call(reqwest::Method::GET, "/api/sessions", None).await;
+    assert_eq!(live["sessions"], json!([]));
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn deleting_a_workspace_with_unsaved_work_needs_its_name_typed() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "precious").await;
+    std::fs::write(server.checkout(&workspace).join("notes-not-committed.txt"), "work").unwrap();
+
+    let browser = Browser::open(&server, "delete").await;
+    browser.click(&format!("{} .menu summary", card(&workspace))).await;
+    browser.click(&format!("{} [data-action='delete']", card(&workspace))).await;
+    browser.text_in("#unsaved-work", "notes-not-committed.txt").await;
+    browser.text_in("#dialog", "The remote repository is not touched").await;
+    browser.text_in("#dialog", "There is no recovery").await;
+    let confirm = browser.element("#confirm-delete").await;
+    assert!(!confirm.is_enabled().await.unwrap(), "deleting needs the name first");
+    let name = browser.element("#confirm-name").await;
+    name.send_keys("precios").await.unwrap();
+    assert!(!confirm.is_enabled().await.unwrap(), "a wrong name does not delete");
+    browser.screenshot("delete-dialog").await;
+    let (status, _) = server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await;
+    assert_eq!(status, 200, "nothing is deleted before the confirmation");
+
+    name.clear().await.unwrap();
+    name.send_keys("precious").await.unwrap();
+    confirm.click().await.unwrap();
+    browser.gone(&card(&workspace)).await;
+    let (status, _) = server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await;
+    assert_eq!(status, 404);
+    assert!(!server.checkout(&workspace).exists(), "the files are gone");
+    browser.close().await;
+    server.finish().await;
+}

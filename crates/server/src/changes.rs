@@ -1,0 +1,90 @@
+//! `/api/workspaces/changes`: the dashboard's live feed, as server-sent events. It sends
+//! the caller's workspace list whenever it differs from the last one sent (`workspaces`),
+//! and names a workspace of the caller whose record or initialisation log changed
+//! (`changed`), so a page streams a clone log without polling.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::workspaces::workspace_list;
+use axum::Router;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use berth_core::{User, WorkspaceId};
+use berth_engine::Engine;
+use futures::Stream;
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/workspaces/changes", get(workspace_changes))
+}
+
+/// Changes come in bursts (a clone writes its log many times a second): they are gathered
+/// for this long before the list is read again.
+const GATHER: Duration = Duration::from_millis(50);
+
+/// Server-sent events: `workspaces` with `{"workspaces": [...]}` (at once, then on every
+/// change of the list), `changed` with `{"workspace_id": ...}`.
+pub async fn workspace_changes(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let changes = state.engine.subscribe_workspace_changes();
+    let first = serde_json::to_string(&workspace_list(&state.engine, &caller).await?).unwrap_or_default();
+    let (events, received) = mpsc::channel::<Event>(16);
+    // The first list goes out before the feed task starts, so the page has it at once.
+    let _ = events.try_send(Event::default().event("workspaces").data(first.clone()));
+    tokio::spawn(feed(Arc::clone(&state.engine), caller, changes, first, events));
+    let stream = futures::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|event| (Ok(event), received))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(20))))
+}
+
+async fn feed(
+    engine: Arc<Engine>,
+    caller: User,
+    mut changes: tokio::sync::broadcast::Receiver<WorkspaceId>,
+    mut last_sent: String,
+    events: mpsc::Sender<Event>,
+) {
+    loop {
+        let mut changed = HashSet::new();
+        tokio::select! {
+            () = events.closed() => return,
+            received = changes.recv() => match received {
+                Ok(id) => { changed.insert(id); }
+                // Missed notices: the list is read again below, which covers them.
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+        }
+        tokio::time::sleep(GATHER).await;
+        while let Ok(id) = changes.try_recv() {
+            changed.insert(id);
+        }
+        let Ok(list) = workspace_list(&engine, &caller).await else { continue };
+        let text = serde_json::to_string(&list).unwrap_or_default();
+        if text != last_sent {
+            if events.send(Event::default().event("workspaces").data(text.clone())).await.is_err() {
+                return;
+            }
+            last_sent = text;
+        }
+        // Only the caller's own workspaces are named; another user's are never revealed.
+        for workspace in
+            list.workspaces.iter().filter(|workspace| changed.iter().any(|id| id.as_str() == workspace.id))
+        {
+            let data = serde_json::json!({ "workspace_id": workspace.id }).to_string();
+            if events.send(Event::default().event("changed").data(data)).await.is_err() {
+                return;
+            }
+        }
+    }
+}

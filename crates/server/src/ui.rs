@@ -1,0 +1,91 @@
+//! The web UI: one page shell for every screen (the script draws the screen the path
+//! names) and its assets, embedded in the binary so running berth needs nothing else.
+//! Pages carry a content security policy that lets them load only berth's own scripts,
+//! talk only to berth, and frame only the preview origin.
+
+use crate::AppState;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+#[derive(rust_embed::Embed)]
+#[folder = "assets/"]
+struct Assets;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(page))
+        .route("/signin", get(page))
+        .route("/account", get(page))
+        .route("/admin", get(page))
+        .route("/workspaces/{id}", get(page))
+        .route("/workspaces/{id}/settings", get(page))
+        .route("/assets/{*path}", get(asset))
+}
+
+/// The page shell; the script reads the path and draws that screen.
+async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(file) = Assets::get("index.html") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok());
+    let frames =
+        state.preview.as_ref().and_then(|preview| preview.for_host(host)).unwrap_or_else(|| "'none'".into());
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         frame-src {frames}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+    );
+    let mut response = Response::new(Body::from(file.data.into_owned()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(policy) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    security_headers(headers);
+    response
+}
+
+/// A script, style sheet or image; revalidated by its content hash.
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let Some(file) = Assets::get(&path) else {
+        return crate::error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such asset")
+            .into_response();
+    };
+    let etag = format!("\"{}\"", hex_of(&file.metadata.sha256_hash()[..12]));
+    if headers.get(header::IF_NONE_MATCH).and_then(|value| value.to_str().ok()) == Some(etag.as_str()) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let mut response = Response::new(Body::from(file.data.into_owned()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&path)));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    security_headers(headers);
+    response
+}
+
+fn security_headers(headers: &mut HeaderMap) {
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, extension)| extension) {
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("html") => "text/html; charset=utf-8",
+        Some("png") => "image/png",
+        _ => "application/octet-stream",
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
