@@ -19,6 +19,8 @@ declare -A package_of=(
     [/usr/bin/busybox]=busybox-static
     [/usr/bin/python3]=python3
     [/usr/bin/awk]=mawk
+    [chromium]=chromium
+    [chromedriver]=chromium-driver
 )
 missing=()
 for program in "${!package_of[@]}"; do
@@ -67,5 +69,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
+# The browser tests save a screenshot of every page they visit here.
+export BERTH_SCREENSHOTS="${BERTH_SCREENSHOTS:-$PWD/target/screenshots}"
+rm -rf "$BERTH_SCREENSHOTS"
+echo "== cargo test (browser screenshots go to $BERTH_SCREENSHOTS)"
 cargo test --workspace --locked
+echo "== screenshots of the browser tests: $BERTH_SCREENSHOTS"
+find "$BERTH_SCREENSHOTS" -name '*.png' | sort

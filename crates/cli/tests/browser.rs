@@ -433,3 +433,62 @@ async fn deleting_a_workspace_with_unsaved_work_needs_its_name_typed() {
     browser.close().await;
     server.finish().await;
 }
+
+#[tokio::test]
+async fn busy_controllers_count_down_and_the_page_retries_by_itself() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|config| config.limits.running_sandboxes = 1).await;
+    let source = SourceRepo::new();
+    let (status, created) =
+        server.call(reqwest::Method::POST, "/api/users", Some(json!({ "name": "bob" }))).await;
+    assert_eq!(status, 201, "{created}");
+    let bob_token = created["token"].as_str().unwrap().to_owned();
+    let bob = |method: reqwest::Method, path: String, body: Value| {
+        server
+            .http
+            .request(method, format!("{}{path}", server.base))
+            .bearer_auth(&bob_token)
+            .json(&body)
+            .send()
+    };
+    let created: Value =
+        bob(reqwest::Method::POST, "/api/workspaces".into(), json!({ "repo": source.url() }))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let bobs = created["id"].as_str().unwrap().to_owned();
+    let mine = server.ready_workspace(&source, "mine").await;
+    // Bob's workspace takes the one sandbox slot once its clone is done.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let bob_session = loop {
+        let opened: Value = bob(reqwest::Method::POST, format!("/api/workspaces/{bobs}/open"), Value::Null)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(id) = opened["session"]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{opened}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    let browser = Browser::open(&server, "controllers-busy").await;
+    browser.goto(&server, &format!("/workspaces/{mine}")).await;
+    browser.text_in("#controllers-busy", "Controllers are busy").await;
+    browser.element("#retry-countdown").await;
+    browser.screenshot("controllers-busy").await;
+    let closed =
+        bob(reqwest::Method::POST, format!("/api/sessions/{bob_session}/close"), Value::Null).await.unwrap();
+    assert_eq!(closed.status(), 200);
+    // No click: the countdown runs out and the page opens the workspace.
+    browser.element("#session-state .badge[data-state='active']").await;
+    browser.close().await;
+    server.finish().await;
+}

@@ -541,6 +541,7 @@ async function chat(state, workspace, opened) {
 
   main.replaceChildren(
     h("div", { class: "row" }, h("h1", {}, workspace.name), h("span", { class: "muted" }, workspace.repo)),
+    statusbar,
     notices,
     h("div", { class: "workspace" },
       h("section", { class: "panel chat", "aria-label": "Chat" }, messages, form),
@@ -551,8 +552,7 @@ async function chat(state, workspace, opened) {
             h("label", { for: "preview-port" }, "Port"), h("div", {}, port), h("button", { type: "submit" }, "Show")),
           frameHolder),
         h("section", { class: "panel", "aria-labelledby": "tools-title" },
-          h("h2", { id: "tools-title" }, "Tool calls"), toolsEmpty, toolsList))),
-    statusbar);
+          h("h2", { id: "tools-title" }, "Tool calls"), toolsEmpty, toolsList))));
   if (opened.resumed) notices.append(h("p", { class: "notice", id: "session-resumed" }, "Session resumed"));
   if (opened.replaced && opened.replaced.length) {
     notices.append(h("p", { class: "notice", id: "replaced" },

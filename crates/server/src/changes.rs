@@ -40,7 +40,7 @@ pub async fn workspace_changes(
     let (events, received) = mpsc::channel::<Event>(16);
     // The first list goes out before the feed task starts, so the page has it at once.
     let _ = events.try_send(Event::default().event("workspaces").data(first.clone()));
-    tokio::spawn(feed(Arc::clone(&state.engine), caller, changes, first, events));
+    tokio::spawn(feed(Arc::clone(&state.engine), caller, changes, first, events, state.stopping.clone()));
     let stream = futures::stream::unfold(received, |mut received| async move {
         received.recv().await.map(|event| (Ok(event), received))
     });
@@ -53,11 +53,14 @@ async fn feed(
     mut changes: tokio::sync::broadcast::Receiver<WorkspaceId>,
     mut last_sent: String,
     events: mpsc::Sender<Event>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         let mut changed = HashSet::new();
         tokio::select! {
             () = events.closed() => return,
+            // The server stops: the feed ends, so the connection can close.
+            _ = stopping.wait_for(|stopping| *stopping) => return,
             received = changes.recv() => match received {
                 Ok(id) => { changed.insert(id); }
                 // Missed notices: the list is read again below, which covers them.

@@ -35,7 +35,13 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Where browsers find the previews; `None` when previews are switched off.
     pub preview: Option<PreviewOrigin>,
+    /// Turns true when the server stops: long-lived answers (the change feed) end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
+
+/// After the shutdown signal, open connections get this long to finish before the
+/// engine stops anyway (a streaming preview answer would otherwise hold it forever).
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The origin previews are served from. A previewed page runs whatever the workspace's
 /// code serves; on an origin of its own it cannot call berth's API as the user (the
@@ -123,8 +129,14 @@ pub async fn run(
     if let Some(listener) = &preview_listener {
         tracing::info!(address = %listener.local_addr()?, "previews listening");
     }
-    let state = AppState { engine: Arc::clone(&engine), preview };
-    let shutdown = shutdown.boxed().shared();
+    let (stop_feeds, stopping) = tokio::sync::watch::channel(false);
+    let state = AppState { engine: Arc::clone(&engine), preview, stopping };
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_feeds.send(true);
+    }
+    .boxed()
+    .shared();
     // Live-channel frames are small and latency-bound: no Nagle delay on them.
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
@@ -140,7 +152,18 @@ pub async fn run(
             None => Ok(()),
         }
     };
-    let (served, previewed) = tokio::join!(api.into_future(), previews);
+    let serving = async { tokio::join!(api.into_future(), previews) };
+    let drain_limit = async {
+        shutdown.clone().await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+    };
+    let (served, previewed) = tokio::select! {
+        results = serving => results,
+        () = drain_limit => {
+            tracing::warn!("connections still open {} s after shutdown; stopping anyway", DRAIN_LIMIT.as_secs());
+            (Ok(()), Ok(()))
+        }
+    };
     engine.shutdown().await;
     served.and(previewed)
 }
