@@ -42,6 +42,7 @@ impl ServeProcess {
                 .arg("serve")
                 .env("BERTH_DATA", &data)
                 .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
+                .env("BERTH_PREVIEW_LISTEN", "127.0.0.1:0")
                 .env("BERTH_ADMIN_TOKEN", &token)
                 .env("BERTH_SESSIONS_PER_USER", "100000")
                 .env("BERTH_RUNNING_SANDBOXES", "100000")

@@ -276,6 +276,14 @@ async fn a_command_asks_first_survives_a_reload_and_shows_its_output() {
     browser.element("#stop[hidden]").await;
     browser.screenshot("workspace").await;
 
+    // What the agent writes is text: markup in its message is shown, never run.
+    let hostile = "<img src=x onerror=\"document.title='pwned'\">";
+    browser.element("#prompt").await.send_keys(&format!("$ {hostile}\n")).await.unwrap();
+    browser.click(".question:not(.answered) button[data-option='reject_once']:not([disabled])").await;
+    browser.text_in("#messages", &format!("I did not run {hostile}")).await;
+    assert!(browser.client.find_all(Locator::Css("#messages img")).await.unwrap().is_empty());
+    assert_ne!(browser.client.title().await.unwrap(), "pwned");
+
     // Close workspace: the toast, the panes cleared, the session ended.
     browser.click("#close-workspace").await;
     browser.element("[data-toast='Workspace closed']").await;
@@ -435,7 +443,7 @@ async fn deleting_a_workspace_with_unsaved_work_needs_its_name_typed() {
 }
 
 #[tokio::test]
-async fn busy_controllers_count_down_and_the_page_retries_by_itself() {
+async fn busy_controllers_count_down_and_the_page_retries_after_an_admin_closed_a_session() {
     if !have_browser() {
         return;
     }
@@ -484,10 +492,20 @@ async fn busy_controllers_count_down_and_the_page_retries_by_itself() {
     browser.text_in("#controllers-busy", "Controllers are busy").await;
     browser.element("#retry-countdown").await;
     browser.screenshot("controllers-busy").await;
-    let closed =
-        bob(reqwest::Method::POST, format!("/api/sessions/{bob_session}/close"), Value::Null).await.unwrap();
-    assert_eq!(closed.status(), 200);
-    // No click: the countdown runs out and the page opens the workspace.
+
+    // The administrator closes Bob's session from the admin page, in another tab.
+    let waiting_tab = browser.client.window().await.unwrap();
+    let admin_tab = browser.client.new_window(true).await.unwrap();
+    browser.client.switch_to_window(admin_tab.handle).await.unwrap();
+    browser.goto(&server, "/admin").await;
+    browser.screenshot("admin").await;
+    browser.click(&format!("#admin-sessions tr[data-session='{bob_session}'] button")).await;
+    browser.element("[data-toast='Workspace closed']").await;
+    let (_, closed) = server.call(reqwest::Method::GET, &format!("/api/sessions/{bob_session}"), None).await;
+    assert_eq!(closed["state"], "ended");
+
+    // No click in the first tab: the countdown runs out and the page opens the workspace.
+    browser.client.switch_to_window(waiting_tab).await.unwrap();
     browser.element("#session-state .badge[data-state='active']").await;
     browser.close().await;
     server.finish().await;

@@ -913,7 +913,7 @@ function admin() {
     if (!answer.body.sessions.length) rows.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No live sessions.")));
   };
   main.append(h("h1", {}, "Every live session"),
-    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "User"), h("th", {}, "Workspace"), h("th", {}, "State"), h("th", {}, "Started"), h("th", {}, ""))), rows),
+    h("table", { id: "admin-sessions" }, h("thead", {}, h("tr", {}, h("th", {}, "User"), h("th", {}, "Workspace"), h("th", {}, "State"), h("th", {}, "Started"), h("th", {}, ""))), rows),
     h("p", {}, h("button", { class: "danger", onclick: async () => {
       const answer = await api("POST", "/api/admin/sessions/close-all");
       if (answer.status === 200) result.replaceChildren(closeAllMessage(answer.body, (id) => id));
