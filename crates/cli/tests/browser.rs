@@ -11,6 +11,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const TOKEN: &str = "berth_browser_test_admin_token_00000";
@@ -109,6 +110,11 @@ struct Browser {
 
 impl Browser {
     async fn open(server: &Server, flow: &str) -> Browser {
+        Browser::open_at(&server.base, flow).await
+    }
+
+    /// A browser signed in at `base` (the server, or a proxy in front of it).
+    async fn open_at(base: &str, flow: &str) -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = std::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -139,7 +145,7 @@ impl Browser {
             .join(flow);
         std::fs::create_dir_all(&shots).unwrap();
         let browser = Browser { client, driver, shots };
-        browser.client.goto(&format!("{}/login?token={TOKEN}", server.base)).await.unwrap();
+        browser.client.goto(&format!("{base}/login?token={TOKEN}")).await.unwrap();
         browser.element("#nav a[href='/account']").await;
         browser
     }
@@ -241,6 +247,10 @@ async fn a_new_workspace_reaches_ready_on_the_dashboard() {
     browser.text_in("#init-error", "Initialisation failed").await;
     browser.text_in("#init-log", "does not exist").await;
     browser.screenshot("initialisation-error").await;
+
+    // A login link with a wrong token lands on the sign-in page, which says so.
+    browser.goto(&server, "/login?token=wrong").await;
+    browser.text_in("#signin-refused", "not valid").await;
     browser.close().await;
     server.finish().await;
 }
@@ -507,6 +517,97 @@ async fn busy_controllers_count_down_and_the_page_retries_after_an_admin_closed_
     // No click in the first tab: the countdown runs out and the page opens the workspace.
     browser.client.switch_to_window(waiting_tab).await.unwrap();
     browser.element("#session-state .badge[data-state='active']").await;
+    browser.close().await;
+    server.finish().await;
+}
+
+/// A TCP proxy in front of the server that can cut the browser's WebSockets and refuse
+/// new ones for a while, as a flaky network does, while plain HTTP still goes through.
+struct Proxy {
+    base: String,
+    websockets_refused: Arc<AtomicBool>,
+    cut: tokio::sync::broadcast::Sender<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Proxy {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let websockets_refused = Arc::new(AtomicBool::new(false));
+        let (cut, _) = tokio::sync::broadcast::channel::<()>(4);
+        let (refused, cuts) = (websockets_refused.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (upstream, refused, mut cut) = (upstream.clone(), refused.clone(), cuts.subscribe());
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut first = vec![0u8; 16 * 1024];
+                    let Ok(read) = client.read(&mut first).await else { return };
+                    let head = String::from_utf8_lossy(&first[..read]).to_ascii_lowercase();
+                    let websocket = head.contains("upgrade: websocket");
+                    if websocket && refused.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    if server.write_all(&first[..read]).await.is_err() {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.recv(), if websocket => {}
+                    }
+                });
+            }
+        });
+        Proxy { base, websockets_refused, cut }
+    }
+
+    /// Cuts every WebSocket now and refuses new ones until `restore`.
+    fn cut_websockets(&self) {
+        self.websockets_refused.store(true, Ordering::SeqCst);
+        let _ = self.cut.send(());
+    }
+
+    fn restore(&self) {
+        self.websockets_refused.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_connection_shows_the_grace_left_and_reconnects_to_the_waiting_question() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let proxy = Proxy::start(&server.base).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "flaky").await;
+    let browser = Browser::open_at(&proxy.base, "reconnect").await;
+    browser.client.goto(&format!("{}/workspaces/{workspace}", proxy.base)).await.unwrap();
+    browser.text_in("#messages", "Agent ready").await;
+    let marker = berth_testkit::unique_marker();
+    browser.element("#prompt").await.send_keys(&format!("$ echo after-{marker}\n")).await.unwrap();
+    browser.element(".question button[data-option='allow_once']:not([disabled])").await;
+
+    // The connection drops mid-run: the agent keeps its session for the grace window,
+    // and the page says so, counting down, while it tries again.
+    proxy.cut_websockets();
+    browser.text_in("#reconnecting", "the session is kept for 4:").await;
+    browser.element("#session-state .badge[data-state='disconnected']").await;
+    browser.screenshot("reconnecting").await;
+    let session = browser.element("#resume-command").await.text().await.unwrap().replace("berth attach ", "");
+    let (_, waiting) = server.call(reqwest::Method::GET, &format!("/api/sessions/{session}"), None).await;
+    assert_eq!(waiting["state"], "disconnected", "{waiting}");
+
+    // The network comes back: the page reconnects by itself, the question is still there.
+    proxy.restore();
+    browser.gone("#banner:not([hidden])").await;
+    browser.click(".question button[data-option='allow_once']:not([disabled])").await;
+    browser.text_in(".tool pre", &format!("after-{marker}")).await;
+    let (_, resumed) = server.call(reqwest::Method::GET, &format!("/api/sessions/{session}"), None).await;
+    assert_eq!(resumed["state"], "active", "{resumed}");
     browser.close().await;
     server.finish().await;
 }

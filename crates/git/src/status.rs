@@ -111,6 +111,21 @@ fn parse_porcelain_v2(output: &[u8]) -> Result<GitStatus, GitError> {
     Ok(status)
 }
 
+/// Switches a checkout the agent can write to onto `branch` (a local branch, or one a
+/// remote has, which git then tracks). Hooks and every filter driver the checkout names
+/// are switched off, as for [`status`], so nothing the agent wrote runs on this machine.
+/// git refuses by itself when the switch would overwrite uncommitted changes.
+pub async fn switch_branch(checkout: &Path, branch: &str) -> Result<(), GitError> {
+    if !checkout.join(".git").exists() {
+        return Err(GitError::NotACheckout { path: checkout.to_owned() });
+    }
+    let mut args: Vec<String> = filter_overrides(checkout).await?;
+    args.extend(["-c", "core.hooksPath=/dev/null", "switch", "--no-progress", "--"].map(str::to_owned));
+    args.push(branch.to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    git_output(checkout, "switch", &args).await.map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,19 +187,4 @@ u UU N... 100644 100644 100644 100644 aaa bbb ccc conflict.txt\0\
         assert!(parse_porcelain_v2(b"zzz\0").is_err());
         assert!(parse_porcelain_v2(b"2 R. N... 100644 100644 100644 aaa bbb R100 renamed\0").is_err());
     }
-}
-
-/// Switches a checkout the agent can write to onto `branch` (a local branch, or one a
-/// remote has, which git then tracks). Hooks and every filter driver the checkout names
-/// are switched off, as for [`status`], so nothing the agent wrote runs on this machine.
-/// git refuses by itself when the switch would overwrite uncommitted changes.
-pub async fn switch_branch(checkout: &Path, branch: &str) -> Result<(), GitError> {
-    if !checkout.join(".git").exists() {
-        return Err(GitError::NotACheckout { path: checkout.to_owned() });
-    }
-    let mut args: Vec<String> = filter_overrides(checkout).await?;
-    args.extend(["-c", "core.hooksPath=/dev/null", "switch", "--no-progress", "--"].map(str::to_owned));
-    args.push(branch.to_owned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    git_output(checkout, "switch", &args).await.map(drop)
 }

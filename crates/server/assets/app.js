@@ -189,8 +189,10 @@ async function route() {
 function signIn() {
   setTitle("Sign in");
   const input = h("input", { id: "token", name: "token", type: "password", autocomplete: "off", required: true });
+  const refused = new URLSearchParams(location.search).has("refused");
   main.append(
     h("h1", {}, "Sign in to berth"),
+    refused ? h("p", { class: "notice bad", id: "signin-refused" }, "That login link or token is not valid.") : null,
     h("div", { class: "panel" },
       h("p", {}, "Open the login link that ", h("code", {}, "berth serve"), " printed, or paste a token here. ",
         "A token is made with ", h("code", {}, "berth user add NAME"), "."),
@@ -588,8 +590,10 @@ async function chat(state, workspace, opened) {
       toolsEmpty.hidden = true;
     }
     if (data.title) { tool.title.textContent = data.title; tool.paneTitle.textContent = data.title; }
-    if (data.status) {
-      for (const el of [tool.status, tool.paneStatus]) { el.textContent = data.status.replace("_", " "); el.dataset.status = data.status; }
+    // A new tool call without a status is pending (ACP's default).
+    const status = data.status || (tool.status.dataset.status ? null : "pending");
+    if (status) {
+      for (const el of [tool.status, tool.paneStatus]) { el.textContent = status.replace("_", " "); el.dataset.status = status; }
     }
     if (data.content) {
       tool.output.textContent = contentText(data.content);
@@ -773,6 +777,7 @@ async function chat(state, workspace, opened) {
     } catch { /* the server is not reachable: keep trying */ }
     if (state.stopped) return;
     if (current && current.state === "ended") return ended(current);
+    if (current) sessionBadge.replaceChildren(badge(current.state));
     if (current && current.grace_expires_at) {
       const deadline = new Date(current.grace_expires_at).getTime();
       const tick = () => {

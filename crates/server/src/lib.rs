@@ -167,3 +167,26 @@ pub async fn run(
     engine.shutdown().await;
     served.and(previewed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PreviewOrigin;
+
+    #[test]
+    fn the_preview_origin_is_the_browsers_host_with_the_preview_port() {
+        let port = PreviewOrigin::Port(7071);
+        for (host, expected) in [
+            (Some("127.0.0.1:7070"), Some("http://127.0.0.1:7071")),
+            (Some("berth.example.com"), Some("http://berth.example.com:7071")),
+            (Some("[::1]:7070"), Some("http://[::1]:7071")),
+            (Some("evil.example\"; script-src *"), None),
+            (Some("a b:7070"), None),
+            (Some(""), None),
+            (None, None),
+        ] {
+            assert_eq!(port.for_host(host).as_deref(), expected, "{host:?}");
+        }
+        let configured = PreviewOrigin::Url("https://preview.example.com".into());
+        assert_eq!(configured.for_host(Some("other:1")).as_deref(), Some("https://preview.example.com"));
+    }
+}

@@ -52,11 +52,21 @@ pub struct LoginQuery {
 
 /// The one-time login link: checks the token, keeps it in an HTTP-only cookie and goes to
 /// the dashboard, so the token leaves the address bar and the history.
+/// A refused token sends a browser back to the sign-in page with the reason; other
+/// clients get the `401`.
 pub async fn login(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiQuery(query): ApiQuery<LoginQuery>,
 ) -> Result<Response, ApiError> {
     if state.engine.authenticate(&query.token).await?.is_none() {
+        let browser = headers
+            .get(header::ACCEPT)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"));
+        if browser {
+            return Ok(Redirect::to("/signin?refused=1").into_response());
+        }
         return Err(ApiError::unauthorized());
     }
     let cookie = format!("{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000", query.token);

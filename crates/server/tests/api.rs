@@ -89,6 +89,16 @@ async fn the_login_link_sets_a_cookie_that_authenticates() {
     let refused = http.get(format!("{}/login?token=wrong", server.url)).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(refused.headers().get(reqwest::header::SET_COOKIE).is_none());
+    // A browser goes back to the sign-in page, which says why.
+    let refused = http
+        .get(format!("{}/login?token=wrong", server.url))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SEE_OTHER);
+    assert_eq!(refused.headers()[reqwest::header::LOCATION], "/signin?refused=1");
+    assert!(refused.headers().get(reqwest::header::SET_COOKIE).is_none());
 }
 
 #[tokio::test]
