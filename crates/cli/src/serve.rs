@@ -38,6 +38,8 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr().context("the listener has no address")?;
+    // Port 0 (any free port) is only known once the server binds it; it logs it then.
+    let previews_url = config.preview_listen.filter(|address| address.port() != 0).map(base_url);
     let engine = Engine::start(config).await.context("cannot start berth")?;
     let shutdown = shutdown_signal()?;
     let base_url = base_url(address);
@@ -49,6 +51,9 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
         None => println!("Log in with your token, or make one with `berth user add NAME`."),
     }
     println!("berth listening on {base_url}");
+    if let Some(previews_url) = previews_url {
+        println!("live previews on {previews_url}");
+    }
     berth_server::run(listener, engine, shutdown).await.context("the server failed")?;
     Ok(ExitCode::SUCCESS)
 }

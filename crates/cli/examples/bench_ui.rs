@@ -1,0 +1,188 @@
+//! The web UI's figures in a real headless Chromium (chromedriver on PATH): how long the
+//! dashboard takes to show 100 workspaces, and the workspace page to open a session and
+//! show a history of 1,000 events, from navigation to the last one drawn; and how many
+//! bytes the pages load. Run with `scripts/bench-ui.sh` (a release build).
+#![allow(clippy::unwrap_used)] // a benchmark that cannot unwrap has failed
+
+use berth_engine::{Config, Engine};
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "berth_bench_ui_admin_token_0000000000";
+const WORKSPACES: usize = 100;
+const EVENTS: usize = 1_000;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rounds: usize = std::env::args().nth(1).and_then(|text| text.parse().ok()).unwrap_or(20);
+    let data = tempfile::tempdir()?;
+    let source = data.path().join("repo");
+    std::fs::create_dir(&source)?;
+    for args in [&["init", "--quiet"][..], &["commit", "--quiet", "--allow-empty", "-m", "first"][..]] {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
+            .args(args)
+            .current_dir(&source)
+            .status()?;
+        anyhow::ensure!(status.success(), "git {args:?} failed");
+    }
+    let berth = std::env::current_exe()?.parent().and_then(|dir| dir.parent()).unwrap().join("berth");
+    anyhow::ensure!(berth.exists(), "build the berth binary first ({} is missing)", berth.display());
+
+    let mut config = Config::for_data_dir(&data.path().join("berth"));
+    config.admin_token = Some(TOKEN.into());
+    config.agent_command = Some(format!("'{}' agent", berth.display()));
+    let engine = Engine::start(config).await?;
+    engine.ensure_admin().await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(berth_server::run(listener, engine.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for n in 0..WORKSPACES {
+        let created: serde_json::Value = http
+            .post(format!("{base}/api/workspaces"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "repo": source.to_string_lossy(), "name": format!("w{n}") }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let history = ids[0].clone();
+    loop {
+        let workspace: serde_json::Value = http
+            .get(format!("{base}/api/workspaces/{history}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if workspace["state"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A history of 1,000 events: turns of a prompt, a streamed reply and a command's output.
+    let opened: serde_json::Value = http
+        .post(format!("{base}/api/workspaces/{history}/open"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let session = berth_core::SessionId::parse(opened["session"]["id"].as_str().unwrap()).unwrap();
+    let workspace_id = berth_core::WorkspaceId::parse(&history).unwrap();
+    for n in 0..EVENTS {
+        let (kind, data) = match n % 4 {
+            0 => ("user_message", json!({ "text": format!("prompt {n}") })),
+            1 => (
+                "agent_message",
+                json!({ "sessionUpdate": "agent_message_chunk",
+                    "content": { "type": "text", "text": format!("Here is **reply** {n} with `code`.") } }),
+            ),
+            2 => (
+                "tool_call_update",
+                json!({ "sessionUpdate": "tool_call_update", "toolCallId": format!("call-{n}"),
+                    "title": format!("Run `echo {n}`"), "status": "completed",
+                    "content": [{ "type": "content", "content": { "type": "text", "text": format!("{n}\n") } }] }),
+            ),
+            _ => ("turn_end", json!({ "stop_reason": "end_turn" })),
+        };
+        engine
+            .store()
+            .append_event(&workspace_id, &session, chrono::Utc::now(), kind, &data.to_string())
+            .await?;
+    }
+    let last_text = format!("Here is reply {}", EVENTS - 3);
+    http.post(format!("{base}/api/sessions/{session}/close")).bearer_auth(TOKEN).send().await?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut driver = std::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    while reqwest::get(format!("http://127.0.0.1:{port}/status")).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"] }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await?;
+    client.goto(&format!("{base}/login?token={TOKEN}")).await?;
+
+    let mut dashboard = Vec::new();
+    let mut workspace_page = Vec::new();
+    for _ in 0..rounds {
+        client.goto("about:blank").await?;
+        let started = Instant::now();
+        client.goto(&format!("{base}/")).await?;
+        while client.find_all(Locator::Css(".card")).await?.len() < WORKSPACES {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        dashboard.push(started.elapsed());
+
+        client.goto("about:blank").await?;
+        let started = Instant::now();
+        client.goto(&format!("{base}/workspaces/{history}")).await?;
+        loop {
+            let shown = client.find_all(Locator::Css("#messages .msg.agent")).await?;
+            if let Some(last) = shown.last()
+                && last.text().await?.contains(&last_text)
+                && !client
+                    .find_all(Locator::Css("#session-state .badge[data-state='active']"))
+                    .await?
+                    .is_empty()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        workspace_page.push(started.elapsed());
+    }
+    let bytes: f64 = client
+        .execute(
+            "return performance.getEntriesByType('resource').concat(performance.getEntriesByType('navigation'))\
+             .filter(e => !e.name.includes('/api/')).reduce((sum, e) => sum + e.decodedBodySize, 0);",
+            vec![],
+        )
+        .await?
+        .as_f64()
+        .unwrap_or(0.0);
+    client.close().await?;
+    let _ = driver.kill();
+    let _ = driver.wait();
+    let _ = stop.send(());
+    served.await??;
+
+    let p50 = |samples: &mut Vec<Duration>| {
+        samples.sort();
+        samples[samples.len() / 2].as_secs_f64() * 1000.0
+    };
+    let p_max = |samples: &Vec<Duration>| samples.iter().max().unwrap().as_secs_f64() * 1000.0;
+    println!("web UI in headless Chromium ({rounds} rounds each, from navigation):");
+    println!(
+        "  dashboard with {WORKSPACES} workspaces drawn       p50 {:>7.1} ms  max {:>7.1} ms",
+        p50(&mut dashboard),
+        p_max(&dashboard)
+    );
+    println!(
+        "  workspace page: session open + {EVENTS} events   p50 {:>7.1} ms  max {:>7.1} ms",
+        p50(&mut workspace_page),
+        p_max(&workspace_page)
+    );
+    println!("  page, script, style and icon                  {:.1} KiB (uncompressed)", bytes / 1024.0);
+    Ok(())
+}
