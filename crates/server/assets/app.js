@@ -568,7 +568,15 @@ async function chat(state, workspace, opened) {
   const tools = new Map();
   const questions = new Map();
   const pending = new Set();
+  // While the history is drawn, events go into a fragment and Markdown waits: one layout
+  // at the end instead of one per event.
+  let history = null;
+  const unrendered = new Set();
   const append = (element) => {
+    if (history) {
+      history.append(element);
+      return;
+    }
     const follow = messages.scrollTop + messages.clientHeight >= messages.scrollHeight - 40;
     messages.append(element);
     if (follow) messages.scrollTop = messages.scrollHeight;
@@ -638,7 +646,8 @@ async function chat(state, workspace, opened) {
         const text = contentText(data.content);
         if (!agentBubble) { agentBubble = { text: "", element: h("div", { class: "msg agent" }) }; append(agentBubble.element); }
         agentBubble.text += text;
-        agentBubble.element.innerHTML = markdown(agentBubble.text);
+        if (history) unrendered.add(agentBubble);
+        else agentBubble.element.innerHTML = markdown(agentBubble.text);
         break;
       }
       case "agent_thought": {
@@ -721,6 +730,7 @@ async function chat(state, workspace, opened) {
 
   // ---- history, then the live channel
   let after = 0;
+  history = document.createDocumentFragment();
   for (;;) {
     const page = await api("GET", `/api/workspaces/${workspace.id}/events?after=${after}&limit=1000`);
     if (page.status !== 200 || state.stopped) break;
@@ -728,6 +738,9 @@ async function chat(state, workspace, opened) {
     if (page.body.events.length < 1000) break;
     after = page.body.next_after;
   }
+  unrendered.forEach((bubble) => { bubble.element.innerHTML = markdown(bubble.text); });
+  messages.append(history);
+  history = null;
   if (state.stopped) return;
   messages.scrollTop = messages.scrollHeight;
 
