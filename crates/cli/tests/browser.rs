@@ -237,11 +237,25 @@ async fn a_new_workspace_reaches_ready_on_the_dashboard() {
     browser.text_in(".card[data-name='demo']", "branch main").await;
     browser.screenshot("dashboard").await;
 
+    // Readable on a phone: nothing wider than the screen.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    let overflow = browser
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(overflow.as_i64(), Some(0), "the dashboard scrolls sideways on a phone");
+    browser.screenshot("dashboard-phone").await;
+    browser.client.set_window_size(1280, 900).await.unwrap();
+
     // A repository that cannot be cloned: the initialisation screen shows the log and why.
     let missing = source.url() + "-missing";
     browser.element("#new-workspace #repo").await.send_keys(&missing).await.unwrap();
-    browser.element("#new-workspace #name").await.send_keys("broken").await.unwrap();
-    browser.click("#new-workspace button[type=submit]").await;
+    // The keyboard is enough: Enter in the last field submits.
+    browser.element("#new-workspace #name").await.send_keys("broken\n").await.unwrap();
     browser.element(".card[data-name='broken'] .badge[data-state='error']").await;
     browser.click(".card[data-name='broken'] h3 a").await;
     browser.text_in("#init-error", "Initialisation failed").await;
@@ -608,6 +622,57 @@ async fn a_dropped_connection_shows_the_grace_left_and_reconnects_to_the_waiting
     browser.text_in(".tool pre", &format!("after-{marker}")).await;
     let (_, resumed) = server.call(reqwest::Method::GET, &format!("/api/sessions/{session}"), None).await;
     assert_eq!(resumed["state"], "active", "{resumed}");
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn the_preview_pane_shows_the_sandboxs_server_until_the_session_closes() {
+    if !have_browser() || !berth_testkit::have_program("python3", INSTALLER) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "site").await;
+    let browser = Browser::open(&server, "preview").await;
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.text_in("#messages", "Agent ready").await;
+    // A port no other test uses (this server's sandboxes share the host's network).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    browser
+        .element("#prompt")
+        .await
+        .send_keys(&format!("$ exec python3 -m http.server {port} --bind 127.0.0.1\n"))
+        .await
+        .unwrap();
+    browser.click(".question button[data-option='allow_once']:not([disabled])").await;
+    browser.element(".tool .status[data-status='in_progress']").await;
+
+    let field = browser.element("#preview-port").await;
+    field.clear().await.unwrap();
+    field.send_keys(&format!("{port}\n")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        // The server may still be starting: show the port again until the listing is there.
+        browser.element("#preview-iframe").await.enter_frame().await.unwrap();
+        let body = browser.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap_or_default();
+        browser.client.enter_parent_frame().await.unwrap();
+        if body.contains("README.md") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the preview never showed the listing: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        browser.click("#preview-form button[type=submit]").await;
+    }
+    let src = browser.element("#preview-iframe").await.attr("src").await.unwrap().unwrap();
+    assert!(!src.starts_with(&server.base), "the preview has an origin of its own: {src}");
+    browser.screenshot("preview").await;
+
+    browser.click("#close-workspace").await;
+    browser.element("[data-toast='Workspace closed']").await;
+    browser.gone("#preview-iframe").await;
+    browser.text_in("#preview-frame", "the preview is closed").await;
     browser.close().await;
     server.finish().await;
 }

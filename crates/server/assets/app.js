@@ -550,7 +550,7 @@ async function chat(state, workspace, opened) {
       h("aside", { class: "side" },
         h("section", { class: "panel", "aria-labelledby": "preview-title" },
           h("h2", { id: "preview-title" }, "Live preview"),
-          h("form", { class: "row", onsubmit: showPreview },
+          h("form", { class: "row", id: "preview-form", onsubmit: showPreview },
             h("label", { for: "preview-port" }, "Port"), h("div", {}, port), h("button", { type: "submit" }, "Show")),
           frameHolder),
         h("section", { class: "panel", "aria-labelledby": "tools-title" },
