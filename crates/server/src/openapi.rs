@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers and wire types.
 
-use crate::{live, ops, sessions, users, wire, workspaces};
+use crate::{changes, live, ops, sessions, users, wire, workspaces};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
         ops::healthz, ops::readyz,
         users::me, users::create_user, users::create_token,
         workspaces::create_workspace, workspaces::list_workspaces, workspaces::show_workspace, workspaces::update_workspace,
-        workspaces::init_log, workspaces::git_status, workspaces::delete_workspace, workspaces::retry_workspace,
+        changes::workspace_changes, workspaces::init_log, workspaces::git_status, workspaces::delete_workspace, workspaces::retry_workspace,
         sessions::open_workspace, sessions::list_sessions, sessions::show_session, sessions::close_session,
         sessions::leave_session, sessions::close_all, sessions::admin_list_sessions, sessions::admin_close_all,
         live::session_events, live::workspace_events,
