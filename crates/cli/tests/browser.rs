@@ -676,3 +676,50 @@ async fn the_preview_pane_shows_the_sandboxs_server_until_the_session_closes() {
     browser.close().await;
     server.finish().await;
 }
+
+#[tokio::test]
+async fn settings_rename_and_switch_the_branch_and_lead_to_delete() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "before").await;
+    let browser = Browser::open(&server, "settings").await;
+    browser.click(&format!("{} .menu summary", card(&workspace))).await;
+    browser.click(&format!("{} .menu-items a", card(&workspace))).await;
+    let name = browser.element("#setting-name").await;
+    name.clear().await.unwrap();
+    name.send_keys("after").await.unwrap();
+    let branch = browser.element("#setting-branch").await;
+    branch.clear().await.unwrap();
+    branch.send_keys("feature").await.unwrap();
+    browser.element("#setting-agent").await.send_keys("my-agent --acp").await.unwrap();
+    browser.screenshot("settings").await;
+    browser.click("#settings-form button[type=submit]").await;
+    browser.element("[data-toast='Settings saved']").await;
+    let (_, saved) = server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await;
+    assert_eq!(
+        (saved["name"].as_str(), saved["branch"].as_str(), saved["agent"].as_str()),
+        (Some("after"), Some("feature"), Some("my-agent --acp"))
+    );
+
+    // A refusal is shown on the form, not lost.
+    let branch = browser.element("#setting-branch").await;
+    branch.clear().await.unwrap();
+    branch.send_keys("no-such-branch").await.unwrap();
+    browser.click("#settings-form button[type=submit]").await;
+    browser.text_in("#settings-form .error-text", "git cannot switch to 'no-such-branch'").await;
+
+    // Delete is reachable from the settings too, with the same confirmation.
+    browser.click("#delete-workspace").await;
+    browser.text_in("#dialog", "There is no recovery").await;
+    browser.element("#confirm-name").await.send_keys("after").await.unwrap();
+    browser.click("#confirm-delete").await;
+    browser.element("#new-workspace").await;
+    let (status, _) = server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await;
+    assert_eq!(status, 404);
+    browser.close().await;
+    server.finish().await;
+}
