@@ -522,6 +522,7 @@ async fn busy_controllers_count_down_and_the_page_retries_after_an_admin_closed_
     let admin_tab = browser.client.new_window(true).await.unwrap();
     browser.client.switch_to_window(admin_tab.handle).await.unwrap();
     browser.goto(&server, "/admin").await;
+    browser.text_in(&format!("#admin-sessions tr[data-session='{bob_session}']"), "bob").await;
     browser.screenshot("admin").await;
     browser.click(&format!("#admin-sessions tr[data-session='{bob_session}'] button")).await;
     browser.element("[data-toast='Workspace closed']").await;

@@ -203,6 +203,29 @@ impl Engine {
         Ok(self.store.live_sessions().await?)
     }
 
+    /// Every live session of the installation with its user's and workspace's names
+    /// (administrators only).
+    pub async fn all_live_sessions_named(
+        &self,
+        caller: &User,
+    ) -> Result<Vec<(Session, Option<(String, String)>)>, EngineError> {
+        let sessions = self.all_live_sessions(caller).await?;
+        let mut names: std::collections::HashMap<_, _> = self
+            .store
+            .live_session_names()
+            .await?
+            .into_iter()
+            .map(|(id, user, workspace)| (id, (user, workspace)))
+            .collect();
+        Ok(sessions
+            .into_iter()
+            .map(|session| {
+                let named = names.remove(&session.id);
+                (session, named)
+            })
+            .collect())
+    }
+
     /// The live session of a workspace, for showing on the workspace.
     pub async fn live_session_of_workspace(
         &self,

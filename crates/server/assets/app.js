@@ -925,7 +925,7 @@ function admin() {
     const answer = await api("GET", "/api/admin/sessions");
     if (answer.status !== 200) return result.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
     rows.replaceChildren(...answer.body.sessions.map((session) => h("tr", { "data-session": session.id },
-      h("td", { class: "mono" }, session.user_id), h("td", { class: "mono" }, session.workspace_id),
+      h("td", {}, session.user_name || session.user_id), h("td", {}, session.workspace_name || session.workspace_id),
       h("td", {}, badge(session.state)), h("td", {}, when(session.started_at)),
       h("td", {}, h("button", { onclick: async () => { await closeSession(session.id); refresh(); } }, "Close")))));
     if (!answer.body.sessions.length) rows.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No live sessions.")));

@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
         wire::UserBody, wire::MeBody, wire::CreateUserRequest, wire::CreatedUser, wire::TokenBody,
         wire::WorkspaceBody, wire::WorkspaceList, wire::CreateWorkspaceRequest, wire::UpdateWorkspaceRequest, wire::GitStatusBody,
         wire::DeletedBody, wire::ErrorEnvelope, wire::ErrorBody,
-        wire::SessionBody, wire::SessionList, wire::OpenBody, wire::CloseBody, wire::CloseAllRequest,
+        wire::SessionBody, wire::SessionList, wire::AdminSessionBody, wire::AdminSessionList, wire::OpenBody, wire::CloseBody, wire::CloseAllRequest,
         wire::CloseAllBody, wire::CloseFailureBody, wire::EventBody, wire::EventPage, wire::LiveCommand,
     )),
     modifiers(&BearerAuth),

@@ -5,8 +5,8 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, Caller};
 use crate::wire::{
-    CloseAllBody, CloseAllRequest, CloseBody, CloseFailureBody, ErrorEnvelope, OpenBody, SessionBody,
-    SessionList, SessionListQuery,
+    AdminSessionBody, AdminSessionList, CloseAllBody, CloseAllRequest, CloseBody, CloseFailureBody,
+    ErrorEnvelope, OpenBody, SessionBody, SessionList, SessionListQuery,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -134,15 +134,20 @@ pub async fn close_all(
     Ok(Json(close_all_body(report)))
 }
 
-/// Every live session of the installation (administrators).
+/// Every live session of the installation, with its user's and workspace's names
+/// (administrators).
 #[utoipa::path(get, path = "/api/admin/sessions", tag = "admin",
-    responses((status = 200, body = SessionList), (status = 403, body = ErrorEnvelope)))]
+    responses((status = 200, body = AdminSessionList), (status = 403, body = ErrorEnvelope)))]
 pub async fn admin_list_sessions(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<Json<SessionList>, ApiError> {
-    let sessions = state.engine.all_live_sessions(&caller).await?;
-    Ok(Json(SessionList { sessions: sessions.iter().map(SessionBody::from).collect() }))
+) -> Result<Json<AdminSessionList>, ApiError> {
+    let sessions = state.engine.all_live_sessions_named(&caller).await?;
+    let body = |(session, names): (berth_core::Session, Option<(String, String)>)| {
+        let (user_name, workspace_name) = names.unzip();
+        AdminSessionBody { session: SessionBody::from(&session), user_name, workspace_name }
+    };
+    Ok(Json(AdminSessionList { sessions: sessions.into_iter().map(body).collect() }))
 }
 
 /// Closes every live session of the installation (administrators).

@@ -206,6 +206,20 @@ impl From<&Session> for SessionBody {
     }
 }
 
+/// A session in the administrators' list: the session, and whose and which it is.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdminSessionBody {
+    #[serde(flatten)]
+    pub session: SessionBody,
+    pub user_name: Option<String>,
+    pub workspace_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdminSessionList {
+    pub sessions: Vec<AdminSessionBody>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SessionList {
     pub sessions: Vec<SessionBody>,

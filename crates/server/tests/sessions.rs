@@ -333,6 +333,8 @@ async fn users_never_reach_each_others_sessions_and_admins_reach_all() {
         everything["sessions"].as_array().unwrap().iter().map(id_of).collect::<Vec<_>>(),
         std::slice::from_ref(&session)
     );
+    assert_eq!(everything["sessions"][0]["user_name"], "alice", "administrators read whose it is");
+    assert_eq!(everything["sessions"][0]["workspace_name"], "demo");
     let (_, report) = admin.post("/api/admin/sessions/close-all", Value::Null).await;
     assert_eq!(
         (report["outcome"].as_str(), &report["closed"]),

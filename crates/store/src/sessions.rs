@@ -136,6 +136,27 @@ impl Store {
         }
     }
 
+    /// For every live session: its id, its user's name and its workspace's name (what an
+    /// administrator reads in a list of everyone's sessions).
+    pub async fn live_session_names(&self) -> Result<Vec<(SessionId, String, String)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let rows: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT sessions.id, users.name, workspaces.name FROM sessions
+                     JOIN users ON users.id = sessions.user_id
+                     JOIN workspaces ON workspaces.id = sessions.workspace_id
+                     WHERE sessions.state <> 'ended'",
+                )
+                .fetch_all(pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, user, workspace)| (SessionId::from_trusted(id), user, workspace))
+                    .collect())
+            }
+        }
+    }
+
     /// The live session of a workspace, if it has one.
     pub async fn live_session_of_workspace(
         &self,
