@@ -295,7 +295,8 @@ async function confirmDelete(workspace, afterDelete = () => {}) {
   const error = h("p", { class: "error-text", role: "alert" });
   const remove = h("button", { class: "danger", id: "confirm-delete", disabled: true, onclick: async () => {
     remove.disabled = true;
-    const answer = await api("DELETE", `/api/workspaces/${workspace.id}${git ? "?force=true" : ""}`);
+    // Force only past the work the dialog showed; work that appeared since is refused (409).
+    const answer = await api("DELETE", `/api/workspaces/${workspace.id}${unsaved ? "?force=true" : ""}`);
     if (answer.status === 200) {
       dialog.close();
       toast(`Deleted ${workspace.name}`);
