@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // a benchmark that cannot unwrap has failed
 
 use berth_engine::{Config, Engine};
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -103,24 +103,7 @@ async fn main() -> anyhow::Result<()> {
     let last_text = format!("Here is reply {}", EVENTS - 3);
     http.post(format!("{base}/api/sessions/{session}/close")).bearer_auth(TOKEN).send().await?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut driver = std::process::Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    while reqwest::get(format!("http://127.0.0.1:{port}/status")).await.is_err() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"] }),
-    );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await?;
+    let (client, mut driver) = berth_testkit::headless_chromium().await;
     client.goto(&format!("{base}/login?token={TOKEN}")).await?;
 
     let mut dashboard = Vec::new();

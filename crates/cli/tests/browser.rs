@@ -7,7 +7,7 @@
 use berth_engine::{Config, Engine};
 use berth_sandbox::{DEFAULT_STOP_TIMEOUT, FaultyDriver, LocalDriver, SandboxDriver};
 use berth_testkit::SourceRepo;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,30 +115,7 @@ impl Browser {
 
     /// A browser signed in at `base` (the server, or a proxy in front of it).
     async fn open_at(base: &str, flow: &str) -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = std::process::Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let status_url = format!("http://127.0.0.1:{port}/status");
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while reqwest::get(&status_url).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                              "--window-size=1280,900", "--no-first-run", "--lang=en-GB"] }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .unwrap();
+        let (client, driver) = berth_testkit::headless_chromium().await;
         let shots = std::env::var_os("BERTH_SCREENSHOTS")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots"))

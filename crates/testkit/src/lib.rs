@@ -1,5 +1,10 @@
-//! Helpers shared by berth's tests: real git repositories made in a temporary directory.
+//! Helpers shared by berth's tests: real git repositories made in a temporary directory,
+//! processes and containers to look for, a headless browser.
 #![allow(clippy::unwrap_used)] // test helpers: a failure here is a broken test machine
+
+mod browser;
+
+pub use browser::headless_chromium;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

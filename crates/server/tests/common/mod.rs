@@ -218,16 +218,7 @@ impl Api {
 
     /// The same caller on the previews' own origin (`preview_url` of `/api/me`).
     pub async fn previews(&self) -> Api {
-        let me = self
-            .http
-            .get(format!("{}/api/me", self.base))
-            .bearer_auth(self.token.as_deref().unwrap_or(ADMIN_TOKEN))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
+        let (_, me) = self.get("/api/me").await;
         let base = me["preview_url"].as_str().expect("previews are served").to_owned();
         assert_ne!(base, self.base, "previews have an origin of their own");
         Api { http: self.http.clone(), base, token: self.token.clone() }
