@@ -41,6 +41,7 @@ impl ServeProcess {
             let child = std::process::Command::new(exe)
                 .arg("serve")
                 .env("BERTH_DATA", &data)
+                .env("BERTH_GIT_LOCAL_ROOTS", std::env::temp_dir())
                 .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
                 .env("BERTH_PREVIEW_LISTEN", "127.0.0.1:0")
                 .env("BERTH_ADMIN_TOKEN", &token)

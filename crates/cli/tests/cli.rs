@@ -40,6 +40,7 @@ fn berth(data: &Path) -> Command {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", data)
         .env("BERTH_DATA", data)
+        .env("BERTH_GIT_LOCAL_ROOTS", std::env::temp_dir())
         .env("BERTH_ISOLATION", "none");
     command
 }

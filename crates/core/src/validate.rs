@@ -16,6 +16,8 @@ const ALLOWED_SCHEMES: [&str; 5] = ["https", "http", "ssh", "git", "file"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     Repo,
+    /// A repository URL with a password in it: credentials have a store of their own.
+    RepoCredentials,
     Branch,
     Name,
     Agent,
@@ -26,6 +28,7 @@ impl Field {
     pub fn error_code(self) -> &'static str {
         match self {
             Field::Repo => "invalid_repo",
+            Field::RepoCredentials => "credentials_in_url",
             Field::Branch => "invalid_branch",
             Field::Name => "invalid_name",
             Field::Agent => "invalid_agent",
@@ -97,7 +100,21 @@ pub fn repo(value: &str) -> Result<RepoSource, InputError> {
             let Some(path) = rest.strip_prefix('/').map(|_| rest) else {
                 return refuse(field, "a file:// URL must name an absolute path (file:///path)");
             };
-            return local_path(path).map(|path| RepoSource::LocalPath(path.to_owned()));
+            // The path git would open: `%2f`, `%2e` and every other escape decoded, then
+            // checked like any other path.
+            let Some(decoded) = percent_decode(path) else {
+                return refuse(field, "the file:// URL has a bad '%' escape or is not UTF-8 once decoded");
+            };
+            if decoded.chars().any(char::is_control) {
+                return refuse(field, "the repository contains control characters");
+            }
+            return local_path(&decoded).map(|path| RepoSource::LocalPath(path.to_owned()));
+        }
+        if has_password(rest) {
+            return refuse(
+                Field::RepoCredentials,
+                "the repository URL holds a password; give the URL without it (credentials are kept apart)",
+            );
         }
         return remote_url(rest).map(|()| RepoSource::Remote);
     }
@@ -111,6 +128,30 @@ pub fn repo(value: &str) -> Result<RepoSource, InputError> {
         field,
         "the repository must be an https://, ssh:// or git:// URL, user@host:path, or an absolute path",
     )
+}
+
+/// Decodes `%XX` escapes; `None` for a bad escape or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(index + 1..index + 3)?).ok()?;
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+/// Whether the authority of a URL (what follows `scheme://`) carries `user:password@`.
+fn has_password(after_scheme: &str) -> bool {
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 /// `<transport>::<address>` makes git run `git-remote-<transport>`; `ext::` runs any command.
@@ -272,6 +313,8 @@ mod tests {
             ("/srv/repos/demo", RepoSource::LocalPath("/srv/repos/demo".into())),
             ("/srv/my repos/demo", RepoSource::LocalPath("/srv/my repos/demo".into())),
             ("file:///srv/repos/demo", RepoSource::LocalPath("/srv/repos/demo".into())),
+            ("file:///srv/%72epos%2fdemo", RepoSource::LocalPath("/srv/repos/demo".into())),
+            ("https://oauth2@example.com/o/r.git", RepoSource::Remote),
         ] {
             assert_eq!(repo(value), Ok(expected), "{value}");
         }
@@ -303,12 +346,28 @@ mod tests {
             "https://exa mple.com/r",
             "/srv/repo\n",
             "/srv/re\0po",
+            "file:///srv/%2e%2e/etc",
+            "file:///srv%2F..%2Fetc",
+            "file:///srv/%zz",
+            "file:///srv/%0a",
+            "file:///srv/%ff",
         ] {
             let refusal = repo(value).expect_err(value);
             assert_eq!(refusal.field, Field::Repo);
             assert!(!refusal.reason.is_empty());
         }
         assert!(repo(&format!("/{}", "a".repeat(MAX_REPO_LEN))).is_err());
+    }
+
+    #[test]
+    fn a_password_in_a_url_is_refused_with_a_code_of_its_own_and_not_repeated() {
+        for value in
+            ["https://me:s3cret@example.com/o/r.git", "http://x:y@127.0.0.1:8080/r", "ssh://git:pw@host/r"]
+        {
+            let refusal = repo(value).expect_err(value);
+            assert_eq!(refusal.field.error_code(), "credentials_in_url");
+            assert!(!refusal.reason.contains("s3cret") && !refusal.reason.contains(value));
+        }
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub enum SandboxDriverKind {
 /// The default share of the machine of one sandbox.
 pub const DEFAULT_RESOURCES: Resources =
     Resources { memory_bytes: Some(4 << 30), pids: Some(1024), cpus: None };
-pub const DEFAULT_IMAGE: &str = "debian:bookworm-slim";
+/// Debian with git, ssh and curl: berth runs git in the sandbox's image.
+pub const DEFAULT_IMAGE: &str = "buildpack-deps:bookworm-scm";
 
 /// Which sandboxing programs this host has; they decide the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,9 @@ pub struct Config {
     /// A turn during which the agent sends nothing for this long is cancelled.
     pub turn_timeout: Duration,
     pub clone_timeout: Duration,
+    /// Directories under which members may clone local repositories (admins may clone
+    /// any path outside the data directory). Empty: members clone no local path.
+    pub git_local_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +170,8 @@ struct AgentFile {
 #[serde(deny_unknown_fields)]
 struct GitFile {
     clone_timeout: Option<String>,
+    /// `:`-separated, as the environment variable.
+    local_roots: Option<String>,
 }
 
 fn invalid(key: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -364,6 +370,10 @@ impl Config {
             Some(text) => duration("git.clone_timeout", &text)?,
             None => DEFAULT_CLONE_TIMEOUT,
         };
+        let git_local_roots = match pick("BERTH_GIT_LOCAL_ROOTS", parsed.git.local_roots) {
+            Some(text) => local_roots(&text)?,
+            None => Vec::new(),
+        };
 
         Ok(Config {
             listen,
@@ -385,10 +395,12 @@ impl Config {
             resume_context,
             turn_timeout,
             clone_timeout,
+            git_local_roots,
         })
     }
 
-    /// A configuration for tests and tools: defaults, everything under `data_dir`.
+    /// A configuration for tests and tools: defaults, everything under `data_dir`, and
+    /// members may clone local repositories under the temporary directory.
     pub fn for_data_dir(data_dir: &Path) -> Config {
         let data_dir_text = data_dir.to_string_lossy().into_owned();
         let mut config =
@@ -396,8 +408,26 @@ impl Config {
                 .expect("the defaults are valid"); // the defaults are constants checked by the tests below
         config.listen.set_port(0);
         config.preview_listen = Some(default_preview_listen(config.listen));
+        // Tests and tools clone repositories they make in the temporary directory; the
+        // data directory there is refused all the same.
+        config.git_local_roots = vec![std::env::temp_dir()];
         config
     }
+}
+
+/// `git.local_roots`: absolute directories separated by `:` (empty parts are skipped).
+fn local_roots(text: &str) -> Result<Vec<PathBuf>, ConfigError> {
+    let key = "git.local_roots";
+    text.split(':')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let path = PathBuf::from(part);
+            if !path.is_absolute() || path.components().any(|c| c == std::path::Component::ParentDir) {
+                return Err(invalid(key, part, "each root must be an absolute path without '..'"));
+            }
+            Ok(path)
+        })
+        .collect()
 }
 
 /// Previews listen next to the API: the same address, the next port (any free port when
@@ -439,6 +469,7 @@ mod tests {
         assert_eq!(config.agent_command, None);
         assert_eq!(config.resume_context, ResumeContext::Auto);
         assert_eq!(config.turn_timeout, Duration::from_secs(30 * 60));
+        assert!(config.git_local_roots.is_empty(), "members clone no local path by default");
         assert_eq!(config.network, Network::Outbound);
         assert_eq!(config.resources, DEFAULT_RESOURCES);
         assert_eq!(config.image, DEFAULT_IMAGE);
@@ -562,6 +593,18 @@ resume_context = "never"
                 matches!(&error, ConfigError::Invalid { key: k, .. } if *k == key),
                 "{variable}: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn local_roots_are_absolute_directories_separated_by_colons() {
+        let env = env_of(&[("BERTH_DATA", "/tmp/b"), ("BERTH_GIT_LOCAL_ROOTS", "/srv/repos::/home/git")]);
+        let config = Config::load(None, env, HostTools::NONE).unwrap();
+        assert_eq!(config.git_local_roots, [PathBuf::from("/srv/repos"), PathBuf::from("/home/git")]);
+        for bad in ["relative", "/srv/../etc"] {
+            let pairs = [("BERTH_DATA", "/tmp/b"), ("BERTH_GIT_LOCAL_ROOTS", bad)];
+            let error = Config::load(None, env_of(&pairs), HostTools::NONE).unwrap_err().to_string();
+            assert!(error.contains("git.local_roots"), "{error}");
         }
     }
 

@@ -8,6 +8,7 @@ mod error;
 mod paths;
 mod preview;
 mod sessions;
+mod sources;
 mod users;
 mod workspaces;
 

@@ -2,8 +2,9 @@
 //! output kept as the initialisation log; deleting one checks for unsaved work first.
 
 use crate::{Engine, EngineError};
-use berth_core::validate::{self, RepoSource};
+use berth_core::validate;
 use berth_core::{User, Workspace, WorkspaceId, WorkspaceState};
+use berth_git::Checkout;
 use berth_store::InitialisationOutcome;
 use chrono::Utc;
 use std::path::Path;
@@ -50,10 +51,8 @@ impl Engine {
         owner: &User,
         request: NewWorkspace,
     ) -> Result<Workspace, EngineError> {
-        let source = validate::repo(&request.repo)?;
-        if let RepoSource::LocalPath(path) = &source {
-            self.refuse_paths_inside_the_data_dir(Path::new(path)).await?;
-        }
+        // Checked now, so a refusal is the request's answer; checked again at each clone.
+        self.clone_source(owner, &request.repo).await?;
         if let Some(branch) = &request.branch {
             validate::branch(branch)?;
         }
@@ -83,20 +82,6 @@ impl Engine {
         tracing::info!(workspace_id = %workspace.id, owner = %owner.id, repo = %workspace.repo, "workspace created");
         self.start_clone(&workspace);
         Ok(workspace)
-    }
-
-    /// A local repository inside berth's data directory would hand one user another
-    /// user's workspace (or the database): refuse it, whatever way the path is spelled.
-    async fn refuse_paths_inside_the_data_dir(&self, path: &Path) -> Result<(), EngineError> {
-        let resolved = tokio::fs::canonicalize(path).await.unwrap_or_else(|_| path.to_owned());
-        if resolved.starts_with(self.paths.root()) || path.starts_with(self.paths.root()) {
-            return Err(validate::InputError {
-                field: validate::Field::Repo,
-                reason: "the repository path is inside berth's data directory".into(),
-            }
-            .into());
-        }
-        Ok(())
     }
 
     /// `base`, or `base-2`, `base-3`, ... whichever the owner does not use yet.
@@ -135,7 +120,8 @@ impl Engine {
         if !workspace.state.has_checkout() {
             return Err(EngineError::WrongState { id: workspace.id, state: workspace.state });
         }
-        berth_git::status(&self.paths.workspace(&workspace.id))
+        let dir = self.paths.workspace(&workspace.id);
+        berth_git::status(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir })
             .await
             .map_err(|source| EngineError::Git { id: workspace.id, source })
     }
@@ -151,7 +137,8 @@ impl Engine {
         let workspace = self.workspace(owner, id).await?;
         let dir = self.paths.workspace(&workspace.id);
         if workspace.state.has_checkout() && !force {
-            match berth_git::status(&dir).await {
+            match berth_git::status(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir }).await
+            {
                 Ok(status) if status.clean && status.unpushed_commits == 0 => {}
                 Ok(status) => {
                     return Err(EngineError::UnsavedWork {
@@ -240,7 +227,9 @@ impl Engine {
                 message: "close the workspace's session before switching its branch".into(),
             });
         }
-        match berth_git::switch_branch(&self.paths.workspace(&workspace.id), branch).await {
+        let dir = self.paths.workspace(&workspace.id);
+        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir };
+        match berth_git::switch_branch(&*self.driver, checkout, branch).await {
             Ok(()) => Ok(()),
             Err(berth_git::GitError::Failed { stderr, .. }) => Err(EngineError::Refused {
                 code: "branch_switch_failed",
@@ -342,21 +331,33 @@ impl Engine {
         let dir = self.paths.workspace(&workspace.id);
         remove_dir_if_present(&dir).await?;
         let (log_sender, log_receiver) = mpsc::unbounded_channel();
-        let clone = berth_git::clone(
-            &workspace.repo,
-            workspace.branch.as_deref(),
-            &dir,
-            self.config.clone_timeout,
-            log_sender,
-            cancel,
-        );
-        let (cloned, logged) = tokio::join!(clone, self.record_log(&workspace.id, log_receiver));
+        let cloned = async {
+            // Checked again: what a path resolves to may have changed since creation.
+            let owner =
+                self.store.user(&workspace.owner).await?.ok_or(EngineError::NotFound { what: "user" })?;
+            let source = self.clone_source(&owner, &workspace.repo).await?;
+            // The checkout to be: made empty here, filled by git inside the sandbox.
+            tokio::fs::create_dir(&dir)
+                .await
+                .map_err(|source| EngineError::Io { path: dir.clone(), source })?;
+            let request = berth_git::CloneRequest {
+                workspace_id: &workspace.id,
+                destination: &dir,
+                source,
+                branch: workspace.branch.as_deref(),
+                exclude: &[BERTH_FOLDER_PATTERN],
+                timeout: self.config.clone_timeout,
+                log: log_sender,
+                cancel,
+            };
+            berth_git::clone(&*self.driver, request)
+                .await
+                .map_err(|source| EngineError::Git { id: workspace.id.clone(), source })
+        };
+        let (cloned, logged) = tokio::join!(cloned, self.record_log(&workspace.id, log_receiver));
         logged?;
         let outcome = match cloned {
             Ok(outcome) => {
-                if let Err(error) = berth_git::exclude(&dir, BERTH_FOLDER_PATTERN).await {
-                    tracing::warn!(workspace_id = %workspace.id, error = %error, "cannot exclude .berth/ from git");
-                }
                 let branch = outcome.branch.as_deref().unwrap_or("(detached HEAD)");
                 self.store
                     .append_init_log(&workspace.id, &format!("berth: ready on branch {branch}\n"))
@@ -365,7 +366,7 @@ impl Engine {
             }
             // Stopped by a delete (which removes the files) or by shutdown (the next start
             // clones again): nothing to record.
-            Err(berth_git::GitError::Cancelled) => return Ok(()),
+            Err(EngineError::Git { source: berth_git::GitError::Cancelled, .. }) => return Ok(()),
             Err(error) => {
                 let summary = failure_summary(&error);
                 self.store
@@ -418,15 +419,18 @@ impl Engine {
 }
 
 /// One line saying why a clone failed: git's last `fatal:`/`error:` line when there is one.
-fn failure_summary(error: &berth_git::GitError) -> String {
-    if let berth_git::GitError::Failed { stderr, .. } = error {
+fn failure_summary(error: &EngineError) -> String {
+    if let EngineError::Git { source: berth_git::GitError::Failed { stderr, .. }, .. } = error {
         let lines = || stderr.split(['\n', '\r']).map(str::trim).filter(|line| !line.is_empty());
         let fatal = lines().rfind(|line| line.starts_with("fatal:") || line.starts_with("error:"));
         if let Some(line) = fatal.or_else(|| lines().next_back()) {
             return line.to_owned();
         }
     }
-    error.to_string()
+    match error {
+        EngineError::Git { source, .. } => source.to_string(),
+        error => error.to_string(),
+    }
 }
 
 async fn remove_dir_if_present(dir: &Path) -> Result<(), EngineError> {

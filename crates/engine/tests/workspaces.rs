@@ -117,11 +117,12 @@ async fn a_missing_branch_ends_in_error_naming_it() {
 }
 
 #[tokio::test]
-async fn a_missing_path_ends_in_error() {
+async fn a_missing_path_is_refused_at_once() {
     let harness = Harness::start().await;
-    let failed = harness.settled(&harness.create("/nonexistent/berth/repo", None).await).await;
-    assert_eq!(failed.state, WorkspaceState::Error);
-    assert!(harness.log(&failed).await.contains("/nonexistent/berth/repo"));
+    let request = NewWorkspace { repo: "/nonexistent/berth/repo".into(), ..NewWorkspace::default() };
+    let refused = harness.engine.create_workspace(&harness.alice, request).await.unwrap_err();
+    assert_eq!(refused.code(), "invalid_repo");
+    assert!(refused.to_string().contains("does not exist"), "{refused}");
 }
 
 #[tokio::test]

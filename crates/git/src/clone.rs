@@ -1,10 +1,14 @@
-//! `git clone`, with its whole output streamed to the caller as it comes.
+//! `git clone` in a sandbox of the new workspace, with its whole output streamed to the
+//! caller as it comes. The job sees the empty checkout directory (where the clone goes)
+//! and, for a local repository, a read-only view of its canonical directory — nothing
+//! else of the host, so no spelling of a path reaches berth's data directory. It has the
+//! host's network, so a git server on the same machine is reachable.
 
-use crate::{GitError, git_command, git_output};
-use std::path::Path;
-use std::process::Stdio;
+use crate::{GitError, GitJob};
+use berth_core::WorkspaceId;
+use berth_sandbox::{JobNetwork, SandboxDriver};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -14,103 +18,122 @@ pub struct CloneOutcome {
     pub branch: Option<String>,
 }
 
-/// Clones `repo` (optionally `branch`) into `destination`, which must not exist yet.
-/// Everything git prints is sent to `log` as it arrives. The clone is killed when
-/// `cancel` fires or after `timeout`; either way `destination` may be left half-made and
-/// is the caller's to remove.
-pub async fn clone(
-    repo: &str,
-    branch: Option<&str>,
-    destination: &Path,
-    timeout: Duration,
-    log: mpsc::UnboundedSender<String>,
-    cancel: CancellationToken,
-) -> Result<CloneOutcome, GitError> {
-    let mut command = git_command();
-    command.args(["clone", "--progress"]);
-    if let Some(branch) = branch {
-        command.arg(format!("--branch={branch}"));
-    }
-    // Clone from inside the parent directory into a relative name, so the log a person
-    // reads says "Cloning into 'w_...'" and not where the server keeps its data.
-    let (parent, leaf) = match (destination.parent(), destination.file_name()) {
-        (Some(parent), Some(leaf)) if !parent.as_os_str().is_empty() => (parent, leaf),
-        _ => return Err(GitError::NotACheckout { path: destination.to_owned() }),
-    };
-    command.current_dir(parent).arg("--").arg(repo).arg(leaf);
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(|source| GitError::Spawn { source })?;
-
-    let stdout = child.stdout.take().map(|pipe| tokio::spawn(forward(pipe, log.clone(), None)));
-    let (stderr_tail_sender, stderr_tail) = tokio::sync::oneshot::channel();
-    let stderr = child.stderr.take().map(|pipe| tokio::spawn(forward(pipe, log, Some(stderr_tail_sender))));
-
-    let status = tokio::select! {
-        status = child.wait() => status.map_err(|source| GitError::Spawn { source })?,
-        () = tokio::time::sleep(timeout) => {
-            let _ = child.kill().await;
-            return Err(GitError::TimedOut { seconds: timeout.as_secs() });
-        }
-        () = cancel.cancelled() => {
-            let _ = child.kill().await;
-            return Err(GitError::Cancelled);
-        }
-    };
-    // The pipes close when git exits; wait for the last of the output to be forwarded.
-    for forwarder in [stdout, stderr].into_iter().flatten() {
-        let _ = forwarder.await;
-    }
-    if !status.success() {
-        return Err(GitError::Failed {
-            action: "clone",
-            status,
-            stderr: stderr_tail.await.unwrap_or_default(),
-        });
-    }
-    let head = git_output(destination, "symbolic-ref", &["symbolic-ref", "--quiet", "--short", "HEAD"]).await;
-    let branch =
-        head.ok().map(|out| String::from_utf8_lossy(&out).trim().to_owned()).filter(|b| !b.is_empty());
-    Ok(CloneOutcome { branch })
+/// Where a clone comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloneSource {
+    /// A directory of this machine, canonical (no symlink, no `..`), checked by the
+    /// caller; the clone sees only it, read-only.
+    Local(PathBuf),
+    /// A URL `berth_core::validate::repo` accepted.
+    Remote(String),
 }
 
-/// The last bytes of git's standard error kept for the error message.
-const STDERR_TAIL_BYTES: usize = 4096;
+pub struct CloneRequest<'a> {
+    pub workspace_id: &'a WorkspaceId,
+    /// The checkout to be: an empty directory berth made.
+    pub destination: &'a Path,
+    pub source: CloneSource,
+    pub branch: Option<&'a str>,
+    /// Patterns of `.git/info/exclude` (berth's own folder), local to the checkout.
+    pub exclude: &'a [&'a str],
+    pub timeout: Duration,
+    /// Everything git prints, as it arrives.
+    pub log: mpsc::UnboundedSender<String>,
+    pub cancel: CancellationToken,
+}
 
-async fn forward(
-    mut pipe: impl tokio::io::AsyncRead + Unpin,
-    log: mpsc::UnboundedSender<String>,
-    tail: Option<tokio::sync::oneshot::Sender<String>>,
-) {
-    let mut buffer = vec![0u8; 8192];
-    let mut kept = Vec::new();
-    // A chunk may end inside a multi-byte character; carry the incomplete end over.
-    let mut pending = Vec::new();
-    loop {
-        match pipe.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => {
-                pending.extend_from_slice(&buffer[..read]);
-                let valid_up_to = match std::str::from_utf8(&pending) {
-                    Ok(_) => pending.len(),
-                    Err(error) if error.error_len().is_none() => error.valid_up_to(),
-                    Err(_) => pending.len(),
-                };
-                let text = String::from_utf8_lossy(&pending[..valid_up_to]).into_owned();
-                pending.drain(..valid_up_to);
-                if tail.is_some() {
-                    kept.extend_from_slice(text.as_bytes());
-                    if kept.len() > STDERR_TAIL_BYTES {
-                        kept.drain(..kept.len() - STDERR_TAIL_BYTES);
-                    }
-                }
-                let _ = log.send(text);
-            }
+/// `$1` the checkout, `$2` the repository, `$3` the branch (may be empty), then the
+/// exclusion patterns. Prints the branch checked out.
+const CLONE_SCRIPT: &str = r#"set -e
+checkout=$1 repository=$2 branch=$3
+shift 3
+if [ -n "$branch" ]; then
+    git clone --progress --no-recurse-submodules --branch="$branch" -- "$repository" "$checkout"
+else
+    git clone --progress --no-recurse-submodules -- "$repository" "$checkout"
+fi
+mkdir -p "$checkout/.git/info"
+for pattern in "$@"; do printf '%s\n' "$pattern" >> "$checkout/.git/info/exclude"; done
+git -C "$checkout" symbolic-ref --quiet --short HEAD || true
+"#;
+
+/// Clones into `request.destination`, which must exist and be empty. The clone is killed
+/// when `cancel` fires or after `timeout`; either way the destination may be left half
+/// made and is the caller's to remove.
+pub async fn clone(driver: &dyn SandboxDriver, request: CloneRequest<'_>) -> Result<CloneOutcome, GitError> {
+    let (repository, read_only) = match request.source {
+        CloneSource::Local(path) => (path.to_string_lossy().into_owned(), vec![path]),
+        CloneSource::Remote(url) => (url, Vec::new()),
+    };
+    let (chunks, mut received) = mpsc::unbounded_channel::<Vec<u8>>();
+    let log = request.log;
+    let forward = tokio::spawn(async move {
+        let mut text = Utf8Chunks::default();
+        while let Some(chunk) = received.recv().await {
+            let _ = log.send(text.push(&chunk));
         }
+        let rest = text.finish();
+        if !rest.is_empty() {
+            let _ = log.send(rest);
+        }
+    });
+    let mut args = vec![repository, request.branch.unwrap_or_default().to_owned()];
+    args.extend(request.exclude.iter().map(|pattern| (*pattern).to_owned()));
+    let job = GitJob {
+        action: "clone",
+        script: CLONE_SCRIPT,
+        args,
+        on_checkout: false,
+        network: JobNetwork::Host,
+        read_only,
+        timeout: request.timeout,
+        max_stdout: 4096,
+        stderr_to: Some(chunks),
+        cancel: request.cancel,
+    };
+    let output = job.run(driver, request.workspace_id, request.destination).await;
+    // The job's end closes the channel: the last of the log is forwarded first.
+    let _ = forward.await;
+    let output = output?;
+    let branch = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    Ok(CloneOutcome { branch: (!branch.is_empty()).then_some(branch) })
+}
+
+/// Turns byte chunks into text; a chunk may end inside a multi-byte character, whose
+/// start is carried over to the next.
+#[derive(Default)]
+struct Utf8Chunks {
+    pending: Vec<u8>,
+}
+
+impl Utf8Chunks {
+    fn push(&mut self, chunk: &[u8]) -> String {
+        self.pending.extend_from_slice(chunk);
+        let valid_up_to = match std::str::from_utf8(&self.pending) {
+            Ok(_) => self.pending.len(),
+            Err(error) if error.error_len().is_none() => error.valid_up_to(),
+            Err(_) => self.pending.len(),
+        };
+        let text = String::from_utf8_lossy(&self.pending[..valid_up_to]).into_owned();
+        self.pending.drain(..valid_up_to);
+        text
     }
-    if !pending.is_empty() {
-        let _ = log.send(String::from_utf8_lossy(&pending).into_owned());
+
+    fn finish(self) -> String {
+        String::from_utf8_lossy(&self.pending).into_owned()
     }
-    if let Some(tail) = tail {
-        let _ = tail.send(String::from_utf8_lossy(&kept).into_owned());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_character_split_between_chunks_arrives_whole() {
+        let mut text = Utf8Chunks::default();
+        let bytes = "héllo".as_bytes();
+        assert_eq!(text.push(&bytes[..2]), "h");
+        assert_eq!(text.push(&bytes[2..]), "éllo");
+        assert_eq!(text.finish(), "");
     }
 }

@@ -1,93 +1,201 @@
-//! berth's use of the `git` program: clone a repository while streaming its output, read
-//! a checkout's status, keep berth's own files out of it. Callers pass repository strings
-//! that `berth_core::validate::repo` accepted; this crate still puts `--` before every
-//! argument that came from a person, so nothing can be read as an option.
+//! berth's use of the `git` program. The agent can write anything in its checkout, `.git`
+//! included (configuration, hooks, filters, submodules, gitfiles, alternates), so no git
+//! command of berth's runs on the host against it: each is a job of the workspace's
+//! sandbox driver ([`berth_sandbox::SandboxDriver::run_job`]), which sees that workspace
+//! and the system directories only. Inside, git runs with `GIT_DIR` and `GIT_WORK_TREE`
+//! explicit, no system or global configuration, no hooks, fsmonitor, submodule recursion,
+//! filters, credential helpers or external diff, within a time limit and with its output
+//! bounded; what it prints is parsed as untrusted text.
+//!
+//! Callers pass repository strings that `berth_core::validate::repo` accepted; this crate
+//! still puts `--` before every argument that came from a person.
 
 mod clone;
 mod status;
 
-use std::path::PathBuf;
-use std::process::ExitStatus;
-use tokio::process::Command;
+use berth_core::WorkspaceId;
+use berth_sandbox::{Job, JobNetwork, JobOutput, SandboxDriver, SandboxError, SandboxExit};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-pub use clone::{CloneOutcome, clone};
+pub use clone::{CloneOutcome, CloneRequest, CloneSource, clone};
 pub use status::{GitStatus, status, switch_branch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
-    #[error("cannot run git")]
-    Spawn { source: std::io::Error },
-    #[error("git {action} failed ({status})")]
-    Failed { action: &'static str, status: ExitStatus, stderr: String },
-    #[error("git clone did not finish within {seconds} s")]
-    TimedOut { seconds: u64 },
+    #[error("cannot run git in the sandbox: {source}")]
+    Sandbox { source: SandboxError },
+    #[error("git {action} failed ({exit})")]
+    Failed { action: &'static str, exit: SandboxExit, stderr: String },
+    #[error("git {action} did not finish within {seconds} s")]
+    TimedOut { action: &'static str, seconds: u64 },
     #[error("git clone was cancelled")]
     Cancelled,
-    #[error("'{path}' is not a git checkout")]
-    NotACheckout { path: PathBuf },
-    #[error("cannot write '{path}'")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("the workspace directory is not a git checkout")]
+    NotACheckout,
     #[error("unexpected git output: {line}")]
     Parse { line: String },
 }
 
-/// A `git` command that never prompts, never runs remote helpers that execute commands,
-/// and is killed if berth drops it.
-fn git_command() -> Command {
-    let mut command = Command::new("git");
-    command
-        .args(["-c", "protocol.ext.allow=never", "-c", "core.fsmonitor=false"])
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "/bin/false")
-        .env("SSH_ASKPASS", "/bin/false")
-        // Reading status must not take the index lock from under an agent that is working.
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .env("LC_ALL", "C")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    if std::env::var_os("GIT_SSH_COMMAND").is_none() {
-        command.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
-    }
-    command
+/// A workspace's checkout: which workspace, and its directory on the host (which berth
+/// made and names; what is inside is the agent's).
+#[derive(Debug, Clone, Copy)]
+pub struct Checkout<'a> {
+    pub workspace_id: &'a WorkspaceId,
+    pub dir: &'a Path,
 }
 
-/// Runs a short git command in `dir` and returns its standard output.
-async fn git_output(dir: &std::path::Path, action: &'static str, args: &[&str]) -> Result<Vec<u8>, GitError> {
-    let output = git_command()
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .await
-        .map_err(|source| GitError::Spawn { source })?;
-    if !output.status.success() {
-        return Err(GitError::Failed {
+/// The system's program directories: the sandbox's `PATH`.
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Configuration given on git's command line (it wins over the checkout's): nothing of
+/// what the checkout says may run a program or reach outside it.
+const SAFE_CONFIG: [(&str, &str); 8] = [
+    ("protocol.ext.allow", "never"),
+    ("core.fsmonitor", "false"),
+    ("core.hooksPath", "/dev/null"),
+    ("submodule.recurse", "false"),
+    ("diff.external", ""),
+    // An empty value empties the list of helpers the checkout may name.
+    ("credential.helper", ""),
+    ("core.pager", "cat"),
+    // The checkout is the sandbox's own; its files' owner may read differently inside.
+    ("safe.directory", "*"),
+];
+
+/// Switches off every filter driver the checkout's configuration names (an empty command
+/// is no filter), appending to `GIT_CONFIG_COUNT`; the command's own script follows.
+/// Reading configuration runs nothing.
+const FILTERS_OFF: &str = r#"n=$GIT_CONFIG_COUNT
+while IFS= read -r key; do
+    [ -n "$key" ] || continue
+    name=${key#filter.}; name=${name%.*}
+    for setting in clean= smudge= process= required=false; do
+        export "GIT_CONFIG_KEY_$n=filter.$name.${setting%%=*}" "GIT_CONFIG_VALUE_$n=${setting#*=}"
+        n=$((n + 1))
+    done
+done <<BERTH_KEYS
+$(git config --name-only --get-regexp '^filter\.' 2>/dev/null)
+BERTH_KEYS
+export GIT_CONFIG_COUNT=$n
+"#;
+
+/// The whole environment of a git job. `checkout` is where the job sees the checkout,
+/// for commands on one (a clone has none yet).
+fn environment(checkout: Option<&Path>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("PATH", PATH),
+        // Not the server's home: neither its configuration nor its SSH keys.
+        ("HOME", "/nonexistent"),
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+        ("GIT_CONFIG_GLOBAL", "/dev/null"),
+        ("GIT_TERMINAL_PROMPT", "0"),
+        ("SSH_ASKPASS_REQUIRE", "never"),
+        ("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -F /dev/null"),
+        // Reading status must not take the index lock from under an agent that works.
+        ("GIT_OPTIONAL_LOCKS", "0"),
+        ("GIT_NO_REPLACE_OBJECTS", "1"),
+        ("LC_ALL", "C"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    for (index, (key, value)) in SAFE_CONFIG.iter().enumerate() {
+        env.push((format!("GIT_CONFIG_KEY_{index}"), (*key).to_owned()));
+        env.push((format!("GIT_CONFIG_VALUE_{index}"), (*value).to_owned()));
+    }
+    env.push(("GIT_CONFIG_COUNT".to_owned(), SAFE_CONFIG.len().to_string()));
+    if let Some(checkout) = checkout {
+        // Explicit: a `core.worktree` or a gitfile in the checkout decides nothing.
+        env.push(("GIT_DIR".to_owned(), checkout.join(".git").to_string_lossy().into_owned()));
+        env.push(("GIT_WORK_TREE".to_owned(), checkout.to_string_lossy().into_owned()));
+    }
+    env
+}
+
+/// One git job: a `sh` script run in a fresh sandbox of a workspace. The script gets
+/// where the job sees the workspace as `$1` and [`GitJob::args`] after it.
+struct GitJob<'a> {
+    action: &'static str,
+    script: &'a str,
+    args: Vec<String>,
+    /// On an existing checkout: filters off first, its git directory explicit.
+    on_checkout: bool,
+    network: JobNetwork,
+    read_only: Vec<PathBuf>,
+    timeout: Duration,
+    max_stdout: usize,
+    stderr_to: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+    cancel: CancellationToken,
+}
+
+impl GitJob<'_> {
+    /// A job on an existing checkout that reaches no network.
+    fn on_checkout<'a>(
+        action: &'static str,
+        script: &'a str,
+        timeout: Duration,
+        max_stdout: usize,
+    ) -> GitJob<'a> {
+        GitJob {
             action,
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        });
+            script,
+            args: Vec::new(),
+            on_checkout: true,
+            network: JobNetwork::None,
+            read_only: Vec::new(),
+            timeout,
+            max_stdout,
+            stderr_to: None,
+            cancel: CancellationToken::new(),
+        }
     }
-    Ok(output.stdout)
-}
 
-/// Keeps `pattern` (berth's own folder, say `.berth/`) out of the checkout's status
-/// through `.git/info/exclude`, which is local to the checkout and never committed.
-pub async fn exclude(checkout: &std::path::Path, pattern: &str) -> Result<(), GitError> {
-    let git_dir = checkout.join(".git");
-    if !git_dir.is_dir() {
-        return Err(GitError::NotACheckout { path: checkout.to_owned() });
+    /// Runs the job in `workspace_id`'s sandbox over `dir`. A non-zero exit is
+    /// [`GitError::Failed`] with the end of git's message.
+    async fn run(
+        self,
+        driver: &dyn SandboxDriver,
+        workspace_id: &WorkspaceId,
+        dir: &Path,
+    ) -> Result<JobOutput, GitError> {
+        let inside = driver.job_workspace_path(dir);
+        let script =
+            if self.on_checkout { format!("{FILTERS_OFF}{}", self.script) } else { self.script.to_owned() };
+        let mut argv = vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            script,
+            "berth-git".to_owned(),
+            inside.to_string_lossy().into_owned(),
+        ];
+        argv.extend(self.args);
+        let job = Job {
+            workspace_id: workspace_id.clone(),
+            workspace_dir: dir.to_owned(),
+            argv,
+            env: environment(self.on_checkout.then_some(inside.as_path())),
+            network: self.network,
+            read_only: self.read_only,
+            timeout: self.timeout,
+            max_stdout: self.max_stdout,
+            stderr_to: self.stderr_to,
+            cancel: self.cancel,
+        };
+        let action = self.action;
+        let output = driver.run_job(job).await.map_err(|source| match source {
+            SandboxError::JobTimedOut { seconds } => GitError::TimedOut { action, seconds },
+            SandboxError::JobCancelled => GitError::Cancelled,
+            source => GitError::Sandbox { source },
+        })?;
+        if output.success() {
+            return Ok(output);
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr_tail).into_owned();
+        if self.on_checkout && stderr.contains("not a git repository") {
+            return Err(GitError::NotACheckout);
+        }
+        Err(GitError::Failed { action, exit: output.exit, stderr })
     }
-    let info = git_dir.join("info");
-    let exclude_file = info.join("exclude");
-    let write_error = |source| GitError::Write { path: exclude_file.clone(), source };
-    tokio::fs::create_dir_all(&info).await.map_err(write_error)?;
-    let existing = match tokio::fs::read_to_string(&exclude_file).await {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(error) => return Err(write_error(error)),
-    };
-    if existing.lines().any(|line| line == pattern) {
-        return Ok(());
-    }
-    let separator = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
-    tokio::fs::write(&exclude_file, format!("{existing}{separator}{pattern}\n")).await.map_err(write_error)
 }

@@ -1,7 +1,8 @@
 //! A checkout's status: branch, head, uncommitted paths, commits on no remote.
 
-use crate::{GitError, git_output};
-use std::path::Path;
+use crate::{Checkout, GitError, GitJob};
+use berth_sandbox::SandboxDriver;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitStatus {
@@ -16,67 +17,68 @@ pub struct GitStatus {
     pub unpushed_commits: u64,
 }
 
-/// Reads the status of a checkout the agent can write to. The checkout's own
-/// configuration may name filter drivers — commands git would run on this machine while
-/// comparing files — so every filter it names is switched off for the read, and
-/// submodules are compared by commit only (their configuration is not read at all).
-pub async fn status(checkout: &Path) -> Result<GitStatus, GitError> {
-    if !checkout.join(".git").exists() {
-        return Err(GitError::NotACheckout { path: checkout.to_owned() });
+/// How long reading a status may take.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a branch switch may take (it writes the whole tree).
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(300);
+/// The most of `git status` kept: enough for tens of thousands of paths.
+const MAX_STATUS_BYTES: usize = 4 << 20;
+
+/// The count of commits no remote has, a NUL, then the porcelain status. Counting fails
+/// before the first commit: none then.
+const STATUS_SCRIPT: &str = r#"count=$(git rev-list --count HEAD --not --remotes 2>/dev/null) || count=0
+printf '%s\0' "$count"
+exec git status --porcelain=v2 --branch -z --untracked-files=all --ignore-submodules=dirty
+"#;
+
+/// Switches to `$2` (a local branch, or one a remote has, which git then tracks),
+/// leaving submodules alone.
+const SWITCH_SCRIPT: &str = r#"exec git switch --no-progress --no-recurse-submodules -- "$2"
+"#;
+
+/// Reads the status of a checkout the agent can write to, in a sandbox of its workspace.
+pub async fn status(driver: &dyn SandboxDriver, checkout: Checkout<'_>) -> Result<GitStatus, GitError> {
+    let output = GitJob::on_checkout("status", STATUS_SCRIPT, STATUS_TIMEOUT, MAX_STATUS_BYTES)
+        .run(driver, checkout.workspace_id, checkout.dir)
+        .await?;
+    parse_status(&output.stdout, output.stdout_truncated)
+}
+
+/// Switches a checkout the agent can write to onto `branch`, in a sandbox of its
+/// workspace. git refuses by itself when the switch would overwrite uncommitted changes.
+pub async fn switch_branch(
+    driver: &dyn SandboxDriver,
+    checkout: Checkout<'_>,
+    branch: &str,
+) -> Result<(), GitError> {
+    let mut job = GitJob::on_checkout("switch", SWITCH_SCRIPT, SWITCH_TIMEOUT, 64 * 1024);
+    job.args.push(branch.to_owned());
+    job.run(driver, checkout.workspace_id, checkout.dir).await.map(drop)
+}
+
+/// Parses what [`STATUS_SCRIPT`] prints. `truncated`: the output was cut at its bound, so
+/// its last entry may be partial and is dropped.
+fn parse_status(output: &[u8], truncated: bool) -> Result<GitStatus, GitError> {
+    let Some(split) = output.iter().position(|byte| *byte == 0) else {
+        return Err(GitError::Parse { line: String::from_utf8_lossy(output).into_owned() });
+    };
+    let count = String::from_utf8_lossy(&output[..split]);
+    let unpushed_commits =
+        count.trim().parse().map_err(|_| GitError::Parse { line: count.trim().to_owned() })?;
+    let mut porcelain = &output[split + 1..];
+    if truncated {
+        let complete = porcelain.iter().rposition(|byte| *byte == 0).map_or(0, |end| end + 1);
+        porcelain = &porcelain[..complete];
     }
-    let mut args: Vec<String> = filter_overrides(checkout).await?;
-    args.extend(
-        ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", "--ignore-submodules=dirty"]
-            .map(str::to_owned),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let porcelain = git_output(checkout, "status", &args).await?;
-    let mut parsed = parse_porcelain_v2(&porcelain)?;
-    if parsed.head.is_some() {
-        let count =
-            git_output(checkout, "rev-list", &["rev-list", "--count", "HEAD", "--not", "--remotes"]).await?;
-        let count = String::from_utf8_lossy(&count);
-        parsed.unpushed_commits =
-            count.trim().parse().map_err(|_| GitError::Parse { line: count.trim().to_owned() })?;
-    }
-    parsed.clean = parsed.uncommitted.is_empty();
+    let mut parsed = parse_porcelain_v2(porcelain, truncated)?;
+    parsed.unpushed_commits = if parsed.head.is_some() { unpushed_commits } else { 0 };
+    parsed.clean = parsed.uncommitted.is_empty() && !truncated;
     Ok(parsed)
 }
 
-/// `-c filter.NAME.clean=` (and smudge, process) for every filter driver the checkout's
-/// configuration names: an empty command is no filter. Reading configuration runs
-/// nothing.
-async fn filter_overrides(checkout: &Path) -> Result<Vec<String>, GitError> {
-    let listed =
-        match git_output(checkout, "config", &["config", "--null", "--get-regexp", r"^filter\."]).await {
-            Ok(listed) => listed,
-            // Exit status 1: no such keys.
-            Err(GitError::Failed { status, .. }) if status.code() == Some(1) => return Ok(Vec::new()),
-            Err(error) => return Err(error),
-        };
-    let mut names: Vec<String> = listed
-        .split(|byte| *byte == 0)
-        .filter_map(|entry| {
-            let key = String::from_utf8_lossy(entry.split(|byte| *byte == b'\n').next()?).into_owned();
-            let name = key.strip_prefix("filter.")?.rsplit_once('.')?.0.to_owned();
-            Some(name)
-        })
-        .collect();
-    names.sort();
-    names.dedup();
-    Ok(names
-        .iter()
-        .flat_map(|name| {
-            ["clean=", "smudge=", "process=", "required=false"]
-                .map(|setting| ["-c".to_owned(), format!("filter.{name}.{setting}")])
-        })
-        .flatten()
-        .collect())
-}
-
 /// Parses `git status --porcelain=v2 --branch -z`; `clean` and `unpushed_commits` are
-/// left for the caller.
-fn parse_porcelain_v2(output: &[u8]) -> Result<GitStatus, GitError> {
+/// left for the caller. `truncated`: a rename whose original path was cut off ends it.
+fn parse_porcelain_v2(output: &[u8], truncated: bool) -> Result<GitStatus, GitError> {
     let mut status =
         GitStatus { branch: None, head: None, clean: true, uncommitted: Vec::new(), unpushed_commits: 0 };
     let mut entries = output.split(|byte| *byte == 0).filter(|entry| !entry.is_empty());
@@ -104,26 +106,11 @@ fn parse_porcelain_v2(output: &[u8]) -> Result<GitStatus, GitError> {
         let path =
             line.splitn(fields_before_path + 1, ' ').nth(fields_before_path).ok_or_else(parse_error)?;
         status.uncommitted.push(path.to_owned());
-        if renamed {
-            entries.next().ok_or_else(parse_error)?;
+        if renamed && entries.next().is_none() && !truncated {
+            return Err(parse_error());
         }
     }
     Ok(status)
-}
-
-/// Switches a checkout the agent can write to onto `branch` (a local branch, or one a
-/// remote has, which git then tracks). Hooks and every filter driver the checkout names
-/// are switched off, as for [`status`], so nothing the agent wrote runs on this machine.
-/// git refuses by itself when the switch would overwrite uncommitted changes.
-pub async fn switch_branch(checkout: &Path, branch: &str) -> Result<(), GitError> {
-    if !checkout.join(".git").exists() {
-        return Err(GitError::NotACheckout { path: checkout.to_owned() });
-    }
-    let mut args: Vec<String> = filter_overrides(checkout).await?;
-    args.extend(["-c", "core.hooksPath=/dev/null", "switch", "--no-progress", "--"].map(str::to_owned));
-    args.push(branch.to_owned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    git_output(checkout, "switch", &args).await.map(drop)
 }
 
 #[cfg(test)]
@@ -138,7 +125,7 @@ mod tests {
 2 R. N... 100644 100644 100644 aaa bbb R100 new name.txt\0old name.txt\0\
 u UU N... 100644 100644 100644 100644 aaa bbb ccc conflict.txt\0\
 ? notes/todo.md\0! target/\0";
-        let status = parse_porcelain_v2(output).unwrap();
+        let status = parse_porcelain_v2(output, false).unwrap();
         assert_eq!(status.branch.as_deref(), Some("main"));
         assert_eq!(status.head.as_deref(), Some("1234abcd"));
         assert_eq!(status.uncommitted, ["src/lib.rs", "new name.txt", "conflict.txt", "notes/todo.md"]);
@@ -146,45 +133,34 @@ u UU N... 100644 100644 100644 100644 aaa bbb ccc conflict.txt\0\
 
     #[test]
     fn an_unborn_detached_checkout_has_no_branch_and_no_head() {
-        let status = parse_porcelain_v2(b"# branch.oid (initial)\0# branch.head (detached)\0").unwrap();
+        let status =
+            parse_porcelain_v2(b"# branch.oid (initial)\0# branch.head (detached)\0", false).unwrap();
         assert_eq!((status.branch, status.head), (None, None));
-    }
-
-    #[tokio::test]
-    async fn a_filter_driver_set_in_the_checkout_never_runs_on_the_host() {
-        use berth_testkit::git;
-        let dir = tempfile::tempdir().unwrap();
-        let checkout = dir.path().join("checkout");
-        std::fs::create_dir(&checkout).unwrap();
-        git(&checkout, &["init", "--quiet"]);
-        std::fs::write(checkout.join("a.txt"), "hi\n").unwrap();
-        git(&checkout, &["add", "a.txt"]);
-        git(&checkout, &["commit", "--quiet", "-m", "first"]);
-        // What an agent could write: a filter that runs a command, on every file.
-        let marker = dir.path().join("filter-ran");
-        let command = format!("touch '{}'; cat", marker.display());
-        git(&checkout, &["config", "filter.evil.clean", &command]);
-        git(&checkout, &["config", "filter.evil.process", &command]);
-        std::fs::write(checkout.join(".git/info/attributes"), "* filter=evil\n").unwrap();
-        // A new modification time makes git compare the content, through the filter.
-        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
-        std::fs::File::options()
-            .write(true)
-            .open(checkout.join("a.txt"))
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
-
-        let read = status(&checkout).await.unwrap();
-        assert!(!marker.exists(), "git ran the checkout's filter command while reading status");
-        assert!(read.clean, "{read:?}");
-        assert_eq!(read.unpushed_commits, 1);
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(parse_porcelain_v2(b"1 short\0").is_err());
-        assert!(parse_porcelain_v2(b"zzz\0").is_err());
-        assert!(parse_porcelain_v2(b"2 R. N... 100644 100644 100644 aaa bbb R100 renamed\0").is_err());
+        assert!(parse_porcelain_v2(b"1 short\0", false).is_err());
+        assert!(parse_porcelain_v2(b"zzz\0", false).is_err());
+        assert!(parse_porcelain_v2(b"2 R. N... 100644 100644 100644 aaa bbb R100 renamed\0", false).is_err());
+        assert!(parse_status(b"", false).is_err());
+        assert!(parse_status(b"many\0# branch.oid abc\0", false).is_err());
+    }
+
+    #[test]
+    fn the_count_of_unpushed_commits_comes_first() {
+        let status = parse_status(b"3\0# branch.oid abc\0# branch.head main\0? new.txt\0", false).unwrap();
+        assert_eq!(status.unpushed_commits, 3);
+        assert_eq!(status.uncommitted, ["new.txt"]);
+        assert!(!status.clean);
+        let unborn = parse_status(b"0\0# branch.oid (initial)\0# branch.head main\0", false).unwrap();
+        assert!(unborn.clean && unborn.head.is_none());
+    }
+
+    #[test]
+    fn output_cut_at_its_bound_keeps_the_complete_entries_and_is_not_clean() {
+        let status = parse_status(b"0\0# branch.oid abc\0? one.txt\0? tw", true).unwrap();
+        assert_eq!(status.uncommitted, ["one.txt"]);
+        assert!(!status.clean);
     }
 }

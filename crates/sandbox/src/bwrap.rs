@@ -31,10 +31,13 @@ pub struct Layout {
     pub hidden: Vec<PathBuf>,
     /// Hold the agent until a byte arrives on descriptor 3 (the network is being set up).
     pub wait_on_fd_3: bool,
+    /// `Some`: the whole environment inside (a job); `None`: the server's, with `HOME` in
+    /// the workspace (an agent).
+    pub env: Option<Vec<(String, String)>>,
 }
 
-/// The arguments of `bwrap` that run `command` (a shell command line) in the sandbox.
-pub fn arguments(layout: &Layout, command: &str) -> Vec<OsString> {
+/// The arguments of `bwrap` that run `program` (with its arguments) in the sandbox.
+pub fn arguments(layout: &Layout, program: &[OsString]) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]);
@@ -81,8 +84,10 @@ pub fn arguments(layout: &Layout, command: &str) -> Vec<OsString> {
         }
     }
     for path in &layout.hidden {
-        // Only what a system directory would show needs covering; the rest is not there.
-        if SYSTEM_DIRS.iter().any(|dir| path.starts_with(dir)) && path.exists() {
+        // Only what a directory shown would show needs covering; the rest is not there.
+        let shown = SYSTEM_DIRS.iter().any(|dir| path.starts_with(dir))
+            || layout.extra_read_only.iter().any(|dir| path.starts_with(dir));
+        if shown && path.exists() {
             let path = path.clone().into_os_string();
             if Path::new(&path).is_dir() {
                 args.extend(["--tmpfs".into(), path]);
@@ -97,11 +102,17 @@ pub fn arguments(layout: &Layout, command: &str) -> Vec<OsString> {
         WORKSPACE.into(),
         "--chdir".into(),
         WORKSPACE.into(),
-        "--setenv".into(),
-        "HOME".into(),
-        format!("{WORKSPACE}/.berth/home").into(),
     ]);
-    args.extend(["/bin/sh".into(), "-c".into(), command.into()]);
+    match &layout.env {
+        Some(env) => {
+            args.push("--clearenv".into());
+            for (name, value) in env {
+                args.extend(["--setenv".into(), name.into(), value.into()]);
+            }
+        }
+        None => args.extend(["--setenv".into(), "HOME".into(), format!("{WORKSPACE}/.berth/home").into()]),
+    }
+    args.extend(program.iter().cloned());
     args
 }
 
@@ -116,7 +127,12 @@ mod tests {
             extra_read_only: vec![PathBuf::from("/home/me/berth")],
             hidden: vec![PathBuf::from("/srv/berth"), PathBuf::from("/home/me/.local/share/berth")],
             wait_on_fd_3: false,
+            env: None,
         }
+    }
+
+    fn shell(command: &str) -> Vec<OsString> {
+        vec!["/bin/sh".into(), "-c".into(), command.into()]
     }
 
     fn text(args: &[OsString]) -> String {
@@ -125,7 +141,7 @@ mod tests {
 
     #[test]
     fn the_workspace_is_the_only_writable_host_directory() {
-        let args = text(&arguments(&layout(Network::Isolated), "berth agent"));
+        let args = text(&arguments(&layout(Network::Isolated), &shell("berth agent")));
         assert_eq!(args.matches("--bind ").count(), 1, "{args}");
         assert!(args.contains("--bind /srv/berth/workspaces/w1 /workspace --chdir /workspace"));
         assert!(args.contains("--ro-bind /home/me/berth /home/me/berth"), "{args}");
@@ -139,17 +155,40 @@ mod tests {
 
     #[test]
     fn host_network_keeps_the_host_stack() {
-        let args = text(&arguments(&layout(Network::Host), "agent"));
+        let args = text(&arguments(&layout(Network::Host), &shell("agent")));
         assert!(!args.contains("--unshare-net"));
     }
 
     #[test]
     fn a_data_directory_inside_a_shown_system_directory_is_covered() {
-        let args = text(&arguments(&layout(Network::Outbound), "agent"));
+        let args = text(&arguments(&layout(Network::Outbound), &shell("agent")));
         if Path::new("/srv/berth").is_dir() {
             assert!(args.contains("--tmpfs /srv/berth"), "{args}");
         }
-        // Outside the system directories there is nothing to cover: it is not mounted.
+        // Outside the directories shown there is nothing to cover: it is not mounted.
         assert!(!args.contains(".local/share/berth"));
+    }
+
+    #[test]
+    fn a_data_directory_inside_a_directory_shown_to_a_job_is_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let mut layout = layout(Network::Host);
+        layout.extra_read_only = vec![dir.path().to_owned()];
+        layout.hidden = vec![data.clone()];
+        let args = text(&arguments(&layout, &shell("git clone")));
+        let shown = args.find(&format!("--ro-bind {0} {0}", dir.path().display())).unwrap();
+        let covered = args.find(&format!("--tmpfs {}", data.display())).expect(&args);
+        assert!(shown < covered, "the cover goes over the bind: {args}");
+    }
+
+    #[test]
+    fn a_job_gets_only_the_environment_it_names() {
+        let mut layout = layout(Network::Isolated);
+        layout.env = Some(vec![("GIT_DIR".into(), "/workspace/.git".into())]);
+        let args = text(&arguments(&layout, &[OsString::from("git"), OsString::from("status")]));
+        assert!(args.contains("--clearenv --setenv GIT_DIR /workspace/.git git status"), "{args}");
+        assert!(!args.contains("HOME"), "{args}");
     }
 }

@@ -5,8 +5,12 @@
 //! `berth.installation`, by which a restarted server finds the containers it left.
 //! Power off stops and removes the container; the files stay in the workspace directory.
 
+use crate::job::{STDERR_TAIL_BYTES, within_limits};
 use crate::settings::{Network, Resources};
-use crate::{AgentIo, RunningSandbox, SandboxDriver, SandboxError, SandboxExit, SandboxSpec, bwrap, netns};
+use crate::{
+    AgentIo, Job, JobNetwork, JobOutput, RunningSandbox, SandboxDriver, SandboxError, SandboxExit,
+    SandboxSpec, bwrap, netns,
+};
 use berth_core::{SessionId, WorkspaceId};
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -25,6 +29,8 @@ use tokio::sync::{mpsc, watch};
 const LABEL_WORKSPACE: &str = "berth.workspace";
 const LABEL_SESSION: &str = "berth.session";
 const LABEL_INSTALLATION: &str = "berth.installation";
+/// Marks the short-lived containers of jobs (git on a checkout, a clone).
+const LABEL_JOB: &str = "berth.job";
 /// Buffer of each of the agent's output streams between the engine API and the engine.
 const STREAM_BUFFER: usize = 256 * 1024;
 
@@ -69,7 +75,68 @@ impl DockerDriver {
             what: format!("cannot reach the Docker engine (set DOCKER_HOST?): {error}"),
         })?;
         let installation = crate::cgroup::installation_name(&options.state_dir);
-        Ok(DockerDriver { docker, options, installation })
+        let driver = DockerDriver { docker, options, installation };
+        driver.remove_left_jobs().await?;
+        Ok(driver)
+    }
+
+    /// Job containers of this installation left by a server that crashed mid-job.
+    async fn remove_left_jobs(&self) -> Result<(), SandboxError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{LABEL_INSTALLATION}={}", self.installation), LABEL_JOB.to_owned()],
+        )]);
+        let options =
+            ListContainersOptions { all: true, filters: Some(filters), ..ListContainersOptions::default() };
+        for container in self.docker.list_containers(Some(options)).await.map_err(engine_error)? {
+            if let Some(id) = container.id {
+                self.remove(&id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn job_body(&self, job: &Job) -> ContainerCreateBody {
+        let mut binds = vec![format!("{}:{}", job.workspace_dir.display(), bwrap::WORKSPACE)];
+        binds.extend(
+            self.options
+                .read_only
+                .iter()
+                .chain(&job.read_only)
+                .map(|path| format!("{0}:{0}:ro", path.display())),
+        );
+        let resources = self.options.resources;
+        let host_config = HostConfig {
+            binds: Some(binds),
+            network_mode: Some(match job.network {
+                JobNetwork::None => "none".to_owned(),
+                JobNetwork::Host => "host".to_owned(),
+            }),
+            memory: resources.memory_bytes.and_then(|bytes| i64::try_from(bytes).ok()),
+            memory_swap: resources.memory_bytes.and_then(|bytes| i64::try_from(bytes).ok()),
+            pids_limit: resources.pids.map(i64::from),
+            init: Some(true),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            ..HostConfig::default()
+        };
+        let labels = HashMap::from([
+            (LABEL_WORKSPACE.to_owned(), job.workspace_id.to_string()),
+            (LABEL_INSTALLATION.to_owned(), self.installation.clone()),
+            (LABEL_JOB.to_owned(), "1".to_owned()),
+        ]);
+        ContainerCreateBody {
+            image: Some(self.options.image.clone()),
+            cmd: Some(job.argv.clone()),
+            working_dir: Some(bwrap::WORKSPACE.to_owned()),
+            env: Some(job.env.iter().map(|(name, value)| format!("{name}={value}")).collect()),
+            labels: Some(labels),
+            hostname: Some("berth".to_owned()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            host_config: Some(host_config),
+            ..ContainerCreateBody::default()
+        }
     }
 
     fn create_body(&self, spec: &SandboxSpec) -> ContainerCreateBody {
@@ -99,7 +166,12 @@ impl DockerDriver {
         ]);
         ContainerCreateBody {
             image: Some(self.options.image.clone()),
-            cmd: Some(vec!["/bin/sh".into(), "-c".into(), spec.agent_command.clone()]),
+            cmd: Some(
+                crate::local::agent_shell(&spec.agent_command)
+                    .into_iter()
+                    .map(|arg| arg.to_string_lossy().into_owned())
+                    .collect(),
+            ),
             working_dir: Some(bwrap::WORKSPACE.to_owned()),
             env: Some(vec![
                 format!("BERTH_SESSION_ID={}", spec.session_id),
@@ -138,8 +210,6 @@ impl SandboxDriver for DockerDriver {
     }
 
     async fn power_on(&self, spec: SandboxSpec) -> Result<AgentIo, SandboxError> {
-        std::fs::create_dir_all(spec.workspace_dir.join(".berth/home"))
-            .map_err(|source| SandboxError::Spawn { command: spec.agent_command.clone(), source })?;
         let name = container_name(&spec.session_id);
         let create = CreateContainerOptions { name: Some(name.clone()), ..CreateContainerOptions::default() };
         self.docker.create_container(Some(create), self.create_body(&spec)).await.map_err(engine_error)?;
@@ -280,5 +350,61 @@ impl SandboxDriver for DockerDriver {
             },
         };
         connected.map_err(|source| SandboxError::Connect { port, source })
+    }
+
+    async fn run_job(&self, job: Job) -> Result<JobOutput, SandboxError> {
+        let name = format!("berth-job-{}-{:016x}", job.workspace_id, rand::random::<u64>());
+        let create = CreateContainerOptions { name: Some(name.clone()), ..CreateContainerOptions::default() };
+        self.docker.create_container(Some(create), self.job_body(&job)).await.map_err(engine_error)?;
+        let ran = within_limits(job.timeout, &job.cancel, self.attach_and_wait(&name, &job)).await;
+        // The container goes whatever happened: a job leaves nothing running.
+        let removed = self.remove(&name).await;
+        let output = ran??;
+        removed?;
+        Ok(output)
+    }
+}
+
+impl DockerDriver {
+    /// Starts the created job container `name`, collects its output within the job's
+    /// bounds and waits for it to end.
+    async fn attach_and_wait(&self, name: &str, job: &Job) -> Result<JobOutput, SandboxError> {
+        let attach = AttachContainerOptions {
+            stdout: true,
+            stderr: true,
+            stream: true,
+            ..AttachContainerOptions::default()
+        };
+        let mut attached = self.docker.attach_container(name, Some(attach)).await.map_err(engine_error)?;
+        self.docker.start_container(name, None).await.map_err(engine_error)?;
+        let (mut stdout, mut stdout_truncated, mut stderr_tail) = (Vec::new(), false, Vec::new());
+        while let Some(chunk) = attached.output.next().await {
+            match chunk.map_err(engine_error)? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    let room = job.max_stdout.saturating_sub(stdout.len());
+                    stdout.extend_from_slice(&message[..message.len().min(room)]);
+                    stdout_truncated |= message.len() > room;
+                }
+                LogOutput::StdErr { message } => {
+                    if let Some(forward) = &job.stderr_to {
+                        let _ = forward.send(message.to_vec());
+                    }
+                    stderr_tail.extend_from_slice(&message);
+                    if stderr_tail.len() > STDERR_TAIL_BYTES {
+                        stderr_tail.drain(..stderr_tail.len() - STDERR_TAIL_BYTES);
+                    }
+                }
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        let code = match self.docker.wait_container(name, None::<WaitContainerOptions>).next().await {
+            Some(Ok(response)) => i32::try_from(response.status_code).ok(),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                i32::try_from(code).ok()
+            }
+            Some(Err(error)) => return Err(engine_error(error)),
+            None => None,
+        };
+        Ok(JobOutput { exit: SandboxExit { code, signal: None }, stdout, stdout_truncated, stderr_tail })
     }
 }

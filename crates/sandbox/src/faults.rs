@@ -2,7 +2,7 @@
 //! partial failure. A failed power off leaves the real sandbox running, as a real
 //! failure would.
 
-use crate::{AgentIo, RunningSandbox, SandboxDriver, SandboxError, SandboxSpec};
+use crate::{AgentIo, Job, JobOutput, RunningSandbox, SandboxDriver, SandboxError, SandboxSpec};
 use berth_core::{SessionId, WorkspaceId};
 use rand::Rng;
 use std::collections::HashMap;
@@ -115,5 +115,13 @@ impl SandboxDriver for FaultyDriver {
         port: u16,
     ) -> Result<tokio::net::TcpStream, SandboxError> {
         self.inner.connect(session_id, port).await
+    }
+
+    async fn run_job(&self, job: Job) -> Result<JobOutput, SandboxError> {
+        self.inner.run_job(job).await
+    }
+
+    fn job_workspace_path(&self, workspace_dir: &std::path::Path) -> std::path::PathBuf {
+        self.inner.job_workspace_path(workspace_dir)
     }
 }

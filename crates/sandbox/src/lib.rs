@@ -9,6 +9,7 @@ mod bwrap;
 mod cgroup;
 mod docker;
 mod faults;
+mod job;
 mod local;
 mod netns;
 mod proc;
@@ -16,12 +17,13 @@ pub mod settings;
 
 use berth_core::{SessionId, WorkspaceId};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tokio::sync::{mpsc, watch};
 
 pub use bwrap::WORKSPACE as SANDBOX_WORKSPACE;
 pub use docker::{DockerDriver, DockerOptions};
 pub use faults::FaultyDriver;
+pub use job::{Job, JobNetwork, JobOutput, STDERR_TAIL_BYTES};
 pub use local::{DEFAULT_STOP_TIMEOUT, LocalDriver, LocalOptions, installed};
 pub use settings::{Isolation, Network, Resources};
 
@@ -98,6 +100,10 @@ pub enum SandboxError {
     Unavailable { what: String },
     #[error("the container engine failed: {message}")]
     Engine { message: String },
+    #[error("the job did not finish within {seconds} s")]
+    JobTimedOut { seconds: u64 },
+    #[error("the job was cancelled")]
+    JobCancelled,
     #[error("injected fault: {what}")]
     Injected { what: String },
 }
@@ -121,4 +127,14 @@ pub trait SandboxDriver: Send + Sync + 'static {
     /// preview): the sandbox's own loopback, wherever the sandbox runs.
     async fn connect(&self, session_id: &SessionId, port: u16)
     -> Result<tokio::net::TcpStream, SandboxError>;
+
+    /// Runs `job` in a fresh sandbox of its workspace, with the same isolation as the
+    /// workspace's agent, and removes that sandbox when the job ends, whatever way.
+    async fn run_job(&self, job: Job) -> Result<JobOutput, SandboxError>;
+
+    /// Where a job sees the workspace directory `workspace_dir` of the host.
+    fn job_workspace_path(&self, workspace_dir: &Path) -> PathBuf {
+        let _ = workspace_dir;
+        PathBuf::from(SANDBOX_WORKSPACE)
+    }
 }

@@ -9,11 +9,12 @@
 //! restarted after a crash finds and stops the sandboxes its predecessor left.
 
 use crate::cgroup::{Cgroup, Hierarchy};
+use crate::job::{read_bounded, read_stderr, within_limits};
 use crate::proc::{group_exists, is_alive, signal_group, start_time};
 use crate::settings::{Isolation, Network, Resources};
 use crate::{
-    AgentIo, RunningSandbox, SandboxDriver, SandboxError, SandboxExit, SandboxNotice, SandboxSpec, bwrap,
-    netns,
+    AgentIo, Job, JobNetwork, JobOutput, RunningSandbox, SandboxDriver, SandboxError, SandboxExit,
+    SandboxNotice, SandboxSpec, bwrap, netns,
 };
 use berth_core::{SessionId, WorkspaceId};
 use nix::sys::signal::Signal;
@@ -173,9 +174,10 @@ impl LocalDriver {
                     extra_read_only: self.options.read_only.clone(),
                     hidden: self.options.hidden.clone(),
                     wait_on_fd_3: gate.is_some(),
+                    env: None,
                 };
                 let mut line = vec![OsString::from("bwrap")];
-                line.extend(bwrap::arguments(&layout, &spec.agent_command));
+                line.extend(bwrap::arguments(&layout, &agent_shell(&spec.agent_command)));
                 line
             }
         };
@@ -283,10 +285,6 @@ impl SandboxDriver for LocalDriver {
     async fn power_on(&self, spec: SandboxSpec) -> Result<AgentIo, SandboxError> {
         let spawn_error = |source| SandboxError::Spawn { command: spec.agent_command.clone(), source };
         let isolated = self.options.isolation == Isolation::Bwrap;
-        if isolated {
-            // The agent's home: inside the workspace (so it persists), outside git.
-            std::fs::create_dir_all(spec.workspace_dir.join(".berth/home")).map_err(spawn_error)?;
-        }
         // With outbound networking the agent waits behind a gate until slirp4netns has
         // brought its interface up, so its first connection does not fail.
         let gate = match (isolated, self.options.network) {
@@ -514,6 +512,102 @@ impl SandboxDriver for LocalDriver {
         };
         connected.map_err(|source| SandboxError::Connect { port, source })
     }
+
+    async fn run_job(&self, job: Job) -> Result<JobOutput, SandboxError> {
+        let program: Vec<OsString> = job.argv.iter().map(OsString::from).collect();
+        let mut command = match self.options.isolation {
+            // Trusted single-user setups: the job is a plain process in the checkout.
+            Isolation::None => {
+                let mut command = tokio::process::Command::new(&program[0]);
+                command.args(&program[1..]).current_dir(&job.workspace_dir).env_clear().envs(job.env.clone());
+                command
+            }
+            Isolation::Bwrap => {
+                let layout = bwrap::Layout {
+                    workspace_dir: job.workspace_dir.clone(),
+                    network: match job.network {
+                        JobNetwork::None => Network::Isolated,
+                        JobNetwork::Host => Network::Host,
+                    },
+                    extra_read_only: self.options.read_only.iter().chain(&job.read_only).cloned().collect(),
+                    hidden: self.options.hidden.clone(),
+                    wait_on_fd_3: false,
+                    env: Some(job.env.clone()),
+                };
+                let mut command = tokio::process::Command::new("bwrap");
+                command.args(bwrap::arguments(&layout, &program)).current_dir("/").env_clear();
+                if let Some(path) = std::env::var_os("PATH") {
+                    command.env("PATH", path);
+                }
+                command
+            }
+        };
+        command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child =
+            command.spawn().map_err(|source| SandboxError::Spawn { command: job.argv.join(" "), source })?;
+        let pid = child.id().and_then(|id| i32::try_from(id).ok());
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(SandboxError::Spawn {
+                command: job.argv.join(" "),
+                source: std::io::Error::other("the job's output streams are missing"),
+            });
+        };
+        let kill_group = || {
+            if let Some(pid) = pid {
+                let _ = signal_group(pid, Signal::SIGKILL);
+            }
+        };
+        let finished = async {
+            let status = child.wait().await;
+            // Whatever the job left running goes with it.
+            kill_group();
+            status
+        };
+        let outcome = within_limits(job.timeout, &job.cancel, async {
+            tokio::join!(
+                read_bounded(stdout, job.max_stdout),
+                read_stderr(stderr, job.stderr_to.clone()),
+                finished
+            )
+        })
+        .await;
+        let ((stdout, stdout_truncated), stderr_tail, status) = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                kill_group();
+                let _ = child.wait().await;
+                return Err(error);
+            }
+        };
+        let status = status.map_err(|source| SandboxError::Spawn { command: job.argv.join(" "), source })?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(JobOutput {
+            exit: SandboxExit { code: status.code(), signal: status.signal() },
+            stdout,
+            stdout_truncated,
+            stderr_tail,
+        })
+    }
+
+    fn job_workspace_path(&self, workspace_dir: &Path) -> PathBuf {
+        match self.options.isolation {
+            Isolation::None => workspace_dir.to_owned(),
+            Isolation::Bwrap => PathBuf::from(bwrap::WORKSPACE),
+        }
+    }
+}
+
+/// The agent's command line inside a sandbox: its home (inside the workspace, so it
+/// persists; outside git) is made there first, by the sandbox, because a path in the
+/// workspace is the agent's to point anywhere and must never be followed on the host.
+pub(crate) fn agent_shell(command: &str) -> Vec<OsString> {
+    let line = format!("mkdir -p \"$HOME\" 2>/dev/null; {command}");
+    vec!["/bin/sh".into(), "-c".into(), line.into()]
 }
 
 /// Stops a sandbox that failed half-way through starting.

@@ -109,6 +109,19 @@ impl Store {
         }
     }
 
+    pub async fn user(&self, id: &berth_core::UserId) -> Result<Option<User>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query_as::<_, UserRow>("SELECT id, name, role, created_at FROM users WHERE id = ?")
+                    .bind(id.as_str())
+                    .fetch_optional(pool)
+                    .await?
+                    .map(User::try_from)
+                    .transpose()
+            }
+        }
+    }
+
     /// The oldest administrator, if there is one.
     pub async fn first_admin(&self) -> Result<Option<User>, StoreError> {
         match &self.backend {
