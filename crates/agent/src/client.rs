@@ -73,10 +73,36 @@ impl WorkspaceRoots {
         WorkspaceRoots { host: root.clone(), agent: root }
     }
 
-    /// The host file the agent means by `path`, if it is inside the workspace.
-    fn host_path(&self, path: &Path) -> Option<PathBuf> {
+    /// The path beneath the workspace the agent means by `path`: absolute, under its
+    /// workspace, no `..`. What it leads to is resolved only by [`crate::files`].
+    fn relative_path(&self, path: &Path) -> Option<PathBuf> {
         let relative = path.strip_prefix(&self.agent).ok()?;
-        confined(&self.host, &self.host.join(relative))
+        let plain = relative.components().all(|component| matches!(component, Component::Normal(_)));
+        (plain && !relative.as_os_str().is_empty()).then(|| relative.to_owned())
+    }
+
+    async fn read(&self, path: &Path) -> Result<String, agent_client_protocol::Error> {
+        let relative = self.relative_path(path).ok_or_else(|| outside_workspace(path))?;
+        let host = self.host.clone();
+        match tokio::task::spawn_blocking(move || crate::files::read_text(&host, &relative)).await {
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(error)) => Err(agent_client_protocol::Error::into_internal_error(error)),
+            Err(error) => Err(agent_client_protocol::Error::into_internal_error(error)),
+        }
+    }
+
+    async fn write(&self, path: &Path, content: String) -> Result<(), agent_client_protocol::Error> {
+        let relative = self.relative_path(path).ok_or_else(|| outside_workspace(path))?;
+        let host = self.host.clone();
+        match tokio::task::spawn_blocking(move || {
+            crate::files::write_text(&host, &relative, content.as_bytes())
+        })
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(agent_client_protocol::Error::into_internal_error(error)),
+            Err(error) => Err(agent_client_protocol::Error::into_internal_error(error)),
+        }
     }
 }
 
@@ -140,33 +166,25 @@ async fn run(
         )
         .on_receive_request(
             async move |request: ReadTextFileRequest, responder, _cx| match read_roots
-                .host_path(&request.path)
+                .read(&request.path)
+                .await
             {
-                Some(path) => match tokio::fs::read_to_string(&path).await {
-                    Ok(text) => responder.respond(ReadTextFileResponse::new(select_lines(
-                        &text,
-                        request.line,
-                        request.limit,
-                    ))),
-                    Err(error) => {
-                        responder.respond_with_error(agent_client_protocol::Error::into_internal_error(error))
-                    }
-                },
-                None => responder.respond_with_error(outside_workspace(&request.path)),
+                Ok(text) => responder.respond(ReadTextFileResponse::new(select_lines(
+                    &text,
+                    request.line,
+                    request.limit,
+                ))),
+                Err(error) => responder.respond_with_error(error),
             },
             agent_client_protocol::on_receive_request!(),
         )
         .on_receive_request(
             async move |request: WriteTextFileRequest, responder, _cx| match write_roots
-                .host_path(&request.path)
+                .write(&request.path, request.content)
+                .await
             {
-                Some(path) => match tokio::fs::write(&path, request.content.as_bytes()).await {
-                    Ok(()) => responder.respond(WriteTextFileResponse::new()),
-                    Err(error) => {
-                        responder.respond_with_error(agent_client_protocol::Error::into_internal_error(error))
-                    }
-                },
-                None => responder.respond_with_error(outside_workspace(&request.path)),
+                Ok(()) => responder.respond(WriteTextFileResponse::new()),
+                Err(error) => responder.respond_with_error(error),
             },
             agent_client_protocol::on_receive_request!(),
         )
@@ -232,20 +250,6 @@ fn outside_workspace(path: &Path) -> agent_client_protocol::Error {
         .data(format!("{} is outside the workspace", path.display()))
 }
 
-/// `path` if it is absolute and stays inside `root` (no `..`, no symlink out of it).
-pub fn confined(root: &Path, path: &Path) -> Option<PathBuf> {
-    if !path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return None;
-    }
-    let root = root.canonicalize().ok()?;
-    // The file may not exist yet (a write): resolve its parent.
-    let resolved = match path.canonicalize() {
-        Ok(resolved) => resolved,
-        Err(_) => path.parent()?.canonicalize().ok()?.join(path.file_name()?),
-    };
-    resolved.starts_with(&root).then_some(resolved)
-}
-
 fn select_lines(text: &str, line: Option<u32>, limit: Option<u32>) -> String {
     if line.is_none() && limit.is_none() {
         return text.to_owned();
@@ -260,29 +264,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_access_stays_inside_the_workspace() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::write(root.join("inside.txt"), "x").unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
-        assert!(confined(root, &root.join("inside.txt")).is_some());
-        assert!(confined(root, &root.join("new-file.txt")).is_some());
-        assert!(confined(root, &root.join("../outside")).is_none());
-        assert!(confined(root, Path::new("/etc/passwd")).is_none());
-        assert!(confined(root, &root.join("escape/passwd")).is_none());
-        assert!(confined(root, Path::new("relative.txt")).is_none());
-    }
-
-    #[test]
-    fn sandbox_paths_map_to_the_host_checkout() {
-        let dir = tempfile::tempdir().unwrap();
-        let roots = WorkspaceRoots { host: dir.path().to_owned(), agent: PathBuf::from("/workspace") };
-        std::fs::create_dir(dir.path().join("src")).unwrap();
-        let inside = roots.host_path(Path::new("/workspace/src/main.rs")).unwrap();
-        assert_eq!(inside, dir.path().canonicalize().unwrap().join("src/main.rs"));
-        assert!(roots.host_path(Path::new("/workspace/../etc/passwd")).is_none());
-        assert!(roots.host_path(dir.path().join("x").as_path()).is_none(), "host paths mean nothing inside");
-        assert!(roots.host_path(Path::new("/etc/passwd")).is_none());
+    fn sandbox_paths_become_paths_beneath_the_checkout() {
+        let roots = WorkspaceRoots { host: PathBuf::from("/data/w1"), agent: PathBuf::from("/workspace") };
+        assert_eq!(
+            roots.relative_path(Path::new("/workspace/src/main.rs")),
+            Some(PathBuf::from("src/main.rs"))
+        );
+        assert_eq!(roots.relative_path(Path::new("/workspace/../etc/passwd")), None);
+        assert_eq!(roots.relative_path(Path::new("/data/w1/x")), None, "host paths mean nothing inside");
+        assert_eq!(roots.relative_path(Path::new("/etc/passwd")), None);
+        assert_eq!(roots.relative_path(Path::new("/workspace")), None);
     }
 
     #[test]

@@ -231,16 +231,9 @@ impl Engine {
         let checkout = Checkout { workspace_id: &workspace.id, dir: &dir };
         match berth_git::switch_branch(&*self.driver, checkout, branch).await {
             Ok(()) => Ok(()),
-            Err(berth_git::GitError::Failed { stderr, .. }) => Err(EngineError::Refused {
+            Err(error @ berth_git::GitError::Failed { .. }) => Err(EngineError::Refused {
                 code: "branch_switch_failed",
-                message: format!(
-                    "git cannot switch to '{branch}': {}",
-                    stderr
-                        .lines()
-                        .find(|line| line.starts_with("fatal:") || line.starts_with("error:"))
-                        .unwrap_or("no reason given")
-                        .trim()
-                ),
+                message: format!("git cannot switch to '{branch}': {}", error.summary()),
             }),
             Err(source) => Err(EngineError::Git { id: workspace.id.clone(), source }),
         }
@@ -418,17 +411,10 @@ impl Engine {
     }
 }
 
-/// One line saying why a clone failed: git's last `fatal:`/`error:` line when there is one.
+/// One line saying why a clone failed.
 fn failure_summary(error: &EngineError) -> String {
-    if let EngineError::Git { source: berth_git::GitError::Failed { stderr, .. }, .. } = error {
-        let lines = || stderr.split(['\n', '\r']).map(str::trim).filter(|line| !line.is_empty());
-        let fatal = lines().rfind(|line| line.starts_with("fatal:") || line.starts_with("error:"));
-        if let Some(line) = fatal.or_else(|| lines().next_back()) {
-            return line.to_owned();
-        }
-    }
     match error {
-        EngineError::Git { source, .. } => source.to_string(),
+        EngineError::Git { source, .. } => source.summary(),
         error => error.to_string(),
     }
 }

@@ -38,6 +38,27 @@ pub enum GitError {
     Parse { line: String },
 }
 
+impl GitError {
+    /// One line for people saying why: git's last `fatal:`/`error:` line when it printed
+    /// one (the sandbox's view of paths, never the host's), else what failed.
+    pub fn summary(&self) -> String {
+        if let GitError::Failed { stderr, .. } = self {
+            let lines = || stderr.split(['\n', '\r']).map(str::trim).filter(|line| !line.is_empty());
+            let fatal = lines().rfind(|line| line.starts_with("fatal:") || line.starts_with("error:"));
+            if let Some(line) = fatal.or_else(|| lines().next_back()) {
+                return line.chars().take(500).collect();
+            }
+        }
+        self.to_string()
+    }
+
+    /// Whether the checkout, not berth, is why git failed (a checkout the agent broke, a
+    /// refusal of git's, a command that ran too long): the person's to fix.
+    pub fn is_about_the_checkout(&self) -> bool {
+        !matches!(self, GitError::Sandbox { .. } | GitError::Cancelled)
+    }
+}
+
 /// A workspace's checkout: which workspace, and its directory on the host (which berth
 /// made and names; what is inside is the agent's).
 #[derive(Debug, Clone, Copy)]

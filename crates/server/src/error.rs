@@ -153,6 +153,11 @@ impl From<EngineError> for ApiError {
             EngineError::PreviewUnreachable { .. } | EngineError::SandboxFailed { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, code, error.to_string())
             }
+            EngineError::Git { ref source, .. } if source.is_about_the_checkout() => ApiError::new(
+                StatusCode::CONFLICT,
+                code,
+                format!("git cannot read this workspace's checkout: {}", source.summary()),
+            ),
             error @ EngineError::Git { .. } => {
                 let mut failure = ApiError::internal("git failed", &error);
                 failure.code = "git_failed";

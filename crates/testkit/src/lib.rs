@@ -133,8 +133,8 @@ pub fn have_docker() -> bool {
 }
 
 /// Builds (once per test process) a small local image for sandbox tests — no registry
-/// is reachable: busybox and the C libraries `berth` needs (berth itself is bind
-/// mounted by the driver) — with `docker import` of a root file system made here.
+/// is reachable: busybox, git, and the C libraries `berth` and git need (berth itself is
+/// bind mounted by the driver) — with `docker import` of a root file system made here.
 pub fn docker_test_image(berth: &Path) -> String {
     static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     IMAGE
@@ -153,13 +153,24 @@ pub fn docker_test_image(berth: &Path) -> String {
             for applet in ["sh", "cat", "echo", "ls", "mkdir", "sleep", "touch", "httpd", "id", "ps"] {
                 std::os::unix::fs::symlink("busybox", at(&format!("/bin/{applet}"))).unwrap();
             }
-            // The shared libraries berth links, at the paths the loader looks for them.
-            let ldd = Command::new("ldd").arg(berth).output().unwrap();
-            for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-                let library = line.split("=>").last().unwrap_or(line).split_whitespace().next().unwrap_or("");
-                if library.starts_with('/') {
-                    std::fs::create_dir_all(at(library).parent().unwrap()).unwrap();
-                    std::fs::copy(library, at(library)).unwrap();
+            // berth runs git in the sandbox: the host's git, with the helpers a clone
+            // starts by name beside it.
+            let git = which("git");
+            std::fs::create_dir_all(at("/usr/bin")).unwrap();
+            std::fs::copy(&git, at("/usr/bin/git")).unwrap();
+            for helper in ["git-upload-pack", "git-receive-pack", "git-upload-archive"] {
+                std::os::unix::fs::symlink("git", at(&format!("/usr/bin/{helper}"))).unwrap();
+            }
+            // The shared libraries berth and git link, at the paths the loader looks for them.
+            for program in [berth, git.as_path()] {
+                let ldd = Command::new("ldd").arg(program).output().unwrap();
+                for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+                    let library =
+                        line.split("=>").last().unwrap_or(line).split_whitespace().next().unwrap_or("");
+                    if library.starts_with('/') && !at(library).exists() {
+                        std::fs::create_dir_all(at(library).parent().unwrap()).unwrap();
+                        std::fs::copy(library, at(library)).unwrap();
+                    }
                 }
             }
             std::fs::write(at("/etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
@@ -182,6 +193,15 @@ pub fn docker_test_image(berth: &Path) -> String {
             name
         })
         .clone()
+}
+
+/// Where `program` is on the `PATH`.
+pub fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path).map(|dir| dir.join(program)).find(|path| path.is_file())
+        })
+        .unwrap_or_else(|| panic!("{program} is not on the PATH"))
 }
 
 /// The ids of the containers (running or not) with `label` (`key=value`).
