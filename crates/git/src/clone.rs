@@ -81,6 +81,7 @@ pub async fn clone(driver: &dyn SandboxDriver, request: CloneRequest<'_>) -> Res
     args.extend(request.exclude.iter().map(|pattern| (*pattern).to_owned()));
     let job = GitJob {
         action: "clone",
+        prelude: "",
         script: CLONE_SCRIPT,
         args,
         on_checkout: false,

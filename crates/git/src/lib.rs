@@ -139,6 +139,8 @@ fn environment(checkout: Option<&Path>) -> Vec<(String, String)> {
 /// where the job sees the workspace as `$1` and [`GitJob::args`] after it.
 struct GitJob<'a> {
     action: &'static str,
+    /// Runs before the filters are switched off (what needs no filter can start early).
+    prelude: &'a str,
     script: &'a str,
     args: Vec<String>,
     /// On an existing checkout: filters off first, its git directory explicit.
@@ -161,6 +163,7 @@ impl GitJob<'_> {
     ) -> GitJob<'a> {
         GitJob {
             action,
+            prelude: "",
             script,
             args: Vec::new(),
             on_checkout: true,
@@ -182,8 +185,8 @@ impl GitJob<'_> {
         dir: &Path,
     ) -> Result<JobOutput, GitError> {
         let inside = driver.job_workspace_path(dir);
-        let script =
-            if self.on_checkout { format!("{FILTERS_OFF}{}", self.script) } else { self.script.to_owned() };
+        let filters_off = if self.on_checkout { FILTERS_OFF } else { "" };
+        let script = format!("{}{filters_off}{}", self.prelude, self.script);
         let mut argv = vec![
             "/bin/sh".to_owned(),
             "-c".to_owned(),

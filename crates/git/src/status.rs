@@ -24,10 +24,16 @@ const SWITCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// The most of `git status` kept: enough for tens of thousands of paths.
 const MAX_STATUS_BYTES: usize = 4 << 20;
 
-/// The count of commits no remote has, a NUL, then the porcelain status. Counting fails
-/// before the first commit: none then.
-const STATUS_SCRIPT: &str = r#"count=$(git rev-list --count HEAD --not --remotes 2>/dev/null) || count=0
-printf '%s\0' "$count"
+/// Counts the commits no remote has while the filters are looked up (counting runs no
+/// filter); fails before the first commit: none then.
+const STATUS_PRELUDE: &str = r#"counted=$(mktemp)
+{ git rev-list --count HEAD --not --remotes 2>/dev/null || echo 0; } > "$counted" &
+"#;
+
+/// The count, a NUL, then the porcelain status.
+const STATUS_SCRIPT: &str = r#"wait
+printf '%s\0' "$(cat "$counted")"
+rm -f "$counted"
 exec git status --porcelain=v2 --branch -z --untracked-files=all --ignore-submodules=dirty
 "#;
 
@@ -38,9 +44,9 @@ const SWITCH_SCRIPT: &str = r#"exec git switch --no-progress --no-recurse-submod
 
 /// Reads the status of a checkout the agent can write to, in a sandbox of its workspace.
 pub async fn status(driver: &dyn SandboxDriver, checkout: Checkout<'_>) -> Result<GitStatus, GitError> {
-    let output = GitJob::on_checkout("status", STATUS_SCRIPT, STATUS_TIMEOUT, MAX_STATUS_BYTES)
-        .run(driver, checkout.workspace_id, checkout.dir)
-        .await?;
+    let mut job = GitJob::on_checkout("status", STATUS_SCRIPT, STATUS_TIMEOUT, MAX_STATUS_BYTES);
+    job.prelude = STATUS_PRELUDE;
+    let output = job.run(driver, checkout.workspace_id, checkout.dir).await?;
     parse_status(&output.stdout, output.stdout_truncated)
 }
 

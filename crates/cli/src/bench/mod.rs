@@ -46,6 +46,14 @@ struct SandboxKind {
 }
 
 impl SandboxKind {
+    /// DESIGN §3 sets a target for git status in a bubblewrap sandbox only.
+    fn git_status_target(&self) -> (&'static str, f64) {
+        match (self.driver, self.isolation) {
+            (SandboxDriverKind::Local, Isolation::Bwrap) => ("p50 ≤ 15 ms", 15.0),
+            _ => ("—", f64::INFINITY),
+        }
+    }
+
     fn adjust(&self, config: &mut Config) {
         config.sandbox_driver = self.driver;
         config.isolation = self.isolation;
@@ -231,6 +239,21 @@ async fn measure_open_close(
         api.close(&session).await?;
         closes.push(started.elapsed());
     }
+    // git status runs in a sandbox of its own, with a session live (the agent works in
+    // the checkout meanwhile) and without.
+    let mut statuses = Vec::with_capacity(rounds);
+    let session = api.open(&workspace).await?;
+    for round in 0..rounds * 2 {
+        if round == rounds {
+            api.close(&session).await?;
+        }
+        let started = Instant::now();
+        let status = api.get(&format!("/api/workspaces/{workspace}/git")).await?;
+        statuses.push(started.elapsed());
+        if status["branch"].is_null() {
+            bail!("git status answered {status}");
+        }
+    }
     let open_name = format!("open idle workspace → agent process running ({})", kind.label);
     let ready_name = format!("open idle workspace → agent ready, ACP initialised ({})", kind.label);
     let close_name = format!("close one session ({})", kind.label);
@@ -238,6 +261,12 @@ async fn measure_open_close(
         latency(open_name, &mut opens, "—", f64::INFINITY),
         latency(ready_name, &mut readies, kind.open_target, kind.open_limit_ms),
         latency(close_name, &mut closes, kind.close_target().0, kind.close_target().1),
+        latency(
+            format!("GET /api/workspaces/{{id}}/git: git status in a sandbox ({})", kind.label),
+            &mut statuses,
+            kind.git_status_target().0,
+            kind.git_status_target().1,
+        ),
     ])
 }
 
