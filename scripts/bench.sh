@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs `berth bench` with every sandbox kind side by side: none, bubblewrap (isolated and
 # outbound networking) and docker. Starts a Docker engine of its own when none answers,
-# and, unless BERTH_SANDBOX_IMAGE names one, imports a small local image (busybox and
-# the C libraries berth needs: berth itself is bind-mounted), since no registry may be
-# reachable. Extra arguments go to `berth bench` (e.g. --rounds 300 --json).
+# and, unless BERTH_SANDBOX_IMAGE names one, imports a small local image (busybox, git,
+# and the C libraries berth and git need: berth itself is bind-mounted), since no
+# registry may be reachable. Extra arguments go to `berth bench` (e.g. --rounds 300 --json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +23,13 @@ if [ -z "${BERTH_SANDBOX_IMAGE:-}" ] && docker version >/dev/null 2>&1; then
     root="$(mktemp -d)"
     mkdir -p "$root/bin" "$root/tmp" "$root/workspace" "$root/etc"
     cp "$(command -v busybox)" "$root/bin/busybox"
-    ln -s busybox "$root/bin/sh"
-    for library in $(ldd "$berth" | grep -o '/[^ ]*'); do
+    for applet in sh cat mkdir mktemp rm; do ln -s busybox "$root/bin/$applet"; done
+    # berth runs git in the sandbox's image.
+    mkdir -p "$root/usr/bin"
+    cp "$(command -v git)" "$root/usr/bin/git"
+    for helper in git-upload-pack git-receive-pack; do ln -s git "$root/usr/bin/$helper"; done
+    for library in $( (ldd "$berth"; ldd "$(command -v git)") | grep -o '/[^ ]*' | sort -u); do
+        [ -e "$root$library" ] && continue
         mkdir -p "$root$(dirname "$library")"
         cp "$library" "$root$library"
     done

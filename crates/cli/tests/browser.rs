@@ -228,9 +228,10 @@ async fn a_new_workspace_reaches_ready_on_the_dashboard() {
     browser.screenshot("dashboard-phone").await;
     browser.client.set_window_size(1280, 900).await.unwrap();
 
-    // A repository that cannot be cloned: the initialisation screen shows the log and why.
-    let missing = source.url() + "-missing";
-    browser.element("#new-workspace #repo").await.send_keys(&missing).await.unwrap();
+    // A directory that is no repository (a missing path is refused at once): the clone
+    // fails and the initialisation screen shows the log and why.
+    let not_a_repository = source.path.parent().unwrap().to_string_lossy().into_owned();
+    browser.element("#new-workspace #repo").await.send_keys(&not_a_repository).await.unwrap();
     // The keyboard is enough: Enter in the last field submits.
     browser.element("#new-workspace #name").await.send_keys("broken\n").await.unwrap();
     browser.element(".card[data-name='broken'] .badge[data-state='error']").await;

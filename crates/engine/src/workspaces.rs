@@ -51,8 +51,7 @@ impl Engine {
         owner: &User,
         request: NewWorkspace,
     ) -> Result<Workspace, EngineError> {
-        // Checked now, so a refusal is the request's answer; checked again at each clone.
-        self.clone_source(owner, &request.repo).await?;
+        validate::repo(&request.repo)?;
         if let Some(branch) = &request.branch {
             validate::branch(branch)?;
         }
@@ -66,6 +65,8 @@ impl Engine {
             }
             None => self.unused_name(owner, &validate::name_from_repo(&request.repo)).await?,
         };
+        // Checked now, so a refusal is the request's answer; checked again at each clone.
+        self.clone_source(owner, &request.repo).await?;
         let workspace = Workspace {
             id: WorkspaceId::generate(),
             name,

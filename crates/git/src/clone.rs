@@ -45,16 +45,18 @@ pub struct CloneRequest<'a> {
 /// `$1` the checkout, `$2` the repository, `$3` the branch (may be empty), then the
 /// exclusion patterns. Prints the branch checked out.
 const CLONE_SCRIPT: &str = r#"set -e
-checkout=$1 repository=$2 branch=$3
+cd "$1"
+repository=$2 branch=$3
 shift 3
+# Into ".": the log a person reads never says where the checkout lives.
 if [ -n "$branch" ]; then
-    git clone --progress --no-recurse-submodules --branch="$branch" -- "$repository" "$checkout"
+    git clone --progress --no-recurse-submodules --branch="$branch" -- "$repository" .
 else
-    git clone --progress --no-recurse-submodules -- "$repository" "$checkout"
+    git clone --progress --no-recurse-submodules -- "$repository" .
 fi
-mkdir -p "$checkout/.git/info"
-for pattern in "$@"; do printf '%s\n' "$pattern" >> "$checkout/.git/info/exclude"; done
-git -C "$checkout" symbolic-ref --quiet --short HEAD || true
+mkdir -p .git/info
+for pattern in "$@"; do printf '%s\n' "$pattern" >> .git/info/exclude; done
+git symbolic-ref --quiet --short HEAD || true
 "#;
 
 /// Clones into `request.destination`, which must exist and be empty. The clone is killed

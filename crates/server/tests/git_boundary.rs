@@ -274,3 +274,22 @@ async fn a_password_in_a_repository_url_is_refused_and_not_repeated() {
     assert_eq!(body["error"]["code"], "credentials_in_url");
     assert!(!body.to_string().contains("hunter2"), "{body}");
 }
+
+/// Deleting removes the checkout's own entries: a symlink the agent left there is
+/// unlinked, never followed into what it points to.
+#[tokio::test]
+async fn deleting_a_workspace_never_follows_its_symlinks() {
+    let server = TestServer::start().await;
+    let source = SourceRepo::new();
+    let alice = server.member("alice").await;
+    let id = alice.ready_workspace(&source.url(), "demo").await;
+    let checkout = server.checkout(&id);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("keep.txt"), "not alice's\n").unwrap();
+    std::os::unix::fs::symlink(outside.path(), checkout.join("escape")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), checkout.join(".berth")).unwrap();
+    let (status, body) = alice.delete(&format!("/api/workspaces/{id}?force=true")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!checkout.exists());
+    assert_eq!(std::fs::read_to_string(outside.path().join("keep.txt")).unwrap(), "not alice's\n");
+}
