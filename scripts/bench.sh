@@ -23,7 +23,7 @@ if [ -z "${BERTH_SANDBOX_IMAGE:-}" ] && docker version >/dev/null 2>&1; then
     root="$(mktemp -d)"
     mkdir -p "$root/bin" "$root/tmp" "$root/workspace" "$root/etc"
     cp "$(command -v busybox)" "$root/bin/busybox"
-    for applet in sh cat mkdir mktemp rm; do ln -s busybox "$root/bin/$applet"; done
+    for applet in sh cat mkdir; do ln -s busybox "$root/bin/$applet"; done
     # berth runs git in the sandbox's image.
     mkdir -p "$root/usr/bin"
     cp "$(command -v git)" "$root/usr/bin/git"

@@ -25,17 +25,21 @@ const SWITCH_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_STATUS_BYTES: usize = 4 << 20;
 
 /// Counts the commits no remote has while the filters are looked up (counting runs no
-/// filter); fails before the first commit: none then.
-const STATUS_PRELUDE: &str = r#"counted=$(mktemp)
-{ git rev-list --count HEAD --not --remotes 2>/dev/null || echo 0; } > "$counted" &
+/// filter), and says how many on standard error, after [`UNPUSHED`]. Counting fails before
+/// the first commit: none then.
+const STATUS_PRELUDE: &str = r#"{ count=$(git rev-list --count HEAD --not --remotes 2>/dev/null) || count=0
+printf '\nberth-unpushed=%s\n' "$count" >&2; } &
 "#;
 
-/// The count, a NUL, then the porcelain status.
-const STATUS_SCRIPT: &str = r#"wait
-printf '%s\0' "$(cat "$counted")"
-rm -f "$counted"
-exec git status --porcelain=v2 --branch -z --untracked-files=all --ignore-submodules=dirty
+/// The porcelain status; the count is waited for before the job ends.
+const STATUS_SCRIPT: &str = r#"git status --porcelain=v2 --branch -z --untracked-files=all --ignore-submodules=dirty
+code=$?
+wait
+exit $code
 "#;
+
+/// What precedes the count of unpushed commits on the status job's standard error.
+const UNPUSHED: &str = "berth-unpushed=";
 
 /// Switches to `$2` (a local branch, or one a remote has, which git then tracks),
 /// leaving submodules alone.
@@ -47,7 +51,8 @@ pub async fn status(driver: &dyn SandboxDriver, checkout: Checkout<'_>) -> Resul
     let mut job = GitJob::on_checkout("status", STATUS_SCRIPT, STATUS_TIMEOUT, MAX_STATUS_BYTES);
     job.prelude = STATUS_PRELUDE;
     let output = job.run(driver, checkout.workspace_id, checkout.dir).await?;
-    parse_status(&output.stdout, output.stdout_truncated)
+    let stderr = String::from_utf8_lossy(&output.stderr_tail);
+    parse_status(&output.stdout, output.stdout_truncated, &stderr)
 }
 
 /// Switches a checkout the agent can write to onto `branch`, in a sandbox of its
@@ -62,16 +67,15 @@ pub async fn switch_branch(
     job.run(driver, checkout.workspace_id, checkout.dir).await.map(drop)
 }
 
-/// Parses what [`STATUS_SCRIPT`] prints. `truncated`: the output was cut at its bound, so
-/// its last entry may be partial and is dropped.
-fn parse_status(output: &[u8], truncated: bool) -> Result<GitStatus, GitError> {
-    let Some(split) = output.iter().position(|byte| *byte == 0) else {
-        return Err(GitError::Parse { line: String::from_utf8_lossy(output).into_owned() });
-    };
-    let count = String::from_utf8_lossy(&output[..split]);
-    let unpushed_commits =
-        count.trim().parse().map_err(|_| GitError::Parse { line: count.trim().to_owned() })?;
-    let mut porcelain = &output[split + 1..];
+/// Parses what the status job printed: the porcelain status on standard output (cut at its
+/// bound when `truncated`, so its last entry may be partial and is dropped), the count of
+/// unpushed commits on standard error.
+fn parse_status(porcelain: &[u8], truncated: bool, stderr: &str) -> Result<GitStatus, GitError> {
+    let count = stderr.lines().rev().find_map(|line| line.strip_prefix(UNPUSHED));
+    let unpushed_commits = count.and_then(|count| count.trim().parse().ok()).ok_or_else(|| {
+        GitError::Parse { line: count.unwrap_or("no count of unpushed commits").to_owned() }
+    })?;
+    let mut porcelain = porcelain;
     if truncated {
         let complete = porcelain.iter().rposition(|byte| *byte == 0).map_or(0, |end| end + 1);
         porcelain = &porcelain[..complete];
@@ -149,23 +153,25 @@ u UU N... 100644 100644 100644 100644 aaa bbb ccc conflict.txt\0\
         assert!(parse_porcelain_v2(b"1 short\0", false).is_err());
         assert!(parse_porcelain_v2(b"zzz\0", false).is_err());
         assert!(parse_porcelain_v2(b"2 R. N... 100644 100644 100644 aaa bbb R100 renamed\0", false).is_err());
-        assert!(parse_status(b"", false).is_err());
-        assert!(parse_status(b"many\0# branch.oid abc\0", false).is_err());
+        assert!(parse_status(b"# branch.oid abc\0", false, "").is_err());
+        assert!(parse_status(b"# branch.oid abc\0", false, "berth-unpushed=many\n").is_err());
     }
 
     #[test]
-    fn the_count_of_unpushed_commits_comes_first() {
-        let status = parse_status(b"3\0# branch.oid abc\0# branch.head main\0? new.txt\0", false).unwrap();
+    fn the_count_of_unpushed_commits_comes_on_standard_error() {
+        let porcelain = b"# branch.oid abc\0# branch.head main\0? new.txt\0";
+        let status = parse_status(porcelain, false, "warning: x\nberth-unpushed=3\n").unwrap();
         assert_eq!(status.unpushed_commits, 3);
         assert_eq!(status.uncommitted, ["new.txt"]);
         assert!(!status.clean);
-        let unborn = parse_status(b"0\0# branch.oid (initial)\0# branch.head main\0", false).unwrap();
+        let unborn =
+            parse_status(b"# branch.oid (initial)\0# branch.head main\0", false, "berth-unpushed=0").unwrap();
         assert!(unborn.clean && unborn.head.is_none());
     }
 
     #[test]
     fn output_cut_at_its_bound_keeps_the_complete_entries_and_is_not_clean() {
-        let status = parse_status(b"0\0# branch.oid abc\0? one.txt\0? tw", true).unwrap();
+        let status = parse_status(b"# branch.oid abc\0? one.txt\0? tw", true, "berth-unpushed=0\n").unwrap();
         assert_eq!(status.uncommitted, ["one.txt"]);
         assert!(!status.clean);
     }
