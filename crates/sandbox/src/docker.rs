@@ -21,7 +21,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
@@ -96,29 +96,33 @@ impl DockerDriver {
         Ok(())
     }
 
-    fn job_body(&self, job: &Job) -> ContainerCreateBody {
-        let mut binds = vec![format!("{}:{}", job.workspace_dir.display(), bwrap::WORKSPACE)];
+    /// The workspace at `/workspace`, the paths given read-only at their own path, the
+    /// network, and the installation's limits.
+    fn host_config(&self, workspace_dir: &Path, read_only: &[PathBuf], network_mode: &str) -> HostConfig {
+        let mut binds = vec![format!("{}:{}", workspace_dir.display(), bwrap::WORKSPACE)];
         binds.extend(
-            self.options
-                .read_only
-                .iter()
-                .chain(&job.read_only)
-                .map(|path| format!("{0}:{0}:ro", path.display())),
+            self.options.read_only.iter().chain(read_only).map(|path| format!("{0}:{0}:ro", path.display())),
         );
         let resources = self.options.resources;
-        let host_config = HostConfig {
+        HostConfig {
             binds: Some(binds),
-            network_mode: Some(match job.network {
-                JobNetwork::None => "none".to_owned(),
-                JobNetwork::Host => "host".to_owned(),
-            }),
+            network_mode: Some(network_mode.to_owned()),
             memory: resources.memory_bytes.and_then(|bytes| i64::try_from(bytes).ok()),
             memory_swap: resources.memory_bytes.and_then(|bytes| i64::try_from(bytes).ok()),
             pids_limit: resources.pids.map(i64::from),
+            nano_cpus: resources.cpus.map(|cpus| (cpus * 1e9) as i64),
             init: Some(true),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             ..HostConfig::default()
+        }
+    }
+
+    fn job_body(&self, job: &Job) -> ContainerCreateBody {
+        let network_mode = match job.network {
+            JobNetwork::None => "none",
+            JobNetwork::Host => "host",
         };
+        let host_config = self.host_config(&job.workspace_dir, &job.read_only, network_mode);
         let labels = HashMap::from([
             (LABEL_WORKSPACE.to_owned(), job.workspace_id.to_string()),
             (LABEL_INSTALLATION.to_owned(), self.installation.clone()),
@@ -140,25 +144,12 @@ impl DockerDriver {
     }
 
     fn create_body(&self, spec: &SandboxSpec) -> ContainerCreateBody {
-        let mut binds = vec![format!("{}:{}", spec.workspace_dir.display(), bwrap::WORKSPACE)];
-        binds.extend(self.options.read_only.iter().map(|path| format!("{0}:{0}:ro", path.display())));
         let network_mode = match self.options.network {
             Network::Host => "host",
             Network::Isolated => "none",
             Network::Outbound => "bridge",
         };
-        let resources = self.options.resources;
-        let host_config = HostConfig {
-            binds: Some(binds),
-            network_mode: Some(network_mode.to_owned()),
-            memory: resources.memory_bytes.and_then(|bytes| i64::try_from(bytes).ok()),
-            memory_swap: resources.memory_bytes.and_then(|bytes| i64::try_from(bytes).ok()),
-            pids_limit: resources.pids.map(i64::from),
-            nano_cpus: resources.cpus.map(|cpus| (cpus * 1e9) as i64),
-            init: Some(true),
-            security_opt: Some(vec!["no-new-privileges".to_owned()]),
-            ..HostConfig::default()
-        };
+        let host_config = self.host_config(&spec.workspace_dir, &[], network_mode);
         let labels = HashMap::from([
             (LABEL_WORKSPACE.to_owned(), spec.workspace_id.to_string()),
             (LABEL_SESSION.to_owned(), spec.session_id.to_string()),
