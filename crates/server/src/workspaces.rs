@@ -27,7 +27,8 @@ pub fn router() -> Router<AppState> {
 
 /// Creates a workspace; it answers at once in `initialising` and clones in the background.
 #[utoipa::path(post, path = "/api/workspaces", tag = "workspaces", request_body = CreateWorkspaceRequest,
-    responses((status = 202, body = WorkspaceBody), (status = 400, body = ErrorEnvelope),
+    responses((status = 202, body = WorkspaceBody),
+        (status = 400, body = ErrorEnvelope, description = "invalid_repo (saying why), credentials_in_url, invalid_name, invalid_branch, invalid_agent"),
         (status = 409, body = ErrorEnvelope, description = "name_taken"),
         (status = 413, body = ErrorEnvelope)))]
 pub async fn create_workspace(
@@ -83,7 +84,7 @@ pub async fn show_workspace(
     responses((status = 200, body = WorkspaceBody), (status = 400, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope,
-            description = "name_taken, workspace_not_ready, workspace_active or branch_switch_failed")))]
+            description = "name_taken, workspace_not_ready, workspace_active, branch_switch_failed or git_failed")))]
 pub async fn update_workspace(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -113,7 +114,8 @@ pub async fn init_log(
 #[utoipa::path(get, path = "/api/workspaces/{id}/git", tag = "workspaces",
     params(("id" = String, Path, description = "workspace id")),
     responses((status = 200, body = GitStatusBody), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope, description = "workspace_not_ready")))]
+        (status = 409, body = ErrorEnvelope,
+            description = "workspace_not_ready, or git_failed with git's reason (a checkout git cannot read)")))]
 pub async fn git_status(
     State(state): State<AppState>,
     Caller(caller): Caller,
