@@ -69,6 +69,8 @@ pub struct Config {
     pub resources: Resources,
     /// The container image of the `docker` driver.
     pub image: String,
+    /// Private, link-local or host ranges outbound sandboxes may reach all the same.
+    pub egress_allow: Vec<berth_sandbox::egress::IpNet>,
     pub preview_ports: PortAllowList,
     /// Where previews are served: an origin of their own, so a previewed page's scripts
     /// never run with berth's origin. `None` (`preview.listen = "off"`): no previews.
@@ -156,6 +158,8 @@ struct SandboxFile {
     pids: Option<String>,
     cpus: Option<String>,
     image: Option<String>,
+    /// Comma-separated, as the environment variable.
+    egress_allow: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -370,6 +374,11 @@ impl Config {
             Some(text) => duration("git.clone_timeout", &text)?,
             None => DEFAULT_CLONE_TIMEOUT,
         };
+        let egress_allow = match pick("BERTH_EGRESS_ALLOW", parsed.sandbox.egress_allow) {
+            Some(text) => berth_sandbox::egress::parse_allow_list(&text)
+                .map_err(|reason| invalid("sandbox.egress_allow", &text, reason))?,
+            None => Vec::new(),
+        };
         let git_local_roots = match pick("BERTH_GIT_LOCAL_ROOTS", parsed.git.local_roots) {
             Some(text) => local_roots(&text)?,
             None => Vec::new(),
@@ -387,6 +396,7 @@ impl Config {
             network,
             resources: Resources { memory_bytes, pids, cpus },
             image,
+            egress_allow,
             preview_ports,
             preview_listen,
             preview_url,
@@ -470,6 +480,7 @@ mod tests {
         assert_eq!(config.resume_context, ResumeContext::Auto);
         assert_eq!(config.turn_timeout, Duration::from_secs(30 * 60));
         assert!(config.git_local_roots.is_empty(), "members clone no local path by default");
+        assert!(config.egress_allow.is_empty(), "outbound sandboxes reach no private range by default");
         assert_eq!(config.network, Network::Outbound);
         assert_eq!(config.resources, DEFAULT_RESOURCES);
         assert_eq!(config.image, DEFAULT_IMAGE);
@@ -594,6 +605,16 @@ resume_context = "never"
                 "{variable}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn egress_allow_is_a_list_of_cidrs() {
+        let env = env_of(&[("BERTH_DATA", "/tmp/b"), ("BERTH_EGRESS_ALLOW", "10.1.0.0/16,fd00::1")]);
+        let config = Config::load(None, env, HostTools::NONE).unwrap();
+        assert_eq!(config.egress_allow.len(), 2);
+        let pairs = [("BERTH_DATA", "/tmp/b"), ("BERTH_EGRESS_ALLOW", "10.1.0.0/99")];
+        let error = Config::load(None, env_of(&pairs), HostTools::NONE).unwrap_err().to_string();
+        assert!(error.contains("sandbox.egress_allow"), "{error}");
     }
 
     #[test]

@@ -144,6 +144,7 @@ async fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, Engin
                 stop_timeout: berth_sandbox::DEFAULT_STOP_TIMEOUT,
                 hidden: std::iter::once(config.data_dir.clone()).chain(config.config_file.clone()).collect(),
                 read_only: agent_programs(config),
+                egress_allow: config.egress_allow.clone(),
             };
             let driver = berth_sandbox::LocalDriver::with_options(&state_dir, options)
                 .map_err(|source| EngineError::Sandbox { source })?;

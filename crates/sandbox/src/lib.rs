@@ -8,6 +8,7 @@
 mod bwrap;
 mod cgroup;
 mod docker;
+pub mod egress;
 mod faults;
 mod job;
 mod local;

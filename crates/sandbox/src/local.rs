@@ -58,6 +58,9 @@ pub struct LocalOptions {
     pub hidden: Vec<PathBuf>,
     /// Host files shown read-only at their own path (the agent's program).
     pub read_only: Vec<PathBuf>,
+    /// Ranges an outbound sandbox may reach although they are private, link-local or the
+    /// host's own (see [`crate::egress`]).
+    pub egress_allow: Vec<ipnet::IpNet>,
 }
 
 impl LocalOptions {
@@ -70,6 +73,7 @@ impl LocalOptions {
             stop_timeout,
             hidden: Vec::new(),
             read_only: Vec::new(),
+            egress_allow: Vec::new(),
         }
     }
 }
@@ -113,6 +117,11 @@ impl LocalDriver {
             require_program("bwrap", "install bubblewrap or set sandbox.isolation = \"none\"")?;
             if options.network == Network::Outbound {
                 require_program("slirp4netns", "install slirp4netns or set sandbox.network")?;
+                require_program("nsenter", "install util-linux or set sandbox.network")?;
+                require_program(
+                    "nft",
+                    "install nftables (it keeps sandboxes off the host's network) or set sandbox.network",
+                )?;
             }
         }
         let cgroups = if options.resources.is_unlimited() {
@@ -232,6 +241,15 @@ impl LocalDriver {
             }
         }
         Ok(records)
+    }
+
+    /// Outbound networking for the sandbox whose namespaces process `holder` holds: slirp4netns,
+    /// then the egress rules, both before the agent runs.
+    async fn start_outbound(&self, holder: i32) -> std::io::Result<tokio::process::Child> {
+        let slirp = netns::start_slirp(holder).await?;
+        let rules = crate::egress::ruleset(&self.options.egress_allow, &crate::egress::host_addresses());
+        crate::egress::apply(holder, &rules).await?;
+        Ok(slirp)
     }
 
     /// Stops a sandbox this process did not start (left by a crashed predecessor): SIGTERM
@@ -369,7 +387,7 @@ impl SandboxDriver for LocalDriver {
                 return Err(abandon(pid, &mut child, cgroup.as_ref(), spawn_error(error)).await);
             };
             let slirp = match self.options.network {
-                Network::Outbound => match netns::start_slirp(holder).await {
+                Network::Outbound => match self.start_outbound(holder).await {
                     Ok(slirp) => {
                         if let Some((_, mut writer)) = gate {
                             use std::io::Write;

@@ -52,6 +52,7 @@ impl DataDir {
             stop_timeout: Duration::from_secs(3),
             hidden: vec![self.path().to_owned()],
             read_only: Vec::new(),
+            egress_allow: Vec::new(),
         };
         LocalDriver::with_options(&self.path().join("sandboxes"), options).unwrap()
     }
