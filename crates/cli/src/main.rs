@@ -9,6 +9,7 @@ mod drill;
 mod harness;
 mod serve;
 mod sessions;
+mod tokens;
 mod users;
 mod workspaces;
 
@@ -42,9 +43,13 @@ enum Command {
         #[arg(long, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Manages users directly in the data directory (no server needed).
+    /// Users: `add` works on the data directory (no server needed); `list`, `disable` and
+    /// `enable` ask a running server (administrators).
     #[command(subcommand)]
     User(users::UserCommand),
+    /// Your API tokens on a running server: list, create, revoke.
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
     /// Creates, lists, shows and deletes workspaces on a running server.
     #[command(subcommand, visible_alias = "ws")]
     Workspace(workspaces::WorkspaceCommand),
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { config } => serve::run(config.as_deref()).await,
             Command::User(command) => users::run(command).await,
+            Command::Token(command) => tokens::run(command).await,
             Command::Workspace(command) => workspaces::run(command).await,
             Command::Open { workspace, server } => sessions::open(&server, &workspace).await,
             Command::Sessions { all, json, server } => sessions::list(&server, all, json).await,

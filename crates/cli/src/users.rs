@@ -1,11 +1,16 @@
 //! `berth user add`: creates a user straight in the data directory, for a first login or
-//! when no administrator can be reached.
+//! when no administrator can be reached. `berth user list | disable | enable`: an
+//! administrator's view of the users of a running server.
 
+use crate::ServerArgs;
+use crate::client::Client;
 use crate::serve::load_config;
 use anyhow::Context;
 use berth_core::Role;
 use berth_engine::Engine;
+use berth_server::wire::{AccountBody, AccountList};
 use clap::Subcommand;
+use reqwest::Method;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,6 +26,39 @@ pub enum UserCommand {
         #[arg(long, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Lists every user (administrators).
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Disables a user (by name or id): their tokens stop and their live sessions close.
+    Disable {
+        user: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Enables a disabled user again.
+    Enable {
+        user: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Sets whether `user` (a name or an id) is disabled.
+async fn set_disabled(server: &ServerArgs, user: &str, disabled: bool) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server)?;
+    let list: AccountList = client.json(Method::GET, "/api/users", None).await?;
+    let Some(account) = list.users.iter().find(|account| account.name == user || account.id == user) else {
+        anyhow::bail!("no user '{user}'");
+    };
+    let body = serde_json::json!({ "disabled": disabled });
+    let changed: AccountBody =
+        client.json(Method::PATCH, &format!("/api/users/{}", account.id), Some(&body)).await?;
+    let state =
+        if changed.disabled { "disabled: their tokens stop and their sessions close" } else { "enabled" };
+    println!("User {} is {state}.", changed.name);
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn run(command: UserCommand) -> anyhow::Result<ExitCode> {
@@ -39,5 +77,23 @@ pub async fn run(command: UserCommand) -> anyhow::Result<ExitCode> {
             println!("Log in at: http://{listen}/login?token={}", token.0);
             Ok(ExitCode::SUCCESS)
         }
+        UserCommand::List { server } => {
+            let list: AccountList = Client::new(&server)?.json(Method::GET, "/api/users", None).await?;
+            println!("{:<24} {:<20} {:<8} {:<9} CREATED", "ID", "NAME", "ROLE", "STATE");
+            for account in list.users {
+                let state = if account.disabled { "disabled" } else { "active" };
+                let created = account.created_at.format("%Y-%m-%d %H:%M");
+                println!(
+                    "{:<24} {:<20} {:<8} {:<9} {created}",
+                    account.id,
+                    account.name,
+                    account.role.as_str(),
+                    state
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Disable { user, server } => set_disabled(&server, &user, true).await,
+        UserCommand::Enable { user, server } => set_disabled(&server, &user, false).await,
     }
 }

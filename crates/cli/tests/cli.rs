@@ -50,13 +50,18 @@ fn serve(data: &Path) -> Served {
 }
 
 fn serve_with(data: &Path, env: &[(&str, &str)]) -> Served {
+    serve_logging_to(data, env, Stdio::null())
+}
+
+/// `berth serve` with its log (standard error) going to `log`.
+fn serve_logging_to(data: &Path, env: &[(&str, &str)], log: impl Into<Stdio>) -> Served {
     let mut child = berth(data)
         .arg("serve")
         .envs(env.iter().copied())
         .env("BERTH_LISTEN", "127.0.0.1:0")
         .env("BERTH_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
@@ -314,4 +319,56 @@ fn attach_prompts_answers_by_number_and_shows_the_output() {
     assert!(attach.wait().unwrap().success());
     let checkout = std::fs::read_dir(data.path().join("workspaces")).unwrap().next().unwrap().unwrap().path();
     assert_eq!(std::fs::read_to_string(checkout.join("attached.txt")).unwrap(), "attached\n");
+}
+
+/// Tokens and users from the terminal, against a server logging at debug level: no token
+/// (the login link's, a new one, the admin's) ever reaches its log.
+#[test]
+fn tokens_and_users_from_the_cli_and_no_secret_in_the_debug_log() {
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let served = serve_logging_to(data.path(), &[("BERTH_LOG", "debug")], log);
+    let run = |token: &str, args: &[&str]| {
+        let output = client(data.path(), &served, token, args);
+        assert!(output.status.success(), "{args:?}: {}{}", text(&output.stdout), text(&output.stderr));
+        text(&output.stdout)
+    };
+    let created = run(ADMIN_TOKEN, &["token", "create", "--name", "ci", "--expires-in", "1h"]);
+    let secret = created.lines().find(|line| line.starts_with("berth_")).unwrap().to_owned();
+    let id = created.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(created.contains("expires at"), "{created}");
+    let listed = run(&secret, &["token", "list"]);
+    assert!(listed.contains(&id) && listed.contains("ci") && !listed.contains(&secret), "{listed}");
+
+    // The login link, as a browser follows it.
+    let address = served.url.trim_start_matches("http://").to_owned();
+    let mut connection = std::net::TcpStream::connect(&address).unwrap();
+    use std::io::{Read, Write};
+    write!(connection, "GET /login?token={secret} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    connection.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+
+    let added = berth(data.path()).args(["user", "add", "carol"]).output().unwrap();
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let carol_token = text(&added.stdout).lines().find_map(|l| l.strip_prefix("Token: ")).unwrap().to_owned();
+    assert!(run(ADMIN_TOKEN, &["user", "list"]).contains("carol"));
+    assert!(run(ADMIN_TOKEN, &["user", "disable", "carol"]).contains("disabled"));
+    let refused = client(data.path(), &served, &carol_token, &["token", "list"]);
+    assert!(!refused.status.success(), "a disabled user's token still works");
+
+    assert!(run(ADMIN_TOKEN, &["token", "revoke", &id]).contains("revoked"));
+    let revoked = client(data.path(), &served, &secret, &["token", "list"]);
+    assert!(!revoked.status.success(), "a revoked token still works");
+
+    drop(served);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("/login") && log.contains("on_request"), "requests are traced at debug level: {log}");
+    for token in [secret.as_str(), ADMIN_TOKEN, carol_token.as_str()] {
+        assert!(!log.contains(token), "a token reached the log");
+    }
+    let hexes = [&secret["berth_".len()..], &carol_token["berth_".len()..]];
+    assert!(hexes.iter().all(|hex| !log.contains(*hex)), "a token's secret part reached the log");
 }

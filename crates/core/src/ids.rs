@@ -60,6 +60,7 @@ macro_rules! id_type {
 id_type!(UserId, "u_");
 id_type!(WorkspaceId, "w_");
 id_type!(SessionId, "s_");
+id_type!(TokenId, "t_");
 
 #[cfg(test)]
 mod tests {

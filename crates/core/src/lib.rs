@@ -11,8 +11,8 @@ pub mod validate;
 pub mod workspace;
 
 pub use event::Event;
-pub use ids::{SessionId, UserId, WorkspaceId};
+pub use ids::{SessionId, TokenId, UserId, WorkspaceId};
 pub use limits::{Limits, OnUserLimit};
 pub use session::{EndReason, Session, SessionState};
-pub use user::{Role, User};
+pub use user::{Account, Role, TokenInfo, User};
 pub use workspace::{Workspace, WorkspaceEvent, WorkspaceState, WorkspaceTransitionError};

@@ -1,6 +1,6 @@
 //! People who use berth and what they may do.
 
-use crate::ids::UserId;
+use crate::ids::{TokenId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -39,5 +39,32 @@ pub struct User {
 impl User {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+}
+
+/// A user as an administrator sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: User,
+    /// A disabled user's tokens do not authenticate.
+    pub disabled: bool,
+}
+
+/// What is known of a token besides its secret, which is never kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: TokenId,
+    pub user_id: UserId,
+    pub name: String,
+    /// The token's first characters, so its owner can tell which one it is.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl TokenInfo {
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|expires_at| expires_at <= now)
     }
 }

@@ -14,6 +14,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_CLONE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_COOKIE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SandboxDriverKind {
@@ -87,6 +88,8 @@ pub struct Config {
     /// A turn during which the agent sends nothing for this long is cancelled.
     pub turn_timeout: Duration,
     pub clone_timeout: Duration,
+    /// How long the login cookie lives.
+    pub cookie_ttl: Duration,
     /// Directories under which members may clone local repositories (admins may clone
     /// any path outside the data directory). Empty: members clone no local path.
     pub git_local_roots: Vec<PathBuf>,
@@ -124,6 +127,14 @@ struct ConfigFile {
     git: GitFile,
     #[serde(default)]
     preview: PreviewFile,
+    #[serde(default)]
+    auth: AuthFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    cookie_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -374,6 +385,10 @@ impl Config {
             Some(text) => duration("git.clone_timeout", &text)?,
             None => DEFAULT_CLONE_TIMEOUT,
         };
+        let cookie_ttl = match pick("BERTH_COOKIE_TTL", parsed.auth.cookie_ttl) {
+            Some(text) => duration("auth.cookie_ttl", &text)?,
+            None => DEFAULT_COOKIE_TTL,
+        };
         let egress_allow = match pick("BERTH_EGRESS_ALLOW", parsed.sandbox.egress_allow) {
             Some(text) => berth_sandbox::egress::parse_allow_list(&text)
                 .map_err(|reason| invalid("sandbox.egress_allow", &text, reason))?,
@@ -405,6 +420,7 @@ impl Config {
             resume_context,
             turn_timeout,
             clone_timeout,
+            cookie_ttl,
             git_local_roots,
         })
     }
@@ -480,6 +496,7 @@ mod tests {
         assert_eq!(config.resume_context, ResumeContext::Auto);
         assert_eq!(config.turn_timeout, Duration::from_secs(30 * 60));
         assert!(config.git_local_roots.is_empty(), "members clone no local path by default");
+        assert_eq!(config.cookie_ttl, Duration::from_secs(30 * 24 * 3600));
         assert!(config.egress_allow.is_empty(), "outbound sandboxes reach no private range by default");
         assert_eq!(config.network, Network::Outbound);
         assert_eq!(config.resources, DEFAULT_RESOURCES);

@@ -1,8 +1,10 @@
-//! Users and bearer tokens. Tokens are random, shown once, and stored only as hashes.
+//! Users and bearer tokens. Tokens are random, shown once, and stored only as hashes;
+//! they are named, may expire, are revoked one by one (at once: the cache of valid
+//! tokens forgets them), and stop when an administrator disables their user.
 
 use crate::{Engine, EngineError};
-use berth_core::{Role, User, UserId, validate};
-use chrono::Utc;
+use berth_core::{Account, EndReason, Role, TokenId, TokenInfo, User, UserId, validate};
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -20,31 +22,74 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// How much of a token its listing shows: `berth_` and six of its 64 hex digits.
+const TOKEN_PREFIX_LEN: usize = 12;
+/// The longest token name.
+pub const MAX_TOKEN_NAME_LEN: usize = 64;
+/// The longest lifetime a token may be given: ten years.
+pub const MAX_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The record of a new token `secret` of `user_id`.
+fn token_record(
+    user_id: &UserId,
+    name: &str,
+    secret: &NewToken,
+    expires_at: Option<DateTime<Utc>>,
+) -> TokenInfo {
+    TokenInfo {
+        id: TokenId::generate(),
+        user_id: user_id.clone(),
+        name: name.to_owned(),
+        prefix: secret.0.chars().take(TOKEN_PREFIX_LEN).collect(),
+        created_at: Utc::now(),
+        last_used_at: None,
+        expires_at,
+    }
+}
+
 /// How long a token seen to be valid is trusted without asking the store again.
 const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Beyond this many cached tokens the cache starts over (only valid tokens are cached,
 /// so only real users fill it).
 const TOKEN_CACHE_MAX: usize = 10_000;
 
-/// Valid tokens by hash, with the user and when the store last confirmed them.
+/// A valid token: its user, when the store last confirmed it, when it expires.
+type CachedToken = (User, std::time::Instant, Option<DateTime<Utc>>);
+
+/// Valid tokens by hash. A revocation or a disabled user removes entries at once, so the
+/// cache only saves queries and never keeps a token alive.
 #[derive(Default)]
 pub(crate) struct TokenCache {
-    entries: std::sync::Mutex<HashMap<String, (User, std::time::Instant)>>,
+    entries: std::sync::Mutex<HashMap<String, CachedToken>>,
 }
 
 impl TokenCache {
-    fn get(&self, hash: &str) -> Option<User> {
-        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (user, confirmed) = entries.get(hash)?;
-        (confirmed.elapsed() < TOKEN_CACHE_TTL).then(|| user.clone())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedToken>> {
+        // A map of cached answers stays consistent whatever panicked while holding it.
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn put(&self, hash: String, user: User) {
-        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn get(&self, hash: &str) -> Option<User> {
+        let entries = self.lock();
+        let (user, confirmed, expires_at) = entries.get(hash)?;
+        let expired = expires_at.is_some_and(|expires_at| expires_at <= Utc::now());
+        (confirmed.elapsed() < TOKEN_CACHE_TTL && !expired).then(|| user.clone())
+    }
+
+    fn put(&self, hash: String, user: User, expires_at: Option<DateTime<Utc>>) {
+        let mut entries = self.lock();
         if entries.len() >= TOKEN_CACHE_MAX {
             entries.clear();
         }
-        entries.insert(hash, (user, std::time::Instant::now()));
+        entries.insert(hash, (user, std::time::Instant::now(), expires_at));
+    }
+
+    fn forget(&self, hash: &str) {
+        self.lock().remove(hash);
+    }
+
+    fn forget_user(&self, user_id: &UserId) {
+        self.lock().retain(|_, (user, _, _)| &user.id != user_id);
     }
 }
 
@@ -54,7 +99,8 @@ impl Engine {
         validate::name(name)?;
         let user = User { id: UserId::generate(), name: name.to_owned(), role, created_at: Utc::now() };
         let token = generate_token();
-        self.store.insert_user(&user, &hash_token(&token.0)).await?;
+        let record = token_record(&user.id, "first token", &token, None);
+        self.store.insert_user(&user, &record, &hash_token(&token.0)).await?;
         tracing::info!(user_id = %user.id, name = %user.name, role = role.as_str(), "user created");
         Ok((user, token))
     }
@@ -72,13 +118,115 @@ impl Engine {
         self.create_user(name, role).await
     }
 
-    pub async fn create_token(&self, user: &User) -> Result<NewToken, EngineError> {
+    /// A new token of `user`, named (`token` when no name is given) and expiring after
+    /// `lifetime` if one is given.
+    pub async fn create_token(
+        &self,
+        user: &User,
+        name: Option<&str>,
+        lifetime: Option<std::time::Duration>,
+    ) -> Result<(TokenInfo, NewToken), EngineError> {
+        let name = name.map(str::trim).filter(|name| !name.is_empty()).unwrap_or("token");
+        if name.chars().count() > MAX_TOKEN_NAME_LEN || name.chars().any(char::is_control) {
+            return Err(EngineError::Refused {
+                code: "invalid_token_name",
+                message: format!(
+                    "a token name is 1 to {MAX_TOKEN_NAME_LEN} characters, none a control character"
+                ),
+            });
+        }
+        let expires_at = match lifetime {
+            Some(lifetime) if lifetime.is_zero() || lifetime > MAX_TOKEN_LIFETIME => {
+                return Err(EngineError::Refused {
+                    code: "invalid_expiry",
+                    message: format!(
+                        "a token lives from 1 s to {} days",
+                        MAX_TOKEN_LIFETIME.as_secs() / 86_400
+                    ),
+                });
+            }
+            Some(lifetime) => chrono::Duration::from_std(lifetime).ok().map(|lifetime| Utc::now() + lifetime),
+            None => None,
+        };
         let token = generate_token();
-        self.store.insert_token(&user.id, &hash_token(&token.0), Utc::now()).await?;
-        Ok(token)
+        let record = token_record(&user.id, name, &token, expires_at);
+        self.store.insert_token(&record, &hash_token(&token.0)).await?;
+        tracing::info!(user_id = %user.id, token_id = %record.id, "token created");
+        Ok((record, token))
     }
 
-    /// The user a bearer token belongs to, if any.
+    /// The caller's tokens, never their secrets.
+    pub async fn tokens(&self, user: &User) -> Result<Vec<TokenInfo>, EngineError> {
+        Ok(self.store.tokens_of(&user.id).await?)
+    }
+
+    /// Revokes one of the caller's tokens; it stops working at once.
+    pub async fn revoke_token(&self, user: &User, id: &str) -> Result<(), EngineError> {
+        let not_found = || EngineError::NotFound { what: "token" };
+        let id = TokenId::parse(id).ok_or_else(not_found)?;
+        let hash = self.store.delete_token(&user.id, &id).await?.ok_or_else(not_found)?;
+        self.tokens.forget(&hash);
+        tracing::info!(user_id = %user.id, token_id = %id, "token revoked");
+        Ok(())
+    }
+
+    /// Revokes `token` itself (a browser signing out).
+    pub async fn logout(&self, token: &str) -> Result<(), EngineError> {
+        let hash = hash_token(token);
+        self.store.delete_token_by_hash(&hash).await?;
+        self.tokens.forget(&hash);
+        Ok(())
+    }
+
+    /// Every user of the installation (administrators only).
+    pub async fn accounts(&self, caller: &User) -> Result<Vec<Account>, EngineError> {
+        if !caller.is_admin() {
+            return Err(EngineError::Forbidden { action: "list users" });
+        }
+        Ok(self.store.accounts().await?)
+    }
+
+    /// Changes another user's role or disables them (administrators only). A disabled
+    /// user's tokens stop at once and their live sessions close (`admin`).
+    pub async fn update_account(
+        &self,
+        caller: &User,
+        id: &str,
+        disabled: Option<bool>,
+        role: Option<Role>,
+    ) -> Result<Account, EngineError> {
+        if !caller.is_admin() {
+            return Err(EngineError::Forbidden { action: "change users" });
+        }
+        let not_found = || EngineError::NotFound { what: "user" };
+        let id = UserId::parse(id).ok_or_else(not_found)?;
+        if id == caller.id {
+            return Err(EngineError::Refused {
+                code: "cannot_change_yourself",
+                message: "an administrator cannot disable or demote themselves; ask another administrator"
+                    .into(),
+            });
+        }
+        let accounts = self.store.accounts().await?;
+        let current = accounts.into_iter().find(|account| account.user.id == id).ok_or_else(not_found)?;
+        let disabled = disabled.unwrap_or(current.disabled);
+        let role = role.unwrap_or(current.user.role);
+        if !self.store.update_account(&id, role, disabled).await? {
+            return Err(not_found());
+        }
+        self.tokens.forget_user(&id);
+        if disabled {
+            for session in self.store.live_sessions_of(&id).await? {
+                if let Err(error) = self.close_session(&session.id, EndReason::Admin).await {
+                    tracing::warn!(session_id = %session.id, error = %error, "a disabled user's session did not close");
+                }
+            }
+        }
+        tracing::info!(user_id = %id, disabled, role = role.as_str(), "user changed");
+        Ok(Account { user: User { role, ..current.user }, disabled })
+    }
+
+    /// The user a bearer token belongs to, if it is valid now.
     pub async fn authenticate(&self, token: &str) -> Result<Option<User>, EngineError> {
         if token.is_empty() || token.len() > 256 {
             return Ok(None);
@@ -87,11 +235,11 @@ impl Engine {
         if let Some(user) = self.tokens.get(&hash) {
             return Ok(Some(user));
         }
-        let user = self.store.user_by_token_hash(&hash).await?;
-        if let Some(user) = &user {
-            self.tokens.put(hash, user.clone());
-        }
-        Ok(user)
+        let Some((user, expires_at)) = self.store.authenticate(&hash, Utc::now()).await? else {
+            return Ok(None);
+        };
+        self.tokens.put(hash, user.clone(), expires_at);
+        Ok(Some(user))
     }
 
     /// Makes sure someone can administer this installation. On an empty store it creates
@@ -109,7 +257,8 @@ impl Engine {
                 role: Role::Admin,
                 created_at: Utc::now(),
             };
-            self.store.insert_user(&user, &hash_token(&token.0)).await?;
+            let record = token_record(&user.id, "first token", &token, None);
+            self.store.insert_user(&user, &record, &hash_token(&token.0)).await?;
             tracing::info!(user_id = %user.id, "first administrator created");
             return Ok(Some((user, token)));
         }
@@ -117,7 +266,9 @@ impl Engine {
             && self.authenticate(&token).await?.is_none()
             && let Some(admin) = self.store.first_admin().await?
         {
-            self.store.insert_token(&admin.id, &hash_token(&token), Utc::now()).await?;
+            let token = NewToken(token);
+            let record = token_record(&admin.id, "configured admin token", &token, None);
+            self.store.insert_token(&record, &hash_token(&token.0)).await?;
         }
         Ok(None)
     }

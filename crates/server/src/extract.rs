@@ -27,6 +27,21 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// A body that is a JSON object of `T`'s fields, or empty (all defaults). Anything else —
+/// an array, a number, unknown fields — is refused with `invalid_request`.
+pub fn optional_object<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::invalid_request("the body is not UTF-8"))?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed == "null" {
+        return Ok(T::default());
+    }
+    if !trimmed.starts_with('{') {
+        return Err(ApiError::invalid_request("the body must be a JSON object"));
+    }
+    serde_json::from_str(trimmed)
+        .map_err(|error| ApiError::invalid_request(format!("the body is not valid: {error}")))
+}
+
 /// A query string; values of the wrong type are refused with `invalid_request`.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
@@ -95,7 +110,7 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn cookie_token(parts: &Parts) -> Option<&str> {
+pub(crate) fn cookie_token(parts: &Parts) -> Option<&str> {
     parts
         .headers
         .get_all(axum::http::header::COOKIE)

@@ -9,7 +9,8 @@ use utoipa::{Modify, OpenApi};
     info(title = "berth", description = "The HTTP API of berth, a control plane for agent workspaces."),
     paths(
         ops::healthz, ops::readyz,
-        users::me, users::create_user, users::create_token,
+        users::me, users::create_user, users::create_token, users::list_tokens, users::revoke_token,
+        users::list_users, users::update_user, ops::logout,
         workspaces::create_workspace, workspaces::list_workspaces, workspaces::show_workspace, workspaces::update_workspace,
         changes::workspace_changes, workspaces::init_log, workspaces::git_status, workspaces::delete_workspace, workspaces::retry_workspace,
         sessions::open_workspace, sessions::list_sessions, sessions::show_session, sessions::close_session,
@@ -18,6 +19,7 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(
         wire::UserBody, wire::MeBody, wire::CreateUserRequest, wire::CreatedUser, wire::TokenBody,
+        wire::CreateTokenRequest, wire::TokenInfoBody, wire::TokenList, wire::AccountBody, wire::AccountList, wire::UpdateUserRequest,
         wire::WorkspaceBody, wire::WorkspaceList, wire::CreateWorkspaceRequest, wire::UpdateWorkspaceRequest, wire::GitStatusBody,
         wire::DeletedBody, wire::ErrorEnvelope, wire::ErrorBody,
         wire::SessionBody, wire::SessionList, wire::AdminSessionBody, wire::AdminSessionList, wire::OpenBody, wire::CloseBody, wire::CloseAllRequest,

@@ -1,4 +1,5 @@
-//! Operations and entry points: `/healthz`, `/readyz`, `/api/openapi.json`, `/login`.
+//! Operations and entry points: `/healthz`, `/readyz`, `/api/openapi.json`, `/login`,
+//! `/logout`.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -6,7 +7,7 @@ use crate::extract::{ApiQuery, TOKEN_COOKIE};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -16,6 +17,28 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/api/openapi.json", get(openapi))
         .route("/login", get(login))
+        .route("/logout", post(logout))
+}
+
+/// Whether the browser reached berth over https (berth behind a TLS proxy says so with
+/// `X-Forwarded-Proto` or `Forwarded`): the cookie is then `Secure`.
+fn over_https(headers: &axum::http::HeaderMap) -> bool {
+    let forwarded_proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+    let forwarded =
+        headers.get(header::FORWARDED).and_then(|value| value.to_str().ok()).is_some_and(|value| {
+            value.to_ascii_lowercase().split([';', ',']).any(|part| part.trim() == "proto=https")
+        });
+    forwarded_proto || forwarded
+}
+
+/// The login cookie: host-only (no `Domain`), HTTP-only, `SameSite=Lax`, living `max_age`
+/// seconds (0 clears it), `Secure` over https.
+fn login_cookie(value: &str, max_age: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{TOKEN_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
 /// The process is up.
@@ -69,10 +92,30 @@ pub async fn login(
         }
         return Err(ApiError::unauthorized());
     }
-    let cookie = format!("{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000", query.token);
+    let cookie = login_cookie(&query.token, state.engine.config().cookie_ttl.as_secs(), over_https(&headers));
     let mut response = Redirect::to("/").into_response();
     let cookie =
         HeaderValue::from_str(&cookie).map_err(|_| ApiError::invalid_request("the token is not valid"))?;
     response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// Signs the browser out: revokes the cookie's token and clears the cookie.
+#[utoipa::path(post, path = "/logout", tag = "users",
+    responses((status = 204, description = "the token is revoked and the cookie cleared"),
+        (status = 401, body = crate::wire::ErrorEnvelope), (status = 403, body = crate::wire::ErrorEnvelope)))]
+pub async fn logout(
+    State(state): State<AppState>,
+    crate::extract::Caller(_caller): crate::extract::Caller,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = request.into_parts();
+    if let Some(token) = crate::extract::cookie_token(&parts) {
+        state.engine.logout(token).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let cleared = HeaderValue::from_str(&login_cookie("", 0, over_https(&parts.headers)))
+        .map_err(|_| ApiError::invalid_request("the cookie cannot be cleared"))?;
+    response.headers_mut().insert(header::SET_COOKIE, cleared);
     Ok(response)
 }

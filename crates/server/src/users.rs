@@ -3,18 +3,23 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
-use crate::wire::{CreateUserRequest, CreatedUser, ErrorEnvelope, MeBody, TokenBody, UserBody};
-use axum::extract::State;
+use crate::wire::{
+    AccountBody, AccountList, CreateTokenRequest, CreateUserRequest, CreatedUser, ErrorEnvelope, MeBody,
+    TokenBody, TokenInfoBody, TokenList, UpdateUserRequest, UserBody,
+};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use berth_core::Role;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/me", get(me))
-        .route("/api/users", post(create_user))
-        .route("/api/tokens", post(create_token))
+        .route("/api/users", post(create_user).get(list_users))
+        .route("/api/users/{id}", patch(update_user))
+        .route("/api/tokens", post(create_token).get(list_tokens))
+        .route("/api/tokens/{id}", delete(revoke_token))
 }
 
 /// The caller, and where their browser finds the previews.
@@ -40,13 +45,79 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(CreatedUser { user: UserBody::from(&user), token: token.0 })))
 }
 
-/// A new token for the caller.
-#[utoipa::path(post, path = "/api/tokens", tag = "users",
-    responses((status = 201, body = TokenBody), (status = 401, body = ErrorEnvelope)))]
+/// A new token for the caller, optionally named and expiring; the body may be empty.
+#[utoipa::path(post, path = "/api/tokens", tag = "users", request_body(content = Option<CreateTokenRequest>),
+    responses((status = 201, body = TokenBody), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope,
+            description = "invalid_token_name or invalid_expiry")))]
 pub async fn create_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<TokenBody>), ApiError> {
-    let token = state.engine.create_token(&caller).await?;
-    Ok((StatusCode::CREATED, Json(TokenBody { token: token.0 })))
+    let request: CreateTokenRequest = crate::extract::optional_object(&body)?;
+    let lifetime = request.expires_in_s.map(std::time::Duration::from_secs);
+    let (record, token) = state.engine.create_token(&caller, request.name.as_deref(), lifetime).await?;
+    let body = TokenBody {
+        id: record.id.to_string(),
+        token: token.0,
+        name: record.name,
+        created_at: record.created_at,
+        expires_at: record.expires_at,
+    };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// The caller's tokens, without their secrets.
+#[utoipa::path(get, path = "/api/tokens", tag = "users",
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorEnvelope)))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<TokenList>, ApiError> {
+    let tokens = state.engine.tokens(&caller).await?;
+    Ok(Json(TokenList { tokens: tokens.iter().map(TokenInfoBody::from).collect() }))
+}
+
+/// Revokes one of the caller's tokens; it fails at once.
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "users",
+    params(("id" = String, Path, description = "token id")),
+    responses((status = 204), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.revoke_token(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every user (administrators only).
+#[utoipa::path(get, path = "/api/users", tag = "users",
+    responses((status = 200, body = AccountList), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope)))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<AccountList>, ApiError> {
+    let accounts = state.engine.accounts(&caller).await?;
+    Ok(Json(AccountList { users: accounts.iter().map(AccountBody::from).collect() }))
+}
+
+/// Disables (or enables) a user or changes their role (administrators only). A disabled
+/// user's tokens stop working and their live sessions close (`admin`).
+#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", request_body = UpdateUserRequest,
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 200, body = AccountBody), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "cannot_change_yourself")))]
+pub async fn update_user(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<UpdateUserRequest>,
+) -> Result<Json<AccountBody>, ApiError> {
+    let account = state.engine.update_account(&caller, &id, request.disabled, request.role).await?;
+    Ok(Json(AccountBody::from(&account)))
 }

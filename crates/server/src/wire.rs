@@ -45,9 +45,94 @@ pub struct CreatedUser {
     pub token: String,
 }
 
+/// `POST /api/tokens`: optional name and lifetime.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Seconds until the token stops working; none: it lives until revoked.
+    #[serde(default)]
+    pub expires_in_s: Option<u64>,
+}
+
+/// A token just made: the secret is shown this once.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenBody {
+    pub id: String,
     pub token: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A token as listed: never its secret.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfoBody {
+    pub id: String,
+    pub name: String,
+    /// The token's first characters.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<&berth_core::TokenInfo> for TokenInfoBody {
+    fn from(token: &berth_core::TokenInfo) -> TokenInfoBody {
+        TokenInfoBody {
+            id: token.id.to_string(),
+            name: token.name.clone(),
+            prefix: token.prefix.clone(),
+            created_at: token.created_at,
+            last_used_at: token.last_used_at,
+            expires_at: token.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfoBody>,
+}
+
+/// A user as an administrator sees them.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountBody {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = String, example = "member")]
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&berth_core::Account> for AccountBody {
+    fn from(account: &berth_core::Account) -> AccountBody {
+        AccountBody {
+            id: account.user.id.to_string(),
+            name: account.user.name.clone(),
+            role: account.user.role,
+            disabled: account.disabled,
+            created_at: account.user.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountList {
+    pub users: Vec<AccountBody>,
+}
+
+/// `PATCH /api/users/{id}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "member")]
+    pub role: Option<Role>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -53,7 +53,9 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
             let pool = sqlite::open(url).await?;
-            return Ok(Store { backend: Backend::Sqlite(pool), reads: Default::default() });
+            let store = Store { backend: Backend::Sqlite(pool), reads: Default::default() };
+            store.name_unnamed_tokens().await?;
+            return Ok(store);
         }
         Err(StoreError::UnsupportedUrl { url: url.to_owned() })
     }

@@ -1,7 +1,7 @@
 //! Users and their API tokens.
 
 use crate::{Backend, Store, StoreError, is_unique_violation};
-use berth_core::{Role, User, UserId};
+use berth_core::{Account, Role, TokenId, TokenInfo, User, UserId};
 use chrono::{DateTime, Utc};
 
 #[derive(sqlx::FromRow)]
@@ -10,6 +10,70 @@ struct UserRow {
     name: String,
     role: String,
     created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuthenticatedRow {
+    id: String,
+    name: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: String,
+    name: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    disabled: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: String,
+    user_id: String,
+    name: String,
+    prefix: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<TokenRow> for TokenInfo {
+    fn from(row: TokenRow) -> TokenInfo {
+        TokenInfo {
+            id: TokenId::from_trusted(row.id),
+            user_id: UserId::from_trusted(row.user_id),
+            name: row.name,
+            prefix: row.prefix,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+async fn insert_token_row<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    token: &TokenInfo,
+    token_hash: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO tokens (hash, id, user_id, name, prefix, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(token_hash)
+    .bind(token.id.as_str())
+    .bind(token.user_id.as_str())
+    .bind(&token.name)
+    .bind(&token.prefix)
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 impl TryFrom<UserRow> for User {
@@ -31,8 +95,13 @@ impl Store {
         }
     }
 
-    /// Creates `user` with one token (given as its hash), in one transaction.
-    pub async fn insert_user(&self, user: &User, token_hash: &str) -> Result<(), StoreError> {
+    /// Creates `user` with one token (its record and hash), in one transaction.
+    pub async fn insert_user(
+        &self,
+        user: &User,
+        token: &TokenInfo,
+        token_hash: &str,
+    ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
@@ -50,12 +119,7 @@ impl Store {
                             error.into()
                         }
                     })?;
-                sqlx::query("INSERT INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)")
-                    .bind(token_hash)
-                    .bind(user.id.as_str())
-                    .bind(user.created_at)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_token_row(&mut *tx, token, token_hash).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -63,36 +127,142 @@ impl Store {
     }
 
     /// Adds a token to an existing user. Adding a token that already exists is a no-op.
-    pub async fn insert_token(
+    pub async fn insert_token(&self, token: &TokenInfo, token_hash: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => insert_token_row(pool, token, token_hash).await,
+        }
+    }
+
+    /// The user a token (by hash) authenticates at `now`, and when the token expires: none
+    /// for a token that is unknown, revoked, expired or of a disabled user. Marks the
+    /// token used.
+    pub async fn authenticate(
         &self,
-        user_id: &UserId,
         token_hash: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        now: DateTime<Utc>,
+    ) -> Result<Option<(User, Option<DateTime<Utc>>)>, StoreError> {
         match &self.backend {
             Backend::Sqlite(pool) => {
-                sqlx::query("INSERT INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT (hash) DO NOTHING")
+                let row = sqlx::query_as::<_, AuthenticatedRow>(
+                    "SELECT users.id, users.name, users.role, users.created_at, tokens.expires_at
+                     FROM tokens JOIN users ON users.id = tokens.user_id
+                     WHERE tokens.hash = ? AND users.disabled = 0
+                       AND (tokens.expires_at IS NULL OR tokens.expires_at > ?)",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                sqlx::query("UPDATE tokens SET last_used_at = ? WHERE hash = ?")
+                    .bind(now)
                     .bind(token_hash)
-                    .bind(user_id.as_str())
-                    .bind(at)
                     .execute(pool)
                     .await?;
+                let expires_at = row.expires_at;
+                let user = UserRow { id: row.id, name: row.name, role: row.role, created_at: row.created_at };
+                Ok(Some((User::try_from(user)?, expires_at)))
+            }
+        }
+    }
+
+    /// A user's tokens, newest first; never their secrets.
+    pub async fn tokens_of(&self, user_id: &UserId) -> Result<Vec<TokenInfo>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let rows = sqlx::query_as::<_, TokenRow>(
+                    "SELECT id, user_id, name, prefix, created_at, last_used_at, expires_at
+                     FROM tokens WHERE user_id = ? AND id IS NOT NULL ORDER BY created_at DESC, id",
+                )
+                .bind(user_id.as_str())
+                .fetch_all(pool)
+                .await?;
+                Ok(rows.into_iter().map(TokenInfo::from).collect())
+            }
+        }
+    }
+
+    /// Revokes a token of `user_id` by id; returns its hash (for caches), `None` when the
+    /// user has no such token.
+    pub async fn delete_token(&self, user_id: &UserId, id: &TokenId) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query_scalar::<_, String>(
+                "DELETE FROM tokens WHERE user_id = ? AND id = ? RETURNING hash",
+            )
+            .bind(user_id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?),
+        }
+    }
+
+    /// Revokes the token with this hash (a logout); whether there was one.
+    pub async fn delete_token_by_hash(&self, token_hash: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query("DELETE FROM tokens WHERE hash = ?")
+                .bind(token_hash)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0),
+        }
+    }
+
+    /// Gives tokens made before token ids existed one each.
+    pub(crate) async fn name_unnamed_tokens(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let hashes: Vec<String> =
+                    sqlx::query_scalar("SELECT hash FROM tokens WHERE id IS NULL").fetch_all(pool).await?;
+                for hash in hashes {
+                    sqlx::query("UPDATE tokens SET id = ?, name = 'token' WHERE hash = ?")
+                        .bind(TokenId::generate().as_str())
+                        .bind(&hash)
+                        .execute(pool)
+                        .await?;
+                }
                 Ok(())
             }
         }
     }
 
-    pub async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<User>, StoreError> {
+    /// Every user, oldest first, with whether they are disabled.
+    pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(pool) => sqlx::query_as::<_, UserRow>(
-                "SELECT users.id, users.name, users.role, users.created_at
-                 FROM tokens JOIN users ON users.id = tokens.user_id WHERE tokens.hash = ?",
-            )
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await?
-            .map(User::try_from)
-            .transpose(),
+            Backend::Sqlite(pool) => {
+                let rows = sqlx::query_as::<_, AccountRow>(
+                    "SELECT id, name, role, created_at, disabled FROM users ORDER BY created_at, id",
+                )
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter()
+                    .map(|row| {
+                        let disabled = row.disabled != 0;
+                        let user = UserRow {
+                            id: row.id,
+                            name: row.name,
+                            role: row.role,
+                            created_at: row.created_at,
+                        };
+                        Ok(Account { user: User::try_from(user)?, disabled })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Changes a user's role and whether they are disabled; `false` when there is no such
+    /// user.
+    pub async fn update_account(&self, id: &UserId, role: Role, disabled: bool) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query("UPDATE users SET role = ?, disabled = ? WHERE id = ?")
+                .bind(role.as_str())
+                .bind(i64::from(disabled))
+                .bind(id.as_str())
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0),
         }
     }
 
