@@ -115,6 +115,11 @@ impl Browser {
 
     /// A browser signed in at `base` (the server, or a proxy in front of it).
     async fn open_at(base: &str, flow: &str) -> Browser {
+        Browser::open_as(base, flow, TOKEN).await
+    }
+
+    /// A browser signed in at `base` with `token`.
+    async fn open_as(base: &str, flow: &str, token: &str) -> Browser {
         let (client, driver) = berth_testkit::headless_chromium().await;
         let shots = std::env::var_os("BERTH_SCREENSHOTS")
             .map(PathBuf::from)
@@ -122,7 +127,7 @@ impl Browser {
             .join(flow);
         std::fs::create_dir_all(&shots).unwrap();
         let browser = Browser { client, driver, shots };
-        browser.client.goto(&format!("{base}/login?token={TOKEN}")).await.unwrap();
+        browser.client.goto(&format!("{base}/login?token={token}")).await.unwrap();
         browser.element("#nav a[href='/account']").await;
         browser
     }
@@ -700,5 +705,66 @@ async fn settings_rename_and_switch_the_branch_and_lead_to_delete() {
     let (status, _) = server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await;
     assert_eq!(status, 404);
     browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn tokens_are_made_and_revoked_a_user_disabled_and_sign_out_ends_the_browser_token() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let user = |name: &'static str| {
+        let server = &server;
+        async move {
+            let (status, created) =
+                server.call(reqwest::Method::POST, "/api/users", Some(json!({ "name": name }))).await;
+            assert_eq!(status, 201, "{created}");
+            created["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let (dana, erin) = (user("dana").await, user("erin").await);
+    let as_token = |token: String| {
+        let server = &server;
+        async move {
+            let response = server.http.get(format!("{}/api/me", server.base)).bearer_auth(token).send().await;
+            response.unwrap().status().as_u16()
+        }
+    };
+
+    // Dana makes a named token on the account page, sees it listed, and revokes it.
+    let browser = Browser::open_as(&server.base, "tokens", &dana).await;
+    browser.goto(&server, "/account").await;
+    browser.element("#new-token input[name='name']").await.send_keys("ci-runner").await.unwrap();
+    browser.click("#new-token button[type='submit']").await;
+    let secret = browser.text_in("#new-token-secret", "berth_").await;
+    assert_eq!(as_token(secret.clone()).await, 200);
+    let row = browser.text_in("#tokens", "ci-runner").await;
+    assert!(!row.contains(&secret), "the list shows no secret: {row}");
+    browser.screenshot("account-tokens").await;
+    browser.click("#tokens tr:first-child button[data-action='revoke']").await;
+    browser.client.accept_alert().await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while as_token(secret.clone()).await != 401 {
+        assert!(tokio::time::Instant::now() < deadline, "the revoked token still works");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Sign out: the browser's own token is revoked and the sign-in page says so.
+    browser.click("#sign-out").await;
+    browser.text_in("#signed-out", "signed out").await;
+    assert_eq!(as_token(dana).await, 401, "the browser's token is revoked");
+    browser.close().await;
+
+    // An administrator disables Erin from the admin page.
+    let admin = Browser::open(&server, "users").await;
+    admin.goto(&server, "/admin").await;
+    admin.click("#admin-users tr[data-user='erin'] button[data-action='disable']").await;
+    admin.client.accept_alert().await.unwrap();
+    admin.element("#admin-users tr[data-user='erin'] button[data-action='enable']").await;
+    admin.screenshot("admin-users").await;
+    assert_eq!(as_token(erin).await, 401, "a disabled user's token stops");
+    admin.close().await;
     server.finish().await;
 }

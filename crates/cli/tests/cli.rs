@@ -365,7 +365,10 @@ fn tokens_and_users_from_the_cli_and_no_secret_in_the_debug_log() {
 
     drop(served);
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("/login") && log.contains("on_request"), "requests are traced at debug level: {log}");
+    assert!(
+        log.contains("/login") && log.contains("on_request"),
+        "requests are traced at debug level: {log}"
+    );
     for token in [secret.as_str(), ADMIN_TOKEN, carol_token.as_str()] {
         assert!(!log.contains(token), "a token reached the log");
     }

@@ -154,6 +154,16 @@ function drawNav() {
   const link = (href, text) => h("a", { href, "data-link": true, "aria-current": here === href ? "page" : false }, text);
   nav.append(link("/", "Workspaces"), link("/account", "Account"));
   if (me.role === "admin") nav.append(link("/admin", "Admin"));
+  nav.append(h("button", { id: "sign-out", class: "link", onclick: signOut }, "Sign out"));
+}
+
+/** Revokes this browser's token and goes to the sign-in page. */
+async function signOut() {
+  const answer = await api("POST", "/logout");
+  if (answer.status !== 204) return toast(`Sign out failed: ${errorMessage(answer)}`, "bad");
+  me = null;
+  drawNav();
+  go("/signin?signed_out=1");
 }
 
 async function route() {
@@ -193,6 +203,7 @@ function signIn() {
   main.append(
     h("h1", {}, "Sign in to berth"),
     refused ? h("p", { class: "notice bad", id: "signin-refused" }, "That login link or token is not valid.") : null,
+    new URLSearchParams(location.search).has("signed_out") ? h("p", { class: "notice", id: "signed-out" }, "You are signed out; that browser token is revoked.") : null,
     h("div", { class: "panel" },
       h("p", {}, "Open the login link that ", h("code", {}, "berth serve"), " printed, or paste a token here. ",
         "A token is made with ", h("code", {}, "berth user add NAME"), "."),
@@ -900,17 +911,44 @@ function account() {
       h("td", {}, h("button", { "data-action": "close", onclick: async () => { await closeSession(session.id); refresh(); } }, "Close")))));
     if (!sessions.body.sessions.length) rows.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No active workspaces.")));
   };
+  const tokenRows = h("tbody", {});
+  const refreshTokens = async () => {
+    const answer = await api("GET", "/api/tokens");
+    if (answer.status !== 200) return;
+    tokenRows.replaceChildren(...answer.body.tokens.map((item) => h("tr", { "data-token": item.id },
+      h("td", {}, item.name), h("td", {}, h("code", {}, `${item.prefix}…`)), h("td", {}, when(item.created_at)),
+      h("td", {}, item.last_used_at ? when(item.last_used_at) : "never"), h("td", {}, item.expires_at ? when(item.expires_at) : "never"),
+      h("td", {}, h("button", { "data-action": "revoke", onclick: async () => {
+        if (!confirm(`Revoke the token "${item.name}"? Whatever uses it stops working at once.`)) return;
+        const revoked = await api("DELETE", `/api/tokens/${item.id}`);
+        if (revoked.status !== 204) toast(`Revoke failed: ${errorMessage(revoked)}`, "bad");
+        refreshTokens();
+      } }, "Revoke")))));
+  };
   main.append(h("h1", {}, "Account"),
     h("p", {}, "Signed in as ", h("strong", { id: "user-name" }, me.name), ` (${me.role}).`),
     h("h2", {}, "Active sessions"),
     h("table", { id: "sessions" }, h("thead", {}, h("tr", {}, h("th", {}, "Workspace"), h("th", {}, "State"), h("th", {}, "Started"), h("th", {}, h("span", { class: "skip" }, "Actions")))), rows),
     h("p", { class: "row" }, closeAll), result,
     h("h2", {}, "API tokens"),
-    h("div", { class: "panel" }, h("p", {}, "A token lets the CLI and scripts act as you. It is shown once."),
-      h("button", { onclick: async () => {
-        const answer = await api("POST", "/api/tokens");
-        if (answer.status === 201) token.replaceChildren(h("p", {}, "New token: ", h("code", {}, answer.body.token)));
-      } }, "Create a token"), token));
+    h("div", { class: "panel" }, h("p", {}, "A token lets the CLI and scripts act as you. It is shown once; revoke one and it stops at once."),
+      h("form", { id: "new-token", class: "row", onsubmit: async (event) => {
+        event.preventDefault();
+        const form = event.target;
+        const days = Number(form.days.value);
+        const body = { name: form.name.value || null, expires_in_s: days > 0 ? Math.round(days * 86400) : null };
+        const answer = await api("POST", "/api/tokens", body);
+        if (answer.status !== 201) return token.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+        token.replaceChildren(h("p", {}, "New token ", h("strong", {}, answer.body.name), ": ", h("code", { id: "new-token-secret" }, answer.body.token)));
+        form.reset();
+        refreshTokens();
+      } },
+        h("label", {}, "Name ", h("input", { name: "name", maxlength: 64, placeholder: "laptop" })),
+        h("label", {}, "Expires after (days) ", h("input", { name: "days", type: "number", min: 0, step: "any", placeholder: "never" })),
+        h("button", { type: "submit" }, "Create a token")),
+      token,
+      h("table", { id: "tokens" }, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Token"), h("th", {}, "Created"), h("th", {}, "Last used"), h("th", {}, "Expires"), h("th", {}, h("span", { class: "skip" }, "Actions")))), tokenRows)));
+  refreshTokens();
   refresh();
   return workspaceFeed(() => refresh());
 }
@@ -931,14 +969,31 @@ function admin() {
       h("td", {}, h("button", { onclick: async () => { await closeSession(session.id); refresh(); } }, "Close")))));
     if (!answer.body.sessions.length) rows.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No live sessions.")));
   };
+  const userRows = h("tbody", {});
+  const refreshUsers = async () => {
+    const answer = await api("GET", "/api/users");
+    if (answer.status !== 200) return;
+    userRows.replaceChildren(...answer.body.users.map((user) => h("tr", { "data-user": user.name },
+      h("td", {}, user.name), h("td", {}, user.role), h("td", {}, user.disabled ? "disabled" : "active"), h("td", {}, when(user.created_at)),
+      h("td", {}, user.id === me.id ? h("span", { class: "muted" }, "you") : h("button", { "data-action": user.disabled ? "enable" : "disable", onclick: async () => {
+        if (!user.disabled && !confirm(`Disable ${user.name}? Their tokens stop and their live sessions close.`)) return;
+        const changed = await api("PATCH", `/api/users/${user.id}`, { disabled: !user.disabled });
+        if (changed.status !== 200) toast(errorMessage(changed), "bad");
+        refreshUsers();
+        refresh();
+      } }, user.disabled ? "Enable" : "Disable")))));
+  };
   main.append(h("h1", {}, "Every live session"),
     h("table", { id: "admin-sessions" }, h("thead", {}, h("tr", {}, h("th", {}, "User"), h("th", {}, "Workspace"), h("th", {}, "State"), h("th", {}, "Started"), h("th", {}, ""))), rows),
     h("p", {}, h("button", { class: "danger", onclick: async () => {
       const answer = await api("POST", "/api/admin/sessions/close-all");
       if (answer.status === 200) result.replaceChildren(closeAllMessage(answer.body, (id) => id));
       refresh();
-    } }, "Close every session")), result);
+    } }, "Close every session")), result,
+    h("h2", {}, "Users"),
+    h("table", { id: "admin-users" }, h("thead", {}, h("tr", {}, h("th", {}, "User"), h("th", {}, "Role"), h("th", {}, "State"), h("th", {}, "Created"), h("th", {}, ""))), userRows));
   refresh();
+  refreshUsers();
   const timer = setInterval(refresh, 5000);
   return () => clearInterval(timer);
 }
