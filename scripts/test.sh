@@ -77,5 +77,7 @@ export BERTH_SCREENSHOTS="${BERTH_SCREENSHOTS:-$PWD/target/screenshots}"
 rm -rf "$BERTH_SCREENSHOTS"
 echo "== cargo test (browser screenshots go to $BERTH_SCREENSHOTS)"
 cargo test --workspace --locked
+# The API document against the live server: schemathesis (from PyPI, pinned).
+scripts/schemathesis.sh
 echo "== screenshots of the browser tests: $BERTH_SCREENSHOTS"
 find "$BERTH_SCREENSHOTS" -name '*.png' | sort

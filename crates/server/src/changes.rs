@@ -32,7 +32,7 @@ const GATHER: Duration = Duration::from_millis(50);
 /// Server-sent events: `workspaces` with `{"workspaces": [...]}` (at once, then on every
 /// change of the list), `changed` with `{"workspace_id": ...}`.
 #[utoipa::path(get, path = "/api/workspaces/changes", tag = "workspaces",
-    responses((status = 200, content_type = "text/event-stream", body = String,
+    responses((status = 200, content_type = "text/event-stream",
         description = "events `workspaces` (the list, as GET /api/workspaces answers it) and `changed` ({workspace_id})"),
         (status = 401, body = crate::wire::ErrorEnvelope)))]
 pub async fn workspace_changes(

@@ -8,11 +8,24 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use berth_core::User;
 
-/// A JSON body; malformed JSON, unknown fields, a wrong content type or a body over the
-/// size limit are refused with `invalid_request` or `payload_too_large`.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body; malformed JSON, anything but an object (`[]` included), unknown
+/// fields, a wrong content type or a body over the size limit are refused with
+/// `invalid_request` or `payload_too_large`.
 pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::invalid_request("the request body must be a JSON object"));
+        }
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|error| ApiError::invalid_request(format!("the request body is not valid: {error}")))
+    }
+}
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {

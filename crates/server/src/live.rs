@@ -77,13 +77,29 @@ pub struct LiveQuery {
     after: Option<i64>,
 }
 
+/// The live channel: a WebSocket of the session's history after `after`, then its live
+/// events, session changes and waiting questions; prompts, answers and cancels go back
+/// (API.md "Live channel").
+#[utoipa::path(get, path = "/api/sessions/{id}/live", tag = "sessions",
+    params(("id" = String, Path, description = "session id"),
+        ("after" = Option<i64>, Query, description = "replay history after this seq")),
+    responses((status = 101, description = "switched to the WebSocket live channel"),
+        (status = 400, body = ErrorEnvelope, description = "websocket_required: not a WebSocket upgrade"),
+        (status = 404, body = ErrorEnvelope)))]
 pub async fn live(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<LiveQuery>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "websocket_required",
+            format!("the live channel is a WebSocket: {}", rejection.body_text()),
+        )
+    })?;
     // Attach before upgrading, so a refusal is an ordinary HTTP error.
     let subscription = state.engine.attach_live(&caller, &id).await?;
     let engine = Arc::clone(&state.engine);

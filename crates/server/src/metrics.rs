@@ -42,6 +42,10 @@ pub fn install() {
     let _ = handle();
 }
 
+/// Prometheus text: sessions by state, opens, closes, the open latency histogram,
+/// sandbox failures. No token needed (scrapers), no secret in it.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let counts =
         state.engine.store().count_sessions_by_state().await.map_err(berth_engine::EngineError::from)?;

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers and wire types.
 
-use crate::{changes, live, ops, sessions, users, wire, workspaces};
+use crate::{changes, live, metrics, ops, sessions, users, wire, workspaces};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(title = "berth", description = "The HTTP API of berth, a control plane for agent workspaces."),
     paths(
-        ops::healthz, ops::readyz,
+        ops::healthz, ops::readyz, ops::login, metrics::render, live::live,
         users::me, users::create_user, users::create_token, users::list_tokens, users::revoke_token,
         users::list_users, users::update_user, ops::logout,
         workspaces::create_workspace, workspaces::list_workspaces, workspaces::show_workspace, workspaces::update_workspace,
@@ -39,6 +39,60 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        document_common_refusals(openapi);
+    }
+}
+
+/// The refusals every operation can answer, written once instead of on each handler:
+/// `400` wherever a query or a body can be wrong, `401` wherever a token is needed,
+/// `403 cross_origin` for a change made with the cookie from another origin, `404`
+/// wherever the path names an object.
+fn document_common_refusals(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{HttpMethod, RefOr, ResponseBuilder, content::ContentBuilder};
+    let refusal = |description: &str| {
+        let envelope = RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorEnvelope"));
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", ContentBuilder::new().schema(Some(envelope)).build())
+            .build()
+    };
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let named = path.contains('{');
+        for (method, operation) in [
+            (HttpMethod::Get, item.get.as_mut()),
+            (HttpMethod::Post, item.post.as_mut()),
+            (HttpMethod::Put, item.put.as_mut()),
+            (HttpMethod::Patch, item.patch.as_mut()),
+            (HttpMethod::Delete, item.delete.as_mut()),
+        ] {
+            let Some(operation) = operation else { continue };
+            // An operation that states its own security (an empty one) needs no token.
+            let public = operation.security.as_ref().is_some_and(|security| !security.is_empty());
+            let queried =
+                operation.parameters.iter().flatten().any(|parameter| {
+                    matches!(parameter.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                });
+            let takes_input = queried || operation.request_body.is_some();
+            let responses = &mut operation.responses.responses;
+            let mut add = |status: &str, description: &str| {
+                responses.entry(status.to_owned()).or_insert_with(|| RefOr::T(refusal(description)));
+            };
+            if takes_input {
+                add(
+                    "400",
+                    "invalid_request (or a code naming the field): the query or the body is not valid",
+                );
+            }
+            if !public {
+                add("401", "unauthorized: no valid token");
+                if method != HttpMethod::Get {
+                    add("403", "cross_origin: the login cookie from another origin, or forbidden");
+                }
+            }
+            if named {
+                add("404", "not_found");
+            }
+        }
     }
 }
 

@@ -42,13 +42,13 @@ fn login_cookie(value: &str, max_age: u64, secure: bool) -> String {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = String)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// The store answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, body = String), (status = 503, body = crate::wire::ErrorEnvelope)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     match state.engine.store().ping().await {
@@ -68,11 +68,16 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LoginQuery {
+    /// A token of the user signing in.
     token: String,
 }
 
+#[utoipa::path(get, path = "/login", tag = "users", security(()), params(LoginQuery),
+    responses((status = 303, description = "signed in: the cookie is set, on to the dashboard (a refused token sends a browser to /signin)"),
+        (status = 400, body = crate::wire::ErrorEnvelope), (status = 401, body = crate::wire::ErrorEnvelope)))]
 /// The one-time login link: checks the token, keeps it in an HTTP-only cookie and goes to
 /// the dashboard, so the token leaves the address bar and the history.
 /// A refused token sends a browser back to the sign-in page with the reason; other

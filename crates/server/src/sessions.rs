@@ -129,7 +129,7 @@ pub async fn close_all(
     Caller(caller): Caller,
     body: Bytes,
 ) -> Result<Json<CloseAllBody>, ApiError> {
-    let request = parse_optional_body(&body)?;
+    let request: CloseAllRequest = crate::extract::optional_object(&body)?;
     let report = state.engine.close_all(&caller, CloseAllScope::Own, request.retry_open.as_deref()).await?;
     Ok(Json(close_all_body(report)))
 }
@@ -158,22 +158,13 @@ pub async fn admin_close_all(
     Caller(caller): Caller,
     body: Bytes,
 ) -> Result<Json<CloseAllBody>, ApiError> {
-    let request = parse_optional_body(&body)?;
+    let request: CloseAllRequest = crate::extract::optional_object(&body)?;
     let report =
         state.engine.close_all(&caller, CloseAllScope::Installation, request.retry_open.as_deref()).await?;
     Ok(Json(close_all_body(report)))
 }
 
 /// Close-all takes an optional JSON body: nothing at all, or `null`, is the same as `{}`.
-fn parse_optional_body(body: &Bytes) -> Result<CloseAllRequest, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(CloseAllRequest::default());
-    }
-    serde_json::from_slice::<Option<CloseAllRequest>>(body)
-        .map(Option::unwrap_or_default)
-        .map_err(|error| ApiError::invalid_request(format!("the request body is not valid: {error}")))
-}
-
 fn close_all_body(report: CloseAllReport) -> CloseAllBody {
     let retried_open = report.retried_open.map(|result| match result {
         Ok(outcome) => serde_json::to_value(open_body(&outcome)).unwrap_or(Value::Null),

@@ -52,8 +52,24 @@ pub struct CreateTokenRequest {
     #[serde(default)]
     pub name: Option<String>,
     /// Seconds until the token stops working; none: it lives until revoked.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_seconds")]
+    #[schema(value_type = Option<u64>, minimum = 1)]
     pub expires_in_s: Option<u64>,
+}
+
+/// A whole number of seconds, also when written as `60.0` (JSON does not tell integers
+/// from other numbers).
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+    if let Some(seconds) = number.as_u64() {
+        return Ok(Some(seconds));
+    }
+    match number.as_f64() {
+        Some(seconds) if seconds >= 0.0 && seconds.fract() == 0.0 && seconds < u64::MAX as f64 => {
+            Ok(Some(seconds as u64))
+        }
+        _ => Err(serde::de::Error::custom(format!("{number} is not a whole number of seconds"))),
+    }
 }
 
 /// A token just made: the secret is shown this once.

@@ -185,3 +185,27 @@ async fn bad_user_requests_and_query_strings_are_refused() {
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
 }
+
+/// A body that must be an object is refused when it is anything else, `[]` included
+/// (serde would read an array as a struct's fields in order).
+#[tokio::test]
+async fn bodies_that_must_be_objects_refuse_arrays_and_scalars() {
+    let server = TestServer::start().await;
+    let alice = server.member("alice").await;
+    let source = berth_testkit::SourceRepo::new();
+    let id = alice.ready_workspace(&source.url(), "demo").await;
+    for (method, path) in [
+        (Method::PATCH, format!("/api/workspaces/{id}")),
+        (Method::POST, "/api/sessions/close-all".to_owned()),
+        (Method::POST, "/api/workspaces".to_owned()),
+        (Method::POST, "/api/tokens".to_owned()),
+    ] {
+        for body in ["[]", "[\"demo\"]", "1", "\"x\""] {
+            let request =
+                alice.request(method.clone(), &path).header("content-type", "application/json").body(body);
+            let (status, answer) = alice.send(request).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path} {body}: {answer}");
+            assert_eq!(answer["error"]["code"], "invalid_request", "{method} {path} {body}: {answer}");
+        }
+    }
+}
