@@ -533,11 +533,15 @@ impl SandboxDriver for LocalDriver {
 
     async fn run_job(&self, job: Job) -> Result<JobOutput, SandboxError> {
         let program: Vec<OsString> = job.argv.iter().map(OsString::from).collect();
+        let Some((first, rest)) = program.split_first() else {
+            let source = std::io::Error::other("the job has no program");
+            return Err(SandboxError::Spawn { command: String::new(), source });
+        };
         let mut command = match self.options.isolation {
             // Trusted single-user setups: the job is a plain process in the checkout.
             Isolation::None => {
-                let mut command = tokio::process::Command::new(&program[0]);
-                command.args(&program[1..]).current_dir(&job.workspace_dir).env_clear().envs(job.env.clone());
+                let mut command = tokio::process::Command::new(first);
+                command.args(rest).current_dir(&job.workspace_dir).env_clear().envs(job.env.clone());
                 command
             }
             Isolation::Bwrap => {
