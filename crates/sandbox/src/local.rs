@@ -243,13 +243,15 @@ impl LocalDriver {
         Ok(records)
     }
 
-    /// Outbound networking for the sandbox whose namespaces process `holder` holds: slirp4netns,
-    /// then the egress rules, both before the agent runs.
+    /// Outbound networking for the sandbox whose namespaces process `holder` holds:
+    /// slirp4netns and the egress rules, set up side by side (neither needs the other),
+    /// both before the agent runs.
     async fn start_outbound(&self, holder: i32) -> std::io::Result<tokio::process::Child> {
-        let slirp = netns::start_slirp(holder).await?;
         let rules = crate::egress::ruleset(&self.options.egress_allow, &crate::egress::host_addresses());
-        crate::egress::apply(holder, &rules).await?;
-        Ok(slirp)
+        let (slirp, filtered) =
+            tokio::join!(netns::start_slirp(holder), crate::egress::apply(holder, &rules));
+        filtered?;
+        slirp
     }
 
     /// Stops a sandbox this process did not start (left by a crashed predecessor): SIGTERM
