@@ -4,6 +4,7 @@
 //! after close and reopen with the agent's context resumed.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
+use berth_engine::config::ResumeContext;
 use berth_engine::{Config, Engine};
 use berth_testkit::SourceRepo;
 use futures::{SinkExt, StreamExt};
@@ -159,8 +160,18 @@ async fn question(socket: &mut Socket) -> Value {
 
 #[tokio::test]
 async fn prompts_questions_answers_reconnects_and_history() {
+    prompts_questions_answers_reconnects_and_history_with(ResumeContext::Auto).await;
+}
+
+/// The manual's default: a returning user gets a fresh agent, which keeps no context.
+#[tokio::test]
+async fn a_returning_user_gets_a_fresh_agent_by_default() {
+    prompts_questions_answers_reconnects_and_history_with(ResumeContext::Never).await;
+}
+
+async fn prompts_questions_answers_reconnects_and_history_with(resume: ResumeContext) {
     let source = SourceRepo::new();
-    let server = start().await;
+    let server = start_with(|config| config.resume_context = resume).await;
     let workspace = server.ready_workspace(&source.url()).await;
     let session = server.open(&workspace).await;
     let checkout_status = format!("/api/workspaces/{workspace}/git");
@@ -240,8 +251,19 @@ async fn prompts_questions_answers_reconnects_and_history() {
         );
     }
     assert_eq!(replayed, events, "the live channel replays the whole history first");
-    frame_where(&mut socket, "the agent's context resumed", is_system("agent_context_resumed")).await;
+    // The new session's own system events up to the agent being ready.
+    let mut codes = Vec::new();
+    while codes.last().map(String::as_str) != Some("agent_ready") {
+        let frame = frame_where(&mut socket, "the agent ready", is_system_event).await;
+        codes.push(frame["event"]["data"]["code"].as_str().unwrap_or_default().to_owned());
+    }
+    let resumed = codes.iter().any(|code| code == "agent_context_resumed");
+    assert_eq!(resumed, resume == ResumeContext::Auto, "{resume:?}: {codes:?}");
     server.stop().await;
+}
+
+fn is_system_event(frame: &Value) -> bool {
+    frame["type"] == "event" && frame["event"]["kind"] == "system"
 }
 
 #[tokio::test]

@@ -371,8 +371,9 @@ impl Config {
                 .map_err(|error| invalid("agent.command", command, error.reason))?;
         }
         let resume_context = match pick("BERTH_RESUME_CONTEXT", parsed.agent.resume_context).as_deref() {
-            None | Some("auto") => ResumeContext::Auto,
-            Some("never") => ResumeContext::Never,
+            // The manual's default: a returning user gets a fresh agent.
+            None | Some("never") => ResumeContext::Never,
+            Some("auto") => ResumeContext::Auto,
             Some(other) => {
                 return Err(invalid("agent.resume_context", other, "expected auto or never"));
             }
@@ -493,7 +494,7 @@ mod tests {
         assert_eq!(config.sandbox_driver, SandboxDriverKind::Local);
         assert_eq!(config.isolation, Isolation::Bwrap);
         assert_eq!(config.agent_command, None);
-        assert_eq!(config.resume_context, ResumeContext::Auto);
+        assert_eq!(config.resume_context, ResumeContext::Never, "a fresh agent by default");
         assert_eq!(config.turn_timeout, Duration::from_secs(30 * 60));
         assert!(config.git_local_roots.is_empty(), "members clone no local path by default");
         assert_eq!(config.cookie_ttl, Duration::from_secs(30 * 24 * 3600));
@@ -527,7 +528,7 @@ driver = "docker"
 isolation = "none"
 [agent]
 command = "my-agent --acp"
-resume_context = "never"
+resume_context = "auto"
 "#,
         )
         .unwrap();
@@ -541,7 +542,7 @@ resume_context = "never"
         assert_eq!(from_file.sandbox_driver, SandboxDriverKind::Docker);
         assert_eq!(from_file.isolation, Isolation::None);
         assert_eq!(from_file.agent_command.as_deref(), Some("my-agent --acp"));
-        assert_eq!(from_file.resume_context, ResumeContext::Never);
+        assert_eq!(from_file.resume_context, ResumeContext::Auto);
 
         let overridden = Config::load(
             Some(&file),
