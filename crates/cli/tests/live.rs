@@ -21,6 +21,7 @@ struct Server {
     http: reqwest::Client,
     stop: tokio::sync::oneshot::Sender<()>,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
+    engine: std::sync::Arc<Engine>,
 }
 
 async fn start() -> Server {
@@ -42,10 +43,10 @@ async fn start_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> 
     let engine = Engine::start(config).await.unwrap();
     engine.ensure_admin().await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(berth_server::run(listener, engine, async {
+    let served = tokio::spawn(berth_server::run(listener, std::sync::Arc::clone(&engine), async {
         let _ = stopped.await;
     }));
-    Server { _data: data, base, http: reqwest::Client::new(), stop, served }
+    Server { _data: data, base, http: reqwest::Client::new(), stop, served, engine }
 }
 
 impl Server {
@@ -525,5 +526,44 @@ async fn the_built_in_agent_works_inside_bubblewrap_with_its_own_network() {
     let written =
         std::fs::read_to_string(server._data.path().join("workspaces").join(&workspace).join("where.txt"));
     assert_eq!(written.unwrap(), "/workspace\nberth\n", "the agent ran in the sandbox");
+    server.stop().await;
+}
+
+/// Two tabs send a prompt at the same instant, round after round: exactly one starts a
+/// turn, the other is refused `turn_in_progress` (the turn is claimed in one step).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_prompts_at_the_same_instant_start_exactly_one_turn() {
+    let (_source, server, session, mut socket) = ready_session(start().await).await;
+    let caller = server.engine.authenticate(TOKEN).await.unwrap().unwrap();
+    for round in 0..30 {
+        let prompt = || {
+            let (engine, caller, session) =
+                (std::sync::Arc::clone(&server.engine), caller.clone(), session.clone());
+            tokio::spawn(
+                async move { engine.prompt(&caller, &session, "$ true").await.map_err(|e| e.code()) },
+            )
+        };
+        let (first, second) = (prompt(), prompt());
+        let outcomes = [first.await.unwrap(), second.await.unwrap()];
+        let taken = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+        assert_eq!(taken, 1, "round {round}: {outcomes:?}");
+        assert!(
+            outcomes.iter().any(|outcome| *outcome == Err("turn_in_progress")),
+            "round {round}: {outcomes:?}"
+        );
+        // End the turn: the command is refused, the turn ends.
+        let asked = question(&mut socket).await;
+        send(
+            &mut socket,
+            json!({ "type": "answer", "question_id": asked["id"], "option_id": "reject_once" }),
+        )
+        .await;
+        frame_where(&mut socket, "the turn end", is_event("turn_end")).await;
+    }
+    let history =
+        server.call(reqwest::Method::GET, &format!("/api/sessions/{session}/events?limit=5000")).await;
+    let prompts =
+        history["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "user_message").count();
+    assert_eq!(prompts, 30, "one stored prompt per round");
     server.stop().await;
 }

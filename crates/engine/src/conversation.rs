@@ -294,7 +294,13 @@ impl Engine {
     fn agent_of(&self, session: &SessionId) -> Option<Arc<berth_agent::client::AgentConnection>> {
         self.registry().live.get(session).and_then(|runtime| runtime.agent.clone())
     }
+}
 
+fn not_active() -> EngineError {
+    EngineError::Refused { code: "session_not_active", message: "the session is not active".into() }
+}
+
+impl Engine {
     /// A person's prompt: stored, then sent to the agent. Refused while a turn runs.
     pub async fn prompt(&self, caller: &User, session_id: &str, text: &str) -> Result<Event, EngineError> {
         let session = self.own_session(caller, session_id).await?;
@@ -304,23 +310,44 @@ impl Engine {
                 message: format!("a prompt holds 1 to {MAX_PROMPT_BYTES} bytes"),
             });
         }
-        let Some(agent) = self.agent_of(&session.id).filter(|_| session.state == SessionState::Active) else {
-            return Err(EngineError::Refused {
-                code: "session_not_active",
-                message: "the session is not active".into(),
-            });
+        if session.state != SessionState::Active {
+            return Err(not_active());
+        }
+        let agent = self.claim_turn(&session.id)?;
+        let started = async {
+            self.set_agent_running(&session.id, true).await?;
+            self.record_event(&session, "user_message", json!({ "text": text })).await
         };
-        if session.agent_running {
+        let event = match started.await {
+            Ok(event) => event,
+            Err(error) => {
+                // Not sent: the turn is free again.
+                self.set_turn_active(&session.id, false);
+                return Err(error);
+            }
+        };
+        agent.prompt(text.to_owned());
+        Ok(event)
+    }
+
+    /// Takes the session's turn for a prompt, in one step under the registry's lock, so of
+    /// two prompts sent at the same instant (two tabs) exactly one is taken and the other
+    /// is refused `turn_in_progress`.
+    fn claim_turn(
+        &self,
+        session: &SessionId,
+    ) -> Result<Arc<berth_agent::client::AgentConnection>, EngineError> {
+        let mut registry = self.registry();
+        let runtime = registry.live.get_mut(session).ok_or_else(not_active)?;
+        let agent = runtime.agent.clone().ok_or_else(not_active)?;
+        if runtime.turn_active {
             return Err(EngineError::Refused {
                 code: "turn_in_progress",
                 message: "the agent is still working on the last prompt; wait for it or cancel it".into(),
             });
         }
-        self.set_agent_running(&session.id, true).await?;
-        let event = self.record_event(&session, "user_message", json!({ "text": text })).await?;
-        self.set_turn_active(&session.id, true);
-        agent.prompt(text.to_owned());
-        Ok(event)
+        runtime.turn_active = true;
+        Ok(agent)
     }
 
     /// Answers a waiting question; the first answer wins.
