@@ -547,10 +547,7 @@ async fn two_prompts_at_the_same_instant_start_exactly_one_turn() {
         let outcomes = [first.await.unwrap(), second.await.unwrap()];
         let taken = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
         assert_eq!(taken, 1, "round {round}: {outcomes:?}");
-        assert!(
-            outcomes.iter().any(|outcome| *outcome == Err("turn_in_progress")),
-            "round {round}: {outcomes:?}"
-        );
+        assert!(outcomes.contains(&Err("turn_in_progress")), "round {round}: {outcomes:?}");
         // End the turn: the command is refused, the turn ends.
         let asked = question(&mut socket).await;
         send(
