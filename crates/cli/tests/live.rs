@@ -564,3 +564,67 @@ async fn two_prompts_at_the_same_instant_start_exactly_one_turn() {
     assert_eq!(prompts, 30, "one stored prompt per round");
     server.stop().await;
 }
+
+/// The tool calls of `session`'s history closed as `session_ended`.
+async fn closed_tool_calls(server: &Server, session: &str) -> Vec<Value> {
+    let history =
+        server.call(reqwest::Method::GET, &format!("/api/sessions/{session}/events?limit=5000")).await;
+    history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "tool_call_update" && e["data"]["reason"] == "session_ended")
+        .map(|e| e["data"].clone())
+        .collect()
+}
+
+/// Starts `$ exec sleep 120` in the session and returns its tool call id once it runs.
+async fn a_running_command(socket: &mut Socket) -> String {
+    send(socket, json!({ "type": "prompt", "text": "$ exec sleep 120" })).await;
+    let asked = question(socket).await;
+    send(socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "allow_once" })).await;
+    let running = frame_where(socket, "the command running", |frame| {
+        frame["type"] == "event"
+            && frame["event"]["kind"] == "tool_call_update"
+            && frame["event"]["data"]["status"] == "in_progress"
+    })
+    .await;
+    running["event"]["data"]["toolCallId"].as_str().unwrap().to_owned()
+}
+
+/// A command still running when its session closes never shows as running again: its
+/// tool call gets a closing `failed` update (`session_ended`).
+#[tokio::test]
+async fn a_tool_call_still_running_is_closed_when_the_session_closes() {
+    let (_source, server, session, mut socket) = ready_session(start().await).await;
+    let id = a_running_command(&mut socket).await;
+    server.call(reqwest::Method::POST, &format!("/api/sessions/{session}/close")).await;
+    let closed = closed_tool_calls(&server, &session).await;
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(
+        (closed[0]["toolCallId"].as_str(), closed[0]["status"].as_str()),
+        (Some(id.as_str()), Some("failed"))
+    );
+    server.stop().await;
+}
+
+/// The same after a crash: the restarted server's reconciliation closes it.
+#[test]
+fn a_tool_call_still_running_when_the_server_dies_is_closed_at_the_next_start() {
+    let crashed = tokio::runtime::Runtime::new().unwrap();
+    let (data, session, id) = crashed.block_on(async {
+        let (_source, server, session, mut socket) = ready_session(start().await).await;
+        let id = a_running_command(&mut socket).await;
+        let Server { _data: data, .. } = server;
+        (data, session, id)
+    });
+    drop(crashed);
+    let restarted = tokio::runtime::Runtime::new().unwrap();
+    restarted.block_on(async {
+        let server = start_in(data, |_| {}).await;
+        let closed = closed_tool_calls(&server, &session).await;
+        assert_eq!(closed.len(), 1, "{closed:?}");
+        assert_eq!(closed[0]["toolCallId"].as_str(), Some(id.as_str()));
+        server.stop().await;
+    });
+}

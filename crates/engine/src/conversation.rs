@@ -8,6 +8,7 @@ use berth_core::event::kind_of_agent_update;
 use berth_core::{Event, Session, SessionId, SessionState, User};
 use chrono::Utc;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -291,9 +292,62 @@ impl Engine {
         }
     }
 
+    /// Ends every tool call of `session` still pending or in progress with a closing
+    /// `tool_call_update` (`failed`, `reason: session_ended`): the session ended, so none
+    /// of them can finish, and none may show as running forever.
+    pub(crate) async fn close_open_tool_calls(&self, session: &Session) -> Result<(), EngineError> {
+        let mut events = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.store.session_events(&session.id, after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            events.extend(page.into_iter().filter(|e| e.kind == "tool_call" || e.kind == "tool_call_update"));
+        }
+        for id in open_tool_calls(&events) {
+            let closing = json!({
+                "sessionUpdate": "tool_call_update",
+                "toolCallId": id,
+                "status": "failed",
+                "reason": "session_ended",
+            });
+            self.record_event(session, "tool_call_update", closing).await?;
+        }
+        Ok(())
+    }
+
     fn agent_of(&self, session: &SessionId) -> Option<Arc<berth_agent::client::AgentConnection>> {
         self.registry().live.get(session).and_then(|runtime| runtime.agent.clone())
     }
+}
+
+/// The tool calls of a session's history (oldest first) still `pending` or `in_progress`,
+/// in the order they were first reported. A `tool_call` without a status is pending
+/// (ACP); a `tool_call_update` with one moves it on.
+pub(crate) fn open_tool_calls(events: &[Event]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut status: HashMap<String, String> = HashMap::new();
+    for event in events.iter().filter(|event| event.kind == "tool_call" || event.kind == "tool_call_update") {
+        let Ok(data) = serde_json::from_str::<Value>(&event.data) else { continue };
+        let Some(id) = data["toolCallId"].as_str() else { continue };
+        let reported = data["status"].as_str();
+        if !status.contains_key(id) {
+            order.push(id.to_owned());
+        }
+        match (reported, event.kind.as_str()) {
+            (Some(reported), _) => {
+                status.insert(id.to_owned(), reported.to_owned());
+            }
+            (None, "tool_call") => {
+                status.entry(id.to_owned()).or_insert_with(|| "pending".to_owned());
+            }
+            (None, _) => {}
+        }
+    }
+    order
+        .into_iter()
+        .filter(|id| matches!(status.get(id).map(String::as_str), Some("pending" | "in_progress")))
+        .collect()
 }
 
 fn not_active() -> EngineError {
@@ -473,5 +527,38 @@ impl Engine {
     ) -> Result<Vec<Event>, EngineError> {
         let workspace = self.workspace(caller, workspace_id).await?;
         Ok(self.store.workspace_events(&workspace.id, after, limit).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: i64, kind: &str, data: Value) -> Event {
+        Event {
+            seq,
+            session_id: SessionId::generate(),
+            at: Utc::now(),
+            kind: kind.to_owned(),
+            data: data.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_tool_calls_left_open_are_the_pending_and_running_ones() {
+        let events = [
+            event(1, "tool_call", json!({ "toolCallId": "ran", "status": "pending" })),
+            event(2, "tool_call_update", json!({ "toolCallId": "ran", "status": "in_progress" })),
+            event(3, "tool_call_update", json!({ "toolCallId": "ran", "status": "completed" })),
+            event(4, "tool_call", json!({ "toolCallId": "asked" })),
+            event(5, "tool_call", json!({ "toolCallId": "running", "status": "pending" })),
+            event(6, "tool_call_update", json!({ "toolCallId": "running", "status": "in_progress" })),
+            event(7, "tool_call_update", json!({ "toolCallId": "running", "content": [] })),
+            event(8, "tool_call", json!({ "toolCallId": "refused", "status": "pending" })),
+            event(9, "tool_call_update", json!({ "toolCallId": "refused", "status": "failed" })),
+            event(10, "tool_call_update", json!("not an object")),
+            event(11, "agent_message", json!({ "toolCallId": "not-a-tool-call", "status": "pending" })),
+        ];
+        assert_eq!(open_tool_calls(&events), ["asked", "running"]);
     }
 }

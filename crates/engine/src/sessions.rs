@@ -494,6 +494,7 @@ impl Engine {
             });
         }
         self.store.end_session(&session.id, reason, Utc::now()).await?;
+        self.close_open_tool_calls(session).await?;
         let closed = serde_json::json!({ "code": "session_closed", "reason": reason.as_str() });
         self.record_event(session, "system", closed).await?;
         let ended = self.load_session(&session.id).await?;
@@ -654,6 +655,7 @@ impl Engine {
                 tracing::error!(session_id = %session.id, error = %error, "cannot power off a sandbox left running");
             }
             self.store.end_session(&session.id, EndReason::ServerRestart, Utc::now()).await?;
+            self.close_open_tool_calls(&session).await?;
             tracing::warn!(session_id = %session.id, "session ended by the server restart");
         }
         for sandbox in self.driver.running().await.map_err(|e| EngineError::Sandbox { source: e })? {
