@@ -47,6 +47,8 @@ impl ServeProcess {
                 .env("BERTH_ADMIN_TOKEN", &token)
                 .env("BERTH_SESSIONS_PER_USER", "100000")
                 .env("BERTH_RUNNING_SANDBOXES", "100000")
+                // Drills and benchmarks send prompts as fast as turns end.
+                .env("BERTH_PROMPTS_PER_SECOND", "1000000")
                 .env("BERTH_LOG", "error")
                 .envs(settings.iter().map(|(key, value)| (key, value)))
                 .stdin(std::process::Stdio::null())

@@ -533,7 +533,8 @@ async fn the_built_in_agent_works_inside_bubblewrap_with_its_own_network() {
 /// turn, the other is refused `turn_in_progress` (the turn is claimed in one step).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_prompts_at_the_same_instant_start_exactly_one_turn() {
-    let (_source, server, session, mut socket) = ready_session(start().await).await;
+    let server = start_with(|config| config.prompts_per_second = 1000).await;
+    let (_source, server, session, mut socket) = ready_session(server).await;
     let caller = server.engine.authenticate(TOKEN).await.unwrap().unwrap();
     for round in 0..30 {
         let prompt = || {
@@ -627,4 +628,36 @@ fn a_tool_call_still_running_when_the_server_dies_is_closed_at_the_next_start() 
         assert_eq!(closed[0]["toolCallId"].as_str(), Some(id.as_str()));
         server.stop().await;
     });
+}
+
+/// One socket cannot flood a session: past `limits.prompts_per_second` a prompt is refused
+/// `rate_limited` (and stored nowhere); the connection stays up.
+#[tokio::test]
+async fn prompts_beyond_the_rate_limit_are_refused_and_the_connection_stays() {
+    let (_source, server, session, mut socket) = ready_session(start().await).await;
+    let (mut taken, mut limited) = (0, 0);
+    for _ in 0..20 {
+        send(&mut socket, json!({ "type": "prompt", "text": "hello" })).await;
+        let answer = frame_where(&mut socket, "the turn end or a refusal", |frame| {
+            is_event("turn_end")(frame) || frame["type"] == "error"
+        })
+        .await;
+        if answer["type"] == "error" {
+            assert_eq!(answer["error"]["code"], "rate_limited", "{answer}");
+            limited += 1;
+        } else {
+            taken += 1;
+        }
+    }
+    assert!(limited > 0 && taken >= 5, "taken {taken}, limited {limited}");
+    // Not a protocol error: a malformed frame is answered and the channel goes on.
+    socket.send(Message::Text("{not json".into())).await.unwrap();
+    let refused = frame_where(&mut socket, "the refusal", |frame| frame["type"] == "error").await;
+    assert_eq!(refused["error"]["code"], "invalid_frame", "{refused}");
+    let history =
+        server.call(reqwest::Method::GET, &format!("/api/sessions/{session}/events?limit=5000")).await;
+    let prompts =
+        history["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "user_message").count();
+    assert_eq!(prompts, taken, "a refused prompt is not stored");
+    server.stop().await;
 }

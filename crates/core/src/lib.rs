@@ -12,7 +12,7 @@ pub mod workspace;
 
 pub use event::Event;
 pub use ids::{SessionId, TokenId, UserId, WorkspaceId};
-pub use limits::{Limits, OnUserLimit};
+pub use limits::{Limits, OnUserLimit, PromptWindow};
 pub use session::{EndReason, Session, SessionState};
 pub use user::{Account, Role, TokenInfo, User};
 pub use workspace::{Workspace, WorkspaceEvent, WorkspaceState, WorkspaceTransitionError};

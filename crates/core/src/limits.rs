@@ -36,3 +36,47 @@ impl Default for Limits {
         Limits { sessions_per_user: 1, on_user_limit: OnUserLimit::Replace, running_sandboxes: 64 }
     }
 }
+
+/// How many prompts one session may take per second: a sliding window of the last
+/// second's accepted prompts. The caller gives the time, so tests control it.
+#[derive(Debug, Default, Clone)]
+pub struct PromptWindow {
+    accepted: std::collections::VecDeque<std::time::Instant>,
+}
+
+impl PromptWindow {
+    /// Whether a prompt at `now` stays within `per_second`; if so it is counted.
+    pub fn admit(&mut self, now: std::time::Instant, per_second: u32) -> bool {
+        while self
+            .accepted
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= std::time::Duration::from_secs(1))
+        {
+            self.accepted.pop_front();
+        }
+        if self.accepted.len() >= per_second as usize {
+            return false;
+        }
+        self.accepted.push_back(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_takes_at_most_so_many_prompts_a_second() {
+        let start = std::time::Instant::now();
+        let mut window = PromptWindow::default();
+        let at = |ms: u64| start + std::time::Duration::from_millis(ms);
+        for ms in [0, 10, 20, 30, 40] {
+            assert!(window.admit(at(ms), 5), "{ms}");
+        }
+        assert!(!window.admit(at(50), 5), "the sixth within a second");
+        assert!(!window.admit(at(999), 5));
+        assert!(window.admit(at(1000), 5), "the first has left the window");
+        assert!(!window.admit(at(1001), 5));
+    }
+}

@@ -14,6 +14,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_CLONE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_PROMPTS_PER_SECOND: u32 = 5;
 pub const DEFAULT_COOKIE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,8 @@ pub struct Config {
     pub database_url: String,
     pub admin_token: Option<String>,
     pub limits: Limits,
+    /// Prompts one session takes per second at most (`limits.prompts_per_second`).
+    pub prompts_per_second: u32,
     pub reconnect_grace: Duration,
     pub sandbox_driver: SandboxDriverKind,
     pub isolation: Isolation,
@@ -151,6 +154,7 @@ struct LimitsFile {
     sessions_per_user: Option<u32>,
     on_user_limit: Option<String>,
     running_sandboxes: Option<u32>,
+    prompts_per_second: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -386,6 +390,11 @@ impl Config {
             Some(text) => duration("git.clone_timeout", &text)?,
             None => DEFAULT_CLONE_TIMEOUT,
         };
+        let prompts_per_second =
+            match pick("BERTH_PROMPTS_PER_SECOND", parsed.limits.prompts_per_second.map(|n| n.to_string())) {
+                Some(text) => count("limits.prompts_per_second", &text, 1)?,
+                None => DEFAULT_PROMPTS_PER_SECOND,
+            };
         let cookie_ttl = match pick("BERTH_COOKIE_TTL", parsed.auth.cookie_ttl) {
             Some(text) => duration("auth.cookie_ttl", &text)?,
             None => DEFAULT_COOKIE_TTL,
@@ -406,6 +415,7 @@ impl Config {
             database_url,
             admin_token,
             limits: Limits { sessions_per_user, on_user_limit, running_sandboxes },
+            prompts_per_second,
             reconnect_grace,
             sandbox_driver,
             isolation,
@@ -498,6 +508,7 @@ mod tests {
         assert_eq!(config.turn_timeout, Duration::from_secs(30 * 60));
         assert!(config.git_local_roots.is_empty(), "members clone no local path by default");
         assert_eq!(config.cookie_ttl, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(config.prompts_per_second, 5);
         assert!(config.egress_allow.is_empty(), "outbound sandboxes reach no private range by default");
         assert_eq!(config.network, Network::Outbound);
         assert_eq!(config.resources, DEFAULT_RESOURCES);

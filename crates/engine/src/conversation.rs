@@ -400,6 +400,13 @@ impl Engine {
                 message: "the agent is still working on the last prompt; wait for it or cancel it".into(),
             });
         }
+        let per_second = self.config.prompts_per_second;
+        if !runtime.prompts.admit(tokio::time::Instant::now().into_std(), per_second) {
+            return Err(EngineError::Refused {
+                code: "rate_limited",
+                message: format!("at most {per_second} prompts a second; send it again in a moment"),
+            });
+        }
         runtime.turn_active = true;
         Ok(agent)
     }

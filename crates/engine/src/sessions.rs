@@ -88,6 +88,8 @@ pub(crate) struct LiveRuntime {
     pub(crate) connections: usize,
     /// A prompt was sent and its turn has not ended.
     pub(crate) turn_active: bool,
+    /// The prompts of the last second, for `limits.prompts_per_second`.
+    pub(crate) prompts: berth_core::PromptWindow,
 }
 
 /// The in-memory side of the manager.
@@ -135,6 +137,7 @@ impl Engine {
                 questions: HashMap::new(),
                 connections: 0,
                 turn_active: false,
+                prompts: berth_core::PromptWindow::default(),
             },
         );
         true

@@ -186,7 +186,7 @@ async fn serve_live(
                         sink.send(refusal).await?;
                     }
                 }
-                Some(Ok(Message::Binary(_))) => sink.send(error_frame("invalid_request", "send JSON text frames")).await?,
+                Some(Ok(Message::Binary(_))) => sink.send(error_frame("invalid_frame", "send JSON text frames")).await?,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
             },
@@ -202,7 +202,7 @@ async fn serve_live(
 async fn handle_command(engine: &Engine, caller: &User, session_id: &str, text: &str) -> Option<Message> {
     let command = match serde_json::from_str::<LiveCommand>(text) {
         Ok(command) => command,
-        Err(error) => return Some(error_frame("invalid_request", &format!("not a command: {error}"))),
+        Err(error) => return Some(error_frame("invalid_frame", &format!("not a command: {error}"))),
     };
     let outcome = match command {
         LiveCommand::Prompt { text } => engine.prompt(caller, session_id, &text).await.map(drop),

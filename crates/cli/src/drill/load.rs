@@ -96,7 +96,9 @@ pub async fn run(dir: &Path, args: &LoadArgs) -> anyhow::Result<()> {
     let mut latencies = Vec::new();
     for _ in 0..args.rounds {
         let mut sent_at = Vec::new();
-        for sink in &mut senders {
+        // One prompt per session (a session takes one turn at a time), from its first
+        // connection; every connection of the session hears the reply.
+        for sink in senders.iter_mut().take(args.sessions) {
             sent_at.push(Instant::now());
             let prompt = json!({ "type": "prompt", "text": "hello" }).to_string();
             sink.send(tokio_tungstenite::tungstenite::Message::Text(prompt.into())).await?;
