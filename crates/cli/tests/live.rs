@@ -482,7 +482,9 @@ fn a_container_left_by_a_killed_server_is_removed_at_the_next_start() {
         let server = start_with(in_docker).await;
         let workspace = server.ready_workspace(&source.url()).await;
         let session = server.open(&workspace).await;
-        let Server { _data: data, .. } = server;
+        // No shutdown signal: dropping the sender would start a clean stop.
+        let Server { _data: data, stop, .. } = server;
+        std::mem::forget(stop);
         (data, session)
     });
     drop(crashed);
@@ -616,7 +618,9 @@ fn a_tool_call_still_running_when_the_server_dies_is_closed_at_the_next_start() 
     let (data, session, id) = crashed.block_on(async {
         let (_source, server, session, mut socket) = ready_session(start().await).await;
         let id = a_running_command(&mut socket).await;
-        let Server { _data: data, .. } = server;
+        // No shutdown signal: dropping the sender would start a clean stop.
+        let Server { _data: data, stop, .. } = server;
+        std::mem::forget(stop);
         (data, session, id)
     });
     drop(crashed);

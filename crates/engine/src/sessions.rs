@@ -378,12 +378,33 @@ impl Engine {
                 return Err(EngineError::SandboxFailed { message: error.to_string() });
             }
         };
-        self.store.update_live_session(&session.id, SessionState::Active, None).await?;
-        let resume = match self.config.resume_context {
-            crate::config::ResumeContext::Auto => self.store.agent_session_id(&workspace.id).await?,
-            crate::config::ResumeContext::Never => None,
+        // All or nothing from here: the sandbox runs and the slot is taken, so a failure
+        // before the session is fully live powers it off, frees the slot and ends it
+        // `failed`, instead of leaving a live session nobody watches.
+        let made_live = async {
+            self.store.update_live_session(&session.id, SessionState::Active, None).await?;
+            let resume = match self.config.resume_context {
+                crate::config::ResumeContext::Auto => self.store.agent_session_id(&workspace.id).await?,
+                crate::config::ResumeContext::Never => None,
+            };
+            self.record_event(&session, "system", serde_json::json!({ "code": "session_started" })).await?;
+            Ok::<_, EngineError>(resume)
         };
-        self.record_event(&session, "system", serde_json::json!({ "code": "session_started" })).await?;
+        let resume = match made_live.await {
+            Ok(resume) => resume,
+            Err(error) => {
+                tracing::error!(session_id = %session.id, error = %error, "the session could not be made live");
+                let _ = self.driver.power_off(&session.id).await;
+                let _ = self.store.end_session(&session.id, EndReason::Failed, Utc::now()).await;
+                let failed = serde_json::json!({ "code": "agent_error", "message": "the session could not start; try again" });
+                let _ = self.record_event(&session, "system", failed).await;
+                self.release_slot(&session.id);
+                if let Ok(ended) = self.load_session(&session.id).await {
+                    self.publish_session(&ended);
+                }
+                return Err(error);
+            }
+        };
         self.watch_sandbox(&session, io, resume);
         let session = self.load_session(&session.id).await?;
         tracing::info!(session_id = %session.id, workspace_id = %session.workspace_id, "session opened");
@@ -496,8 +517,11 @@ impl Engine {
                 message: error.to_string(),
             });
         }
-        self.store.end_session(&session.id, reason, Utc::now()).await?;
+        // Before the end is recorded: a crash in between leaves a live session, which the
+        // next start reconciles (closing what is still open), never an ended one with a
+        // tool call left running.
         self.close_open_tool_calls(session).await?;
+        self.store.end_session(&session.id, reason, Utc::now()).await?;
         let closed = serde_json::json!({ "code": "session_closed", "reason": reason.as_str() });
         self.record_event(session, "system", closed).await?;
         let ended = self.load_session(&session.id).await?;
@@ -657,8 +681,8 @@ impl Engine {
             if let Err(error) = self.driver.power_off(&session.id).await {
                 tracing::error!(session_id = %session.id, error = %error, "cannot power off a sandbox left running");
             }
-            self.store.end_session(&session.id, EndReason::ServerRestart, Utc::now()).await?;
             self.close_open_tool_calls(&session).await?;
+            self.store.end_session(&session.id, EndReason::ServerRestart, Utc::now()).await?;
             tracing::warn!(session_id = %session.id, "session ended by the server restart");
         }
         for sandbox in self.driver.running().await.map_err(|e| EngineError::Sandbox { source: e })? {
