@@ -15,7 +15,9 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-cargo build --locked -p berth
+# The same build as `cargo test --workspace` (all targets, so the same features): after
+# the tests it is already there.
+cargo build --locked --workspace --all-targets
 data="$(mktemp -d /tmp/berth-schemathesis.XXXXXX)"
 token="berth_schemathesis_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 BERTH_DATA="$data" BERTH_LISTEN=127.0.0.1:0 BERTH_PREVIEW_LISTEN=127.0.0.1:0 BERTH_ADMIN_TOKEN="$token" \
