@@ -39,7 +39,13 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr().context("the listener has no address")?;
     // Port 0 (any free port) is only known once the server binds it; it logs it then.
-    let previews_url = config.preview_listen.filter(|address| address.port() != 0).map(base_url);
+    let previews_url = match (&config.preview_url, config.preview_listen) {
+        (Some(hosts), Some(_)) => Some(hosts.frame_source()),
+        (None, Some(address)) if address.port() != 0 => {
+            Some(berth_core::preview::PreviewHosts::localhost(address.port()).frame_source())
+        }
+        _ => None,
+    };
     let engine = Engine::start(config).await.context("cannot start berth")?;
     let shutdown = shutdown_signal()?;
     let base_url = base_url(address);
@@ -52,7 +58,7 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     println!("berth listening on {base_url}");
     if let Some(previews_url) = previews_url {
-        println!("live previews on {previews_url}");
+        println!("live previews on {previews_url} (one host per workspace)");
     }
     berth_server::run(listener, engine, shutdown).await.context("the server failed")?;
     Ok(ExitCode::SUCCESS)

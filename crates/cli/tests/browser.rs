@@ -649,14 +649,176 @@ async fn the_preview_pane_shows_the_sandboxs_server_until_the_session_closes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         browser.click("#preview-form button[type=submit]").await;
     }
-    let src = browser.element("#preview-iframe").await.attr("src").await.unwrap().unwrap();
-    assert!(!src.starts_with(&server.base), "the preview has an origin of its own: {src}");
+    browser.element("#preview-iframe").await.enter_frame().await.unwrap();
+    let shown = browser.client.execute("return location.origin;", vec![]).await.unwrap();
+    browser.client.enter_parent_frame().await.unwrap();
+    let (_, details) = server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await;
+    assert_eq!(shown, details["preview_url"], "the preview is on the workspace's own host");
     browser.screenshot("preview").await;
 
     browser.click("#close-workspace").await;
     browser.element("[data-toast='Workspace closed']").await;
     browser.gone("#preview-iframe").await;
     browser.text_in("#preview-frame", "the preview is closed").await;
+    browser.close().await;
+    server.finish().await;
+}
+
+/// A previewed page that writes berth's cookie (every path, berth's domain, the preview
+/// domain) and answers with `Set-Cookie` variants of it; it shows what cookies it sees.
+const TOSSING_APP: &str = r#"
+import http.server, json
+BOB, NAME, PORT = (open(name).read().strip() for name in ("bob.txt", "name.txt", "port.txt"))
+PAGE = """<!doctype html><title>loading</title><pre id=out></pre><script>
+const bob = %s, name = %s;
+for (const where of ["path=/", "path=/api", "path=/api/me", "domain=localhost; path=/",
+                     "domain=localhost; path=/api/me", "domain=.localhost; path=/", "domain=preview.localhost; path=/"]) {
+  document.cookie = `berth_token=${bob}; ${where}`;
+  document.cookie = `berth_token=${bob}; ${where}; Secure; SameSite=None`;
+}
+document.cookie = "berth_preview=forged; domain=preview.localhost; path=/";
+document.cookie = `from_${name}=1; path=/`;
+document.getElementById("out").textContent = "seen[" + document.cookie + "] server[" + %s + "]";
+document.title = "tossed";
+</script>"""
+class App(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def do_GET(self):
+        body = PAGE % (json.dumps(BOB), json.dumps(NAME), json.dumps(self.headers.get("Cookie") or ""))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        for variant in [f"berth_token ={BOB}; Path=/", f"berth_token={BOB}; Domain=localhost; Path=/api",
+                        f"BERTH_TOKEN={BOB}; Path=/", "berth_preview=x; Path=/"]:
+            self.send_header("Set-Cookie", variant)
+        self.end_headers()
+        self.wfile.write(body.encode())
+http.server.ThreadingHTTPServer(("127.0.0.1", int(PORT)), App).serve_forever()
+"#;
+
+#[tokio::test]
+async fn a_preview_can_neither_sign_berth_in_as_another_user_nor_read_another_preview() {
+    if !have_browser() || !berth_testkit::have_program("python3", INSTALLER) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|config| {
+        config.limits.sessions_per_user = 2;
+        config.agent_command = Some("exec python3 app.py".into());
+    })
+    .await;
+    let mut tokens = Vec::new();
+    for name in ["alice", "bob"] {
+        let (status, created) =
+            server.call(reqwest::Method::POST, "/api/users", Some(json!({ "name": name }))).await;
+        assert_eq!(status, 201, "{created}");
+        tokens.push(created["token"].as_str().unwrap().to_owned());
+    }
+    let (alice, bob) = (&tokens[0], &tokens[1]);
+    let as_alice = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut request = server.http.request(method, format!("{}{path}", server.base)).bearer_auth(alice);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let source = SourceRepo::new();
+    std::fs::write(source.path.join("app.py"), TOSSING_APP).unwrap();
+    berth_testkit::git(&source.path, &["add", "app.py"]);
+    berth_testkit::git(&source.path, &["commit", "--quiet", "-m", "app"]);
+    let mut workspaces = Vec::new();
+    for name in ["a", "b"] {
+        let (status, created) = as_alice(
+            reqwest::Method::POST,
+            "/api/workspaces",
+            Some(json!({ "repo": source.url(), "name": name })),
+        )
+        .await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while as_alice(reqwest::Method::GET, &format!("/api/workspaces/{id}"), None).await.1["state"]
+            != "ready"
+        {
+            assert!(tokio::time::Instant::now() < deadline, "workspace {name} not ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let checkout = server.checkout(&id);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        for (file, text) in [("bob.txt", bob.as_str()), ("name.txt", name), ("port.txt", &port.to_string())] {
+            std::fs::write(checkout.join(file), text).unwrap();
+        }
+        let (status, opened) =
+            as_alice(reqwest::Method::POST, &format!("/api/workspaces/{id}/open"), None).await;
+        assert_eq!(status, 201, "{opened}");
+        workspaces.push((id, port));
+    }
+
+    // Alice signs in on `localhost`, the name a preview host's scripts come closest to.
+    let berth = server.base.replace("127.0.0.1", "localhost");
+    let browser = Browser::open_as(&berth, "cookie-tossing", alice).await;
+    let show = |index: usize| {
+        let (id, port) = &workspaces[index];
+        let client = browser.client.clone();
+        let url = format!("{berth}/api/workspaces/{id}/preview?port={port}");
+        async move {
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            loop {
+                client.goto(&url).await.unwrap();
+                if client.title().await.unwrap() == "tossed" {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the preview never ran: {}",
+                    client.source().await.unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            client.find(Locator::Id("out")).await.unwrap().text().await.unwrap()
+        }
+    };
+    let first = show(0).await;
+    assert!(first.contains("from_a=1"), "the preview ran on its host: {first}");
+    // Workspaces a and b: neither reads the other's cookies, nor do they reach its server.
+    let second = show(1).await;
+    assert!(!second.contains("from_a"), "b saw a's cookies: {second}");
+    let again = show(0).await;
+    assert!(!again.contains("from_b"), "a saw b's cookies: {again}");
+    // Neither berth's token nor the host's own pass (HttpOnly, a signed `c.` value) is
+    // readable by the page or forwarded to its server.
+    assert!(!again.contains(alice.as_str()) && !again.contains("berth_preview=c."), "{again}");
+    browser.screenshot("preview").await;
+
+    // berth's pages still act as alice, on every path the preview aimed at.
+    for path in ["/api/me", "/api/workspaces"] {
+        browser.client.goto(&format!("{berth}{path}")).await.unwrap();
+        let body = browser.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        match path {
+            "/api/me" => assert_eq!(answer["name"], "alice", "{body}"),
+            _ => assert_eq!(answer["workspaces"].as_array().map(Vec::len), Some(2), "{body}"),
+        }
+    }
+    browser.client.goto(&format!("{berth}/account")).await.unwrap();
+    browser.text_in("#user-name", "alice").await;
+    // Not one of the preview's cookies reached berth's host (berth's own is HttpOnly).
+    let visible = browser.client.execute("return document.cookie;", vec![]).await.unwrap();
+    assert_eq!(visible, "", "cookies tossed onto berth's host");
+    browser.close().await;
+
+    // Bob, signed in too, is refused alice's preview both ways in.
+    let browser = Browser::open_as(&berth, "cookie-tossing-bob", bob).await;
+    let (id, port) = &workspaces[0];
+    browser.client.goto(&format!("{berth}/api/workspaces/{id}/preview?port={port}")).await.unwrap();
+    browser.text_in("body", "not_found").await;
+    let (_, details) = as_alice(reqwest::Method::GET, &format!("/api/workspaces/{id}"), None).await;
+    let preview_url = details["preview_url"].as_str().unwrap();
+    browser.client.goto(&format!("{preview_url}/{port}/")).await.unwrap();
+    browser.text_in("body", "unauthorized").await;
     browser.close().await;
     server.finish().await;
 }

@@ -437,11 +437,15 @@ async fn the_built_in_agent_works_from_a_docker_container_and_close_removes_it()
     // The live preview reaches the container's own port 3000.
     run_allowed(&mut socket, "httpd -p 3000 -h /workspace").await;
     let previews =
-        server.call(reqwest::Method::GET, "/api/me").await["preview_url"].as_str().unwrap().to_owned();
-    let preview = format!("{previews}/w/{workspace}/preview/3000/made.txt");
+        server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}")).await["preview_url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let preview = format!("{previews}/3000/made.txt");
+    let http = berth_testkit::loopback_client(&previews);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let text = loop {
-        let response = server.http.get(&preview).bearer_auth(TOKEN).send().await.unwrap();
+        let response = http.get(&preview).bearer_auth(TOKEN).send().await.unwrap();
         if response.status() == reqwest::StatusCode::OK {
             break response.text().await.unwrap();
         }
@@ -453,7 +457,7 @@ async fn the_built_in_agent_works_from_a_docker_container_and_close_removes_it()
     let closed = server.call(reqwest::Method::POST, &format!("/api/sessions/{session}/close")).await;
     assert_eq!(closed["outcome"], "workspace_closed");
     assert!(berth_testkit::containers_with_label(&label).is_empty(), "power off removes the container");
-    let response = server.http.get(&preview).bearer_auth(TOKEN).send().await.unwrap();
+    let response = http.get(&preview).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
     assert!(
         server

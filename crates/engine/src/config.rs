@@ -2,7 +2,7 @@
 //! variables (a variable wins over the file), then passed explicitly. The keys and
 //! variable names are the contract of API.md "Configuration".
 
-use berth_core::preview::PortAllowList;
+use berth_core::preview::{PortAllowList, PreviewHosts};
 use berth_core::{Limits, OnUserLimit};
 pub use berth_sandbox::{Isolation, Network, Resources};
 use serde::Deserialize;
@@ -79,10 +79,10 @@ pub struct Config {
     /// Where previews are served: an origin of their own, so a previewed page's scripts
     /// never run with berth's origin. `None` (`preview.listen = "off"`): no previews.
     pub preview_listen: Option<SocketAddr>,
-    /// The previews' address as browsers reach it (`https://preview.example.com`), when
-    /// a proxy stands in front; by default the host the browser used with `preview_listen`'s
-    /// port.
-    pub preview_url: Option<String>,
+    /// The previews' addresses as browsers reach them, a wildcard with one host per
+    /// workspace (`https://*.preview.example.com`), when a proxy stands in front; by
+    /// default `http://<workspace id>.preview.localhost:<preview_listen's port>`.
+    pub preview_url: Option<PreviewHosts>,
     /// The configuration file read, hidden from sandboxes with the data directory.
     pub config_file: Option<PathBuf>,
     /// `None` runs the built-in agent (`berth agent`).
@@ -358,16 +358,7 @@ impl Config {
             None => Some(default_preview_listen(listen)),
         };
         let preview_url = pick("BERTH_PREVIEW_URL", parsed.preview.url)
-            .map(|url| {
-                let trimmed = url.trim_end_matches('/').to_owned();
-                let valid = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
-                    && !trimmed.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\'' || c == '"');
-                if valid {
-                    Ok(trimmed)
-                } else {
-                    Err(invalid("preview.url", &url, "expected an http:// or https:// address"))
-                }
-            })
+            .map(|url| PreviewHosts::wildcard(&url).map_err(|reason| invalid("preview.url", &url, reason)))
             .transpose()?;
         let agent_command = pick("BERTH_AGENT", parsed.agent.command);
         if let Some(command) = &agent_command {
@@ -622,6 +613,7 @@ resume_context = "auto"
             ("BERTH_PREVIEW_PORTS", "0-80", "preview.ports"),
             ("BERTH_PREVIEW_LISTEN", "7071", "preview.listen"),
             ("BERTH_PREVIEW_URL", "javascript:alert(1)", "preview.url"),
+            ("BERTH_PREVIEW_URL", "https://preview.example.com", "preview.url"),
             ("BERTH_RESUME_CONTEXT", "maybe", "agent.resume_context"),
             ("BERTH_TURN_TIMEOUT", "forever", "agent.turn_timeout"),
             ("BERTH_ADMIN_TOKEN", "short", "admin_token"),

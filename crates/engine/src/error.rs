@@ -9,6 +9,9 @@ use std::path::PathBuf;
 pub enum EngineError {
     #[error(transparent)]
     Invalid(#[from] InputError),
+    /// A credential that is missing, wrong, expired or revoked.
+    #[error("{message}")]
+    Unauthorized { message: &'static str },
     #[error("no such {what}")]
     NotFound { what: &'static str },
     #[error("only administrators may {action}")]
@@ -68,6 +71,7 @@ impl EngineError {
     pub fn code(&self) -> &'static str {
         match self {
             EngineError::Invalid(input) => input.field.error_code(),
+            EngineError::Unauthorized { .. } => "unauthorized",
             EngineError::NotFound { .. } => "not_found",
             EngineError::Forbidden { .. } => "forbidden",
             EngineError::NameTaken { .. } => "name_taken",

@@ -7,6 +7,7 @@ mod conversation;
 mod error;
 mod paths;
 mod preview;
+mod preview_pass;
 mod sessions;
 mod sources;
 mod users;
@@ -47,6 +48,8 @@ pub struct Engine {
     /// Tokens recently seen to be valid (by hash), so that reads do not each cost a
     /// database query for authentication.
     tokens: users::TokenCache,
+    /// Signs and checks the passes to preview hosts.
+    previews: preview::PreviewPasses,
 }
 
 impl Engine {
@@ -93,6 +96,7 @@ impl Engine {
             shutdown: CancellationToken::new(),
             workspace_changes: tokio::sync::broadcast::channel(1024).0,
             tokens: users::TokenCache::default(),
+            previews: preview::PreviewPasses::default(),
         });
         Ok(engine)
     }

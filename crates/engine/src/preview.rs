@@ -2,11 +2,101 @@
 //! caller's workspaces. Only the owner gets one; the port must be a valid number in the
 //! installation's allow-list; a workspace without a live session has no preview.
 
+use crate::preview_pass::{COOKIE_LIFETIME_SECS, Pass, PassKey, PassKind, TICKET_LIFETIME_SECS};
+use crate::users::hash_token;
 use crate::{Engine, EngineError};
-use berth_core::User;
+use berth_core::{User, WorkspaceId};
 use berth_sandbox::SandboxError;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The engine's preview passes: the signing key and the tickets already used.
+pub(crate) struct PreviewPasses {
+    key: PassKey,
+    /// Nonce → expiry of every ticket redeemed and not yet expired.
+    redeemed: Mutex<HashMap<String, i64>>,
+}
+
+impl Default for PreviewPasses {
+    fn default() -> PreviewPasses {
+        PreviewPasses { key: PassKey::generate(), redeemed: Mutex::new(HashMap::new()) }
+    }
+}
+
+const EXPIRED_TICKET: &str =
+    "this preview link has expired or was used already; open the preview from berth again";
+const NO_PREVIEW_PASS: &str =
+    "this preview needs a pass from berth; open it from the workspace page (or sign in to berth again)";
 
 impl Engine {
+    /// A ticket to `workspace_id`'s preview host for the owner signed in with `token`:
+    /// a minute long, good once, for that workspace only.
+    pub async fn preview_ticket(&self, token: &str, workspace_id: &str) -> Result<String, EngineError> {
+        let user =
+            self.authenticate(token).await?.ok_or(EngineError::Unauthorized { message: NO_PREVIEW_PASS })?;
+        let workspace = self.workspace(&user, workspace_id).await?;
+        Ok(self.previews.key.seal(&Pass {
+            kind: PassKind::Ticket,
+            workspace: workspace.id.to_string(),
+            expires_at: now() + TICKET_LIFETIME_SECS,
+            nonce: hex::encode(rand::random::<[u8; 16]>()),
+            token_hash: hash_token(token),
+        }))
+    }
+
+    /// Trades a ticket, on the preview host of `workspace`, for that host's cookie and
+    /// its lifetime in seconds.
+    pub async fn preview_redeem(
+        &self,
+        ticket: &str,
+        workspace: &WorkspaceId,
+    ) -> Result<(String, i64), EngineError> {
+        let now = now();
+        let expired = EngineError::Unauthorized { message: EXPIRED_TICKET };
+        let pass = self
+            .previews
+            .key
+            .open(ticket, PassKind::Ticket, now)
+            .ok_or(EngineError::Unauthorized { message: EXPIRED_TICKET })?;
+        if pass.workspace != workspace.as_str() {
+            return Err(expired);
+        }
+        {
+            let mut redeemed = self.previews.redeemed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            redeemed.retain(|_, expires_at| *expires_at > now);
+            if redeemed.insert(pass.nonce.clone(), pass.expires_at).is_some() {
+                return Err(expired);
+            }
+        }
+        self.pass_holder(&pass).await?;
+        let cookie = self.previews.key.seal(&Pass {
+            kind: PassKind::Cookie,
+            expires_at: now + COOKIE_LIFETIME_SECS,
+            ..pass
+        });
+        Ok((cookie, COOKIE_LIFETIME_SECS))
+    }
+
+    /// The owner a preview cookie stands for on `workspace`'s preview host: the cookie
+    /// must be this engine's, for this workspace, unexpired, and its login token still
+    /// valid.
+    pub async fn preview_caller(&self, cookie: &str, workspace: &WorkspaceId) -> Result<User, EngineError> {
+        let pass = self
+            .previews
+            .key
+            .open(cookie, PassKind::Cookie, now())
+            .filter(|pass| pass.workspace == workspace.as_str())
+            .ok_or(EngineError::Unauthorized { message: NO_PREVIEW_PASS })?;
+        self.pass_holder(&pass).await
+    }
+
+    /// The user whose login token a pass names, while that token is valid.
+    async fn pass_holder(&self, pass: &Pass) -> Result<User, EngineError> {
+        self.authenticate_hash(&pass.token_hash)
+            .await?
+            .ok_or(EngineError::Unauthorized { message: NO_PREVIEW_PASS })
+    }
+
     /// Connects to `port` (as written in the preview address) in the sandbox of the
     /// caller's workspace `workspace_id`.
     pub async fn preview_connect(
@@ -32,4 +122,8 @@ impl Engine {
             Err(source) => Err(EngineError::Sandbox { source }),
         }
     }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
 }

@@ -231,14 +231,19 @@ impl Engine {
         if token.is_empty() || token.len() > 256 {
             return Ok(None);
         }
-        let hash = hash_token(token);
-        if let Some(user) = self.tokens.get(&hash) {
+        self.authenticate_hash(&hash_token(token)).await
+    }
+
+    /// [`Engine::authenticate`] for a token known by its hash (a preview pass names the
+    /// login token it came from that way).
+    pub(crate) async fn authenticate_hash(&self, hash: &str) -> Result<Option<User>, EngineError> {
+        if let Some(user) = self.tokens.get(hash) {
             return Ok(Some(user));
         }
-        let Some((user, expires_at)) = self.store.authenticate(&hash, Utc::now()).await? else {
+        let Some((user, expires_at)) = self.store.authenticate(hash, Utc::now()).await? else {
             return Ok(None);
         };
-        self.tokens.put(hash, user.clone(), expires_at);
+        self.tokens.put(hash.to_owned(), user.clone(), expires_at);
         Ok(Some(user))
     }
 

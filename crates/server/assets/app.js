@@ -529,8 +529,9 @@ async function chat(state, workspace, opened) {
     event.preventDefault();
     const number = Number(port.value);
     if (!Number.isInteger(number) || number < 1 || number > 65535) return toast("A port is a number from 1 to 65535", "bad");
-    if (!me.preview_url) return toast("Previews are switched off on this installation", "bad");
-    const url = `${me.preview_url}/w/${workspace.id}/preview/${number}/`;
+    if (!workspace.preview_url) return toast("Previews are switched off on this installation", "bad");
+    // berth's origin hands out a pass and redirects to the workspace's own preview host.
+    const url = `/api/workspaces/${encodeURIComponent(workspace.id)}/preview?port=${number}`;
     frameHolder.replaceChildren(h("iframe", { src: url, title: `Preview of port ${number}`, id: "preview-iframe",
       sandbox: "allow-scripts allow-forms allow-same-origin allow-popups" }),
     h("a", { href: url, target: "_blank", rel: "noopener" }, "Open in a new tab"));

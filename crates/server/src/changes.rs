@@ -11,6 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
+use berth_core::preview::PreviewHosts;
 use berth_core::{User, WorkspaceId};
 use berth_engine::Engine;
 use futures::Stream;
@@ -40,11 +41,20 @@ pub async fn workspace_changes(
     Caller(caller): Caller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let changes = state.engine.subscribe_workspace_changes();
-    let first = serde_json::to_string(&workspace_list(&state.engine, &caller).await?).unwrap_or_default();
+    let first = serde_json::to_string(&workspace_list(&state.engine, state.preview.as_ref(), &caller).await?)
+        .unwrap_or_default();
     let (events, received) = mpsc::channel::<Event>(16);
     // The first list goes out before the feed task starts, so the page has it at once.
     let _ = events.try_send(Event::default().event("workspaces").data(first.clone()));
-    tokio::spawn(feed(Arc::clone(&state.engine), caller, changes, first, events, state.stopping.clone()));
+    tokio::spawn(feed(
+        Arc::clone(&state.engine),
+        state.preview.clone(),
+        caller,
+        changes,
+        first,
+        events,
+        state.stopping.clone(),
+    ));
     let stream = futures::stream::unfold(received, |mut received| async move {
         received.recv().await.map(|event| (Ok(event), received))
     });
@@ -53,6 +63,7 @@ pub async fn workspace_changes(
 
 async fn feed(
     engine: Arc<Engine>,
+    previews: Option<PreviewHosts>,
     caller: User,
     mut changes: tokio::sync::broadcast::Receiver<WorkspaceId>,
     mut last_sent: String,
@@ -76,7 +87,7 @@ async fn feed(
         while let Ok(id) = changes.try_recv() {
             changed.insert(id);
         }
-        let Ok(list) = workspace_list(&engine, &caller).await else { continue };
+        let Ok(list) = workspace_list(&engine, previews.as_ref(), &caller).await else { continue };
         let text = serde_json::to_string(&list).unwrap_or_default();
         if text != last_sent {
             if events.send(Event::default().event("workspaces").data(text.clone())).await.is_err() {

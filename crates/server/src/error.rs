@@ -150,6 +150,7 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, code, error.to_string())
             }
             EngineError::NoLiveSession => ApiError::new(StatusCode::NOT_FOUND, code, error.to_string()),
+            EngineError::Unauthorized { message } => ApiError::new(StatusCode::UNAUTHORIZED, code, message),
             EngineError::PreviewUnreachable { .. } | EngineError::SandboxFailed { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, code, error.to_string())
             }

@@ -4,8 +4,8 @@
 use crate::{AppState, error::ApiError};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use berth_core::User;
 
 /// A JSON object body; malformed JSON, anything but an object (`[]` included), unknown
@@ -79,10 +79,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        let token = match bearer_token(parts) {
+        let token = match bearer_token(&parts.headers) {
             Some(token) => token,
             None => {
-                let token = cookie_token(parts).ok_or_else(ApiError::unauthorized)?;
+                let token = cookie_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
                 if !same_origin_or_safe(parts) {
                     return Err(ApiError::new(
                         StatusCode::FORBIDDEN,
@@ -117,18 +117,28 @@ fn same_origin_or_safe(parts: &Parts) -> bool {
     origin_authority.is_some() && origin_authority == host
 }
 
-fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+/// The token a request carries: `Authorization: Bearer`, else the login cookie.
+pub(crate) fn request_token(headers: &HeaderMap) -> Option<&str> {
+    bearer_token(headers).or_else(|| cookie_token(headers))
+}
+
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-pub(crate) fn cookie_token(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
+pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    cookies(headers).find_map(|(name, value)| (name == TOKEN_COOKIE).then_some(value))
+}
+
+/// The `name=value` pairs of a request's `Cookie` headers.
+pub(crate) fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .map(|(name, value)| (name.trim(), value.trim()))
 }

@@ -19,6 +19,7 @@ mod workspaces;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use berth_core::preview::PreviewHosts;
 use berth_engine::Engine;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -33,8 +34,8 @@ pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    /// Where browsers find the previews; `None` when previews are switched off.
-    pub preview: Option<PreviewOrigin>,
+    /// Where browsers find each workspace's previews; `None` when previews are off.
+    pub preview: Option<PreviewHosts>,
     /// Turns true when the server stops: long-lived answers (the change feed) end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -42,40 +43,6 @@ pub struct AppState {
 /// After the shutdown signal, open connections get this long to finish before the
 /// engine stops anyway (a streaming preview answer would otherwise hold it forever).
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The origin previews are served from. A previewed page runs whatever the workspace's
-/// code serves; on an origin of its own it cannot call berth's API as the user (the
-/// browser keeps it apart, and berth refuses requests whose `Origin` is not its own).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PreviewOrigin {
-    /// Configured (`preview.url`), for a proxy in front of berth.
-    Url(String),
-    /// The preview listener's port on whatever host the browser used for berth.
-    Port(u16),
-}
-
-impl PreviewOrigin {
-    /// The preview origin for a browser that reached berth at `host` (the `Host` header).
-    pub fn for_host(&self, host: Option<&str>) -> Option<String> {
-        match self {
-            PreviewOrigin::Url(url) => Some(url.clone()),
-            PreviewOrigin::Port(port) => {
-                let host = host?;
-                let name = match host.strip_prefix('[') {
-                    Some(rest) => format!("[{}]", rest.split(']').next()?),
-                    None => host.rsplit_once(':').map_or(host, |(name, _)| name).to_owned(),
-                };
-                // The name goes into headers and pages: letters, digits, dots, dashes and an
-                // IPv6 literal's brackets and colons only.
-                let plain = !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
-                plain.then(|| format!("http://{name}:{port}"))
-            }
-        }
-    }
-}
 
 /// berth's API, operations endpoints and web UI.
 pub fn router(state: AppState) -> Router {
@@ -85,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::router())
         .merge(users::router())
         .merge(workspaces::router())
+        .merge(preview::open_router())
         .merge(changes::router())
         .merge(sessions::router())
         .merge(live::router())
@@ -129,8 +97,8 @@ pub async fn run(
     };
     let preview = match (&engine.config().preview_url, &preview_listener) {
         (_, None) => None,
-        (Some(url), Some(_)) => Some(PreviewOrigin::Url(url.clone())),
-        (None, Some(listener)) => Some(PreviewOrigin::Port(listener.local_addr()?.port())),
+        (Some(hosts), Some(_)) => Some(hosts.clone()),
+        (None, Some(listener)) => Some(PreviewHosts::localhost(listener.local_addr()?.port())),
     };
     if let Some(listener) = &preview_listener {
         tracing::info!(address = %listener.local_addr()?, "previews listening");
@@ -172,27 +140,4 @@ pub async fn run(
     };
     engine.shutdown().await;
     served.and(previewed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::PreviewOrigin;
-
-    #[test]
-    fn the_preview_origin_is_the_browsers_host_with_the_preview_port() {
-        let port = PreviewOrigin::Port(7071);
-        for (host, expected) in [
-            (Some("127.0.0.1:7070"), Some("http://127.0.0.1:7071")),
-            (Some("berth.example.com"), Some("http://berth.example.com:7071")),
-            (Some("[::1]:7070"), Some("http://[::1]:7071")),
-            (Some("evil.example\"; script-src *"), None),
-            (Some("a b:7070"), None),
-            (Some(""), None),
-            (None, None),
-        ] {
-            assert_eq!(port.for_host(host).as_deref(), expected, "{host:?}");
-        }
-        let configured = PreviewOrigin::Url("https://preview.example.com".into());
-        assert_eq!(configured.for_host(Some("other:1")).as_deref(), Some("https://preview.example.com"));
-    }
 }

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers and wire types.
 
-use crate::{changes, live, metrics, ops, sessions, users, wire, workspaces};
+use crate::{changes, live, metrics, ops, preview, sessions, users, wire, workspaces};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -13,12 +13,13 @@ use utoipa::{Modify, OpenApi};
         users::list_users, users::update_user, ops::logout,
         workspaces::create_workspace, workspaces::list_workspaces, workspaces::show_workspace, workspaces::update_workspace,
         changes::workspace_changes, workspaces::init_log, workspaces::git_status, workspaces::delete_workspace, workspaces::retry_workspace,
+        preview::open_preview,
         sessions::open_workspace, sessions::list_sessions, sessions::show_session, sessions::close_session,
         sessions::leave_session, sessions::close_all, sessions::admin_list_sessions, sessions::admin_close_all,
         live::session_events, live::workspace_events,
     ),
     components(schemas(
-        wire::UserBody, wire::MeBody, wire::CreateUserRequest, wire::CreatedUser, wire::TokenBody,
+        wire::UserBody, wire::CreateUserRequest, wire::CreatedUser, wire::TokenBody,
         wire::CreateTokenRequest, wire::TokenInfoBody, wire::TokenList, wire::AccountBody, wire::AccountList, wire::UpdateUserRequest,
         wire::WorkspaceBody, wire::WorkspaceList, wire::CreateWorkspaceRequest, wire::UpdateWorkspaceRequest, wire::GitStatusBody,
         wire::DeletedBody, wire::ErrorEnvelope, wire::ErrorBody,

@@ -115,7 +115,7 @@ pub async fn logout(
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let (parts, _) = request.into_parts();
-    if let Some(token) = crate::extract::cookie_token(&parts) {
+    if let Some(token) = crate::extract::cookie_token(&parts.headers) {
         state.engine.logout(token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();

@@ -27,13 +27,16 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The page shell; the script reads the path and draws that screen.
-async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn page(State(state): State<AppState>) -> Response {
     let Some(file) = Assets::get("index.html") else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok());
-    let frames =
-        state.preview.as_ref().and_then(|preview| preview.for_host(host)).unwrap_or_else(|| "'none'".into());
+    // The preview pane starts on berth's origin (the redirect that hands out a ticket) and
+    // lands on the workspace's preview host.
+    let frames = state
+        .preview
+        .as_ref()
+        .map_or_else(|| "'none'".to_owned(), |hosts| format!("'self' {}", hosts.frame_source()));
     let policy = format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
          frame-src {frames}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"

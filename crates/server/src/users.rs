@@ -4,11 +4,11 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::wire::{
-    AccountBody, AccountList, CreateTokenRequest, CreateUserRequest, CreatedUser, ErrorEnvelope, MeBody,
-    TokenBody, TokenInfoBody, TokenList, UpdateUserRequest, UserBody,
+    AccountBody, AccountList, CreateTokenRequest, CreateUserRequest, CreatedUser, ErrorEnvelope, TokenBody,
+    TokenInfoBody, TokenList, UpdateUserRequest, UserBody,
 };
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use berth_core::Role;
@@ -22,13 +22,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/tokens/{id}", delete(revoke_token))
 }
 
-/// The caller, and where their browser finds the previews.
+/// The caller.
 #[utoipa::path(get, path = "/api/me", tag = "users",
-    responses((status = 200, body = MeBody), (status = 401, body = ErrorEnvelope)))]
-pub async fn me(State(state): State<AppState>, Caller(user): Caller, headers: HeaderMap) -> Json<MeBody> {
-    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok());
-    let preview_url = state.preview.as_ref().and_then(|preview| preview.for_host(host));
-    Json(MeBody { user: UserBody::from(&user), preview_url })
+    responses((status = 200, body = UserBody), (status = 401, body = ErrorEnvelope)))]
+pub async fn me(Caller(user): Caller) -> Json<UserBody> {
+    Json(UserBody::from(&user))
 }
 
 /// Creates a user with a first token (administrators only).

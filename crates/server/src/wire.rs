@@ -2,6 +2,7 @@
 //! Requests refuse unknown fields; responses are built from the domain types here and
 //! nowhere else.
 
+use berth_core::preview::PreviewHosts;
 use berth_core::{Role, Session, User, Workspace};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,15 +14,6 @@ pub struct UserBody {
     pub name: String,
     #[schema(value_type = String, example = "member")]
     pub role: Role,
-}
-
-/// `GET /api/me`: the caller, and the origin of the previews (absent when they are off).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct MeBody {
-    #[serde(flatten)]
-    pub user: UserBody,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub preview_url: Option<String>,
 }
 
 impl From<&User> for UserBody {
@@ -167,10 +159,18 @@ pub struct WorkspaceBody {
     pub last_opened_at: Option<DateTime<Utc>>,
     /// The workspace's live session, if it has one.
     pub active_session: Option<SessionBody>,
+    /// The origin of this workspace's previews (a host of its own); `null` when previews
+    /// are switched off. A port's preview is `<preview_url>/<port>/`, opened through
+    /// `GET /api/workspaces/{id}/preview?port=`.
+    pub preview_url: Option<String>,
 }
 
 impl WorkspaceBody {
-    pub fn new(workspace: &Workspace, live_session: Option<&Session>) -> WorkspaceBody {
+    pub fn new(
+        workspace: &Workspace,
+        live_session: Option<&Session>,
+        previews: Option<&PreviewHosts>,
+    ) -> WorkspaceBody {
         WorkspaceBody {
             id: workspace.id.to_string(),
             name: workspace.name.clone(),
@@ -183,6 +183,7 @@ impl WorkspaceBody {
             created_at: workspace.created_at,
             last_opened_at: workspace.last_opened_at,
             active_session: live_session.map(SessionBody::from),
+            preview_url: previews.map(|hosts| hosts.url_for(&workspace.id)),
         }
     }
 }

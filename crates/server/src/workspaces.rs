@@ -14,6 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_core::User;
+use berth_core::preview::PreviewHosts;
 use berth_engine::{Engine, NewWorkspace, WorkspaceSettings};
 
 pub fn router() -> Router<AppState> {
@@ -39,7 +40,7 @@ pub async fn create_workspace(
     let request =
         NewWorkspace { repo: request.repo, branch: request.branch, name: request.name, agent: request.agent };
     let workspace = state.engine.create_workspace(&caller, request).await?;
-    Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::new(&workspace, None))))
+    Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::new(&workspace, None, state.preview.as_ref()))))
 }
 
 /// The caller's workspaces, oldest first.
@@ -49,18 +50,23 @@ pub async fn list_workspaces(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<WorkspaceList>, ApiError> {
-    Ok(Json(workspace_list(&state.engine, &caller).await?))
+    Ok(Json(workspace_list(&state.engine, state.preview.as_ref(), &caller).await?))
 }
 
 /// The caller's workspaces with their live sessions: the list endpoint's answer and what
 /// the dashboard's change feed sends.
-pub async fn workspace_list(engine: &Engine, caller: &User) -> Result<WorkspaceList, ApiError> {
+pub async fn workspace_list(
+    engine: &Engine,
+    previews: Option<&PreviewHosts>,
+    caller: &User,
+) -> Result<WorkspaceList, ApiError> {
     let workspaces = engine.workspaces(caller).await?;
     let live = engine.live_sessions(caller).await?;
     let live: std::collections::HashMap<_, _> =
         live.iter().map(|session| (&session.workspace_id, session)).collect();
-    let body =
-        |workspace: &berth_core::Workspace| WorkspaceBody::new(workspace, live.get(&workspace.id).copied());
+    let body = |workspace: &berth_core::Workspace| {
+        WorkspaceBody::new(workspace, live.get(&workspace.id).copied(), previews)
+    };
     Ok(WorkspaceList { workspaces: workspaces.iter().map(body).collect() })
 }
 
@@ -75,7 +81,7 @@ pub async fn show_workspace(
 ) -> Result<Json<WorkspaceBody>, ApiError> {
     let workspace = state.engine.workspace(&caller, &id).await?;
     let live = state.engine.live_session_of_workspace(&workspace.id).await?;
-    Ok(Json(WorkspaceBody::new(&workspace, live.as_ref())))
+    Ok(Json(WorkspaceBody::new(&workspace, live.as_ref(), state.preview.as_ref())))
 }
 
 /// Changes a workspace's name, agent command or branch; only the fields given change.
@@ -94,7 +100,7 @@ pub async fn update_workspace(
     let settings = WorkspaceSettings { name: request.name, branch: request.branch, agent: request.agent };
     let workspace = state.engine.update_workspace(&caller, &id, settings).await?;
     let live = state.engine.live_session_of_workspace(&workspace.id).await?;
-    Ok(Json(WorkspaceBody::new(&workspace, live.as_ref())))
+    Ok(Json(WorkspaceBody::new(&workspace, live.as_ref(), state.preview.as_ref())))
 }
 
 /// The initialisation log (everything git printed while cloning), as plain text.
@@ -151,5 +157,5 @@ pub async fn retry_workspace(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<WorkspaceBody>), ApiError> {
     let workspace = state.engine.retry_workspace(&caller, &id).await?;
-    Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::new(&workspace, None))))
+    Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::new(&workspace, None, state.preview.as_ref()))))
 }

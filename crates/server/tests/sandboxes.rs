@@ -29,7 +29,8 @@ class App(http.server.BaseHTTPRequestHandler):
         body = f"{NAME} {self.path} cookie={self.headers.get('Cookie')} auth={self.headers.get('Authorization')}"
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
-        self.send_header("Set-Cookie", "berth_token=stolen; Path=/")
+        for stolen in ["berth_token=stolen; Path=/", "berth_token =x; Path=/", "Berth_Preview=x", "berth_preview=x; Path=/"]:
+            self.send_header("Set-Cookie", stolen)
         self.send_header("Set-Cookie", "app=1; Path=/")
         self.end_headers()
         self.wfile.write(body.encode())
@@ -78,7 +79,7 @@ async fn preview_text(api: &common::Api, path: &str) -> (StatusCode, String, Vec
     loop {
         let response = api
             .request(reqwest::Method::GET, path)
-            .header("Cookie", "berth_token=must-not-pass; other=kept")
+            .header("Cookie", "berth_token=must-not-pass; berth_preview=nor-this; other=kept")
             .send()
             .await
             .unwrap();
@@ -101,7 +102,6 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
     let server = TestServer::start_with(sandboxed).await;
     let source = app_repo();
     let alice = server.member("alice").await;
-    let previews = alice.previews().await;
     let mut workspaces = Vec::new();
     for name in ["first", "second"] {
         let id = alice.ready_workspace(&source.url(), name).await;
@@ -112,38 +112,52 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
     }
 
     for ((id, _), name) in workspaces.iter().zip(["first", "second"]) {
-        let (status, text, cookies) =
-            preview_text(&previews, &format!("/w/{id}/preview/3000/deep/page?x=1")).await;
+        let previews = alice.previews(id).await;
+        assert!(
+            previews.base.starts_with(&format!("http://{id}.preview.localhost:")),
+            "a host of its own: {}",
+            previews.base
+        );
+        let (status, text, cookies) = preview_text(&previews, "/3000/deep/page?x=1").await;
         assert_eq!(status, StatusCode::OK, "{text}");
         assert!(text.starts_with(&format!("{name} /deep/page?x=1 ")), "{text}");
         assert!(text.contains("cookie=other=kept auth=None"), "berth's credentials stay out: {text}");
-        assert_eq!(cookies, vec!["app=1; Path=/"], "the sandbox cannot set berth's cookie");
+        assert_eq!(cookies, vec!["app=1; Path=/"], "the sandbox cannot set berth's cookies");
     }
 
     // WebSocket through the proxy.
     let (id, _) = &workspaces[0];
-    let ws_url = format!("{}/w/{id}/preview/3000/socket", previews.base.replace("http://", "ws://"));
+    let previews = alice.previews(id).await;
+    let ws_url = format!("{}/3000/socket", previews.base.replace("http://", "ws://"));
     let mut request =
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(ws_url).unwrap();
     request.headers_mut().insert("Authorization", format!("Bearer {}", alice_token(&alice)).parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let port = previews.base.rsplit(':').next().unwrap().to_owned();
+    let tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
     socket.send(tokio_tungstenite::tungstenite::Message::text("hello")).await.unwrap();
     let echoed = socket.next().await.unwrap().unwrap();
     assert_eq!(echoed.into_text().unwrap().as_str(), "first:hello");
 
     // Another user, or nobody, gets nothing.
-    let bob = server.member("bob").await.previews().await;
-    let (status, body) = bob.get(&format!("/w/{id}/preview/3000/")).await;
+    let bob = server.member("bob").await;
+    let bob_on_alices =
+        common::Api::new(berth_testkit::loopback_client(&previews.base), &previews.base, bob.token());
+    let (status, body) = bob_on_alices.get("/3000/").await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
-    let (status, _) = previews.without_token().get(&format!("/w/{id}/preview/3000/")).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    // berth's own origin serves no previews: a previewed page never runs with it.
-    let (status, _) = alice.get(&format!("/w/{id}/preview/3000/")).await;
+    let (status, body) = previews.without_token().get("/3000/").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    // berth's own origin serves no previews: a previewed page never runs with it; nor
+    // does the preview listener under any name but a workspace's.
+    let (status, _) = alice.get("/3000/").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let bare = common::Api::new(reqwest::Client::new(), &format!("http://127.0.0.1:{port}"), alice.token());
+    let (status, body) = bare.get("/3000/").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
 
     // Ports are numbers from 1 to 65535.
     for bad in ["0", "65536", "http", "3000x", "-1", "99999999999999999999"] {
-        let (status, body) = previews.get(&format!("/w/{id}/preview/{bad}/")).await;
+        let (status, body) = previews.get(&format!("/{bad}/")).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("invalid_port")),
@@ -151,7 +165,7 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
         );
     }
     // Nothing listens on 3001: a clear gateway error, not a hang or a 500.
-    let (status, body) = previews.get(&format!("/w/{id}/preview/3001/")).await;
+    let (status, body) = previews.get("/3001/").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::BAD_GATEWAY, Some("preview_unreachable"))
@@ -161,11 +175,115 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
     let (_, session) = &workspaces[0];
     let (status, _) = alice.post(&format!("/api/sessions/{session}/close"), serde_json::Value::Null).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = previews.get(&format!("/w/{id}/preview/3000/")).await;
+    let (status, body) = previews.get("/3000/").await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_live_session")));
     let (second, _) = &workspaces[1];
-    let (status, text, _) = preview_text(&previews, &format!("/w/{second}/preview/3000/")).await;
+    let (status, text, _) = preview_text(&alice.previews(second).await, "/3000/").await;
     assert_eq!(status, StatusCode::OK, "the other workspace's preview is untouched: {text}");
+    server.stop().await;
+}
+
+/// The browser's way in: berth's origin hands the owner a ticket in a redirect; the
+/// preview host trades it (once) for a cookie of its own, good for that workspace only
+/// and only while the login token it came from is valid.
+#[tokio::test]
+async fn a_preview_host_admits_its_owner_with_a_pass_of_its_own() {
+    if !ready() {
+        return;
+    }
+    let server = TestServer::start_with(sandboxed).await;
+    let source = app_repo();
+    let (status, created) =
+        server.admin().post("/api/tokens", serde_json::json!({ "name": "browser" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let admin = server.as_user(created["token"].as_str().unwrap());
+    let mut ids = Vec::new();
+    for name in ["a", "b"] {
+        let id = admin.ready_workspace(&source.url(), name).await;
+        std::fs::write(server.checkout(&id).join("name.txt"), name).unwrap();
+        let (status, opened) = admin.open(&id).await;
+        assert_eq!(status, StatusCode::CREATED, "{opened}");
+        ids.push(id);
+    }
+    let (a, b) = (&ids[0], &ids[1]);
+    let host_a = admin.previews(a).await.without_token();
+    let host_b = admin.previews(b).await.without_token();
+
+    let ticket_url = |id: &str, query: &str| format!("/api/workspaces/{id}/preview?{query}");
+    let response = admin
+        .not_following()
+        .request(reqwest::Method::GET, &ticket_url(a, "port=3000&path=/deep"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{}/_berth/auth?ticket=", host_a.base)), "{location}");
+    assert!(!location.contains(admin.token().unwrap()), "berth's token never travels to a preview host");
+    let redeem = |api: &common::Api, location: &str| {
+        let path = location.split_once(".localhost:").unwrap().1.split_once('/').unwrap().1.to_owned();
+        api.request(reqwest::Method::GET, &format!("/{path}")).send()
+    };
+    // Another workspace's host does not take it.
+    let refused = redeem(&host_b, &location).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let redeemed = redeem(&host_a, &location).await.unwrap();
+    assert_eq!(redeemed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(redeemed.headers()["location"], "/3000/deep");
+    let set_cookie = redeemed.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.starts_with("berth_preview="), "{set_cookie}");
+    for attribute in ["HttpOnly", "Path=/", "Secure", "SameSite=None", "Partitioned"] {
+        assert!(set_cookie.contains(attribute), "{attribute}: {set_cookie}");
+    }
+    assert!(!set_cookie.to_ascii_lowercase().contains("domain"), "host-only: {set_cookie}");
+    // A ticket is good once.
+    let again = redeem(&host_a, &location).await.unwrap();
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+
+    let pass = set_cookie.split(';').next().unwrap().to_owned();
+    let with_pass = |api: &common::Api| {
+        api.request(reqwest::Method::GET, "/3000/deep").header("cookie", format!("app=1; {pass}")).send()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let shown = loop {
+        let response = with_pass(&host_a).await.unwrap();
+        if response.status() != StatusCode::BAD_GATEWAY || tokio::time::Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(shown.status(), StatusCode::OK);
+    let text = shown.text().await.unwrap();
+    assert!(text.starts_with("a /deep cookie=app=1 "), "the pass stays with berth: {text}");
+    // The pass opens its own workspace only.
+    assert_eq!(with_pass(&host_b).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    // Bad requests for a ticket, and another user's workspace.
+    for (query, status, code) in [
+        ("port=0", StatusCode::BAD_REQUEST, "invalid_port"),
+        ("port=3000&path=//evil.example/", StatusCode::BAD_REQUEST, "invalid_request"),
+        ("port=3000&path=/\\evil.example/", StatusCode::BAD_REQUEST, "invalid_request"),
+        ("port=3000&path=nothing", StatusCode::BAD_REQUEST, "invalid_request"),
+        ("path=/", StatusCode::BAD_REQUEST, "invalid_request"),
+    ] {
+        let (got, body) = admin.get(&ticket_url(a, query)).await;
+        assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{query}");
+    }
+    let bob = server.member("bob").await;
+    let (status, body) = bob.get(&ticket_url(a, "port=3000")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+
+    // Revoking the login token the pass came from ends the pass at once.
+    let (status, _) =
+        server
+            .admin()
+            .send(server.admin().request(
+                reqwest::Method::DELETE,
+                &format!("/api/tokens/{}", created["id"].as_str().unwrap()),
+            ))
+            .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(with_pass(&host_a).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
 
@@ -188,10 +306,12 @@ async fn the_port_allow_list_is_enforced() {
     std::fs::write(server.checkout(&id).join("name.txt"), "demo").unwrap();
     let (status, _) = server.admin().open(&id).await;
     assert_eq!(status, StatusCode::CREATED);
-    let previews = server.admin().previews().await;
-    let (status, body) = previews.get(&format!("/w/{id}/preview/22/")).await;
+    let previews = server.admin().previews(&id).await;
+    let (status, body) = previews.get("/22/").await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("port_not_allowed")));
-    let (status, text, _) = preview_text(&previews, &format!("/w/{id}/preview/3000/")).await;
+    let (status, body) = server.admin().get(&format!("/api/workspaces/{id}/preview?port=22")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("port_not_allowed")));
+    let (status, text, _) = preview_text(&previews, "/3000/").await;
     assert_eq!(status, StatusCode::OK, "{text}");
     server.stop().await;
 }

@@ -14,7 +14,10 @@ use std::time::Duration;
 #[tokio::test]
 async fn every_screen_is_the_page_shell_with_a_strict_content_policy() {
     let server = TestServer::start().await;
-    let previews = server.admin().previews().await;
+    let source = SourceRepo::new();
+    let workspace = server.admin().ready_workspace(&source.url(), "demo").await;
+    let previews = server.admin().previews(&workspace).await;
+    let preview_port = previews.base.rsplit(':').next().unwrap().to_owned();
     for path in ["/", "/account", "/admin", "/signin", "/workspaces/w_anything", "/workspaces/w_x/settings"] {
         let response = reqwest::get(format!("{}{path}", server.url)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
@@ -23,8 +26,8 @@ async fn every_screen_is_the_page_shell_with_a_strict_content_policy() {
         let policy = headers["content-security-policy"].to_str().unwrap();
         assert!(policy.contains("script-src 'self'"), "{policy}");
         assert!(
-            policy.contains(&format!("frame-src {}", previews.base)),
-            "only previews are framed: {policy}"
+            policy.contains(&format!("frame-src 'self' http://*.preview.localhost:{preview_port};")),
+            "only previews (and the redirect that leads to one) are framed: {policy}"
         );
         assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
         assert_eq!(headers["x-content-type-options"], "nosniff");
@@ -58,7 +61,7 @@ async fn every_screen_is_the_page_shell_with_a_strict_content_policy() {
 #[tokio::test]
 async fn the_login_cookie_counts_only_for_requests_from_berths_own_origin() {
     let server = TestServer::start().await;
-    let previews = server.admin().previews().await;
+    let preview_origin = "http://w_0123456789abcdefghjk.preview.localhost:7071";
     let cookie = format!("berth_token={}", common::ADMIN_TOKEN);
     let http = reqwest::Client::new();
     let post = |origin: Option<&str>| {
@@ -69,7 +72,7 @@ async fn the_login_cookie_counts_only_for_requests_from_berths_own_origin() {
         request.send()
     };
 
-    for foreign in ["http://evil.example", previews.base.as_str(), "null"] {
+    for foreign in ["http://evil.example", preview_origin, "null"] {
         let refused = post(Some(foreign)).await.unwrap();
         assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{foreign}");
         let body: Value = refused.json().await.unwrap();
@@ -114,7 +117,7 @@ async fn the_login_cookie_counts_only_for_requests_from_berths_own_origin() {
         request.headers_mut().insert("origin", origin.parse().unwrap());
         tokio_tungstenite::connect_async(request)
     };
-    match connect(previews.base.clone()).await {
+    match connect(preview_origin.to_owned()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), StatusCode::FORBIDDEN);
         }

@@ -213,3 +213,16 @@ pub fn containers_with_label(label: &str) -> Vec<String> {
     assert!(output.status.success(), "docker ps: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
 }
+
+/// A client that reaches `base`'s host name on the loopback address, as browsers do for
+/// names under `localhost` (a workspace's preview host), and follows no redirect, so a
+/// test sees each one.
+pub fn loopback_client(base: &str) -> reqwest::Client {
+    let authority = base.split_once("://").map_or(base, |(_, rest)| rest);
+    let host = authority.split(['/', ':']).next().unwrap_or(authority);
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .build()
+        .expect("a client with defaults builds")
+}

@@ -170,6 +170,10 @@ pub struct Api {
 }
 
 impl Api {
+    pub fn new(http: reqwest::Client, base: &str, token: Option<&str>) -> Api {
+        Api { http, base: base.to_owned(), token: token.map(str::to_owned) }
+    }
+
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }
@@ -216,12 +220,23 @@ impl Api {
         workspace["id"].as_str().unwrap().to_owned()
     }
 
-    /// The same caller on the previews' own origin (`preview_url` of `/api/me`).
-    pub async fn previews(&self) -> Api {
-        let (_, me) = self.get("/api/me").await;
-        let base = me["preview_url"].as_str().expect("previews are served").to_owned();
-        assert_ne!(base, self.base, "previews have an origin of their own");
-        Api { http: self.http.clone(), base, token: self.token.clone() }
+    /// The same caller on `workspace_id`'s preview host (its `preview_url`, a name under
+    /// `preview.localhost` that this client resolves to the loopback address as browsers
+    /// do). Redirects are not followed, so a test sees each one.
+    pub async fn previews(&self, workspace_id: &str) -> Api {
+        let (status, workspace) = self.get(&format!("/api/workspaces/{workspace_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{workspace}");
+        let base = workspace["preview_url"].as_str().expect("previews are served").to_owned();
+        Api { http: berth_testkit::loopback_client(&base), base, token: self.token.clone() }
+    }
+
+    /// The same caller with a client that does not follow redirects.
+    pub fn not_following(&self) -> Api {
+        Api {
+            http: berth_testkit::loopback_client(&self.base),
+            base: self.base.clone(),
+            token: self.token.clone(),
+        }
     }
 
     /// This client without its token.
