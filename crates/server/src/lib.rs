@@ -4,6 +4,7 @@
 //! shutdown signal so tests bind `127.0.0.1:0`.
 
 mod changes;
+mod enveloped;
 mod error;
 mod extract;
 mod live;
@@ -117,11 +118,14 @@ pub async fn run(
             tracing::debug!(error = %error, "cannot set TCP_NODELAY");
         }
     });
+    let listener = enveloped::EnvelopedListener(listener);
     let api = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown.clone());
     let previews = async {
         match preview_listener {
             Some(listener) => {
-                axum::serve(listener, preview_router(state)).with_graceful_shutdown(shutdown.clone()).await
+                axum::serve(enveloped::EnvelopedListener(listener), preview_router(state))
+                    .with_graceful_shutdown(shutdown.clone())
+                    .await
             }
             None => Ok(()),
         }

@@ -7,6 +7,7 @@ mod common;
 use common::TestServer;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn bad_workspace_requests_are_refused_with_stable_codes() {
@@ -208,4 +209,33 @@ async fn bodies_that_must_be_objects_refuse_arrays_and_scalars() {
             assert_eq!(answer["error"]["code"], "invalid_request", "{method} {path} {body}: {answer}");
         }
     }
+}
+
+/// hyper refuses an overlong request line itself, before any handler; berth's answer
+/// still carries the error envelope, on the API's listener and the previews'.
+#[tokio::test]
+async fn an_overlong_address_is_refused_in_the_error_envelope() {
+    let server = TestServer::start().await;
+    let source = berth_testkit::SourceRepo::new();
+    let workspace = server.admin().ready_workspace(&source.url(), "demo").await;
+    let previews = server.admin().previews(&workspace).await;
+    let long = "a".repeat(70_000);
+    for base in [&server.url, &previews.base] {
+        // No HTTP client sends such an address; the request is written by hand.
+        let port = base.rsplit(':').next().unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await.unwrap();
+        let request = format!("GET /api/{long} HTTP/1.1\r\nhost: x\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 414 "), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"]["code"], "uri_too_long", "{base}");
+    }
+    // The connection wrapper leaves every other answer alone.
+    let (status, body) = server.anonymous().get("/api/nothing").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    server.stop().await;
 }
