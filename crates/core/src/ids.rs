@@ -61,6 +61,7 @@ id_type!(UserId, "u_");
 id_type!(WorkspaceId, "w_");
 id_type!(SessionId, "s_");
 id_type!(TokenId, "t_");
+id_type!(CredentialId, "c_");
 
 #[cfg(test)]
 mod tests {

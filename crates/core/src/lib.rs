@@ -11,8 +11,8 @@ pub mod validate;
 pub mod workspace;
 
 pub use event::Event;
-pub use ids::{SessionId, TokenId, UserId, WorkspaceId};
+pub use ids::{CredentialId, SessionId, TokenId, UserId, WorkspaceId};
 pub use limits::{Limits, OnUserLimit, PromptWindow};
 pub use session::{EndReason, Session, SessionState};
-pub use user::{Account, Role, TokenInfo, User};
+pub use user::{Account, CredentialInfo, Role, SecretInfo, TokenInfo, User};
 pub use workspace::{Workspace, WorkspaceEvent, WorkspaceState, WorkspaceTransitionError};

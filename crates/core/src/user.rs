@@ -1,6 +1,6 @@
 //! People who use berth and what they may do.
 
-use crate::ids::{TokenId, UserId};
+use crate::ids::{CredentialId, TokenId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -67,4 +67,21 @@ impl TokenInfo {
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_some_and(|expires_at| expires_at <= now)
     }
+}
+
+/// A git credential of a user for one host, as it is shown: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialInfo {
+    pub id: CredentialId,
+    /// `github.com`, `127.0.0.1:8080`.
+    pub host: String,
+    pub username: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A secret of a user, as it is shown: never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretInfo {
+    pub name: String,
+    pub updated_at: DateTime<Utc>,
 }

@@ -21,6 +21,11 @@ pub enum Field {
     Branch,
     Name,
     Agent,
+    SecretName,
+    SecretValue,
+    CredentialHost,
+    /// A credential's username or secret.
+    Credential,
 }
 
 impl Field {
@@ -32,8 +37,82 @@ impl Field {
             Field::Branch => "invalid_branch",
             Field::Name => "invalid_name",
             Field::Agent => "invalid_agent",
+            Field::SecretName => "invalid_secret_name",
+            Field::SecretValue => "invalid_secret",
+            Field::CredentialHost => "invalid_host",
+            Field::Credential => "invalid_credential",
         }
     }
+}
+
+pub const MAX_SECRET_NAME_LEN: usize = 64;
+pub const MAX_SECRET_LEN: usize = 16 * 1024;
+pub const MAX_CREDENTIAL_LEN: usize = 4096;
+
+/// A secret's name, which becomes an environment variable: `[A-Z_][A-Z0-9_]{0,63}`,
+/// and not `BERTH_…` (berth's own).
+pub fn secret_name(value: &str) -> Result<(), InputError> {
+    let field = Field::SecretName;
+    let mut bytes = value.bytes();
+    let plain = bytes.next().is_some_and(|first| first.is_ascii_uppercase() || first == b'_')
+        && bytes.all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit() || byte == b'_');
+    if !plain || value.len() > MAX_SECRET_NAME_LEN {
+        return refuse(field, "a secret's name is upper-case letters, digits and '_', at most 64, not starting with a digit");
+    }
+    if value.starts_with("BERTH_") {
+        return refuse(field, "names starting with BERTH_ are berth's own");
+    }
+    Ok(())
+}
+
+/// A secret's value: at most 16 KiB, and no NUL (no environment can hold one).
+pub fn secret_value(value: &str) -> Result<(), InputError> {
+    if value.len() > MAX_SECRET_LEN {
+        return refuse(Field::SecretValue, format!("a secret is at most {MAX_SECRET_LEN} bytes"));
+    }
+    if value.contains('\0') {
+        return refuse(Field::SecretValue, "a secret cannot contain a NUL character");
+    }
+    Ok(())
+}
+
+/// The host a git credential is for: `github.com`, `127.0.0.1:8080` — a host name or
+/// IPv4 address, lower-case, and an optional port. Returned as written.
+pub fn credential_host(value: &str) -> Result<(), InputError> {
+    let field = Field::CredentialHost;
+    let expected = "expected a host name with an optional port, such as github.com or 127.0.0.1:8080";
+    let (host, port) = match value.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (value, None),
+    };
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return refuse(field, expected);
+    }
+    if let Some(port) = port
+        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().map_or(true, |p| p == 0))
+    {
+        return refuse(field, expected);
+    }
+    Ok(())
+}
+
+/// A credential's username or secret: not empty, at most 4 KiB, no control characters
+/// (git's credential protocol is line-based).
+pub fn credential_part(what: &str, value: &str) -> Result<(), InputError> {
+    if value.is_empty() || value.len() > MAX_CREDENTIAL_LEN {
+        return refuse(Field::Credential, format!("the {what} must have 1 to {MAX_CREDENTIAL_LEN} bytes"));
+    }
+    if value.chars().any(char::is_control) {
+        return refuse(Field::Credential, format!("the {what} cannot contain control characters"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -415,5 +494,37 @@ mod tests {
         assert_eq!(agent_command("berth agent"), Ok(()));
         assert!(agent_command("  ").is_err());
         assert!(agent_command("a\nb").is_err());
+    }
+}
+
+#[cfg(test)]
+mod secrets_and_credentials {
+    use super::*;
+
+    #[test]
+    fn secret_names_are_environment_variables_not_berths() {
+        for good in ["ANTHROPIC_API_KEY", "_X", "A1", &"A".repeat(64)] {
+            assert!(secret_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "lower", "1A", "A-B", "A B", "BERTH_ADMIN_TOKEN", "É", &"A".repeat(65)] {
+            assert_eq!(secret_name(bad).unwrap_err().field.error_code(), "invalid_secret_name", "{bad}");
+        }
+        assert!(secret_value("multi\nline ok").is_ok());
+        assert!(secret_value("nul\0").is_err());
+        assert!(secret_value(&"x".repeat(MAX_SECRET_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn credential_hosts_and_parts() {
+        for good in ["github.com", "127.0.0.1:8080", "git.example-host.org", "localhost:1"] {
+            assert!(credential_host(good).is_ok(), "{good}");
+        }
+        for bad in ["", "GitHub.com", "https://github.com", "host:0", "host:99999", "host:", "a..b", "-a.com", "h/x", "h x", "@h"] {
+            assert_eq!(credential_host(bad).unwrap_err().field.error_code(), "invalid_host", "{bad}");
+        }
+        assert!(credential_part("secret", "ghp_abc").is_ok());
+        for bad in ["", "a\nb", "a\rb", "\u{7f}"] {
+            assert_eq!(credential_part("secret", bad).unwrap_err().field.error_code(), "invalid_credential", "{bad:?}");
+        }
     }
 }

@@ -96,6 +96,9 @@ pub struct Config {
     /// Directories under which members may clone local repositories (admins may clone
     /// any path outside the data directory). Empty: members clone no local path.
     pub git_local_roots: Vec<PathBuf>,
+    /// The key that seals users' secrets and credentials at rest (`secrets.key`); `None`:
+    /// the key file in the data directory, made on first start.
+    pub secret_key: Option<crate::sealing::SecretKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,14 @@ struct ConfigFile {
     preview: PreviewFile,
     #[serde(default)]
     auth: AuthFile,
+    #[serde(default)]
+    secrets: SecretsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsFile {
+    key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -395,6 +406,12 @@ impl Config {
                 .map_err(|reason| invalid("sandbox.egress_allow", &text, reason))?,
             None => Vec::new(),
         };
+        let secret_key = pick("BERTH_SECRET_KEY", parsed.secrets.key)
+            .map(|text| {
+                crate::sealing::SecretKey::parse(&text)
+                    .ok_or_else(|| invalid("secrets.key", "(hidden)", "expected 64 hexadecimal digits (32 bytes)"))
+            })
+            .transpose()?;
         let git_local_roots = match pick("BERTH_GIT_LOCAL_ROOTS", parsed.git.local_roots) {
             Some(text) => local_roots(&text)?,
             None => Vec::new(),
@@ -424,6 +441,7 @@ impl Config {
             clone_timeout,
             cookie_ttl,
             git_local_roots,
+            secret_key,
         })
     }
 

@@ -43,6 +43,8 @@ pub enum EngineError {
     PortNotAllowed { port: u16 },
     #[error("the workspace has no live session")]
     NoLiveSession,
+    #[error("the push failed: {message}")]
+    PushFailed { message: String },
     #[error("nothing answers on port {port} in the sandbox: {message}")]
     PreviewUnreachable { port: u16, message: String },
     #[error("{what}")]
@@ -88,6 +90,7 @@ impl EngineError {
             EngineError::InvalidPort { .. } => "invalid_port",
             EngineError::PortNotAllowed { .. } => "port_not_allowed",
             EngineError::NoLiveSession => "no_live_session",
+            EngineError::PushFailed { .. } => "push_failed",
             EngineError::PreviewUnreachable { .. } => "preview_unreachable",
             EngineError::Unsupported { .. } => "unsupported",
             EngineError::Sandbox { .. } | EngineError::Io { .. } | EngineError::Store { .. } => "internal",

@@ -4,10 +4,12 @@
 
 pub mod config;
 mod conversation;
+mod credentials;
 mod error;
 mod paths;
 mod preview;
 mod preview_pass;
+pub mod sealing;
 mod sessions;
 mod sources;
 mod users;
@@ -28,7 +30,7 @@ pub use error::EngineError;
 pub use paths::DataPaths;
 pub use sessions::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};
 pub use users::{NewToken, hash_token};
-pub use workspaces::{NewWorkspace, WorkspaceGitStatus, WorkspaceSettings};
+pub use workspaces::{NewWorkspace, PushedBranch, WorkspaceGitStatus, WorkspaceSettings};
 
 /// The running core of a berth server. Shared as `Arc<Engine>`.
 pub struct Engine {
@@ -50,6 +52,8 @@ pub struct Engine {
     tokens: users::TokenCache,
     /// Signs and checks the passes to preview hosts.
     previews: preview::PreviewPasses,
+    /// Seals users' secrets and credentials at rest.
+    sealer: sealing::Sealer,
 }
 
 impl Engine {
@@ -84,6 +88,13 @@ impl Engine {
     ) -> Result<Arc<Engine>, EngineError> {
         let paths = DataPaths::create(&config.data_dir).await?;
         let store = Store::open(&config.database_url).await?;
+        let key = match &config.secret_key {
+            Some(key) => key.clone(),
+            None => {
+                let path = paths.root().join("secret.key");
+                sealing::SecretKey::load_or_make(&path).map_err(|source| EngineError::Io { path, source })?
+            }
+        };
         let engine = Arc::new(Engine {
             config,
             store,
@@ -97,6 +108,7 @@ impl Engine {
             workspace_changes: tokio::sync::broadcast::channel(1024).0,
             tokens: users::TokenCache::default(),
             previews: preview::PreviewPasses::default(),
+            sealer: sealing::Sealer::new(&key),
         });
         Ok(engine)
     }

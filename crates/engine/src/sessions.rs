@@ -342,6 +342,8 @@ impl Engine {
             grace_expires_at: None,
             agent_running: false,
         };
+        // Read before anything is taken: the caller's secrets and git credential.
+        let secret_env = self.agent_private_env(&caller.id, workspace).await?;
         if !self.take_slot(&session) {
             return Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER });
         }
@@ -362,6 +364,7 @@ impl Engine {
             workspace_id: workspace.id.clone(),
             workspace_dir: self.paths.workspace(&workspace.id),
             agent_command: self.agent_command_for(workspace),
+            secret_env,
         };
         let io = match self.driver.power_on(spec).await {
             Ok(io) => io,

@@ -21,6 +21,14 @@ const MAX_INIT_LOG_BYTES: usize = 1024 * 1024;
 /// The folder the built-in agent keeps its conversation in; never part of git status.
 const BERTH_FOLDER_PATTERN: &str = "/.berth/";
 
+/// A push's outcome: where to, which branch, which commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedBranch {
+    pub remote: String,
+    pub branch: String,
+    pub head: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct NewWorkspace {
     pub repo: String,
@@ -125,6 +133,32 @@ impl Engine {
         berth_git::status(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir })
             .await
             .map_err(|source| EngineError::Git { id: workspace.id, source })
+    }
+
+    /// Pushes the checkout's branch, from a sandbox of the workspace, to the repository
+    /// it was made from, with the caller's credential for that host.
+    pub async fn push_workspace(&self, owner: &User, id: &str) -> Result<PushedBranch, EngineError> {
+        let workspace = self.workspace(owner, id).await?;
+        if !workspace.state.has_checkout() {
+            return Err(EngineError::WrongState { id: workspace.id, state: workspace.state });
+        }
+        if matches!(berth_core::validate::repo(&workspace.repo), Ok(berth_core::validate::RepoSource::LocalPath(_))) {
+            return Err(EngineError::PushFailed {
+                message: "this workspace's repository is a directory of the server; berth pushes only to remote repositories"
+                    .into(),
+            });
+        }
+        let credential = self.git_credential(&owner.id, &workspace.repo).await?;
+        let dir = self.paths.workspace(&workspace.id);
+        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir };
+        match berth_git::push(&*self.driver, checkout, &workspace.repo, credential, self.config.clone_timeout).await {
+            Ok(pushed) => {
+                tracing::info!(workspace_id = %workspace.id, branch = %pushed.branch, head = %pushed.head, "pushed");
+                Ok(PushedBranch { remote: workspace.repo, branch: pushed.branch, head: pushed.head })
+            }
+            Err(source) if source.is_about_the_checkout() => Err(EngineError::PushFailed { message: source.summary() }),
+            Err(source) => Err(EngineError::Git { id: workspace.id, source }),
+        }
     }
 
     /// Destroys the workspace's files and record. Unless `force`, refuses while the
@@ -343,6 +377,7 @@ impl Engine {
                 timeout: self.config.clone_timeout,
                 log: log_sender,
                 cancel,
+                credential: self.git_credential(&owner.id, &workspace.repo).await?,
             };
             berth_git::clone(&*self.driver, request)
                 .await
@@ -366,6 +401,9 @@ impl Engine {
                 self.store
                     .append_init_log(&workspace.id, &format!("berth: initialisation failed: {summary}\n"))
                     .await?;
+                if let Some(hint) = self.credential_hint(workspace, &summary).await? {
+                    self.store.append_init_log(&workspace.id, &format!("berth: {hint}\n")).await?;
+                }
                 remove_dir_if_present(&dir).await?;
                 InitialisationOutcome::Failed { error: summary }
             }
@@ -377,6 +415,29 @@ impl Engine {
         self.notify_workspace_changed(&workspace.id);
         tracing::info!(workspace_id = %workspace.id, outcome = ?outcome, "initialisation finished");
         Ok(())
+    }
+
+    /// What to tell a person whose clone of an `http(s)://` repository was refused for
+    /// want of a credential they do not have.
+    async fn credential_hint(&self, workspace: &Workspace, summary: &str) -> Result<Option<String>, EngineError> {
+        const REFUSALS: [&str; 5] =
+            ["could not read Username", "Authentication failed", "terminal prompts disabled", " 401", " 403"];
+        let Some(origin) = berth_git::http_origin(&workspace.repo) else { return Ok(None) };
+        if !REFUSALS.iter().any(|refusal| summary.contains(refusal)) {
+            return Ok(None);
+        }
+        let host = origin.split_once("://").map_or(origin.as_str(), |(_, host)| host);
+        let hint = match self.git_credential(&workspace.owner, &workspace.repo).await? {
+            Some(_) => format!(
+                "{host} refused your credential; replace it on your account page (Git credentials) \
+                 or with `berth credential add {host}`, then retry"
+            ),
+            None => format!(
+                "this repository needs a credential for {host}: add one on your account page (Git credentials) \
+                 or with `berth credential add {host}`, then retry"
+            ),
+        };
+        Ok(Some(hint))
     }
 
     /// Appends what git prints to the stored log as it arrives, in as few writes as the

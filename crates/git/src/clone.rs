@@ -4,7 +4,7 @@
 //! else of the host, so no spelling of a path reaches berth's data directory. It has the
 //! host's network, so a git server on the same machine is reachable.
 
-use crate::{GitError, GitJob};
+use crate::{GitCredential, GitError, GitJob};
 use berth_core::WorkspaceId;
 use berth_sandbox::{JobNetwork, SandboxDriver};
 use std::path::{Path, PathBuf};
@@ -40,6 +40,8 @@ pub struct CloneRequest<'a> {
     /// Everything git prints, as it arrives.
     pub log: mpsc::UnboundedSender<String>,
     pub cancel: CancellationToken,
+    /// The person's credential for the repository's host, if they have one.
+    pub credential: Option<GitCredential>,
 }
 
 /// `$1` the checkout, `$2` the repository, `$3` the branch (may be empty), then the
@@ -69,14 +71,19 @@ pub async fn clone(driver: &dyn SandboxDriver, request: CloneRequest<'_>) -> Res
     };
     let (chunks, mut received) = mpsc::unbounded_channel::<Vec<u8>>();
     let log = request.log;
+    // git prints no secret it was given; the log is redacted all the same.
+    let redact = {
+        let credential = request.credential.clone();
+        move |text: String| credential.as_ref().map_or_else(|| text.clone(), |credential| credential.redact(&text))
+    };
     let forward = tokio::spawn(async move {
         let mut text = Utf8Chunks::default();
         while let Some(chunk) = received.recv().await {
-            let _ = log.send(text.push(&chunk));
+            let _ = log.send(redact(text.push(&chunk)));
         }
         let rest = text.finish();
         if !rest.is_empty() {
-            let _ = log.send(rest);
+            let _ = log.send(redact(rest));
         }
     });
     let mut args = vec![repository, request.branch.unwrap_or_default().to_owned()];
@@ -93,6 +100,7 @@ pub async fn clone(driver: &dyn SandboxDriver, request: CloneRequest<'_>) -> Res
         max_stdout: 4096,
         stderr_to: Some(chunks),
         cancel: request.cancel,
+        credential: request.credential,
     };
     let output = job.run(driver, request.workspace_id, request.destination).await;
     // The job's end closes the channel: the last of the log is forwarded first.

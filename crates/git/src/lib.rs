@@ -11,6 +11,8 @@
 //! still puts `--` before every argument that came from a person.
 
 mod clone;
+mod credential;
+mod push;
 mod status;
 
 use berth_core::WorkspaceId;
@@ -20,6 +22,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use clone::{CloneOutcome, CloneRequest, CloneSource, clone};
+pub use credential::{GitCredential, http_origin};
+pub use push::{PushOutcome, push};
 pub use status::{GitStatus, status, switch_branch};
 
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +107,9 @@ export GIT_CONFIG_COUNT=$n
 "#;
 
 /// The whole environment of a git job. `checkout` is where the job sees the checkout,
-/// for commands on one (a clone has none yet).
-fn environment(checkout: Option<&Path>) -> Vec<(String, String)> {
+/// for commands on one (a clone has none yet); a credential adds its helper (the secret
+/// itself goes in the job's private environment).
+fn environment(checkout: Option<&Path>, credential: Option<&GitCredential>) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("PATH", PATH),
         // Not the server's home: neither its configuration nor its SSH keys.
@@ -126,7 +131,12 @@ fn environment(checkout: Option<&Path>) -> Vec<(String, String)> {
         env.push((format!("GIT_CONFIG_KEY_{index}"), (*key).to_owned()));
         env.push((format!("GIT_CONFIG_VALUE_{index}"), (*value).to_owned()));
     }
-    env.push(("GIT_CONFIG_COUNT".to_owned(), SAFE_CONFIG.len().to_string()));
+    let mut count = SAFE_CONFIG.len();
+    if let Some(credential) = credential {
+        env.extend(credential.helper_config(count));
+        count += 1;
+    }
+    env.push(("GIT_CONFIG_COUNT".to_owned(), count.to_string()));
     if let Some(checkout) = checkout {
         // Explicit: a `core.worktree` or a gitfile in the checkout decides nothing.
         env.push(("GIT_DIR".to_owned(), checkout.join(".git").to_string_lossy().into_owned()));
@@ -151,6 +161,8 @@ struct GitJob<'a> {
     max_stdout: usize,
     stderr_to: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
     cancel: CancellationToken,
+    /// Offered to the remote's host (clone, push).
+    credential: Option<GitCredential>,
 }
 
 impl GitJob<'_> {
@@ -173,6 +185,7 @@ impl GitJob<'_> {
             max_stdout,
             stderr_to: None,
             cancel: CancellationToken::new(),
+            credential: None,
         }
     }
 
@@ -199,7 +212,8 @@ impl GitJob<'_> {
             workspace_id: workspace_id.clone(),
             workspace_dir: dir.to_owned(),
             argv,
-            env: environment(self.on_checkout.then_some(inside.as_path())),
+            env: environment(self.on_checkout.then_some(inside.as_path()), self.credential.as_ref()),
+            secret_env: self.credential.as_ref().map(GitCredential::private_environment).unwrap_or_default(),
             network: self.network,
             read_only: self.read_only,
             timeout: self.timeout,
@@ -217,6 +231,11 @@ impl GitJob<'_> {
             return Ok(output);
         }
         let stderr = String::from_utf8_lossy(&output.stderr_tail).into_owned();
+        // git does not print a secret it was given, and must never be quoted with one.
+        let stderr = match &self.credential {
+            Some(credential) => credential.redact(&stderr),
+            None => stderr,
+        };
         if self.on_checkout && stderr.contains("not a git repository") {
             return Err(GitError::NotACheckout);
         }

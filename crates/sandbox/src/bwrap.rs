@@ -34,6 +34,9 @@ pub struct Layout {
     /// `Some`: the whole environment inside (a job); `None`: the server's, with `HOME` in
     /// the workspace (an agent).
     pub env: Option<Vec<(String, String)>>,
+    /// A private environment file ([`crate::secret_env`]) bound read-only inside and
+    /// exported before the program runs.
+    pub env_file: Option<PathBuf>,
 }
 
 /// The arguments of `bwrap` that run `program` (with its arguments) in the sandbox.
@@ -112,7 +115,13 @@ pub fn arguments(layout: &Layout, program: &[OsString]) -> Vec<OsString> {
         }
         None => args.extend(["--setenv".into(), "HOME".into(), format!("{WORKSPACE}/.berth/home").into()]),
     }
-    args.extend(program.iter().cloned());
+    match &layout.env_file {
+        Some(file) => {
+            args.extend(["--ro-bind".into(), file.clone().into_os_string(), crate::secret_env::INSIDE.into()]);
+            args.extend(crate::secret_env::wrap(program));
+        }
+        None => args.extend(program.iter().cloned()),
+    }
     args
 }
 
@@ -128,6 +137,7 @@ mod tests {
             hidden: vec![PathBuf::from("/srv/berth"), PathBuf::from("/home/me/.local/share/berth")],
             wait_on_fd_3: false,
             env: None,
+            env_file: None,
         }
     }
 

@@ -132,7 +132,9 @@ impl DockerDriver {
             image: Some(self.options.image.clone()),
             cmd: Some(job.argv.clone()),
             working_dir: Some(bwrap::WORKSPACE.to_owned()),
-            env: Some(job.env.iter().map(|(name, value)| format!("{name}={value}")).collect()),
+            // Container settings are the Docker engine's business only: no command line
+            // shows them, so the private part goes in with the rest.
+            env: Some(job.env.iter().chain(&job.secret_env).map(|(name, value)| format!("{name}={value}")).collect()),
             labels: Some(labels),
             hostname: Some("berth".to_owned()),
             attach_stdout: Some(true),
@@ -164,11 +166,16 @@ impl DockerDriver {
                     .collect(),
             ),
             working_dir: Some(bwrap::WORKSPACE.to_owned()),
-            env: Some(vec![
-                format!("BERTH_SESSION_ID={}", spec.session_id),
-                format!("BERTH_WORKSPACE_ID={}", spec.workspace_id),
-                format!("HOME={}/.berth/home", bwrap::WORKSPACE),
-            ]),
+            env: Some(
+                [
+                    format!("BERTH_SESSION_ID={}", spec.session_id),
+                    format!("BERTH_WORKSPACE_ID={}", spec.workspace_id),
+                    format!("HOME={}/.berth/home", bwrap::WORKSPACE),
+                ]
+                .into_iter()
+                .chain(spec.secret_env.iter().map(|(name, value)| format!("{name}={value}")))
+                .collect(),
+            ),
             labels: Some(labels),
             hostname: Some("berth".to_owned()),
             attach_stdin: Some(true),

@@ -35,6 +35,9 @@ pub struct Job {
     pub argv: Vec<String>,
     /// The whole environment of the job (nothing of the server's own is passed).
     pub env: Vec<(String, String)>,
+    /// More of it that must stay private (a git credential): handed over like
+    /// [`crate::SandboxSpec::secret_env`].
+    pub secret_env: Vec<(String, String)>,
     pub network: JobNetwork,
     /// Host directories shown read-only at their own path (the source of a local clone).
     pub read_only: Vec<PathBuf>,

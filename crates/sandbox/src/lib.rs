@@ -14,6 +14,7 @@ mod job;
 mod local;
 mod netns;
 mod proc;
+mod secret_env;
 pub mod settings;
 
 use berth_core::{SessionId, WorkspaceId};
@@ -37,6 +38,9 @@ pub struct SandboxSpec {
     pub workspace_dir: PathBuf,
     /// A shell command line that starts the agent.
     pub agent_command: String,
+    /// Environment of the agent that is nobody else's business (the user's secrets, a git
+    /// credential): never on a command line, never in a host-side program's environment.
+    pub secret_env: Vec<(String, String)>,
 }
 
 /// How a sandbox's agent process ended.

@@ -8,6 +8,7 @@
 //! written down in a state directory (pid and process start time), so a server
 //! restarted after a crash finds and stops the sandboxes its predecessor left.
 
+use crate::secret_env::EnvFile;
 use crate::cgroup::{Cgroup, Hierarchy};
 use crate::job::{read_bounded, read_stderr, within_limits};
 use crate::proc::{group_exists, is_alive, signal_group, start_time};
@@ -173,6 +174,7 @@ impl LocalDriver {
         spec: &SandboxSpec,
         cgroup: Option<&Cgroup>,
         gate: Option<&Path>,
+        env_file: Option<&Path>,
     ) -> Vec<OsString> {
         let mut sandboxed: Vec<OsString> = match self.options.isolation {
             Isolation::None => vec!["/bin/sh".into(), "-c".into(), spec.agent_command.clone().into()],
@@ -184,6 +186,7 @@ impl LocalDriver {
                     hidden: self.options.hidden.clone(),
                     wait_on_fd_3: gate.is_some(),
                     env: None,
+                    env_file: env_file.map(Path::to_owned),
                 };
                 let mut line = vec![OsString::from("bwrap")];
                 line.extend(bwrap::arguments(&layout, &agent_shell(&spec.agent_command)));
@@ -205,6 +208,11 @@ impl LocalDriver {
 
     fn record_path(&self, session_id: &SessionId) -> PathBuf {
         self.state_dir.join(format!("{session_id}.json"))
+    }
+
+    /// The private environment file of a sandbox (a session id) or a job.
+    fn env_file_path(&self, name: &str) -> PathBuf {
+        self.state_dir.join(format!("{name}.env"))
     }
 
     fn lock_children(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, LocalChild>> {
@@ -284,6 +292,8 @@ impl LocalDriver {
             .await;
         }
         let _ = std::fs::remove_file(self.record_path(session_id));
+        // A crashed server's sandbox may have left its private environment behind.
+        let _ = std::fs::remove_file(self.env_file_path(session_id.as_str()));
         Ok(())
     }
 }
@@ -332,7 +342,22 @@ impl SandboxDriver for LocalDriver {
             },
             None => None,
         };
-        let line = self.command_line(&spec, cgroup.as_ref(), gate.as_ref().map(|(path, _)| path.as_path()));
+        // The private environment: a file bound into the sandbox, or, without isolation,
+        // the agent's own process environment.
+        let env_file = match (isolated, spec.secret_env.is_empty()) {
+            (true, false) => {
+                let path = self.env_file_path(spec.session_id.as_str());
+                let _ = std::fs::remove_file(&path);
+                Some(EnvFile::write(&path, &spec.secret_env).map_err(spawn_error)?)
+            }
+            _ => None,
+        };
+        let line = self.command_line(
+            &spec,
+            cgroup.as_ref(),
+            gate.as_ref().map(|(path, _)| path.as_path()),
+            env_file.as_ref().map(EnvFile::path),
+        );
         let mut command = tokio::process::Command::new(&line[0]);
         command
             .args(&line[1..])
@@ -352,6 +377,9 @@ impl SandboxDriver for LocalDriver {
             {
                 command.env_remove(name);
             }
+        }
+        if !isolated {
+            command.envs(spec.secret_env.iter().map(|(name, value)| (name, value)));
         }
         let mut child = match command.spawn() {
             Ok(child) => child,
@@ -428,6 +456,7 @@ impl SandboxDriver for LocalDriver {
             // The agent is gone; whatever it started in its group goes with it.
             let _ = signal_group(pid, Signal::SIGKILL);
             drop(slirp);
+            drop(env_file);
             if let Some(limits) = limits {
                 // What killed the agent may be the limit: say so before the group goes.
                 limits.check();
@@ -539,15 +568,17 @@ impl SandboxDriver for LocalDriver {
             let source = std::io::Error::other("the job has no program");
             return Err(SandboxError::Spawn { command: String::new(), source });
         };
+        let mut env_file = None;
         let mut command = match self.options.isolation {
             // Trusted single-user setups: the job is a plain process in the checkout.
             Isolation::None => {
                 let mut command = tokio::process::Command::new(first);
                 command.args(rest).current_dir(&job.workspace_dir).env_clear().envs(job.env.clone());
+                command.envs(job.secret_env.clone());
                 command
             }
             Isolation::Bwrap => {
-                let layout = bwrap::Layout {
+                let mut layout = bwrap::Layout {
                     workspace_dir: job.workspace_dir.clone(),
                     network: match job.network {
                         JobNetwork::None => Network::Isolated,
@@ -557,7 +588,15 @@ impl SandboxDriver for LocalDriver {
                     hidden: self.options.hidden.clone(),
                     wait_on_fd_3: false,
                     env: Some(job.env.clone()),
+                    env_file: None,
                 };
+                if !job.secret_env.is_empty() {
+                    let name = format!("job-{}", hex_nonce());
+                    let file = EnvFile::write(&self.env_file_path(&name), &job.secret_env)
+                        .map_err(|source| SandboxError::Spawn { command: job.argv.join(" "), source })?;
+                    layout.env_file = Some(file.path().to_owned());
+                    env_file = Some(file);
+                }
                 let mut command = tokio::process::Command::new("bwrap");
                 command.args(bwrap::arguments(&layout, &program)).current_dir("/").env_clear();
                 if let Some(path) = std::env::var_os("PATH") {
@@ -608,6 +647,7 @@ impl SandboxDriver for LocalDriver {
                 return Err(error);
             }
         };
+        drop(env_file);
         let status = status.map_err(|source| SandboxError::Spawn { command: job.argv.join(" "), source })?;
         use std::os::unix::process::ExitStatusExt;
         Ok(JobOutput {
@@ -632,6 +672,11 @@ impl SandboxDriver for LocalDriver {
 pub(crate) fn agent_shell(command: &str) -> Vec<OsString> {
     let line = format!("mkdir -p \"$HOME\" 2>/dev/null; {command}");
     vec!["/bin/sh".into(), "-c".into(), line.into()]
+}
+
+/// A random name part.
+fn hex_nonce() -> String {
+    rand::random::<[u8; 8]>().iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Stops a sandbox that failed half-way through starting.

@@ -143,6 +143,7 @@ impl From<EngineError> for ApiError {
                     .with("session_id", Value::from(session_id))
             }
             EngineError::Refused { message, .. } => ApiError::new(StatusCode::CONFLICT, code, message),
+            EngineError::PushFailed { .. } => ApiError::new(StatusCode::CONFLICT, code, error.to_string()),
             EngineError::InvalidPort { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, code, error.to_string())
             }

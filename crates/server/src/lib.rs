@@ -3,6 +3,7 @@
 //! types; it calls the engine for everything else. `run` takes a bound listener and a
 //! shutdown signal so tests bind `127.0.0.1:0`.
 
+mod account;
 mod changes;
 mod enveloped;
 mod error;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(ui::router())
         .merge(users::router())
+        .merge(account::router())
         .merge(workspaces::router())
         .merge(preview::open_router())
         .merge(changes::router())

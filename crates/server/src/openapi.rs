@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers and wire types.
 
-use crate::{changes, live, metrics, ops, preview, sessions, users, wire, workspaces};
+use crate::{account, changes, live, metrics, ops, preview, sessions, users, wire, workspaces};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -13,7 +13,9 @@ use utoipa::{Modify, OpenApi};
         users::list_users, users::update_user, ops::logout,
         workspaces::create_workspace, workspaces::list_workspaces, workspaces::show_workspace, workspaces::update_workspace,
         changes::workspace_changes, workspaces::init_log, workspaces::git_status, workspaces::delete_workspace, workspaces::retry_workspace,
-        preview::open_preview,
+        preview::open_preview, workspaces::push_workspace,
+        account::add_credential, account::list_credentials, account::remove_credential,
+        account::set_secret, account::list_secrets, account::remove_secret,
         sessions::open_workspace, sessions::list_sessions, sessions::show_session, sessions::close_session,
         sessions::leave_session, sessions::close_all, sessions::admin_list_sessions, sessions::admin_close_all,
         live::session_events, live::workspace_events,
@@ -25,6 +27,8 @@ use utoipa::{Modify, OpenApi};
         wire::DeletedBody, wire::ErrorEnvelope, wire::ErrorBody,
         wire::SessionBody, wire::SessionList, wire::AdminSessionBody, wire::AdminSessionList, wire::OpenBody, wire::CloseBody, wire::CloseAllRequest,
         wire::CloseAllBody, wire::CloseFailureBody, wire::EventBody, wire::EventPage, wire::LiveCommand,
+        wire::CreateCredentialRequest, wire::CredentialBody, wire::CredentialList, wire::SetSecretRequest,
+        wire::SecretBody, wire::SecretList, wire::PushBody,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

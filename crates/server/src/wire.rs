@@ -427,3 +427,68 @@ pub enum LiveCommand {
     Cancel,
     Answer { question_id: String, option_id: String },
 }
+
+/// `POST /api/credentials`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCredentialRequest {
+    /// `github.com`, `127.0.0.1:8080`.
+    pub host: String,
+    pub username: String,
+    /// A token or password; never shown again.
+    pub secret: String,
+}
+
+/// A git credential as listed: never its secret.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CredentialBody {
+    pub id: String,
+    pub host: String,
+    pub username: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&berth_core::CredentialInfo> for CredentialBody {
+    fn from(credential: &berth_core::CredentialInfo) -> CredentialBody {
+        CredentialBody {
+            id: credential.id.to_string(),
+            host: credential.host.clone(),
+            username: credential.username.clone(),
+            created_at: credential.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CredentialList {
+    pub credentials: Vec<CredentialBody>,
+}
+
+/// `PUT /api/secrets/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSecretRequest {
+    pub value: String,
+}
+
+/// A secret as listed: never its value.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SecretBody {
+    pub name: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SecretList {
+    pub secrets: Vec<SecretBody>,
+}
+
+/// `POST /api/workspaces/{id}/push`: what was pushed where.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PushBody {
+    /// The repository the workspace was made from.
+    pub remote: String,
+    pub branch: String,
+    /// The commit pushed.
+    pub head: String,
+}

@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::wire::{
-    CreateWorkspaceRequest, DeleteQuery, DeletedBody, ErrorEnvelope, GitStatusBody, UpdateWorkspaceRequest,
+    CreateWorkspaceRequest, DeleteQuery, DeletedBody, ErrorEnvelope, GitStatusBody, PushBody, UpdateWorkspaceRequest,
     WorkspaceBody, WorkspaceList,
 };
 use axum::extract::{Path, State};
@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/workspaces/{id}/init-log", get(init_log))
         .route("/api/workspaces/{id}/git", get(git_status))
         .route("/api/workspaces/{id}/retry", post(retry_workspace))
+        .route("/api/workspaces/{id}/push", post(push_workspace))
 }
 
 /// Creates a workspace; it answers at once in `initialising` and clones in the background.
@@ -158,4 +159,20 @@ pub async fn retry_workspace(
 ) -> Result<(StatusCode, Json<WorkspaceBody>), ApiError> {
     let workspace = state.engine.retry_workspace(&caller, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::new(&workspace, None, state.preview.as_ref()))))
+}
+
+/// Pushes the checked-out branch, from a sandbox of the workspace, to the repository it
+/// was made from, with the caller's credential for that host.
+#[utoipa::path(post, path = "/api/workspaces/{id}/push", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace id")),
+    responses((status = 200, body = PushBody), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope,
+            description = "push_failed with git's reason (no secret in it), workspace_not_ready")))]
+pub async fn push_workspace(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<PushBody>, ApiError> {
+    let pushed = state.engine.push_workspace(&caller, &id).await?;
+    Ok(Json(PushBody { remote: pushed.remote, branch: pushed.branch, head: pushed.head }))
 }

@@ -4,6 +4,7 @@
 
 mod events;
 mod reads;
+mod secrets;
 mod sessions;
 mod sqlite;
 mod users;
@@ -12,6 +13,7 @@ mod workspaces;
 use sqlx::SqlitePool;
 use std::time::Duration;
 
+pub use secrets::SealedCredential;
 pub use workspaces::InitialisationOutcome;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,97 @@
+//! `/api/credentials` and `/api/secrets`: what a user keeps for their git and their
+//! agents. Nothing secret ever comes back out.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Caller};
+use crate::wire::{
+    CreateCredentialRequest, CredentialBody, CredentialList, ErrorEnvelope, SecretBody, SecretList, SetSecretRequest,
+};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/credentials", post(add_credential).get(list_credentials))
+        .route("/api/credentials/{id}", delete(remove_credential))
+        .route("/api/secrets", get(list_secrets))
+        .route("/api/secrets/{name}", axum::routing::put(set_secret).delete(remove_secret))
+}
+
+/// Stores a git credential of the caller for a host (replacing theirs for that host).
+#[utoipa::path(post, path = "/api/credentials", tag = "credentials", request_body = CreateCredentialRequest,
+    responses((status = 201, body = CredentialBody),
+        (status = 400, body = ErrorEnvelope, description = "invalid_host, invalid_credential")))]
+pub async fn add_credential(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(request): ApiJson<CreateCredentialRequest>,
+) -> Result<(StatusCode, Json<CredentialBody>), ApiError> {
+    let info = state.engine.add_credential(&caller, &request.host, &request.username, &request.secret).await?;
+    Ok((StatusCode::CREATED, Json(CredentialBody::from(&info))))
+}
+
+/// The caller's git credentials, without their secrets.
+#[utoipa::path(get, path = "/api/credentials", tag = "credentials",
+    responses((status = 200, body = CredentialList)))]
+pub async fn list_credentials(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<CredentialList>, ApiError> {
+    let credentials = state.engine.credentials(&caller).await?;
+    Ok(Json(CredentialList { credentials: credentials.iter().map(CredentialBody::from).collect() }))
+}
+
+#[utoipa::path(delete, path = "/api/credentials/{id}", tag = "credentials",
+    params(("id" = String, Path, description = "credential id")),
+    responses((status = 204), (status = 404, body = ErrorEnvelope)))]
+pub async fn remove_credential(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.remove_credential(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets a secret of the caller; their agents have it in their environment from their
+/// next power on.
+#[utoipa::path(put, path = "/api/secrets/{name}", tag = "credentials", request_body = SetSecretRequest,
+    params(("name" = String, Path, description = "`[A-Z_][A-Z0-9_]{0,63}`")),
+    responses((status = 204),
+        (status = 400, body = ErrorEnvelope, description = "invalid_secret_name, invalid_secret")))]
+pub async fn set_secret(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<SetSecretRequest>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.set_secret(&caller, &name, &request.value).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's secrets: names only.
+#[utoipa::path(get, path = "/api/secrets", tag = "credentials", responses((status = 200, body = SecretList)))]
+pub async fn list_secrets(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<SecretList>, ApiError> {
+    let secrets = state.engine.secrets(&caller).await?;
+    let secrets =
+        secrets.into_iter().map(|secret| SecretBody { name: secret.name, updated_at: secret.updated_at }).collect();
+    Ok(Json(SecretList { secrets }))
+}
+
+#[utoipa::path(delete, path = "/api/secrets/{name}", tag = "credentials",
+    params(("name" = String, Path, description = "secret name")),
+    responses((status = 204), (status = 404, body = ErrorEnvelope)))]
+pub async fn remove_secret(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.remove_secret(&caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

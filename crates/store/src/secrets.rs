@@ -1,0 +1,174 @@
+//! Users' git credentials and secrets. The store keeps their secret parts as the engine
+//! sealed them and never sees them in the clear.
+
+use crate::{Backend, Store, StoreError};
+use berth_core::{CredentialId, CredentialInfo, SecretInfo, UserId};
+use chrono::{DateTime, Utc};
+
+#[derive(sqlx::FromRow)]
+struct CredentialRow {
+    id: String,
+    host: String,
+    username: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<CredentialRow> for CredentialInfo {
+    fn from(row: CredentialRow) -> CredentialInfo {
+        CredentialInfo {
+            id: CredentialId::from_trusted(row.id),
+            host: row.host,
+            username: row.username,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// A credential with its sealed secret, for the engine to open when git needs it.
+#[derive(Debug, Clone)]
+pub struct SealedCredential {
+    pub info: CredentialInfo,
+    pub sealed_secret: Vec<u8>,
+}
+
+impl Store {
+    /// Stores `user_id`'s credential for `info.host`, replacing the one they had for it.
+    pub async fn put_credential(
+        &self,
+        user_id: &UserId,
+        info: &CredentialInfo,
+        sealed_secret: &[u8],
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query(
+                    "INSERT INTO credentials (id, user_id, host, username, sealed_secret, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (user_id, host) DO UPDATE SET id = excluded.id,
+                        username = excluded.username, sealed_secret = excluded.sealed_secret,
+                        created_at = excluded.created_at",
+                )
+                .bind(info.id.as_str())
+                .bind(user_id.as_str())
+                .bind(&info.host)
+                .bind(&info.username)
+                .bind(sealed_secret)
+                .bind(info.created_at)
+                .execute(pool)
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn credentials_of(&self, user_id: &UserId) -> Result<Vec<CredentialInfo>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let rows = sqlx::query_as::<_, CredentialRow>(
+                    "SELECT id, host, username, created_at FROM credentials WHERE user_id = ? ORDER BY host",
+                )
+                .bind(user_id.as_str())
+                .fetch_all(pool)
+                .await?;
+                Ok(rows.into_iter().map(CredentialInfo::from).collect())
+            }
+        }
+    }
+
+    /// `user_id`'s credential for `host`, sealed.
+    pub async fn credential_for(&self, user_id: &UserId, host: &str) -> Result<Option<SealedCredential>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let row = sqlx::query_as::<_, (String, String, String, DateTime<Utc>, Vec<u8>)>(
+                    "SELECT id, host, username, created_at, sealed_secret FROM credentials
+                     WHERE user_id = ? AND host = ?",
+                )
+                .bind(user_id.as_str())
+                .bind(host)
+                .fetch_optional(pool)
+                .await?;
+                Ok(row.map(|(id, host, username, created_at, sealed_secret)| SealedCredential {
+                    info: CredentialInfo { id: CredentialId::from_trusted(id), host, username, created_at },
+                    sealed_secret,
+                }))
+            }
+        }
+    }
+
+    /// Whether `user_id` had the credential `id`.
+    pub async fn delete_credential(&self, user_id: &UserId, id: &CredentialId) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query("DELETE FROM credentials WHERE user_id = ? AND id = ?")
+                .bind(user_id.as_str())
+                .bind(id.as_str())
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0),
+        }
+    }
+
+    pub async fn put_secret(
+        &self,
+        user_id: &UserId,
+        name: &str,
+        sealed_value: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query(
+                    "INSERT INTO secrets (user_id, name, sealed_value, updated_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (user_id, name) DO UPDATE SET sealed_value = excluded.sealed_value,
+                        updated_at = excluded.updated_at",
+                )
+                .bind(user_id.as_str())
+                .bind(name)
+                .bind(sealed_value)
+                .bind(now)
+                .execute(pool)
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn secrets_of(&self, user_id: &UserId) -> Result<Vec<SecretInfo>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let rows = sqlx::query_as::<_, (String, DateTime<Utc>)>(
+                    "SELECT name, updated_at FROM secrets WHERE user_id = ? ORDER BY name",
+                )
+                .bind(user_id.as_str())
+                .fetch_all(pool)
+                .await?;
+                Ok(rows.into_iter().map(|(name, updated_at)| SecretInfo { name, updated_at }).collect())
+            }
+        }
+    }
+
+    /// Every secret of `user_id`, sealed: name and value.
+    pub async fn sealed_secrets_of(&self, user_id: &UserId) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query_as::<_, (String, Vec<u8>)>(
+                "SELECT name, sealed_value FROM secrets WHERE user_id = ? ORDER BY name",
+            )
+            .bind(user_id.as_str())
+            .fetch_all(pool)
+            .await?),
+        }
+    }
+
+    /// Whether `user_id` had the secret `name`.
+    pub async fn delete_secret(&self, user_id: &UserId, name: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query("DELETE FROM secrets WHERE user_id = ? AND name = ?")
+                .bind(user_id.as_str())
+                .bind(name)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0),
+        }
+    }
+}
