@@ -57,7 +57,10 @@ pub fn secret_name(value: &str) -> Result<(), InputError> {
     let plain = bytes.next().is_some_and(|first| first.is_ascii_uppercase() || first == b'_')
         && bytes.all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit() || byte == b'_');
     if !plain || value.len() > MAX_SECRET_NAME_LEN {
-        return refuse(field, "a secret's name is upper-case letters, digits and '_', at most 64, not starting with a digit");
+        return refuse(
+            field,
+            "a secret's name is upper-case letters, digits and '_', at most 64, not starting with a digit",
+        );
     }
     if value.starts_with("BERTH_") {
         return refuse(field, "names starting with BERTH_ are berth's own");
@@ -96,7 +99,10 @@ pub fn credential_host(value: &str) -> Result<(), InputError> {
         return refuse(field, expected);
     }
     if let Some(port) = port
-        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().map_or(true, |p| p == 0))
+        && (port.is_empty()
+            || port.len() > 5
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u16>().map_or(true, |p| p == 0))
     {
         return refuse(field, expected);
     }
@@ -519,12 +525,28 @@ mod secrets_and_credentials {
         for good in ["github.com", "127.0.0.1:8080", "git.example-host.org", "localhost:1"] {
             assert!(credential_host(good).is_ok(), "{good}");
         }
-        for bad in ["", "GitHub.com", "https://github.com", "host:0", "host:99999", "host:", "a..b", "-a.com", "h/x", "h x", "@h"] {
+        for bad in [
+            "",
+            "GitHub.com",
+            "https://github.com",
+            "host:0",
+            "host:99999",
+            "host:",
+            "a..b",
+            "-a.com",
+            "h/x",
+            "h x",
+            "@h",
+        ] {
             assert_eq!(credential_host(bad).unwrap_err().field.error_code(), "invalid_host", "{bad}");
         }
         assert!(credential_part("secret", "ghp_abc").is_ok());
         for bad in ["", "a\nb", "a\rb", "\u{7f}"] {
-            assert_eq!(credential_part("secret", bad).unwrap_err().field.error_code(), "invalid_credential", "{bad:?}");
+            assert_eq!(
+                credential_part("secret", bad).unwrap_err().field.error_code(),
+                "invalid_credential",
+                "{bad:?}"
+            );
         }
     }
 }

@@ -99,6 +99,8 @@ pub struct Config {
     /// The key that seals users' secrets and credentials at rest (`secrets.key`); `None`:
     /// the key file in the data directory, made on first start.
     pub secret_key: Option<crate::sealing::SecretKey>,
+    /// The agents offered besides the built-in one, by name (`[agents.NAME]`).
+    pub agents: Vec<AgentEntry>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +139,30 @@ struct ConfigFile {
     auth: AuthFile,
     #[serde(default)]
     secrets: SecretsFile,
+    /// `[agents.NAME]`: the agents this installation offers besides the built-in one.
+    #[serde(default)]
+    agents: std::collections::BTreeMap<String, AgentEntryFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentEntryFile {
+    command: String,
+    #[serde(default)]
+    needs: Vec<String>,
+    #[serde(default)]
+    description: String,
+}
+
+/// An agent of the installation's catalogue (`[agents.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentEntry {
+    pub name: String,
+    /// A shell command line that starts it, as `agent.command`.
+    pub command: String,
+    /// The secrets it needs (a model provider key), by name.
+    pub needs: Vec<String>,
+    pub description: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -406,10 +432,31 @@ impl Config {
                 .map_err(|reason| invalid("sandbox.egress_allow", &text, reason))?,
             None => Vec::new(),
         };
+        let mut agents = Vec::new();
+        for (name, entry) in parsed.agents {
+            let refuse =
+                |value: &str, reason: String| invalid("agents", value, format!("[agents.{name}]: {reason}"));
+            berth_core::validate::name(&name).map_err(|error| refuse(&name, error.reason))?;
+            if name == crate::BUILTIN_AGENT {
+                return Err(refuse(&name, "the built-in agent's name is taken".into()));
+            }
+            berth_core::validate::agent_command(&entry.command)
+                .map_err(|error| refuse(&entry.command, error.reason))?;
+            for needed in &entry.needs {
+                berth_core::validate::secret_name(needed).map_err(|error| refuse(needed, error.reason))?;
+            }
+            agents.push(AgentEntry {
+                name,
+                command: entry.command,
+                needs: entry.needs,
+                description: entry.description,
+            });
+        }
         let secret_key = pick("BERTH_SECRET_KEY", parsed.secrets.key)
             .map(|text| {
-                crate::sealing::SecretKey::parse(&text)
-                    .ok_or_else(|| invalid("secrets.key", "(hidden)", "expected 64 hexadecimal digits (32 bytes)"))
+                crate::sealing::SecretKey::parse(&text).ok_or_else(|| {
+                    invalid("secrets.key", "(hidden)", "expected 64 hexadecimal digits (32 bytes)")
+                })
             })
             .transpose()?;
         let git_local_roots = match pick("BERTH_GIT_LOCAL_ROOTS", parsed.git.local_roots) {
@@ -442,6 +489,7 @@ impl Config {
             cookie_ttl,
             git_local_roots,
             secret_key,
+            agents,
         })
     }
 

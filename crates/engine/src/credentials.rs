@@ -76,7 +76,11 @@ impl Engine {
 
     /// `owner`'s credential for the host of `repo`, when it is an `http(s)://` URL and
     /// they have one.
-    pub(crate) async fn git_credential(&self, owner: &UserId, repo: &str) -> Result<Option<GitCredential>, EngineError> {
+    pub(crate) async fn git_credential(
+        &self,
+        owner: &UserId,
+        repo: &str,
+    ) -> Result<Option<GitCredential>, EngineError> {
         let Some(origin) = berth_git::http_origin(repo) else { return Ok(None) };
         let host = origin.split_once("://").map_or(origin.as_str(), |(_, host)| host);
         let Some(sealed) = self.store.credential_for(owner, host).await? else { return Ok(None) };
@@ -115,8 +119,33 @@ impl Engine {
         Ok(env)
     }
 
-    /// The names of the secrets `owner` has.
-    pub(crate) async fn secret_names(&self, owner: &UserId) -> Result<Vec<String>, EngineError> {
-        Ok(self.store.secrets_of(owner).await?.into_iter().map(|secret| secret.name).collect())
+    /// The agents this installation offers — the built-in one first — each with the
+    /// secrets it needs that the caller has not set.
+    pub async fn agents(&self, caller: &User) -> Result<Vec<OfferedAgent>, EngineError> {
+        let have: Vec<String> =
+            self.store.secrets_of(&caller.id).await?.into_iter().map(|secret| secret.name).collect();
+        let builtin = OfferedAgent {
+            name: crate::BUILTIN_AGENT.to_owned(),
+            description: "berth's own agent: runs the commands you approve, offline".to_owned(),
+            needs: Vec::new(),
+            missing: Vec::new(),
+        };
+        let offered = self.config.agents.iter().map(|entry| OfferedAgent {
+            name: entry.name.clone(),
+            description: entry.description.clone(),
+            needs: entry.needs.clone(),
+            missing: entry.needs.iter().filter(|needed| !have.contains(needed)).cloned().collect(),
+        });
+        Ok(std::iter::once(builtin).chain(offered).collect())
     }
+}
+
+/// An agent of the catalogue as a user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedAgent {
+    pub name: String,
+    pub description: String,
+    pub needs: Vec<String>,
+    /// What of `needs` the user has not set.
+    pub missing: Vec<String>,
 }

@@ -24,8 +24,12 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::Config;
+pub use config::{AgentEntry, Config};
+
+/// The name of the agent every installation offers: berth's own (`berth agent`).
+pub const BUILTIN_AGENT: &str = "builtin";
 pub use conversation::{LiveAttachment, LiveMessage, LiveSubscription};
+pub use credentials::OfferedAgent;
 pub use error::EngineError;
 pub use paths::DataPaths;
 pub use sessions::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};

@@ -36,11 +36,15 @@ impl SecretKey {
     pub fn load_or_make(path: &Path) -> std::io::Result<SecretKey> {
         match std::fs::read_to_string(path) {
             Ok(text) => SecretKey::parse(&text).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "the key file does not hold 64 hex digits")
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the key file does not hold 64 hex digits",
+                )
             }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let key: [u8; 32] = rand::random();
-                let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+                let mut file =
+                    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
                 file.write_all(hex::encode(key).as_bytes())?;
                 file.sync_all()?;
                 Ok(SecretKey(key))

@@ -415,15 +415,23 @@ impl Engine {
         Ok(session)
     }
 
-    /// The agent command of a workspace: its own, else the installation's, else the
-    /// built-in agent of this very binary.
+    /// The agent command of a workspace: the catalogue's agent it names, or its own
+    /// command line, else the installation's; the built-in agent of this very binary when
+    /// it names that or nothing says otherwise.
     fn agent_command_for(&self, workspace: &berth_core::Workspace) -> String {
-        if let Some(command) = workspace.agent.clone().or_else(|| self.config.agent_command.clone()) {
-            return command;
-        }
-        let binary =
-            std::env::current_exe().map(|path| path.to_string_lossy().into_owned()).unwrap_or("berth".into());
-        format!("'{}' agent", binary.replace('\'', r"'\''"))
+        let catalogued = |name: &str| self.config.agents.iter().find(|entry| entry.name == name);
+        let command = match workspace.agent.as_deref() {
+            Some(crate::BUILTIN_AGENT) => None,
+            Some(name) if catalogued(name).is_some() => catalogued(name).map(|entry| entry.command.clone()),
+            Some(command) => Some(command.to_owned()),
+            None => self.config.agent_command.clone(),
+        };
+        command.unwrap_or_else(|| {
+            let binary = std::env::current_exe()
+                .map(|path| path.to_string_lossy().into_owned())
+                .unwrap_or("berth".into());
+            format!("'{}' agent", binary.replace('\'', r"'\''"))
+        })
     }
 
     /// Speaks the agent protocol over the sandbox's stdio, and ends the session as

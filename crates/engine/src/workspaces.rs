@@ -142,7 +142,10 @@ impl Engine {
         if !workspace.state.has_checkout() {
             return Err(EngineError::WrongState { id: workspace.id, state: workspace.state });
         }
-        if matches!(berth_core::validate::repo(&workspace.repo), Ok(berth_core::validate::RepoSource::LocalPath(_))) {
+        if matches!(
+            berth_core::validate::repo(&workspace.repo),
+            Ok(berth_core::validate::RepoSource::LocalPath(_))
+        ) {
             return Err(EngineError::PushFailed {
                 message: "this workspace's repository is a directory of the server; berth pushes only to remote repositories"
                     .into(),
@@ -151,12 +154,16 @@ impl Engine {
         let credential = self.git_credential(&owner.id, &workspace.repo).await?;
         let dir = self.paths.workspace(&workspace.id);
         let checkout = Checkout { workspace_id: &workspace.id, dir: &dir };
-        match berth_git::push(&*self.driver, checkout, &workspace.repo, credential, self.config.clone_timeout).await {
+        match berth_git::push(&*self.driver, checkout, &workspace.repo, credential, self.config.clone_timeout)
+            .await
+        {
             Ok(pushed) => {
                 tracing::info!(workspace_id = %workspace.id, branch = %pushed.branch, head = %pushed.head, "pushed");
                 Ok(PushedBranch { remote: workspace.repo, branch: pushed.branch, head: pushed.head })
             }
-            Err(source) if source.is_about_the_checkout() => Err(EngineError::PushFailed { message: source.summary() }),
+            Err(source) if source.is_about_the_checkout() => {
+                Err(EngineError::PushFailed { message: source.summary() })
+            }
             Err(source) => Err(EngineError::Git { id: workspace.id, source }),
         }
     }
@@ -419,7 +426,11 @@ impl Engine {
 
     /// What to tell a person whose clone of an `http(s)://` repository was refused for
     /// want of a credential they do not have.
-    async fn credential_hint(&self, workspace: &Workspace, summary: &str) -> Result<Option<String>, EngineError> {
+    async fn credential_hint(
+        &self,
+        workspace: &Workspace,
+        summary: &str,
+    ) -> Result<Option<String>, EngineError> {
         const REFUSALS: [&str; 5] =
             ["could not read Username", "Authentication failed", "terminal prompts disabled", " 401", " 403"];
         let Some(origin) = berth_git::http_origin(&workspace.repo) else { return Ok(None) };

@@ -74,7 +74,9 @@ pub async fn clone(driver: &dyn SandboxDriver, request: CloneRequest<'_>) -> Res
     // git prints no secret it was given; the log is redacted all the same.
     let redact = {
         let credential = request.credential.clone();
-        move |text: String| credential.as_ref().map_or_else(|| text.clone(), |credential| credential.redact(&text))
+        move |text: String| {
+            credential.as_ref().map_or_else(|| text.clone(), |credential| credential.redact(&text))
+        }
     };
     let forward = tokio::spawn(async move {
         let mut text = Utf8Chunks::default();

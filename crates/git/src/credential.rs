@@ -43,7 +43,10 @@ impl GitCredential {
 
     /// The private part: the variables the helper reads.
     pub fn private_environment(&self) -> Vec<(String, String)> {
-        vec![(USERNAME_VARIABLE.to_owned(), self.username.clone()), (SECRET_VARIABLE.to_owned(), self.secret.clone())]
+        vec![
+            (USERNAME_VARIABLE.to_owned(), self.username.clone()),
+            (SECRET_VARIABLE.to_owned(), self.secret.clone()),
+        ]
     }
 
     /// Everything an agent's sandbox needs so that any git in it (the agent's) uses the
@@ -84,7 +87,9 @@ mod tests {
         assert_eq!(http_origin("https://GitHub.com/me/x.git").as_deref(), Some("https://github.com"));
         assert_eq!(http_origin("http://127.0.0.1:8080/x").as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(http_origin("https://me@host/x").as_deref(), Some("https://host"));
-        for other in ["git@github.com:me/x.git", "ssh://host/x", "/srv/repo", "file:///srv/repo", "https:///x"] {
+        for other in
+            ["git@github.com:me/x.git", "ssh://host/x", "/srv/repo", "file:///srv/repo", "https:///x"]
+        {
             assert_eq!(http_origin(other), None, "{other}");
         }
     }

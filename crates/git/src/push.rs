@@ -42,6 +42,8 @@ pub async fn push(
         (Some(branch), Some(head)) if !branch.is_empty() && head.len() >= 40 => {
             Ok(PushOutcome { branch: branch.to_owned(), head: head.to_owned() })
         }
-        _ => Err(GitError::Parse { line: text.lines().next().unwrap_or_default().chars().take(200).collect() }),
+        _ => {
+            Err(GitError::Parse { line: text.lines().next().unwrap_or_default().chars().take(200).collect() })
+        }
     }
 }

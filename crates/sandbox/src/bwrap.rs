@@ -117,7 +117,11 @@ pub fn arguments(layout: &Layout, program: &[OsString]) -> Vec<OsString> {
     }
     match &layout.env_file {
         Some(file) => {
-            args.extend(["--ro-bind".into(), file.clone().into_os_string(), crate::secret_env::INSIDE.into()]);
+            args.extend([
+                "--ro-bind".into(),
+                file.clone().into_os_string(),
+                crate::secret_env::INSIDE.into(),
+            ]);
             args.extend(crate::secret_env::wrap(program));
         }
         None => args.extend(program.iter().cloned()),

@@ -134,7 +134,13 @@ impl DockerDriver {
             working_dir: Some(bwrap::WORKSPACE.to_owned()),
             // Container settings are the Docker engine's business only: no command line
             // shows them, so the private part goes in with the rest.
-            env: Some(job.env.iter().chain(&job.secret_env).map(|(name, value)| format!("{name}={value}")).collect()),
+            env: Some(
+                job.env
+                    .iter()
+                    .chain(&job.secret_env)
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect(),
+            ),
             labels: Some(labels),
             hostname: Some("berth".to_owned()),
             attach_stdout: Some(true),

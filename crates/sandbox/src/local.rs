@@ -8,10 +8,10 @@
 //! written down in a state directory (pid and process start time), so a server
 //! restarted after a crash finds and stops the sandboxes its predecessor left.
 
-use crate::secret_env::EnvFile;
 use crate::cgroup::{Cgroup, Hierarchy};
 use crate::job::{read_bounded, read_stderr, within_limits};
 use crate::proc::{group_exists, is_alive, signal_group, start_time};
+use crate::secret_env::EnvFile;
 use crate::settings::{Isolation, Network, Resources};
 use crate::{
     AgentIo, Job, JobNetwork, JobOutput, RunningSandbox, SandboxDriver, SandboxError, SandboxExit,

@@ -26,7 +26,8 @@ pub fn is_plain_name(name: &str) -> bool {
 
 /// `program` run after the private environment is exported.
 pub fn wrap(program: &[OsString]) -> Vec<OsString> {
-    let mut line: Vec<OsString> = vec!["/bin/sh".into(), "-c".into(), EXPORT_THEN_EXEC.into(), "berth-env".into()];
+    let mut line: Vec<OsString> =
+        vec!["/bin/sh".into(), "-c".into(), EXPORT_THEN_EXEC.into(), "berth-env".into()];
     line.extend(program.iter().cloned());
     line
 }

@@ -5,7 +5,8 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::wire::{
-    CreateCredentialRequest, CredentialBody, CredentialList, ErrorEnvelope, SecretBody, SecretList, SetSecretRequest,
+    AgentBody, AgentList, CreateCredentialRequest, CredentialBody, CredentialList, ErrorEnvelope, SecretBody,
+    SecretList, SetSecretRequest,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,6 +19,27 @@ pub fn router() -> Router<AppState> {
         .route("/api/credentials/{id}", delete(remove_credential))
         .route("/api/secrets", get(list_secrets))
         .route("/api/secrets/{name}", axum::routing::put(set_secret).delete(remove_secret))
+        .route("/api/agents", get(list_agents))
+}
+
+/// The agents this installation offers (the built-in one first), each with the secrets
+/// it needs that the caller has not set.
+#[utoipa::path(get, path = "/api/agents", tag = "credentials", responses((status = 200, body = AgentList)))]
+pub async fn list_agents(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<AgentList>, ApiError> {
+    let agents = state.engine.agents(&caller).await?;
+    let agents = agents
+        .into_iter()
+        .map(|agent| AgentBody {
+            name: agent.name,
+            description: agent.description,
+            needs: agent.needs,
+            missing: agent.missing,
+        })
+        .collect();
+    Ok(Json(AgentList { agents }))
 }
 
 /// Stores a git credential of the caller for a host (replacing theirs for that host).
@@ -29,7 +51,8 @@ pub async fn add_credential(
     Caller(caller): Caller,
     ApiJson(request): ApiJson<CreateCredentialRequest>,
 ) -> Result<(StatusCode, Json<CredentialBody>), ApiError> {
-    let info = state.engine.add_credential(&caller, &request.host, &request.username, &request.secret).await?;
+    let info =
+        state.engine.add_credential(&caller, &request.host, &request.username, &request.secret).await?;
     Ok((StatusCode::CREATED, Json(CredentialBody::from(&info))))
 }
 
@@ -79,8 +102,10 @@ pub async fn list_secrets(
     Caller(caller): Caller,
 ) -> Result<Json<SecretList>, ApiError> {
     let secrets = state.engine.secrets(&caller).await?;
-    let secrets =
-        secrets.into_iter().map(|secret| SecretBody { name: secret.name, updated_at: secret.updated_at }).collect();
+    let secrets = secrets
+        .into_iter()
+        .map(|secret| SecretBody { name: secret.name, updated_at: secret.updated_at })
+        .collect();
     Ok(Json(SecretList { secrets }))
 }
 

@@ -492,3 +492,20 @@ pub struct PushBody {
     /// The commit pushed.
     pub head: String,
 }
+
+/// An agent the installation offers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AgentBody {
+    /// What a workspace's `agent` names to use it (`builtin`: berth's own).
+    pub name: String,
+    pub description: String,
+    /// The secrets it needs.
+    pub needs: Vec<String>,
+    /// Those the caller has not set (`PUT /api/secrets/{name}`).
+    pub missing: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AgentList {
+    pub agents: Vec<AgentBody>,
+}

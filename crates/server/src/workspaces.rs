@@ -5,8 +5,8 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::wire::{
-    CreateWorkspaceRequest, DeleteQuery, DeletedBody, ErrorEnvelope, GitStatusBody, PushBody, UpdateWorkspaceRequest,
-    WorkspaceBody, WorkspaceList,
+    CreateWorkspaceRequest, DeleteQuery, DeletedBody, ErrorEnvelope, GitStatusBody, PushBody,
+    UpdateWorkspaceRequest, WorkspaceBody, WorkspaceList,
 };
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};

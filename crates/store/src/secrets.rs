@@ -76,7 +76,11 @@ impl Store {
     }
 
     /// `user_id`'s credential for `host`, sealed.
-    pub async fn credential_for(&self, user_id: &UserId, host: &str) -> Result<Option<SealedCredential>, StoreError> {
+    pub async fn credential_for(
+        &self,
+        user_id: &UserId,
+        host: &str,
+    ) -> Result<Option<SealedCredential>, StoreError> {
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let row = sqlx::query_as::<_, (String, String, String, DateTime<Utc>, Vec<u8>)>(

@@ -226,3 +226,53 @@ pub fn loopback_client(base: &str) -> reqwest::Client {
         .build()
         .expect("a client with defaults builds")
 }
+
+/// A git server over HTTP with Basic auth (`git http-backend` behind a small server of
+/// the test's own, `git_http.py`), serving a bare copy of a repository as `demo.git`.
+pub struct GitHttpServer {
+    child: std::process::Child,
+    pub port: u16,
+    /// The bare repository the server serves; tests read what was pushed from it.
+    pub bare: PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl GitHttpServer {
+    pub fn start(source: &SourceRepo, user: &str, password: &str) -> GitHttpServer {
+        let root = tempfile::tempdir().unwrap();
+        let bare = root.path().join("demo.git");
+        git(root.path(), &["clone", "--quiet", "--bare", &source.url(), &bare.to_string_lossy()]);
+        let script = root.path().join("git_http.py");
+        std::fs::write(&script, include_str!("git_http.py")).unwrap();
+        let mut child = Command::new(which("python3"))
+            .arg(&script)
+            .arg(root.path())
+            .env("GIT_HTTP_USER", user)
+            .env("GIT_HTTP_PASSWORD", password)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let port = line.trim().parse().expect("the git server prints its port");
+        GitHttpServer { child, port, bare, _root: root }
+    }
+
+    /// The repository's URL, with no credentials in it.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/demo.git", self.port)
+    }
+
+    /// The commit `branch` points at on the server.
+    pub fn head_of(&self, branch: &str) -> String {
+        git(&self.bare, &["rev-parse", &format!("refs/heads/{branch}")])
+    }
+}
+
+impl Drop for GitHttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,288 @@
+//! Private repositories and secrets, against a real git server with Basic auth (`git
+//! http-backend` behind a server of the test's own) and real bubblewrap sandboxes: a
+//! clone without a credential fails saying how to add one; with the caller's credential
+//! it clones, the agent commits and pushes from inside its sandbox, and `POST …/push`
+//! pushes; no secret is ever written into the workspace, an answer, the init log, the
+//! history, the database or a command line. A user's secrets reach their own agents only.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
+mod common;
+
+use berth_sandbox::{Isolation, Network};
+use berth_testkit::{GitHttpServer, SourceRepo, git, have_program};
+use common::TestServer;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+const INSTALLER: &str = "scripts/test.sh";
+const GIT_SECRET: &str = "ghp_s3cret-0f-alice-never-shown";
+
+fn ready() -> bool {
+    have_program("bwrap", INSTALLER) && have_program("python3", INSTALLER)
+}
+
+/// Sandboxed with bubblewrap, on the host's network (the git server is on loopback).
+fn sandboxed(config: &mut berth_engine::Config) {
+    config.isolation = Isolation::Bwrap;
+    config.network = Network::Host;
+}
+
+/// Waits (bounded) for a file the agent writes in its checkout.
+async fn file_written(path: &Path) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.ends_with('\n')
+        {
+            return text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} never written", path.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every file under `dir` (the checkout, `.git` included) whose bytes hold `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Every process on the host whose command line holds `needle`.
+fn command_lines_holding(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .filter(|line| line.contains(needle))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_private_repository_clones_and_pushes_with_the_callers_credential_only() {
+    if !ready() {
+        return;
+    }
+    let source = SourceRepo::new();
+    let remote = GitHttpServer::start(&source, "alice-git", GIT_SECRET);
+    let host = format!("127.0.0.1:{}", remote.port);
+    let server = TestServer::start_with(sandboxed).await;
+    let alice = server.member("alice").await;
+
+    // Without a credential: the clone fails and the log says how to add one.
+    let failed = alice.create_settled(json!({ "repo": remote.url(), "name": "private" })).await;
+    assert_eq!(failed["state"], "error", "{failed}");
+    let id = failed["id"].as_str().unwrap().to_owned();
+    let (_, log) = alice.get(&format!("/api/workspaces/{id}/init-log")).await;
+    let log = log.as_str().unwrap().to_owned();
+    assert!(log.contains(&format!("needs a credential for {host}")), "{log}");
+    assert!(log.contains(&format!("berth credential add {host}")), "{log}");
+
+    // Bad credentials are refused with stable codes.
+    for (body, code) in [
+        (json!({ "host": "https://x", "username": "u", "secret": "s" }), "invalid_host"),
+        (json!({ "host": &host, "username": "u", "secret": "a\nprotocol=evil" }), "invalid_credential"),
+        (json!({ "host": &host, "username": "", "secret": "s" }), "invalid_credential"),
+    ] {
+        let (status, answer) = alice.post("/api/credentials", body).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)));
+    }
+    let (status, created) = alice
+        .post("/api/credentials", json!({ "host": &host, "username": "alice-git", "secret": GIT_SECRET }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(!created.to_string().contains(GIT_SECRET), "{created}");
+    let (_, listed) = alice.get("/api/credentials").await;
+    assert_eq!(listed["credentials"][0]["host"], host.as_str());
+    assert!(!listed.to_string().contains(GIT_SECRET), "{listed}");
+
+    // With it: the clone works.
+    let (status, _) = alice.post(&format!("/api/workspaces/{id}/retry"), Value::Null).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let ready = alice.settled(&id).await;
+    assert_eq!(ready["state"], "ready", "{ready}");
+
+    // The agent commits and pushes from inside its sandbox, with no credential of its own.
+    let checkout = server.checkout(&id);
+    let agent = "mkdir -p .berth; \
+        (git -c user.name=agent -c user.email=agent@example.invalid commit -q --allow-empty -m from-the-sandbox \
+         && git push -q origin HEAD:refs/heads/main) > .berth/push.log 2>&1; echo $? > .berth/push.status; \
+        echo $$ > .berth/agent.pid; exec sleep 600";
+    let (status, _) = alice
+        .send(
+            alice
+                .request(reqwest::Method::PATCH, &format!("/api/workspaces/{id}"))
+                .json(&json!({ "agent": agent })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, opened) = alice.open(&id).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let session = opened["session"]["id"].as_str().unwrap().to_owned();
+    let pushed = file_written(&checkout.join(".berth/push.status")).await;
+    let push_log = std::fs::read_to_string(checkout.join(".berth/push.log")).unwrap_or_default();
+    assert_eq!(pushed.trim(), "0", "the agent's push failed: {push_log}");
+    assert_eq!(remote.head_of("main"), git(&checkout, &["rev-parse", "HEAD"]));
+    assert!(command_lines_holding(GIT_SECRET).is_empty(), "the secret is on a command line");
+    let (status, _) = alice.post(&format!("/api/sessions/{session}/close"), Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // berth's own push, of a commit made in the checkout.
+    git(&checkout, &["commit", "-q", "--allow-empty", "-m", "second"]);
+    let (status, body) = alice.post(&format!("/api/workspaces/{id}/push"), Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["branch"], "main");
+    assert_eq!(body["head"], git(&checkout, &["rev-parse", "HEAD"]).as_str());
+    assert_eq!(remote.head_of("main"), body["head"].as_str().unwrap());
+
+    // A wrong credential: push_failed with git's reason, and no secret in it.
+    let wrong = "wrong-secret-value-123";
+    let (status, _) = alice
+        .post("/api/credentials", json!({ "host": &host, "username": "alice-git", "secret": wrong }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    git(&checkout, &["commit", "-q", "--allow-empty", "-m", "third"]);
+    let (status, body) = alice.post(&format!("/api/workspaces/{id}/push"), Value::Null).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("push_failed")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(wrong), "{body}");
+
+    // Another user gets nothing of alice's: their clone of the same repository fails.
+    let bob = server.member("bob").await;
+    let theirs = bob.create_settled(json!({ "repo": remote.url(), "name": "private" })).await;
+    assert_eq!(theirs["state"], "error", "{theirs}");
+
+    // The secret is nowhere: not in the checkout (`.git/config` included), the history,
+    // the init log, the database.
+    assert_eq!(files_holding(&checkout, GIT_SECRET), Vec::<String>::new());
+    let (_, events) = alice.get(&format!("/api/workspaces/{id}/events")).await;
+    assert!(!events.to_string().contains(GIT_SECRET));
+    let (_, log) = alice.get(&format!("/api/workspaces/{id}/init-log")).await;
+    assert!(!log.to_string().contains(GIT_SECRET));
+    let data = server.stop().await;
+    assert_eq!(
+        files_holding(data.path(), GIT_SECRET),
+        Vec::<String>::new(),
+        "stored sealed, never in the clear"
+    );
+}
+
+#[tokio::test]
+async fn a_users_secrets_reach_their_own_agents_and_never_come_back() {
+    if !ready() {
+        return;
+    }
+    const VALUE: &str = "sk-alice-only-'quoted' $(not run)";
+    let server = TestServer::start_with(|config| {
+        sandboxed(config);
+        config.agent_command = Some(
+            "mkdir -p .berth; printenv MODEL_API_KEY > .berth/seen; echo >> .berth/seen; \
+             echo $$ > .berth/agent.pid; exec sleep 600"
+                .into(),
+        );
+    })
+    .await;
+    let source = SourceRepo::new();
+    let alice = server.member("alice").await;
+    let bob = server.member("bob").await;
+
+    for (name, code) in [
+        ("lower", "invalid_secret_name"),
+        ("BERTH_ADMIN_TOKEN", "invalid_secret_name"),
+        ("1X", "invalid_secret_name"),
+    ] {
+        let (status, body) = alice
+            .send(
+                alice
+                    .request(reqwest::Method::PUT, &format!("/api/secrets/{name}"))
+                    .json(&json!({ "value": "v" })),
+            )
+            .await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{name}");
+    }
+    let put =
+        alice.request(reqwest::Method::PUT, "/api/secrets/MODEL_API_KEY").json(&json!({ "value": VALUE }));
+    let (status, _) = alice.send(put).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, listed) = alice.get("/api/secrets").await;
+    assert_eq!(listed["secrets"][0]["name"], "MODEL_API_KEY");
+    assert!(!listed.to_string().contains("sk-alice"), "{listed}");
+    let (_, theirs) = bob.get("/api/secrets").await;
+    assert_eq!(theirs["secrets"], json!([]));
+
+    let mut seen = Vec::new();
+    for user in [&alice, &bob] {
+        let id = user.ready_workspace(&source.url(), "demo").await;
+        let (status, opened) = user.open(&id).await;
+        assert_eq!(status, StatusCode::CREATED, "{opened}");
+        seen.push(file_written(&server.checkout(&id).join(".berth/seen")).await);
+    }
+    assert_eq!(seen[0], format!("{VALUE}\n\n"), "alice's agent has her secret, exactly");
+    assert_eq!(seen[1], "\n", "bob's agent has none of it");
+    assert!(command_lines_holding("sk-alice-only").is_empty(), "the secret is on a command line");
+
+    let (status, _) = alice.delete("/api/secrets/MODEL_API_KEY").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = alice.delete("/api/secrets/MODEL_API_KEY").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let data = server.stop().await;
+    // Only the file the agent wrote itself holds it.
+    let held: Vec<String> = files_holding(data.path(), "sk-alice-only")
+        .into_iter()
+        .filter(|path| !path.ends_with(".berth/seen"))
+        .collect();
+    assert_eq!(held, Vec::<String>::new(), "nothing left in the clear");
+}
+
+#[tokio::test]
+async fn the_agents_catalogue_says_what_each_agent_lacks_and_a_workspace_runs_one_by_name() {
+    let server = TestServer::start_with(|config| {
+        config.agents = vec![berth_engine::AgentEntry {
+            name: "scribe".into(),
+            command: "mkdir -p .berth; printenv SCRIBE_KEY > .berth/seen; echo $$ > .berth/agent.pid; exec sleep 600"
+                .into(),
+            needs: vec!["SCRIBE_KEY".into()],
+            description: "writes things down".into(),
+        }];
+    })
+    .await;
+    let alice = server.member("alice").await;
+    let (status, offered) = alice.get("/api/agents").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(offered["agents"][0]["name"], "builtin", "{offered}");
+    assert_eq!(offered["agents"][1]["name"], "scribe");
+    assert_eq!(offered["agents"][1]["missing"], json!(["SCRIBE_KEY"]));
+
+    let put =
+        alice.request(reqwest::Method::PUT, "/api/secrets/SCRIBE_KEY").json(&json!({ "value": "k-123" }));
+    assert_eq!(alice.send(put).await.0, StatusCode::NO_CONTENT);
+    let (_, offered) = alice.get("/api/agents").await;
+    assert_eq!(offered["agents"][1]["missing"], json!([]), "{offered}");
+
+    let source = SourceRepo::new();
+    let workspace =
+        alice.create_settled(json!({ "repo": source.url(), "name": "notes", "agent": "scribe" })).await;
+    let id = workspace["id"].as_str().unwrap();
+    let (status, opened) = alice.open(id).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    assert_eq!(file_written(&server.checkout(id).join(".berth/seen")).await, "k-123\n");
+    server.stop().await;
+}
