@@ -29,6 +29,34 @@ fn sandboxed(config: &mut berth_engine::Config) {
     config.network = Network::Host;
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Sandbox {
+    Bwrap,
+    Docker,
+}
+
+/// A server whose sandboxes are of `kind` (on the host's network), or `None` when this
+/// machine cannot run them (a failure in CI).
+async fn server_of(kind: Sandbox) -> Option<TestServer> {
+    match kind {
+        Sandbox::Bwrap if !ready() => return None,
+        Sandbox::Docker if !berth_testkit::have_docker() || !ready() => return None,
+        _ => {}
+    }
+    let image = matches!(kind, Sandbox::Docker)
+        .then(|| berth_testkit::docker_test_image(&std::env::current_exe().unwrap()));
+    Some(
+        TestServer::start_with(|config| {
+            sandboxed(config);
+            if let Some(image) = image {
+                config.sandbox_driver = berth_engine::config::SandboxDriverKind::Docker;
+                config.image = image;
+            }
+        })
+        .await,
+    )
+}
+
 /// Waits (bounded) for a file the agent writes in its checkout.
 async fn file_written(path: &Path) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -74,14 +102,20 @@ fn command_lines_holding(needle: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_private_repository_clones_and_pushes_with_the_callers_credential_only() {
-    if !ready() {
-        return;
-    }
+async fn a_private_repository_clones_and_pushes_with_the_callers_credential_only_bwrap() {
+    a_private_repository_clones_and_pushes_with_the_callers_credential_only(Sandbox::Bwrap).await;
+}
+
+#[tokio::test]
+async fn a_private_repository_clones_and_pushes_with_the_callers_credential_only_docker() {
+    a_private_repository_clones_and_pushes_with_the_callers_credential_only(Sandbox::Docker).await;
+}
+
+async fn a_private_repository_clones_and_pushes_with_the_callers_credential_only(kind: Sandbox) {
+    let Some(server) = server_of(kind).await else { return };
     let source = SourceRepo::new();
     let remote = GitHttpServer::start(&source, "alice-git", GIT_SECRET);
     let host = format!("127.0.0.1:{}", remote.port);
-    let server = TestServer::start_with(sandboxed).await;
     let alice = server.member("alice").await;
 
     // Without a credential: the clone fails and the log says how to add one.

@@ -161,8 +161,16 @@ pub fn docker_test_image(berth: &Path) -> String {
             for helper in ["git-upload-pack", "git-receive-pack", "git-upload-archive"] {
                 std::os::unix::fs::symlink("git", at(&format!("/usr/bin/{helper}"))).unwrap();
             }
+            // The HTTP transport (a remote helper in git's own directory, where git looks).
+            let exec_path = Command::new(&git).arg("--exec-path").output().unwrap();
+            let exec_path = PathBuf::from(String::from_utf8_lossy(&exec_path.stdout).trim());
+            let remote_http = exec_path.join("git-remote-http");
+            std::fs::create_dir_all(at(&exec_path.to_string_lossy())).unwrap();
+            std::fs::copy(&remote_http, at(&remote_http.to_string_lossy())).unwrap();
+            std::os::unix::fs::symlink("git-remote-http", at(&exec_path.join("git-remote-https").to_string_lossy()))
+                .unwrap();
             // The shared libraries berth and git link, at the paths the loader looks for them.
-            for program in [berth, git.as_path()] {
+            for program in [berth, git.as_path(), remote_http.as_path()] {
                 let ldd = Command::new("ldd").arg(program).output().unwrap();
                 for line in String::from_utf8_lossy(&ldd.stdout).lines() {
                     let library =
