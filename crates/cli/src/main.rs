@@ -1,6 +1,7 @@
 //! The `berth` binary: `berth serve`, offline administration, and client commands that
 //! talk to a running server through its HTTP API.
 
+mod account;
 mod agent;
 mod attach;
 mod bench;
@@ -50,6 +51,18 @@ enum Command {
     /// Your API tokens on a running server: list, create, revoke.
     #[command(subcommand)]
     Token(tokens::TokenCommand),
+    /// Your git credentials (one per host): add (secret from stdin), list, remove.
+    #[command(subcommand)]
+    Credential(account::CredentialCommand),
+    /// Your secrets, in your agents' environment: set (value from stdin), list, remove.
+    #[command(subcommand)]
+    Secret(account::SecretCommand),
+    /// Pushes a workspace's (id or name) checked-out branch to its repository.
+    Push {
+        workspace: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Creates, lists, shows and deletes workspaces on a running server.
     #[command(subcommand, visible_alias = "ws")]
     Workspace(workspaces::WorkspaceCommand),
@@ -115,6 +128,9 @@ fn main() -> ExitCode {
             Command::Serve { config } => serve::run(config.as_deref()).await,
             Command::User(command) => users::run(command).await,
             Command::Token(command) => tokens::run(command).await,
+            Command::Credential(command) => account::credential(command).await,
+            Command::Secret(command) => account::secret(command).await,
+            Command::Push { workspace, server } => account::push(&server, &workspace).await,
             Command::Workspace(command) => workspaces::run(command).await,
             Command::Open { workspace, server } => sessions::open(&server, &workspace).await,
             Command::Sessions { all, json, server } => sessions::list(&server, all, json).await,

@@ -4,7 +4,7 @@
 
 use berth_testkit::SourceRepo;
 use berth_testkit::process_runs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -374,4 +374,66 @@ fn tokens_and_users_from_the_cli_and_no_secret_in_the_debug_log() {
     }
     let hexes = [&secret["berth_".len()..], &carol_token["berth_".len()..]];
     assert!(hexes.iter().all(|hex| !log.contains(*hex)), "a token's secret part reached the log");
+}
+
+/// Credentials and secrets from the terminal (values on stdin), against a server logging
+/// at debug level: lists never show a value, and no value reaches the log.
+#[test]
+fn credentials_and_secrets_from_the_cli_and_no_value_in_the_debug_log() {
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let served = serve_logging_to(data.path(), &[("BERTH_LOG", "debug")], log);
+    let with_stdin = |args: &[&str], input: &str| {
+        let mut child = berth(data.path())
+            .env("BERTH_URL", &served.url)
+            .env("BERTH_TOKEN", ADMIN_TOKEN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}{}", text(&output.stdout), text(&output.stderr));
+        text(&output.stdout)
+    };
+    let run = |args: &[&str]| {
+        let output = client(data.path(), &served, ADMIN_TOKEN, args);
+        assert!(output.status.success(), "{args:?}: {}{}", text(&output.stdout), text(&output.stderr));
+        text(&output.stdout)
+    };
+    const GIT_SECRET: &str = "ghp_cli-credential-value-0042";
+    const SECRET_VALUE: &str = "sk-cli-secret-value-0042";
+    let added =
+        with_stdin(&["credential", "add", "github.com", "--username", "me"], &format!("{GIT_SECRET}\n"));
+    assert!(added.contains("github.com") && !added.contains(GIT_SECRET), "{added}");
+    let listed = run(&["credential", "list"]);
+    assert!(
+        listed.contains("github.com") && listed.contains("me") && !listed.contains(GIT_SECRET),
+        "{listed}"
+    );
+    let id = listed.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+
+    let set = with_stdin(&["secret", "set", "OPENAI_API_KEY"], &format!("{SECRET_VALUE}\n"));
+    assert!(set.contains("OPENAI_API_KEY"), "{set}");
+    let listed = run(&["secret", "list"]);
+    assert!(listed.contains("OPENAI_API_KEY") && !listed.contains(SECRET_VALUE), "{listed}");
+    let refused = client(data.path(), &served, ADMIN_TOKEN, &["secret", "remove", "NOT_THERE"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("not_found") || text(&refused.stderr).contains("no such"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(run(&["secret", "remove", "OPENAI_API_KEY"]).contains("removed"));
+    assert!(run(&["credential", "remove", &id]).contains("removed"));
+
+    drop(served);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("/api/secrets"), "requests are traced at debug level: {log}");
+    for value in [GIT_SECRET, SECRET_VALUE] {
+        assert!(!log.contains(value), "a value reached the log");
+    }
 }

@@ -167,8 +167,11 @@ pub fn docker_test_image(berth: &Path) -> String {
             let remote_http = exec_path.join("git-remote-http");
             std::fs::create_dir_all(at(&exec_path.to_string_lossy())).unwrap();
             std::fs::copy(&remote_http, at(&remote_http.to_string_lossy())).unwrap();
-            std::os::unix::fs::symlink("git-remote-http", at(&exec_path.join("git-remote-https").to_string_lossy()))
-                .unwrap();
+            std::os::unix::fs::symlink(
+                "git-remote-http",
+                at(&exec_path.join("git-remote-https").to_string_lossy()),
+            )
+            .unwrap();
             // The shared libraries berth and git link, at the paths the loader looks for them.
             for program in [berth, git.as_path(), remote_http.as_path()] {
                 let ldd = Command::new("ldd").arg(program).output().unwrap();
