@@ -824,6 +824,74 @@ async fn a_preview_can_neither_sign_berth_in_as_another_user_nor_read_another_pr
 }
 
 #[tokio::test]
+async fn the_account_keeps_credentials_and_secrets_and_the_workspace_pushes() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    const TOKEN_VALUE: &str = "ghp_browser-credential-0042";
+    const SECRET_VALUE: &str = "sk-browser-secret-0042";
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let remote = berth_testkit::GitHttpServer::start(&source, "me", TOKEN_VALUE);
+    let host = format!("127.0.0.1:{}", remote.port);
+    let browser = Browser::open(&server, "account-credentials").await;
+    browser.goto(&server, "/account").await;
+
+    let form = "#new-credential";
+    browser.element(&format!("{form} input[name=host]")).await.send_keys(&host).await.unwrap();
+    browser.element(&format!("{form} input[name=username]")).await.send_keys("me").await.unwrap();
+    browser.element(&format!("{form} input[name=secret]")).await.send_keys(TOKEN_VALUE).await.unwrap();
+    browser.click(&format!("{form} button[type=submit]")).await;
+    browser.element(&format!("#credentials tr[data-credential='{host}']")).await;
+    browser.element("#new-secret input[name=name]").await.send_keys("MODEL_KEY").await.unwrap();
+    browser.element("#new-secret input[name=value]").await.send_keys(SECRET_VALUE).await.unwrap();
+    browser.click("#new-secret button[type=submit]").await;
+    browser.element("#secrets tr[data-secret='MODEL_KEY']").await;
+    browser.screenshot("account").await;
+    browser.goto(&server, "/account").await;
+    browser.element(&format!("#credentials tr[data-credential='{host}']")).await;
+    let page = browser.client.source().await.unwrap();
+    assert!(!page.contains(TOKEN_VALUE) && !page.contains(SECRET_VALUE), "a value came back to the page");
+
+    // The private repository clones with that credential; Push sends a new commit there.
+    let (status, created) = server
+        .call(
+            reqwest::Method::POST,
+            "/api/workspaces",
+            Some(json!({ "repo": remote.url(), "name": "private" })),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let workspace = created["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await.1["state"]
+        != "ready"
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the private repository never cloned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let checkout = server.checkout(&workspace);
+    berth_testkit::git(&checkout, &["commit", "-q", "--allow-empty", "-m", "from the page"]);
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.text_in("#messages", "Agent ready").await;
+    browser.click("#push").await;
+    browser.element("[data-toast^='Pushed main']").await;
+    assert_eq!(remote.head_of("main"), berth_testkit::git(&checkout, &["rev-parse", "HEAD"]));
+
+    // Unpushed commits: the delete dialog offers to push them first.
+    berth_testkit::git(&checkout, &["commit", "-q", "--allow-empty", "-m", "not pushed yet"]);
+    browser.goto(&server, &format!("/workspaces/{workspace}/settings")).await;
+    browser.click("#delete-workspace").await;
+    browser.text_in("#unsaved-work", "Unpushed commits: 1").await;
+    browser.click("#push-now").await;
+    browser.text_in("#dialog", "Everything is committed and pushed.").await;
+    assert_eq!(remote.head_of("main"), berth_testkit::git(&checkout, &["rev-parse", "HEAD"]));
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
 async fn settings_rename_and_switch_the_branch_and_lead_to_delete() {
     if !have_browser() {
         return;

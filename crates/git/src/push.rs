@@ -19,6 +19,10 @@ repository=$2
 branch=$(git symbolic-ref --quiet --short HEAD) || { echo "error: HEAD is detached: check out a branch to push" >&2; exit 3; }
 head=$(git rev-parse --verify HEAD)
 git push --no-recurse-submodules --porcelain -- "$repository" "refs/heads/$branch:refs/heads/$branch" >&2
+# What `origin` (the same repository) has now, so the unpushed count says so.
+if [ "$(git remote get-url origin 2>/dev/null)" = "$repository" ]; then
+    git update-ref "refs/remotes/origin/$branch" "$head" || true
+fi
 printf '%s\n%s\n' "$branch" "$head"
 "#;
 

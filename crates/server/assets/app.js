@@ -326,7 +326,11 @@ async function confirmDelete(workspace, afterDelete = () => {}) {
       h("p", {}, h("strong", {}, "This workspace has work that exists nowhere else.")),
       git.uncommitted.length ? h("p", {}, `Uncommitted files (${git.uncommitted.length}):`) : null,
       git.uncommitted.length ? h("ul", { class: "mono" }, git.uncommitted.slice(0, 200).map((path) => h("li", {}, path))) : null,
-      git.unpushed_commits ? h("p", {}, `Unpushed commits: ${git.unpushed_commits}`) : null));
+      git.unpushed_commits ? h("p", {}, `Unpushed commits: ${git.unpushed_commits}`,
+        " ", h("button", { id: "push-now", onclick: async (event) => {
+          event.target.disabled = true;
+          if (await pushWorkspace(workspace)) { dialog.close(); confirmDelete(workspace, afterDelete); } else event.target.disabled = false;
+        } }, "Push now")) : null));
   }
   dialog.replaceChildren(
     h("h2", { id: "dialog-title" }, `Delete ${workspace.name}?`),
@@ -549,6 +553,11 @@ async function chat(state, workspace, opened) {
       try { await navigator.clipboard.writeText(resume.textContent); toast("Copied"); } catch { toast("Copy failed: select the command instead", "bad"); }
     } }, "Copy"),
     h("a", { class: "button", href: `/workspaces/${workspace.id}/settings`, "data-link": true }, "Settings"),
+    h("button", { type: "button", id: "push", title: "Push the checked-out branch to the repository", onclick: async (event) => {
+      event.target.disabled = true;
+      await pushWorkspace(workspace);
+      event.target.disabled = false;
+    } }, "Push"),
     h("button", { class: "danger", id: "close-workspace", onclick: async () => {
       if (await closeSession(session.id)) ended({ ...session, state: "ended", end_reason: "closed" }, true);
     } }, "Close workspace"));
@@ -949,9 +958,103 @@ function account() {
         h("button", { type: "submit" }, "Create a token")),
       token,
       h("table", { id: "tokens" }, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Token"), h("th", {}, "Created"), h("th", {}, "Last used"), h("th", {}, "Expires"), h("th", {}, h("span", { class: "skip" }, "Actions")))), tokenRows)));
+  main.append(...gitCredentialsPanel(), ...secretsPanel());
   refreshTokens();
   refresh();
   return workspaceFeed(() => refresh());
+}
+
+/** Git credentials: one per host, its secret never shown again. */
+function gitCredentialsPanel() {
+  const rows = h("tbody", {});
+  const message = h("div", { "aria-live": "polite" });
+  const refreshCredentials = async () => {
+    const answer = await api("GET", "/api/credentials");
+    if (answer.status !== 200) return;
+    rows.replaceChildren(...answer.body.credentials.map((item) => h("tr", { "data-credential": item.host },
+      h("td", {}, h("code", {}, item.host)), h("td", {}, item.username), h("td", {}, when(item.created_at)),
+      h("td", {}, h("button", { "data-action": "remove", onclick: async () => {
+        if (!confirm(`Remove your credential for ${item.host}? Clones and pushes there stop working.`)) return;
+        const removed = await api("DELETE", `/api/credentials/${item.id}`);
+        if (removed.status !== 204) toast(`Remove failed: ${errorMessage(removed)}`, "bad");
+        refreshCredentials();
+      } }, "Remove")))));
+    if (!answer.body.credentials.length) rows.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No credentials yet.")));
+  };
+  refreshCredentials();
+  return [h("h2", { id: "credentials-title" }, "Git credentials"),
+    h("div", { class: "panel" },
+      h("p", {}, "Private repositories over HTTPS use your token for their host — to clone, and to push from your workspaces. It is stored encrypted and never shown again."),
+      h("form", { id: "new-credential", class: "row", onsubmit: async (event) => {
+        event.preventDefault();
+        const form = event.target;
+        const body = { host: form.host.value.trim(), username: form.username.value.trim(), secret: form.secret.value };
+        const answer = await api("POST", "/api/credentials", body);
+        if (answer.status !== 201) return message.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+        message.replaceChildren(h("p", { class: "notice good" }, `Credential for ${answer.body.host} saved.`));
+        form.reset();
+        refreshCredentials();
+      } },
+        h("label", {}, "Host ", h("input", { name: "host", required: true, placeholder: "github.com", autocomplete: "off", spellcheck: "false" })),
+        h("label", {}, "Username ", h("input", { name: "username", required: true, placeholder: "x-access-token", autocomplete: "off" })),
+        h("label", {}, "Token ", h("input", { name: "secret", required: true, type: "password", autocomplete: "off" })),
+        h("button", { type: "submit" }, "Save credential")),
+      message,
+      h("table", { id: "credentials" }, h("thead", {}, h("tr", {}, h("th", {}, "Host"), h("th", {}, "Username"), h("th", {}, "Added"), h("th", {}, h("span", { class: "skip" }, "Actions")))), rows))];
+}
+
+/** Secrets: environment variables of your agents (a model key), values write-only. */
+function secretsPanel() {
+  const rows = h("tbody", {});
+  const message = h("div", { "aria-live": "polite" });
+  const agentsNote = h("div", { id: "agents-needs" });
+  const refreshSecrets = async () => {
+    const [answer, agents] = await Promise.all([api("GET", "/api/secrets"), api("GET", "/api/agents")]);
+    if (answer.status !== 200) return;
+    rows.replaceChildren(...answer.body.secrets.map((item) => h("tr", { "data-secret": item.name },
+      h("td", {}, h("code", {}, item.name)), h("td", {}, when(item.updated_at)),
+      h("td", {}, h("button", { "data-action": "remove", onclick: async () => {
+        if (!confirm(`Remove the secret ${item.name}? Your agents no longer get it from their next start.`)) return;
+        const removed = await api("DELETE", `/api/secrets/${encodeURIComponent(item.name)}`);
+        if (removed.status !== 204) toast(`Remove failed: ${errorMessage(removed)}`, "bad");
+        refreshSecrets();
+      } }, "Remove")))));
+    if (!answer.body.secrets.length) rows.append(h("tr", {}, h("td", { colspan: 3, class: "muted" }, "No secrets yet.")));
+    const lacking = agents.status === 200 ? agents.body.agents.filter((agent) => agent.missing.length) : [];
+    agentsNote.replaceChildren(...lacking.map((agent) => h("p", { class: "notice" },
+      h("strong", {}, agent.name), ` needs ${agent.missing.join(", ")} before it can start.`)));
+  };
+  refreshSecrets();
+  return [h("h2", { id: "secrets-title" }, "Secrets"),
+    h("div", { class: "panel" },
+      h("p", {}, "Each secret is an environment variable of your agents (such as a model provider key), from their next start. Only your agents get it; the value is stored encrypted and never shown again."),
+      agentsNote,
+      h("form", { id: "new-secret", class: "row", onsubmit: async (event) => {
+        event.preventDefault();
+        const form = event.target;
+        const name = form.name.value.trim();
+        const answer = await api("PUT", `/api/secrets/${encodeURIComponent(name)}`, { value: form.value.value });
+        if (answer.status !== 204) return message.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+        message.replaceChildren(h("p", { class: "notice good" }, `Secret ${name} saved.`));
+        form.reset();
+        refreshSecrets();
+      } },
+        h("label", {}, "Name ", h("input", { name: "name", required: true, placeholder: "ANTHROPIC_API_KEY", pattern: "[A-Z_][A-Z0-9_]{0,63}", autocomplete: "off", spellcheck: "false" })),
+        h("label", {}, "Value ", h("input", { name: "value", required: true, type: "password", autocomplete: "off" })),
+        h("button", { type: "submit" }, "Save secret")),
+      message,
+      h("table", { id: "secrets" }, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Updated"), h("th", {}, h("span", { class: "skip" }, "Actions")))), rows))];
+}
+
+/** Pushes the workspace's branch; says where to, or why not. */
+async function pushWorkspace(workspace) {
+  const answer = await api("POST", `/api/workspaces/${workspace.id}/push`);
+  if (answer.status === 200) {
+    toast(`Pushed ${answer.body.branch} (${answer.body.head.slice(0, 7)})`);
+    return true;
+  }
+  toast(`Push failed: ${errorMessage(answer)}`, "bad");
+  return false;
 }
 
 // ---------------------------------------------------------------------------- admin
