@@ -22,6 +22,8 @@ declare -A package_of=(
     [/usr/bin/busybox]=busybox-static
     [/usr/bin/python3]=python3
     [/usr/bin/awk]=mawk
+    [ssh]=openssh-client
+    [/usr/sbin/sshd]=openssh-server
     [chromium]=chromium
     [chromedriver]=chromium-driver
 )

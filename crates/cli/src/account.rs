@@ -6,7 +6,7 @@
 use crate::ServerArgs;
 use crate::client::Client;
 use anyhow::Context;
-use berth_server::wire::{CredentialBody, CredentialList, PushBody, SecretList};
+use berth_server::wire::{CredentialBody, CredentialList, PushBody, SecretList, SshKeyBody};
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::json;
@@ -131,5 +131,13 @@ pub async fn push(server: &ServerArgs, workspace: &str) -> anyhow::Result<ExitCo
         &pushed.head[..pushed.head.len().min(12)],
         pushed.remote
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints your SSH public key (made on first use), to add to a git host.
+pub async fn ssh_key(server: &ServerArgs) -> anyhow::Result<ExitCode> {
+    let key: SshKeyBody = Client::new(server)?.json(Method::GET, "/api/me/ssh-key", None).await?;
+    println!("{}", key.public_key);
+    eprintln!("Fingerprint {}. Add the key to your git host (GitHub: Settings → SSH keys).", key.fingerprint);
     Ok(ExitCode::SUCCESS)
 }

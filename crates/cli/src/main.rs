@@ -57,6 +57,11 @@ enum Command {
     /// Your secrets, in your agents' environment: set (value from stdin), list, remove.
     #[command(subcommand)]
     Secret(account::SecretCommand),
+    /// Prints your SSH public key (made on first use) for `ssh://` repositories.
+    SshKey {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Pushes a workspace's (id or name) checked-out branch to its repository.
     Push {
         workspace: String,
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
             Command::Credential(command) => account::credential(command).await,
             Command::Secret(command) => account::secret(command).await,
             Command::Push { workspace, server } => account::push(&server, &workspace).await,
+            Command::SshKey { server } => account::ssh_key(&server).await,
             Command::Workspace(command) => workspaces::run(command).await,
             Command::Open { workspace, server } => sessions::open(&server, &workspace).await,
             Command::Sessions { all, json, server } => sessions::list(&server, all, json).await,

@@ -848,6 +848,7 @@ async fn the_account_keeps_credentials_and_secrets_and_the_workspace_pushes() {
     browser.element("#new-secret input[name=value]").await.send_keys(SECRET_VALUE).await.unwrap();
     browser.click("#new-secret button[type=submit]").await;
     browser.element("#secrets tr[data-secret='MODEL_KEY']").await;
+    browser.text_in("#ssh-public-key", "ssh-ed25519 ").await;
     browser.screenshot("account").await;
     browser.goto(&server, "/account").await;
     browser.element(&format!("#credentials tr[data-credential='{host}']")).await;

@@ -116,6 +116,9 @@ impl Engine {
         if let Some(credential) = self.git_credential(owner, &workspace.repo).await? {
             env.extend(credential.agent_environment());
         }
+        if let Some(ssh) = self.ssh_credential(owner, &workspace.repo, None).await? {
+            env.extend(ssh.agent_environment());
+        }
         Ok(env)
     }
 

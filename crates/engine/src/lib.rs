@@ -12,6 +12,7 @@ mod preview_pass;
 pub mod sealing;
 mod sessions;
 mod sources;
+mod ssh;
 mod users;
 mod workspaces;
 
@@ -33,6 +34,7 @@ pub use credentials::OfferedAgent;
 pub use error::EngineError;
 pub use paths::DataPaths;
 pub use sessions::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};
+pub use ssh::SshPublicKey;
 pub use users::{NewToken, hash_token};
 pub use workspaces::{NewWorkspace, PushedBranch, WorkspaceGitStatus, WorkspaceSettings};
 

@@ -152,11 +152,11 @@ impl Engine {
             });
         }
         let credential = self.git_credential(&owner.id, &workspace.repo).await?;
+        let ssh = self.ssh_credential(&owner.id, &workspace.repo, None).await?;
         let dir = self.paths.workspace(&workspace.id);
         let checkout = Checkout { workspace_id: &workspace.id, dir: &dir };
-        match berth_git::push(&*self.driver, checkout, &workspace.repo, credential, self.config.clone_timeout)
-            .await
-        {
+        let timeout = self.config.clone_timeout;
+        match berth_git::push(&*self.driver, checkout, &workspace.repo, credential, ssh, timeout).await {
             Ok(pushed) => {
                 tracing::info!(workspace_id = %workspace.id, branch = %pushed.branch, head = %pushed.head, "pushed");
                 Ok(PushedBranch { remote: workspace.repo, branch: pushed.branch, head: pushed.head })
@@ -385,6 +385,7 @@ impl Engine {
                 log: log_sender,
                 cancel,
                 credential: self.git_credential(&owner.id, &workspace.repo).await?,
+                ssh: self.ssh_credential(&owner.id, &workspace.repo, Some((&workspace.id, &dir))).await?,
             };
             berth_git::clone(&*self.driver, request)
                 .await
@@ -408,7 +409,14 @@ impl Engine {
                 self.store
                     .append_init_log(&workspace.id, &format!("berth: initialisation failed: {summary}\n"))
                     .await?;
-                if let Some(hint) = self.credential_hint(workspace, &summary).await? {
+                // Everything git said, not only its last line: ssh says why before git does.
+                let said = match &error {
+                    EngineError::Git { source: berth_git::GitError::Failed { stderr, .. }, .. } => {
+                        stderr.as_str()
+                    }
+                    _ => summary.as_str(),
+                };
+                if let Some(hint) = self.credential_hint(workspace, said).await? {
                     self.store.append_init_log(&workspace.id, &format!("berth: {hint}\n")).await?;
                 }
                 remove_dir_if_present(&dir).await?;
@@ -424,17 +432,33 @@ impl Engine {
         Ok(())
     }
 
-    /// What to tell a person whose clone of an `http(s)://` repository was refused for
-    /// want of a credential they do not have.
+    /// What to tell a person whose clone was refused for want of a credential, or because
+    /// an SSH server's key is not the one recorded at first use.
     async fn credential_hint(
         &self,
         workspace: &Workspace,
-        summary: &str,
+        said: &str,
     ) -> Result<Option<String>, EngineError> {
         const REFUSALS: [&str; 5] =
             ["could not read Username", "Authentication failed", "terminal prompts disabled", " 401", " 403"];
+        if let Some(target) = berth_git::ssh_target(&workspace.repo) {
+            let host = target.known_hosts_name();
+            if said.contains("Host key verification failed") {
+                return Ok(Some(format!(
+                    "the SSH host key of {host} is not the one berth recorded when it first reached it, so \
+                     nothing was sent there (a changed key can mean someone is in between)"
+                )));
+            }
+            if said.contains("Permission denied") {
+                return Ok(Some(format!(
+                    "{host} refused your berth SSH key: add it to your account there (your account page, \
+                     or `berth ssh-key`), then retry"
+                )));
+            }
+            return Ok(None);
+        }
         let Some(origin) = berth_git::http_origin(&workspace.repo) else { return Ok(None) };
-        if !REFUSALS.iter().any(|refusal| summary.contains(refusal)) {
+        if !REFUSALS.iter().any(|refusal| said.contains(refusal)) {
             return Ok(None);
         }
         let host = origin.split_once("://").map_or(origin.as_str(), |(_, host)| host);

@@ -4,7 +4,7 @@
 //! else of the host, so no spelling of a path reaches berth's data directory. It has the
 //! host's network, so a git server on the same machine is reachable.
 
-use crate::{GitCredential, GitError, GitJob};
+use crate::{GitCredential, GitError, GitJob, SshCredential};
 use berth_core::WorkspaceId;
 use berth_sandbox::{JobNetwork, SandboxDriver};
 use std::path::{Path, PathBuf};
@@ -42,6 +42,8 @@ pub struct CloneRequest<'a> {
     pub cancel: CancellationToken,
     /// The person's credential for the repository's host, if they have one.
     pub credential: Option<GitCredential>,
+    /// For an SSH repository: the person's key and the server's recorded host key.
+    pub ssh: Option<SshCredential>,
 }
 
 /// `$1` the checkout, `$2` the repository, `$3` the branch (may be empty), then the
@@ -103,6 +105,7 @@ pub async fn clone(driver: &dyn SandboxDriver, request: CloneRequest<'_>) -> Res
         stderr_to: Some(chunks),
         cancel: request.cancel,
         credential: request.credential,
+        ssh: request.ssh,
     };
     let output = job.run(driver, request.workspace_id, request.destination).await;
     // The job's end closes the channel: the last of the log is forwarded first.

@@ -13,6 +13,7 @@
 mod clone;
 mod credential;
 mod push;
+mod ssh;
 mod status;
 
 use berth_core::WorkspaceId;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use clone::{CloneOutcome, CloneRequest, CloneSource, clone};
 pub use credential::{GitCredential, http_origin};
 pub use push::{PushOutcome, push};
+pub use ssh::{SshCredential, SshTarget, keyscan, ssh_target};
 pub use status::{GitStatus, status, switch_branch};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,14 +44,20 @@ pub enum GitError {
     Parse { line: String },
 }
 
+/// Lines of ssh and of git's transports that say why a remote refused.
+const TRANSPORT_CAUSES: [&str; 4] =
+    ["Host key verification failed", "Permission denied", "Authentication failed", "could not read Username"];
+
 impl GitError {
     /// One line for people saying why: git's last `fatal:`/`error:` line when it printed
     /// one (the sandbox's view of paths, never the host's), else what failed.
     pub fn summary(&self) -> String {
         if let GitError::Failed { stderr, .. } = self {
             let lines = || stderr.split(['\n', '\r']).map(str::trim).filter(|line| !line.is_empty());
+            // What ssh or the server said is the cause; git's closing line only repeats it.
+            let cause = lines().find(|line| TRANSPORT_CAUSES.iter().any(|cause| line.contains(cause)));
             let fatal = lines().rfind(|line| line.starts_with("fatal:") || line.starts_with("error:"));
-            if let Some(line) = fatal.or_else(|| lines().next_back()) {
+            if let Some(line) = cause.or(fatal).or_else(|| lines().next_back()) {
                 return line.chars().take(500).collect();
             }
         }
@@ -72,7 +80,7 @@ pub struct Checkout<'a> {
 }
 
 /// The system's program directories: the sandbox's `PATH`.
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Configuration given on git's command line (it wins over the checkout's): nothing of
 /// what the checkout says may run a program or reach outside it.
@@ -109,7 +117,11 @@ export GIT_CONFIG_COUNT=$n
 /// The whole environment of a git job. `checkout` is where the job sees the checkout,
 /// for commands on one (a clone has none yet); a credential adds its helper (the secret
 /// itself goes in the job's private environment).
-fn environment(checkout: Option<&Path>, credential: Option<&GitCredential>) -> Vec<(String, String)> {
+fn environment(
+    checkout: Option<&Path>,
+    credential: Option<&GitCredential>,
+    ssh: Option<&SshCredential>,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("PATH", PATH),
         // Not the server's home: neither its configuration nor its SSH keys.
@@ -130,6 +142,11 @@ fn environment(checkout: Option<&Path>, credential: Option<&GitCredential>) -> V
     for (index, (key, value)) in SAFE_CONFIG.iter().enumerate() {
         env.push((format!("GIT_CONFIG_KEY_{index}"), (*key).to_owned()));
         env.push((format!("GIT_CONFIG_VALUE_{index}"), (*value).to_owned()));
+    }
+    if ssh.is_some()
+        && let Some((_, command)) = env.iter_mut().find(|(name, _)| name == "GIT_SSH_COMMAND")
+    {
+        *command = SshCredential::ssh_command().to_owned();
     }
     let mut count = SAFE_CONFIG.len();
     if let Some(credential) = credential {
@@ -163,6 +180,8 @@ struct GitJob<'a> {
     cancel: CancellationToken,
     /// Offered to the remote's host (clone, push).
     credential: Option<GitCredential>,
+    /// The person's SSH key and the server's known host key (clone, push).
+    ssh: Option<SshCredential>,
 }
 
 impl GitJob<'_> {
@@ -186,6 +205,7 @@ impl GitJob<'_> {
             stderr_to: None,
             cancel: CancellationToken::new(),
             credential: None,
+            ssh: None,
         }
     }
 
@@ -212,8 +232,17 @@ impl GitJob<'_> {
             workspace_id: workspace_id.clone(),
             workspace_dir: dir.to_owned(),
             argv,
-            env: environment(self.on_checkout.then_some(inside.as_path()), self.credential.as_ref()),
-            secret_env: self.credential.as_ref().map(GitCredential::private_environment).unwrap_or_default(),
+            env: environment(
+                self.on_checkout.then_some(inside.as_path()),
+                self.credential.as_ref(),
+                self.ssh.as_ref(),
+            ),
+            secret_env: self
+                .credential
+                .iter()
+                .flat_map(GitCredential::private_environment)
+                .chain(self.ssh.iter().flat_map(SshCredential::private_environment))
+                .collect(),
             network: self.network,
             read_only: self.read_only,
             timeout: self.timeout,

@@ -2,7 +2,7 @@
 //! the workspace was made from (berth's record, not the checkout's `origin`, which the
 //! agent may have changed), with the person's credential for that host.
 
-use crate::{Checkout, GitCredential, GitError, GitJob};
+use crate::{Checkout, GitCredential, GitError, GitJob, SshCredential};
 use berth_sandbox::JobNetwork;
 use std::time::Duration;
 
@@ -33,12 +33,14 @@ pub async fn push(
     checkout: Checkout<'_>,
     repository: &str,
     credential: Option<GitCredential>,
+    ssh: Option<SshCredential>,
     timeout: Duration,
 ) -> Result<PushOutcome, GitError> {
     let mut job = GitJob::on_checkout("push", PUSH_SCRIPT, timeout, 4096);
     job.args = vec![repository.to_owned()];
     job.network = JobNetwork::Host;
     job.credential = credential;
+    job.ssh = ssh;
     let output = job.run(driver, checkout.workspace_id, checkout.dir).await?;
     let text = String::from_utf8_lossy(&output.stdout);
     let mut lines = text.lines();

@@ -982,6 +982,17 @@ function gitCredentialsPanel() {
     if (!answer.body.credentials.length) rows.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No credentials yet.")));
   };
   refreshCredentials();
+  const sshKey = h("div", { id: "ssh-key" }, h("p", { class: "muted" }, "Loading your SSH key…"));
+  api("GET", "/api/me/ssh-key").then((answer) => {
+    if (answer.status !== 200) return sshKey.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+    const line = h("code", { id: "ssh-public-key", class: "wrap" }, answer.body.public_key);
+    sshKey.replaceChildren(
+      h("p", {}, "For ", h("code", {}, "ssh://"), " and ", h("code", {}, "git@host:path"), " repositories berth uses a key of your own. Add this public key to your git host (GitHub: Settings → SSH and GPG keys):"),
+      h("p", { class: "row" }, line, h("button", { type: "button", id: "copy-ssh-key", onclick: async () => {
+        try { await navigator.clipboard.writeText(line.textContent); toast("Copied"); } catch { toast("Copy failed: select the key instead", "bad"); }
+      } }, "Copy")),
+      h("p", { class: "muted" }, `Fingerprint ${answer.body.fingerprint}`));
+  });
   return [h("h2", { id: "credentials-title" }, "Git credentials"),
     h("div", { class: "panel" },
       h("p", {}, "Private repositories over HTTPS use your token for their host — to clone, and to push from your workspaces. It is stored encrypted and never shown again."),
@@ -1000,6 +1011,7 @@ function gitCredentialsPanel() {
         h("label", {}, "Token ", h("input", { name: "secret", required: true, type: "password", autocomplete: "off" })),
         h("button", { type: "submit" }, "Save credential")),
       message,
+      sshKey,
       h("table", { id: "credentials" }, h("thead", {}, h("tr", {}, h("th", {}, "Host"), h("th", {}, "Username"), h("th", {}, "Added"), h("th", {}, h("span", { class: "skip" }, "Actions")))), rows))];
 }
 

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::wire::{
     AgentBody, AgentList, CreateCredentialRequest, CredentialBody, CredentialList, ErrorEnvelope, SecretBody,
-    SecretList, SetSecretRequest,
+    SecretList, SetSecretRequest, SshKeyBody,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,6 +20,18 @@ pub fn router() -> Router<AppState> {
         .route("/api/secrets", get(list_secrets))
         .route("/api/secrets/{name}", axum::routing::put(set_secret).delete(remove_secret))
         .route("/api/agents", get(list_agents))
+        .route("/api/me/ssh-key", get(ssh_key))
+}
+
+/// The caller's SSH public key, made on first use: add it to GitHub or GitLab and
+/// `ssh://` and `user@host:path` repositories clone and push with it.
+#[utoipa::path(get, path = "/api/me/ssh-key", tag = "credentials", responses((status = 200, body = SshKeyBody)))]
+pub async fn ssh_key(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<SshKeyBody>, ApiError> {
+    let key = state.engine.ssh_public_key(&caller).await?;
+    Ok(Json(SshKeyBody { public_key: key.public_key, fingerprint: key.fingerprint }))
 }
 
 /// The agents this installation offers (the built-in one first), each with the secrets

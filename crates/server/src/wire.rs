@@ -509,3 +509,12 @@ pub struct AgentBody {
 pub struct AgentList {
     pub agents: Vec<AgentBody>,
 }
+
+/// `GET /api/me/ssh-key`: the caller's SSH public key, to add to a git host.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SshKeyBody {
+    /// OpenSSH format.
+    pub public_key: String,
+    /// `SHA256:…`.
+    pub fingerprint: String,
+}

@@ -320,3 +320,83 @@ async fn the_agents_catalogue_says_what_each_agent_lacks_and_a_workspace_runs_on
     assert_eq!(file_written(&server.checkout(id).join(".berth/seen")).await, "k-123\n");
     server.stop().await;
 }
+
+/// SSH repositories against Debian's sshd: the caller's berth-made key (never the
+/// server's), the server's host key recorded at first use and a changed one refused.
+#[tokio::test]
+async fn an_ssh_repository_uses_the_callers_berth_key_and_refuses_a_changed_host_key() {
+    if !ready() || !have_program("sshd", INSTALLER) && !Path::new("/usr/sbin/sshd").exists() {
+        return;
+    }
+    let source = SourceRepo::new();
+    let mut remote = berth_testkit::SshGitServer::start(&source);
+    let server = TestServer::start_with(sandboxed).await;
+    let alice = server.member("alice").await;
+
+    let (status, key) = alice.get("/api/me/ssh-key").await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    let public_key = key["public_key"].as_str().unwrap().to_owned();
+    assert!(public_key.starts_with("ssh-ed25519 ") && public_key.ends_with("berth:alice"), "{public_key}");
+    assert!(key["fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+    assert_eq!(alice.get("/api/me/ssh-key").await.1, key, "made once");
+    let (_, bobs) = server.member("bob").await.get("/api/me/ssh-key").await;
+    assert_ne!(bobs["public_key"], key["public_key"], "one key per user");
+
+    // Not yet authorised there: refused, and the log says what to do.
+    let failed = alice.create_settled(json!({ "repo": remote.url(), "name": "over-ssh" })).await;
+    assert_eq!(failed["state"], "error", "{failed}");
+    let id = failed["id"].as_str().unwrap().to_owned();
+    let (_, log) = alice.get(&format!("/api/workspaces/{id}/init-log")).await;
+    assert!(log.as_str().unwrap().contains("refused your berth SSH key"), "{log}");
+
+    remote.authorize(&public_key);
+    let (status, _) = alice.post(&format!("/api/workspaces/{id}/retry"), Value::Null).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let ready = alice.settled(&id).await;
+    assert_eq!(ready["state"], "ready", "{ready}");
+
+    // The agent pushes over SSH from inside its sandbox.
+    let checkout = server.checkout(&id);
+    let agent = "mkdir -p .berth; \
+        (git -c user.name=agent -c user.email=agent@example.invalid commit -q --allow-empty -m over-ssh \
+         && git push -q origin HEAD:refs/heads/main) > .berth/push.log 2>&1; echo $? > .berth/push.status; \
+        echo $$ > .berth/agent.pid; exec sleep 600";
+    let patch = alice
+        .request(reqwest::Method::PATCH, &format!("/api/workspaces/{id}"))
+        .json(&json!({ "agent": agent }));
+    assert_eq!(alice.send(patch).await.0, StatusCode::OK);
+    let (status, opened) = alice.open(&id).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let session = opened["session"]["id"].as_str().unwrap().to_owned();
+    let pushed = file_written(&checkout.join(".berth/push.status")).await;
+    let push_log = std::fs::read_to_string(checkout.join(".berth/push.log")).unwrap_or_default();
+    assert_eq!(pushed.trim(), "0", "the agent's push failed: {push_log}");
+    assert_eq!(remote.head_of("main"), git(&checkout, &["rev-parse", "HEAD"]));
+    assert!(command_lines_holding("PRIVATE KEY").is_empty(), "the key is on a command line");
+    let (status, _) = alice.post(&format!("/api/sessions/{session}/close"), Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+
+    git(&checkout, &["commit", "-q", "--allow-empty", "-m", "pushed by berth"]);
+    let (status, body) = alice.post(&format!("/api/workspaces/{id}/push"), Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(remote.head_of("main"), body["head"].as_str().unwrap());
+
+    // Someone in between: the same address answers with another host key. Refused.
+    remote.restart_with_a_new_host_key();
+    git(&checkout, &["commit", "-q", "--allow-empty", "-m", "never sent"]);
+    let (status, body) = alice.post(&format!("/api/workspaces/{id}/push"), Value::Null).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("push_failed")),
+        "{body}"
+    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("Host key verification failed"), "{body}");
+    let second = alice.create_settled(json!({ "repo": remote.url(), "name": "second" })).await;
+    assert_eq!(second["state"], "error", "{second}");
+    let (_, log) = alice.get(&format!("/api/workspaces/{}/init-log", second["id"].as_str().unwrap())).await;
+    assert!(log.as_str().unwrap().contains("is not the one berth recorded"), "{log}");
+
+    assert_eq!(files_holding(&checkout, "PRIVATE KEY"), Vec::<String>::new());
+    let data = server.stop().await;
+    assert_eq!(files_holding(data.path(), "PRIVATE KEY"), Vec::<String>::new(), "sealed, never in the clear");
+}

@@ -176,3 +176,77 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// `user_id`'s SSH key pair: the public key (OpenSSH format) and the sealed private key.
+    pub async fn ssh_key_of(&self, user_id: &UserId) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query_as::<_, (String, Vec<u8>)>(
+                "SELECT public_key, sealed_private_key FROM ssh_keys WHERE user_id = ?",
+            )
+            .bind(user_id.as_str())
+            .fetch_optional(pool)
+            .await?),
+        }
+    }
+
+    /// Records `user_id`'s key pair unless they have one already (two first uses at
+    /// once keep the first).
+    pub async fn insert_ssh_key(
+        &self,
+        user_id: &UserId,
+        public_key: &str,
+        sealed_private_key: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query(
+                    "INSERT INTO ssh_keys (user_id, public_key, sealed_private_key, created_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (user_id) DO NOTHING",
+                )
+                .bind(user_id.as_str())
+                .bind(public_key)
+                .bind(sealed_private_key)
+                .bind(now)
+                .execute(pool)
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The `known_hosts` lines recorded for `host` (`name` or `[name]:port`).
+    pub async fn known_host(&self, host: &str) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                Ok(sqlx::query_scalar::<_, String>("SELECT lines FROM known_hosts WHERE host = ?")
+                    .bind(host)
+                    .fetch_optional(pool)
+                    .await?)
+            }
+        }
+    }
+
+    /// Records `host`'s keys at first use; keys recorded before are never replaced.
+    pub async fn record_known_host(
+        &self,
+        host: &str,
+        lines: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query(
+                    "INSERT INTO known_hosts (host, lines, first_seen_at) VALUES (?, ?, ?) ON CONFLICT (host) DO NOTHING",
+                )
+                .bind(host)
+                .bind(lines)
+                .bind(now)
+                .execute(pool)
+                .await?;
+                Ok(())
+            }
+        }
+    }
+}

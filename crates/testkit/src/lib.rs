@@ -287,3 +287,107 @@ impl Drop for GitHttpServer {
         let _ = self.child.wait();
     }
 }
+
+/// An SSH git server for tests: Debian's `sshd` on a loopback port with a throwaway host
+/// key, serving a bare copy of a repository to the keys it is told to authorise.
+pub struct SshGitServer {
+    child: std::process::Child,
+    pub port: u16,
+    pub bare: PathBuf,
+    root: tempfile::TempDir,
+}
+
+impl SshGitServer {
+    pub fn start(source: &SourceRepo) -> SshGitServer {
+        let root = tempfile::tempdir().unwrap();
+        let bare = root.path().join("demo.git");
+        git(root.path(), &["clone", "--quiet", "--bare", &source.url(), &bare.to_string_lossy()]);
+        std::fs::write(root.path().join("authorized_keys"), "").unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = SshGitServer::spawn(root.path(), port);
+        SshGitServer { child, port, bare, root }
+    }
+
+    fn spawn(root: &Path, port: u16) -> std::process::Child {
+        let host_key = root.join("host_key");
+        let _ = std::fs::remove_file(&host_key);
+        let _ = std::fs::remove_file(root.join("host_key.pub"));
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&made.stderr));
+        let config = root.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+                 StrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nLogLevel ERROR\n",
+                host_key.display(),
+                root.join("authorized_keys").display(),
+                root.join("sshd.pid").display()
+            ),
+        )
+        .unwrap();
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|path| Path::new(path).exists())
+            .expect("sshd is installed (scripts/test.sh installs openssh-server)");
+        let mut child = Command::new(sshd).args(["-D", "-e", "-f"]).arg(&config).spawn().unwrap();
+        // Ready once it greets.
+        let greets = || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut stream| {
+                let mut greeting = [0u8; 4];
+                std::io::Read::read_exact(&mut stream, &mut greeting).is_ok() && &greeting == b"SSH-"
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !greets() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sshd did not start on port {port}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child
+    }
+
+    /// Lets `public_key` (an OpenSSH line) in.
+    pub fn authorize(&self, public_key: &str) {
+        let path = self.root.path().join("authorized_keys");
+        let mut keys = std::fs::read_to_string(&path).unwrap();
+        keys.push_str(public_key.trim());
+        keys.push('\n');
+        std::fs::write(path, keys).unwrap();
+    }
+
+    /// The same server on the same port with a new host key, as a server in between would.
+    pub fn restart_with_a_new_host_key(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = SshGitServer::spawn(self.root.path(), self.port);
+    }
+
+    /// `ssh://<this user>@127.0.0.1:<port>/<path of the bare repository>`.
+    pub fn url(&self) -> String {
+        let user = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
+            .trim()
+            .to_owned();
+        format!("ssh://{user}@127.0.0.1:{}{}", self.port, self.bare.display())
+    }
+
+    pub fn head_of(&self, branch: &str) -> String {
+        git(&self.bare, &["rev-parse", &format!("refs/heads/{branch}")])
+    }
+}
+
+impl Drop for SshGitServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
