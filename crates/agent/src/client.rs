@@ -33,6 +33,8 @@ pub enum AgentEvent {
     TurnEnded { stop_reason: String },
     /// A prompt failed (the agent answered with an error).
     TurnFailed { code: i32, message: String },
+    /// The agent will not start a session without credentials (ACP `auth_required`).
+    NeedsCredentials,
     /// The connection ended; the reason when it was an error.
     Closed { error: Option<String> },
 }
@@ -201,10 +203,10 @@ async fn run(
                         LoadSessionRequest::new(SessionId::new(previous.clone()), workspace_root.clone());
                     match cx.send_request(load).block_task().await {
                         Ok(_) => (SessionId::new(previous), true),
-                        Err(_) => (new_session(&cx, &workspace_root).await?, false),
+                        Err(_) => (new_session(&cx, &workspace_root, &events).await?, false),
                     }
                 }
-                None => (new_session(&cx, &workspace_root).await?, false),
+                None => (new_session(&cx, &workspace_root, &events).await?, false),
             };
             let _ = events.send(AgentEvent::Ready { agent_session_id: session_id.to_string(), resumed });
             while let Some(command) = commands.recv().await {
@@ -241,9 +243,21 @@ async fn run(
 async fn new_session(
     cx: &ConnectionTo<Agent>,
     root: &Path,
+    events: &mpsc::UnboundedSender<AgentEvent>,
 ) -> Result<SessionId, agent_client_protocol::Error> {
-    Ok(cx.send_request(NewSessionRequest::new(root.to_owned())).block_task().await?.session_id)
+    match cx.send_request(NewSessionRequest::new(root.to_owned())).block_task().await {
+        Ok(response) => Ok(response.session_id),
+        Err(error) => {
+            if i32::from(error.code) == AUTH_REQUIRED {
+                let _ = events.send(AgentEvent::NeedsCredentials);
+            }
+            Err(error)
+        }
+    }
 }
+
+/// ACP's error code for "authentication required".
+pub const AUTH_REQUIRED: i32 = -32000;
 
 fn outside_workspace(path: &Path) -> agent_client_protocol::Error {
     agent_client_protocol::Error::invalid_params()

@@ -248,15 +248,18 @@ impl Engine {
             }
             AgentEvent::TurnFailed { code, message } => {
                 self.set_turn_active(&session.id, false);
-                // -32000 is ACP's "authentication required".
-                let system = if code == -32000 {
-                    json!({ "code": "agent_needs_credentials", "message": "the agent needs credentials (authentication required)" })
+                let system = if code == berth_agent::client::AUTH_REQUIRED {
+                    self.needs_credentials(session).await?
                 } else {
                     json!({ "code": "agent_error", "message": message })
                 };
                 self.set_agent_running(&session.id, false).await?;
                 self.record_event(session, "system", system).await?;
                 self.record_event(session, "turn_end", json!({ "stop_reason": "error" })).await?;
+            }
+            AgentEvent::NeedsCredentials => {
+                let system = self.needs_credentials(session).await?;
+                self.record_event(session, "system", system).await?;
             }
             AgentEvent::Closed { error } => {
                 if let Some(error) = error {
@@ -265,6 +268,36 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// What a person reads when their agent asks for credentials: which of the secrets
+    /// its catalogue entry needs they have not set, and where to set them.
+    async fn needs_credentials(&self, session: &Session) -> Result<serde_json::Value, EngineError> {
+        let workspace = self.store.workspace(&session.workspace_id).await?;
+        let needs = workspace
+            .and_then(|workspace| workspace.agent)
+            .and_then(|name| {
+                self.config.agents.iter().find(|entry| entry.name == name).map(|entry| entry.needs.clone())
+            })
+            .unwrap_or_default();
+        let have: Vec<String> =
+            self.store.secrets_of(&session.user_id).await?.into_iter().map(|secret| secret.name).collect();
+        let missing: Vec<String> = needs.into_iter().filter(|name| !have.contains(name)).collect();
+        let message = match missing.as_slice() {
+            [] => {
+                "The agent asks for credentials it does not have. Check the secrets it needs on your account \
+                   page (Secrets); they reach it from its next start."
+                    .to_owned()
+            }
+            names => format!(
+                "The agent needs {} to work. Add {} on your account page (Secrets) or with `berth secret set {}`, \
+                 then open the workspace again.",
+                names.join(", "),
+                if names.len() == 1 { "it" } else { "them" },
+                names[0]
+            ),
+        };
+        Ok(json!({ "code": "agent_needs_credentials", "message": message, "missing": missing }))
     }
 
     fn set_turn_active(&self, session: &SessionId, active: bool) {

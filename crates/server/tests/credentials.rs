@@ -400,3 +400,120 @@ async fn an_ssh_repository_uses_the_callers_berth_key_and_refuses_a_changed_host
     let data = server.stop().await;
     assert_eq!(files_holding(data.path(), "PRIVATE KEY"), Vec::<String>::new(), "sealed, never in the clear");
 }
+
+/// An ACP agent that will not open a session without credentials (`auth_required`).
+const NEEDY_AGENT: &str = r#"
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("method") == "initialize":
+        reply = {"protocolVersion": 1, "agentCapabilities": {}, "authMethods": []}
+        print(json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": reply}), flush=True)
+    elif message.get("method") == "session/new":
+        error = {"code": -32000, "message": "Authentication required"}
+        print(json.dumps({"jsonrpc": "2.0", "id": message["id"], "error": error}), flush=True)
+"#;
+
+#[tokio::test]
+async fn an_agent_asking_for_credentials_is_told_which_secret_to_add() {
+    if !have_program("python3", INSTALLER) {
+        return;
+    }
+    let server = TestServer::start_with(|config| {
+        config.agents = vec![berth_engine::AgentEntry {
+            name: "needy".into(),
+            command: "exec python3 needy.py".into(),
+            needs: vec!["NEEDY_API_KEY".into()],
+            description: String::new(),
+        }];
+    })
+    .await;
+    let source = SourceRepo::new();
+    std::fs::write(source.path.join("needy.py"), NEEDY_AGENT).unwrap();
+    git(&source.path, &["add", "needy.py"]);
+    git(&source.path, &["commit", "-q", "-m", "agent"]);
+    let alice = server.member("alice").await;
+    let workspace =
+        alice.create_settled(json!({ "repo": source.url(), "name": "needy", "agent": "needy" })).await;
+    let id = workspace["id"].as_str().unwrap();
+    let (status, opened) = alice.open(id).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let said = loop {
+        let (_, page) = alice.get(&format!("/api/workspaces/{id}/events")).await;
+        let found = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|event| event["data"]["code"] == "agent_needs_credentials")
+            .cloned();
+        if let Some(event) = found {
+            break event;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no word of the missing credentials: {page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(said["data"]["missing"], json!(["NEEDY_API_KEY"]), "{said}");
+    let message = said["data"]["message"].as_str().unwrap();
+    assert!(message.contains("NEEDY_API_KEY") && message.contains("account page"), "{message}");
+    assert!(!message.contains("{") && !message.contains("-32000"), "no raw protocol text: {message}");
+    server.stop().await;
+}
+
+/// A real third-party ACP agent (`elizacp`, from crates.io) gets the key its catalogue
+/// entry needs from its user's secret: it is in that agent process's environment, which
+/// the server's own environment is not.
+#[tokio::test]
+async fn a_real_agent_gets_its_key_from_its_users_secret_not_the_servers_environment() {
+    let installed = std::process::Command::new("elizacp")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !installed {
+        assert!(std::env::var("CI").is_err(), "elizacp is not installed; scripts/test.sh installs it");
+        eprintln!("skipped: elizacp is not installed (cargo install elizacp)");
+        return;
+    }
+    const KEY: &str = "eliza-key-from-alice-0042";
+    assert!(std::env::var("ELIZA_API_KEY").is_err(), "the test's own environment has no key");
+    let server = TestServer::start_with(|config| {
+        config.agents = vec![berth_engine::AgentEntry {
+            name: "eliza".into(),
+            command: "exec elizacp --deterministic acp".into(),
+            needs: vec!["ELIZA_API_KEY".into()],
+            description: "a therapist".into(),
+        }];
+    })
+    .await;
+    let alice = server.member("alice").await;
+    let put =
+        alice.request(reqwest::Method::PUT, "/api/secrets/ELIZA_API_KEY").json(&json!({ "value": KEY }));
+    assert_eq!(alice.send(put).await.0, StatusCode::NO_CONTENT);
+    let source = SourceRepo::new();
+    let workspace =
+        alice.create_settled(json!({ "repo": source.url(), "name": "eliza", "agent": "eliza" })).await;
+    let (status, opened) = alice.open(workspace["id"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let session = opened["session"]["id"].as_str().unwrap();
+    let marker = format!("BERTH_SESSION_ID={session}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let environment = loop {
+        let found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|entry| {
+            let command = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let environment =
+                String::from_utf8_lossy(&std::fs::read(entry.path().join("environ")).ok()?).into_owned();
+            (String::from_utf8_lossy(&command).contains("elizacp") && environment.contains(&marker))
+                .then_some(environment)
+        });
+        if let Some(environment) = found {
+            break environment;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no elizacp process for {session}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        environment.split('\0').any(|pair| pair == format!("ELIZA_API_KEY={KEY}")),
+        "the key is not in elizacp's environment"
+    );
+    server.stop().await;
+}
