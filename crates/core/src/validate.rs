@@ -26,6 +26,7 @@ pub enum Field {
     CredentialHost,
     /// A credential's username or secret.
     Credential,
+    CommitMessage,
 }
 
 impl Field {
@@ -41,6 +42,7 @@ impl Field {
             Field::SecretValue => "invalid_secret",
             Field::CredentialHost => "invalid_host",
             Field::Credential => "invalid_credential",
+            Field::CommitMessage => "invalid_message",
         }
     }
 }
@@ -105,6 +107,22 @@ pub fn credential_host(value: &str) -> Result<(), InputError> {
             || port.parse::<u16>().map_or(true, |p| p == 0))
     {
         return refuse(field, expected);
+    }
+    Ok(())
+}
+
+pub const MAX_COMMIT_MESSAGE_LEN: usize = 10 * 1024;
+
+/// A commit message: some text, at most 10 KiB, no NUL.
+pub fn commit_message(value: &str) -> Result<(), InputError> {
+    if value.trim().is_empty() {
+        return refuse(Field::CommitMessage, "the commit message is empty");
+    }
+    if value.len() > MAX_COMMIT_MESSAGE_LEN || value.contains('\0') {
+        return refuse(
+            Field::CommitMessage,
+            format!("a commit message is at most {MAX_COMMIT_MESSAGE_LEN} bytes, without NUL"),
+        );
     }
     Ok(())
 }

@@ -135,6 +135,51 @@ impl Engine {
             .map_err(|source| EngineError::Git { id: workspace.id, source })
     }
 
+    /// Each uncommitted file's diff against HEAD and the commits no remote has, read in a
+    /// sandbox of the workspace.
+    pub async fn workspace_changes(&self, owner: &User, id: &str) -> Result<berth_git::Changes, EngineError> {
+        let workspace = self.workspace(owner, id).await?;
+        if !workspace.state.has_checkout() {
+            return Err(EngineError::WrongState { id: workspace.id, state: workspace.state });
+        }
+        let dir = self.paths.workspace(&workspace.id);
+        berth_git::changes(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir })
+            .await
+            .map_err(|source| EngineError::Git { id: workspace.id, source })
+    }
+
+    /// Commits everything in the checkout as the caller, with `message`, in a sandbox of
+    /// the workspace (hooks off).
+    pub async fn commit_workspace(
+        &self,
+        owner: &User,
+        id: &str,
+        message: &str,
+    ) -> Result<berth_git::Committed, EngineError> {
+        berth_core::validate::commit_message(message)?;
+        let workspace = self.workspace(owner, id).await?;
+        if !workspace.state.has_checkout() {
+            return Err(EngineError::WrongState { id: workspace.id, state: workspace.state });
+        }
+        let dir = self.paths.workspace(&workspace.id);
+        let email = format!("{}@users.berth.invalid", owner.name);
+        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir };
+        match berth_git::commit(&*self.driver, checkout, (&owner.name, &email), message).await {
+            Ok(committed) => {
+                tracing::info!(workspace_id = %workspace.id, head = %committed.head, "committed");
+                self.notify_workspace_changed(&workspace.id);
+                Ok(committed)
+            }
+            Err(berth_git::GitError::Failed { ref stderr, .. }) if stderr.contains("nothing to commit") => {
+                Err(EngineError::Refused {
+                    code: "nothing_to_commit",
+                    message: "there is nothing to commit".into(),
+                })
+            }
+            Err(source) => Err(EngineError::Git { id: workspace.id, source }),
+        }
+    }
+
     /// Pushes the checkout's branch, from a sandbox of the workspace, to the repository
     /// it was made from, with the caller's credential for that host.
     pub async fn push_workspace(&self, owner: &User, id: &str) -> Result<PushedBranch, EngineError> {

@@ -106,6 +106,7 @@ pub async fn clone(driver: &dyn SandboxDriver, request: CloneRequest<'_>) -> Res
         cancel: request.cancel,
         credential: request.credential,
         ssh: request.ssh,
+        identity: None,
     };
     let output = job.run(driver, request.workspace_id, request.destination).await;
     // The job's end closes the channel: the last of the log is forwarded first.

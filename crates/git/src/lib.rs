@@ -10,6 +10,7 @@
 //! Callers pass repository strings that `berth_core::validate::repo` accepted; this crate
 //! still puts `--` before every argument that came from a person.
 
+mod changes;
 mod clone;
 mod credential;
 mod push;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+pub use changes::{ChangedFile, Changes, Commit, Committed, FileChange, changes, commit};
 pub use clone::{CloneOutcome, CloneRequest, CloneSource, clone};
 pub use credential::{GitCredential, http_origin};
 pub use push::{PushOutcome, push};
@@ -182,6 +184,8 @@ struct GitJob<'a> {
     credential: Option<GitCredential>,
     /// The person's SSH key and the server's known host key (clone, push).
     ssh: Option<SshCredential>,
+    /// Who a commit is by: name and email.
+    identity: Option<(String, String)>,
 }
 
 impl GitJob<'_> {
@@ -206,6 +210,7 @@ impl GitJob<'_> {
             cancel: CancellationToken::new(),
             credential: None,
             ssh: None,
+            identity: None,
         }
     }
 
@@ -228,15 +233,22 @@ impl GitJob<'_> {
             inside.to_string_lossy().into_owned(),
         ];
         argv.extend(self.args);
+        let mut env = environment(
+            self.on_checkout.then_some(inside.as_path()),
+            self.credential.as_ref(),
+            self.ssh.as_ref(),
+        );
+        if let Some((name, email)) = &self.identity {
+            for role in ["AUTHOR", "COMMITTER"] {
+                env.push((format!("GIT_{role}_NAME"), name.clone()));
+                env.push((format!("GIT_{role}_EMAIL"), email.clone()));
+            }
+        }
         let job = Job {
             workspace_id: workspace_id.clone(),
             workspace_dir: dir.to_owned(),
             argv,
-            env: environment(
-                self.on_checkout.then_some(inside.as_path()),
-                self.credential.as_ref(),
-                self.ssh.as_ref(),
-            ),
+            env,
             secret_env: self
                 .credential
                 .iter()

@@ -518,3 +518,88 @@ pub struct SshKeyBody {
     /// `SHA256:…`.
     pub fingerprint: String,
 }
+
+/// One uncommitted file of `GET /api/workspaces/{id}/diff`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChangedFileBody {
+    pub path: String,
+    /// The path before a rename.
+    pub old_path: Option<String>,
+    /// `added`, `modified`, `deleted` or `renamed` (untracked files are `added`).
+    pub status: String,
+    /// `null` for a binary file.
+    pub additions: Option<u64>,
+    pub deletions: Option<u64>,
+    pub binary: bool,
+    /// The unified diff against HEAD; `null` for a binary file.
+    pub diff: Option<String>,
+    /// The diff was cut at 256 KiB.
+    pub diff_truncated: bool,
+}
+
+impl From<&berth_git::ChangedFile> for ChangedFileBody {
+    fn from(file: &berth_git::ChangedFile) -> ChangedFileBody {
+        ChangedFileBody {
+            path: file.path.clone(),
+            old_path: file.old_path.clone(),
+            status: match file.change {
+                berth_git::FileChange::Added => "added",
+                berth_git::FileChange::Modified => "modified",
+                berth_git::FileChange::Deleted => "deleted",
+                berth_git::FileChange::Renamed => "renamed",
+            }
+            .to_owned(),
+            additions: file.additions,
+            deletions: file.deletions,
+            binary: file.binary,
+            diff: file.diff.clone(),
+            diff_truncated: file.diff_truncated,
+        }
+    }
+}
+
+/// A commit no remote has.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommitBody {
+    pub sha: String,
+    pub subject: String,
+}
+
+/// `GET /api/workspaces/{id}/diff`: what changed since HEAD, and what is not pushed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChangesBody {
+    /// At most 1,000.
+    pub files: Vec<ChangedFileBody>,
+    /// Newest first, at most 100.
+    pub unpushed: Vec<CommitBody>,
+    /// A bound was reached: the lists are partial.
+    pub truncated: bool,
+}
+
+impl From<&berth_git::Changes> for ChangesBody {
+    fn from(changes: &berth_git::Changes) -> ChangesBody {
+        ChangesBody {
+            files: changes.files.iter().map(ChangedFileBody::from).collect(),
+            unpushed: changes
+                .unpushed
+                .iter()
+                .map(|commit| CommitBody { sha: commit.sha.clone(), subject: commit.subject.clone() })
+                .collect(),
+            truncated: changes.truncated,
+        }
+    }
+}
+
+/// `POST /api/workspaces/{id}/commit`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    pub message: String,
+}
+
+/// The commit made.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommittedBody {
+    pub head: String,
+    pub branch: Option<String>,
+}

@@ -1,12 +1,12 @@
 //! `/api/workspaces`: create, list, show, change settings, initialisation log, git status,
-//! delete, retry.
+//! changes, commit, push, delete, retry.
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::wire::{
-    CreateWorkspaceRequest, DeleteQuery, DeletedBody, ErrorEnvelope, GitStatusBody, PushBody,
-    UpdateWorkspaceRequest, WorkspaceBody, WorkspaceList,
+    ChangesBody, CommitRequest, CommittedBody, CreateWorkspaceRequest, DeleteQuery, DeletedBody,
+    ErrorEnvelope, GitStatusBody, PushBody, UpdateWorkspaceRequest, WorkspaceBody, WorkspaceList,
 };
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -25,6 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/workspaces/{id}/git", get(git_status))
         .route("/api/workspaces/{id}/retry", post(retry_workspace))
         .route("/api/workspaces/{id}/push", post(push_workspace))
+        .route("/api/workspaces/{id}/diff", get(workspace_diff))
+        .route("/api/workspaces/{id}/commit", post(commit_workspace))
 }
 
 /// Creates a workspace; it answers at once in `initialising` and clones in the background.
@@ -175,4 +177,36 @@ pub async fn push_workspace(
 ) -> Result<Json<PushBody>, ApiError> {
     let pushed = state.engine.push_workspace(&caller, &id).await?;
     Ok(Json(PushBody { remote: pushed.remote, branch: pushed.branch, head: pushed.head }))
+}
+
+/// Each uncommitted file's unified diff against HEAD (untracked files as new files) and
+/// the commits no remote has, read in a sandbox of the workspace. Bounded: 1,000 files,
+/// 256 KiB of diff per file, 100 commits; binary files have no diff.
+#[utoipa::path(get, path = "/api/workspaces/{id}/diff", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace id")),
+    responses((status = 200, body = ChangesBody), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "workspace_not_ready, git_failed")))]
+pub async fn workspace_diff(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ChangesBody>, ApiError> {
+    Ok(Json(ChangesBody::from(&state.engine.workspace_changes(&caller, &id).await?)))
+}
+
+/// Commits everything in the checkout (new, changed and deleted files) as the caller, in
+/// a sandbox of the workspace; hooks do not run.
+#[utoipa::path(post, path = "/api/workspaces/{id}/commit", tag = "workspaces", request_body = CommitRequest,
+    params(("id" = String, Path, description = "workspace id")),
+    responses((status = 200, body = CommittedBody), (status = 400, body = ErrorEnvelope, description = "invalid_message"),
+        (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "nothing_to_commit, workspace_not_ready, git_failed")))]
+pub async fn commit_workspace(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<CommitRequest>,
+) -> Result<Json<CommittedBody>, ApiError> {
+    let committed = state.engine.commit_workspace(&caller, &id, &request.message).await?;
+    Ok(Json(CommittedBody { head: committed.head, branch: committed.branch }))
 }
