@@ -880,6 +880,27 @@ async fn the_account_keeps_credentials_and_secrets_and_the_workspace_pushes() {
     browser.element("[data-toast^='Pushed main']").await;
     assert_eq!(remote.head_of("main"), berth_testkit::git(&checkout, &["rev-parse", "HEAD"]));
 
+    // The agent edits a file: the changes panel shows its diff after the turn; Commit
+    // then Push send it to the remote.
+    browser.element("#no-changes").await;
+    browser.element("#prompt").await.send_keys("$ echo from-the-agent >> README.md\n").await.unwrap();
+    browser.click(".question button[data-option='allow_once']:not([disabled])").await;
+    browser.element("#changes details[data-path='README.md']").await;
+    browser.click("#changes details[data-path='README.md'] summary").await;
+    browser.text_in("#changes details[data-path='README.md'] pre.diff", "+from-the-agent").await;
+    browser.screenshot("changes").await;
+    let panel = browser.element("#changes").await.text().await.unwrap();
+    assert!(!panel.contains("null") && !panel.contains("undefined"), "{panel}");
+    browser.element("#commit-message").await.send_keys("The agent's line").await.unwrap();
+    browser.click("#commit").await;
+    browser.element("[data-toast^='Committed']").await;
+    browser.text_in("#unpushed-commits", "The agent's line").await;
+    let committed = berth_testkit::git(&checkout, &["rev-parse", "HEAD"]);
+    browser.click("#changes-push:not([disabled])").await;
+    browser.element(&format!("[data-toast='Pushed main ({})']", &committed[..7])).await;
+    assert_eq!(remote.head_of("main"), berth_testkit::git(&checkout, &["rev-parse", "HEAD"]));
+    assert_eq!(berth_testkit::git(&checkout, &["log", "-1", "--format=%s"]), "The agent's line");
+
     // Unpushed commits: the delete dialog offers to push them first.
     berth_testkit::git(&checkout, &["commit", "-q", "--allow-empty", "-m", "not pushed yet"]);
     browser.goto(&server, &format!("/workspaces/{workspace}/settings")).await;

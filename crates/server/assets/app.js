@@ -4,61 +4,19 @@
 // Text from the server is only ever set as text, never as HTML, except agent messages,
 // which go through `markdown`, which escapes everything first.
 
+import { h, toast } from "./dom.js";
+import { api, errorMessage, onSignedOut } from "./api.js";
+import { changesPanel } from "./changes.js";
+
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 const banner = document.getElementById("banner");
-const toasts = document.getElementById("toasts");
 const dialog = document.getElementById("dialog");
 
 let me = null;
 let leaveScreen = () => {};
 
 // ---------------------------------------------------------------------------- helpers
-
-/** An element with attributes (on* are listeners) and children (strings are text). */
-function h(tag, attributes = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
-    else if (name === "text") element.textContent = value;
-    else element.setAttribute(name, value === true ? "" : value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return element;
-}
-
-/** Calls the API; answers {status, body} (body is JSON, text, or null). */
-async function api(method, path, body) {
-  const init = { method, credentials: "same-origin", headers: {} };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
-  const type = response.headers.get("Content-Type") || "";
-  let parsed = null;
-  if (type.includes("application/json")) parsed = await response.json();
-  else parsed = await response.text();
-  if (response.status === 401 && path !== "/api/me") {
-    go("/signin");
-    throw new Error("signed out");
-  }
-  return { status: response.status, body: parsed };
-}
-
-function errorMessage(answer) {
-  return answer.body && answer.body.error ? answer.body.error.message : `the server answered ${answer.status}`;
-}
-
-function toast(text, kind = "") {
-  const item = h("div", { class: `toast ${kind}`, "data-toast": text }, text);
-  toasts.append(item);
-  setTimeout(() => item.remove(), 6000);
-}
 
 function badge(state) {
   const labels = { initialising: "Initialising", ready: "Ready", active: "Active", idle: "Idle", error: "Error",
@@ -146,6 +104,7 @@ document.addEventListener("click", (event) => {
   go(link.getAttribute("href"));
 });
 window.addEventListener("popstate", () => route());
+onSignedOut(() => go("/signin"));
 
 function drawNav() {
   nav.replaceChildren();
@@ -543,6 +502,7 @@ async function chat(state, workspace, opened) {
   const toolsList = h("ul", { class: "tools-list", id: "tools-list" });
   const toolsEmpty = h("p", { class: "muted" }, "No tool calls yet.");
 
+  const changes = changesPanel(workspace);
   const sessionBadge = h("span", { id: "session-state" }, badge(session.state));
   const agentNote = h("span", { class: "muted", id: "agent-note" });
   const resume = h("code", { id: "resume-command" }, session.resume_command);
@@ -570,6 +530,7 @@ async function chat(state, workspace, opened) {
     h("div", { class: "workspace" },
       h("section", { class: "panel chat", "aria-label": "Chat" }, messages, form),
       h("aside", { class: "side" },
+        changes.element,
         h("section", { class: "panel", "aria-labelledby": "preview-title" },
           h("h2", { id: "preview-title" }, "Live preview"),
           h("form", { class: "row", id: "preview-form", onsubmit: showPreview },
@@ -703,6 +664,8 @@ async function chat(state, workspace, opened) {
       case "turn_end":
         if (data.stop_reason === "cancelled") append(h("div", { class: "msg system" }, "Stopped."));
         setRunning(false);
+        // A live turn may have changed the checkout (a replayed one changed nothing new).
+        if (!history) changes.refresh();
         break;
       case "system":
         renderSystem(data);
