@@ -913,6 +913,56 @@ async fn the_account_keeps_credentials_and_secrets_and_the_workspace_pushes() {
     server.finish().await;
 }
 
+/// Whether the element `css` lies inside the chat's visible area.
+async fn visible_in_chat(browser: &Browser, css: &str) -> bool {
+    let script = "const [css] = arguments; const box = document.querySelector(css).getBoundingClientRect(); \
+                  const chat = document.getElementById('messages').getBoundingClientRect(); \
+                  return box.top >= chat.top - 1 && box.bottom <= chat.bottom + 1;";
+    browser.client.execute(script, vec![json!(css)]).await.unwrap().as_bool().unwrap_or(false)
+}
+
+#[tokio::test]
+async fn the_chat_brings_a_waiting_question_into_view_and_offers_the_newest_messages() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "long").await;
+    let browser = Browser::open(&server, "chat-follows").await;
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.text_in("#messages", "Agent ready").await;
+    // A long history: a command with a lot of output.
+    browser.element("#prompt").await.send_keys("$ seq 1 400\n").await.unwrap();
+    browser.click(".question button[data-option='allow_once']:not([disabled])").await;
+    browser.text_in("#messages", "exited with status 0").await;
+
+    // The person scrolls back up; the agent then asks something: the question comes into view.
+    browser.client.execute("document.getElementById('messages').scrollTop = 0;", vec![]).await.unwrap();
+    browser.element("#prompt").await.send_keys("$ echo waiting-on-you\n").await.unwrap();
+    let question = ".question:last-of-type button[data-option='allow_once']:not([disabled])";
+    browser.element(question).await;
+    assert!(visible_in_chat(&browser, question).await, "the waiting question is out of view");
+    browser.screenshot("question-in-view").await;
+
+    // Scrolled up again while output arrives: a pill offers the newest messages.
+    browser.client.execute("document.getElementById('messages').scrollTop = 0;", vec![]).await.unwrap();
+    browser.click(question).await;
+    browser.element("#new-messages:not([hidden])").await;
+    browser.click("#new-messages").await;
+    browser.gone("#new-messages:not([hidden])").await;
+    browser.text_in("#messages", "waiting-on-you").await;
+    let at_bottom = browser
+        .client
+        .execute("const m = document.getElementById('messages'); return m.scrollTop + m.clientHeight >= m.scrollHeight - 40;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(at_bottom, json!(true), "the pill leads to the newest message");
+    browser.close().await;
+    server.finish().await;
+}
+
 #[tokio::test]
 async fn settings_rename_and_switch_the_branch_and_lead_to_delete() {
     if !have_browser() {

@@ -472,6 +472,16 @@ async function chat(state, workspace, opened) {
   let socket = null;
   let leaving = false;
   const messages = h("div", { class: "messages", id: "messages", "aria-live": "polite" });
+  // The chat follows what arrives while the person is at the newest message; scrolled up,
+  // they get a "New messages" pill instead of being moved.
+  const newMessages = h("button", { type: "button", class: "new-messages", id: "new-messages", hidden: true,
+    onclick: () => { messages.scrollTop = messages.scrollHeight; newMessages.hidden = true; } }, "New messages ↓");
+  const atBottom = () => messages.scrollTop + messages.clientHeight >= messages.scrollHeight - 40;
+  const keepFollowing = (following) => {
+    if (following) messages.scrollTop = messages.scrollHeight;
+    else if (!atBottom()) newMessages.hidden = false;
+  };
+  messages.addEventListener("scroll", () => { if (atBottom()) newMessages.hidden = true; });
   const prompt = h("textarea", { id: "prompt", name: "prompt", rows: 2, placeholder: "Ask the agent, or `$ command` to run one" });
   const send = h("button", { class: "primary", type: "submit", id: "send" }, "Send");
   const stop = h("button", { type: "button", id: "stop", hidden: true, onclick: () => sendFrame({ type: "cancel" }) }, "Stop");
@@ -528,7 +538,7 @@ async function chat(state, workspace, opened) {
     statusbar,
     notices,
     h("div", { class: "workspace" },
-      h("section", { class: "panel chat", "aria-label": "Chat" }, messages, form),
+      h("section", { class: "panel chat", "aria-label": "Chat" }, messages, newMessages, form),
       h("aside", { class: "side" },
         changes.element,
         h("section", { class: "panel", "aria-labelledby": "preview-title" },
@@ -556,13 +566,8 @@ async function chat(state, workspace, opened) {
   let history = null;
   const unrendered = new Set();
   const append = (element) => {
-    if (history) {
-      history.append(element);
-      return;
-    }
-    const follow = messages.scrollTop + messages.clientHeight >= messages.scrollHeight - 40;
-    messages.append(element);
-    if (follow) messages.scrollTop = messages.scrollHeight;
+    if (history) history.append(element);
+    else messages.append(element);
   };
   const toolEntry = (id, data) => {
     let tool = tools.get(id);
@@ -750,13 +755,20 @@ async function chat(state, workspace, opened) {
     });
     socket.addEventListener("message", (message) => {
       const frame = JSON.parse(message.data);
+      const following = atBottom();
       if (frame.type === "event") render(frame.event);
-      else if (frame.type === "question") { pending.add(frame.question.id); questionCard(frame.question); setRunning(true); }
+      else if (frame.type === "question") {
+        pending.add(frame.question.id);
+        // A question the agent waits on is always brought into view.
+        questionCard(frame.question).element.scrollIntoView({ block: "nearest" });
+        setRunning(true);
+      }
       else if (frame.type === "session") {
         session = frame.session;
         if (session.state === "ended") ended(session);
         else { sessionBadge.replaceChildren(badge(session.state)); if (session.agent_running) setRunning(true); }
       } else if (frame.type === "error") toast(frame.error.message, "bad");
+      if (frame.type === "event" || frame.type === "question") keepFollowing(following);
     });
     socket.addEventListener("close", () => {
       if (leaving || state.stopped) return;
