@@ -197,7 +197,8 @@ async fn forward_root(
     Path(port): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    proxy(state, port, String::new(), request).await
+    let navigation = is_navigation(request.headers());
+    page_when_unreachable(navigation, proxy(state, port, String::new(), request).await)
 }
 
 async fn forward(
@@ -205,7 +206,45 @@ async fn forward(
     Path((port, path)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    proxy(state, port, path, request).await
+    let navigation = is_navigation(request.headers());
+    page_when_unreachable(navigation, proxy(state, port, path, request).await)
+}
+
+/// A page a browser shows (it asks for HTML), not a script's request.
+fn is_navigation(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("text/html"))
+}
+
+/// A browser that opens a port nothing answers on gets a page that says so and tries
+/// again every two seconds (the server may still be starting), not the JSON envelope.
+fn page_when_unreachable(navigation: bool, answer: Result<Response, ApiError>) -> Result<Response, ApiError> {
+    match answer {
+        Err(error) if navigation && error.code == "preview_unreachable" => {
+            let page = format!(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+                 <meta http-equiv=\"refresh\" content=\"2\"><title>Nothing answers yet</title>\
+                 <style>body{{font:16px system-ui,sans-serif;margin:2rem;color:#333}}\
+                 @media (prefers-color-scheme:dark){{body{{background:#111;color:#ddd}}}}</style></head>\
+                 <body><h1>Nothing answers on this port yet</h1><p>{}</p>\
+                 <p>This page tries again every two seconds.</p></body></html>",
+                escape_html(&error.message)
+            );
+            let mut response = (StatusCode::BAD_GATEWAY, page).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(response)
+        }
+        answer => answer,
+    }
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 async fn proxy(

@@ -164,11 +164,25 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
             "{bad}"
         );
     }
-    // Nothing listens on 3001: a clear gateway error, not a hang or a 500.
+    // Nothing listens on 3001: a clear gateway error, not a hang or a 500 — and for a
+    // browser's page, a page that says so and tries again, not JSON.
     let (status, body) = previews.get("/3001/").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::BAD_GATEWAY, Some("preview_unreachable"))
+    );
+    let page = previews
+        .request(reqwest::Method::GET, "/3001/")
+        .header("accept", "text/html,*/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::BAD_GATEWAY);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("Nothing answers on this port yet") && page.contains("http-equiv=\"refresh\""),
+        "{page}"
     );
 
     // Once the session ends the preview is gone.
