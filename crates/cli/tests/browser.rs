@@ -964,6 +964,39 @@ async fn the_chat_brings_a_waiting_question_into_view_and_offers_the_newest_mess
 }
 
 #[tokio::test]
+async fn signing_in_shows_no_null_and_returns_to_the_page_asked_for() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    // Signing out revokes the browser's token: another one signs in again.
+    let (status, made) =
+        server.call(reqwest::Method::POST, "/api/tokens", Some(json!({ "name": "again" }))).await;
+    assert_eq!(status, 201, "{made}");
+    let again = made["token"].as_str().unwrap().to_owned();
+    let browser = Browser::open(&server, "sign-in-return").await;
+    browser.click("#sign-out").await;
+    browser.element("#signed-out").await;
+    // Signed out, the account page sends the person to sign in, and back after.
+    browser.goto(&server, "/account?tab=tokens").await;
+    browser.element("#token").await;
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.as_str().contains("/signin?next=%2Faccount"), "{url}");
+    let text = browser.element("#main").await.text().await.unwrap();
+    assert!(!text.contains("null"), "the sign-in page says null: {text}");
+    // A wrong token keeps where the person was going.
+    browser.element("#token").await.send_keys("wrong-token-for-sure\n").await.unwrap();
+    browser.element("#signin-refused").await;
+    browser.element("#token").await.send_keys(&format!("{again}\n")).await.unwrap();
+    browser.element("#user-name").await;
+    let url = browser.client.current_url().await.unwrap();
+    assert_eq!((url.path(), url.query()), ("/account", Some("tab=tokens")), "{url}");
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
 async fn settings_rename_and_switch_the_branch_and_lead_to_delete() {
     if !have_browser() {
         return;

@@ -133,7 +133,8 @@ async function route() {
   const path = location.pathname;
   if (!me && path !== "/signin") {
     const answer = await api("GET", "/api/me");
-    if (answer.status !== 200) return go("/signin", true);
+    // Back here once signed in.
+    if (answer.status !== 200) return go(`/signin?next=${encodeURIComponent(path + location.search)}`, true);
     me = answer.body;
   }
   drawNav();
@@ -158,17 +159,21 @@ async function route() {
 function signIn() {
   setTitle("Sign in");
   const input = h("input", { id: "token", name: "token", type: "password", autocomplete: "off", required: true });
-  const refused = new URLSearchParams(location.search).has("refused");
-  main.append(
+  const params = new URLSearchParams(location.search);
+  const next = params.get("next");
+  // `append` would write a null as the text "null": only what is there goes in.
+  main.append(...[
     h("h1", {}, "Sign in to berth"),
-    refused ? h("p", { class: "notice bad", id: "signin-refused" }, "That login link or token is not valid.") : null,
-    new URLSearchParams(location.search).has("signed_out") ? h("p", { class: "notice", id: "signed-out" }, "You are signed out; that browser token is revoked.") : null,
+    params.has("refused") ? h("p", { class: "notice bad", id: "signin-refused" }, "That login link or token is not valid.") : null,
+    params.has("signed_out") ? h("p", { class: "notice", id: "signed-out" }, "You are signed out; that browser token is revoked.") : null,
     h("div", { class: "panel" },
       h("p", {}, "Open the login link that ", h("code", {}, "berth serve"), " printed, or paste a token here. ",
         "A token is made with ", h("code", {}, "berth user add NAME"), "."),
       h("form", { method: "get", action: "/login" },
         h("label", { for: "token" }, "Token"), input,
-        h("p", {}, h("button", { class: "primary", type: "submit" }, "Sign in")))));
+        next ? h("input", { type: "hidden", name: "next", value: next }) : null,
+        h("p", {}, h("button", { class: "primary", type: "submit" }, "Sign in")))),
+  ].filter(Boolean));
   input.focus();
 }
 

@@ -73,6 +73,21 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 pub struct LoginQuery {
     /// A token of the user signing in.
     token: String,
+    /// The page of berth to go to once signed in (a path, such as `/workspaces/w_…`);
+    /// the dashboard by default.
+    next: Option<String>,
+}
+
+/// `next` when it is a page of berth itself: one leading `/` (no `//host`), nothing
+/// invisible, no backslash.
+fn local_page(next: Option<&str>) -> &str {
+    next.filter(|path| {
+        path.starts_with('/')
+            && !path[1..].starts_with(['/', '\\'])
+            && path.len() <= 2048
+            && !path.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace())
+    })
+    .unwrap_or("/")
 }
 
 #[utoipa::path(get, path = "/login", tag = "users", security(()), params(LoginQuery),
@@ -93,12 +108,17 @@ pub async fn login(
             .and_then(|value| value.to_str().ok())
             .is_some_and(|accept| accept.contains("text/html"));
         if browser {
-            return Ok(Redirect::to("/signin?refused=1").into_response());
+            let next = local_page(query.next.as_deref());
+            let again = form_urlencoded::Serializer::new(String::new())
+                .append_pair("refused", "1")
+                .append_pair("next", next)
+                .finish();
+            return Ok(Redirect::to(&format!("/signin?{again}")).into_response());
         }
         return Err(ApiError::unauthorized());
     }
     let cookie = login_cookie(&query.token, state.engine.config().cookie_ttl.as_secs(), over_https(&headers));
-    let mut response = Redirect::to("/").into_response();
+    let mut response = Redirect::to(local_page(query.next.as_deref())).into_response();
     let cookie =
         HeaderValue::from_str(&cookie).map_err(|_| ApiError::invalid_request("the token is not valid"))?;
     response.headers_mut().insert(header::SET_COOKIE, cookie);
