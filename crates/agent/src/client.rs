@@ -223,9 +223,10 @@ async fn run(
                                         .and_then(|value| value.as_str().map(str::to_owned))
                                         .unwrap_or_else(|| "end_turn".to_owned()),
                                 },
+                                // The sentence only: the error's data is protocol detail.
                                 Err(error) => AgentEvent::TurnFailed {
                                     code: error.code.into(),
-                                    message: error.to_string(),
+                                    message: error.message.clone(),
                                 },
                             };
                             let _ = events.send(event);

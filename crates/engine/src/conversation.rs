@@ -251,7 +251,7 @@ impl Engine {
                 let system = if code == berth_agent::client::AUTH_REQUIRED {
                     self.needs_credentials(session).await?
                 } else {
-                    json!({ "code": "agent_error", "message": message })
+                    turn_failure(code, &message)
                 };
                 self.set_agent_running(&session.id, false).await?;
                 self.record_event(session, "system", system).await?;
@@ -600,5 +600,46 @@ mod tests {
             event(11, "agent_message", json!({ "toolCallId": "not-a-tool-call", "status": "pending" })),
         ];
         assert_eq!(open_tool_calls(&events), ["asked", "running"]);
+    }
+}
+
+/// JSON-RPC's "internal error": what a broken connection to the agent reads as.
+const INTERNAL_ERROR: i32 = -32603;
+
+/// A failed turn as people read it: `agent_error` with a stable `reason` —
+/// `agent_disconnected` when the connection to the agent broke, else `turn_failed` — and a
+/// sentence; the agent's own words only when they are a plain line, never protocol text.
+fn turn_failure(code: i32, message: &str) -> serde_json::Value {
+    let lowered = message.to_ascii_lowercase();
+    if code == INTERNAL_ERROR || lowered.contains("transport") || lowered.contains("connection closed") {
+        return json!({ "code": "agent_error", "reason": "agent_disconnected",
+            "message": "The connection to the agent broke off, so this turn stopped. Send the prompt again, or reopen the workspace." });
+    }
+    let line = message.lines().next().unwrap_or_default().trim();
+    let plain = !line.is_empty() && !line.contains(['{', '}']) && line.len() <= 300;
+    let sentence = if plain {
+        format!("The agent could not finish this turn: {}", line.trim_end_matches('.'))
+    } else {
+        "The agent could not finish this turn.".to_owned()
+    };
+    json!({ "code": "agent_error", "reason": "turn_failed", "message": format!("{}.", sentence.trim_end_matches('.')) })
+}
+
+#[cfg(test)]
+mod turn_failure_tests {
+    use super::turn_failure;
+
+    #[test]
+    fn a_failed_turn_reads_as_a_sentence_without_protocol_text() {
+        let broken = turn_failure(-32603, "Internal error");
+        assert_eq!(broken["reason"], "agent_disconnected");
+        let raw =
+            turn_failure(-32002, "Incoming transport closed: { \"reason\": \"incoming_transport_closed\" }");
+        assert_eq!(raw["reason"], "agent_disconnected");
+        assert!(!raw["message"].as_str().unwrap().contains('{'));
+        let plain = turn_failure(-32001, "model overloaded");
+        assert_eq!(plain["message"], "The agent could not finish this turn: model overloaded.");
+        let json_ish = turn_failure(-32001, "{\"detail\": 1}");
+        assert_eq!(json_ish["message"], "The agent could not finish this turn.");
     }
 }

@@ -399,7 +399,8 @@ impl Engine {
                 tracing::error!(session_id = %session.id, error = %error, "the session could not be made live");
                 let _ = self.driver.power_off(&session.id).await;
                 let _ = self.store.end_session(&session.id, EndReason::Failed, Utc::now()).await;
-                let failed = serde_json::json!({ "code": "agent_error", "message": "the session could not start; try again" });
+                let failed = serde_json::json!({ "code": "agent_error", "reason": "start_failed",
+                    "message": "The session could not start; open the workspace again." });
                 let _ = self.record_event(&session, "system", failed).await;
                 self.release_slot(&session.id);
                 if let Ok(ended) = self.load_session(&session.id).await {
@@ -478,7 +479,8 @@ impl Engine {
         match self.store.session(id).await {
             Ok(Some(session)) if session.state.is_live() => {
                 tracing::warn!(session_id = %id, exit, stderr = stderr_tail.trim_end(), "the agent ended on its own");
-                let data = serde_json::json!({ "code": "agent_error", "message": format!("the agent {exit}"),
+                let data = serde_json::json!({ "code": "agent_error", "reason": "agent_exited",
+                    "message": format!("The agent stopped ({exit}). Reopen the workspace to start it again."),
                     "stderr_tail": stderr_tail });
                 if let Err(error) = self.record_event(&session, "system", data).await {
                     tracing::error!(session_id = %id, error = %error, "cannot record the agent's failure");
