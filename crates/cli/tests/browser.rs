@@ -199,6 +199,18 @@ impl Browser {
     }
 }
 
+/// The text of the dialog the page opened (`confirm`), once it is open.
+async fn alert_text(browser: &Browser) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(text) = browser.client.get_alert_text().await {
+            return text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no dialog opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn card(workspace: &str) -> String {
     format!(".card[data-workspace='{workspace}']")
 }
@@ -320,7 +332,7 @@ async fn opening_a_second_workspace_makes_the_first_idle() {
     let opened = browser.client.new_window(true).await.unwrap();
     browser.client.switch_to_window(opened.handle).await.unwrap();
     browser.goto(&server, &format!("/workspaces/{second}")).await;
-    browser.element("#replaced").await;
+    browser.text_in("#replaced", "Closed first to make room").await;
     browser.element("#session-state .badge[data-state='active']").await;
 
     // The first tab learns that its session was replaced; its dashboard shows it idle.
@@ -395,7 +407,16 @@ async fn close_all_reports_the_sandbox_that_did_not_stop_and_a_retry_finishes() 
         browser.element(&format!("#sessions tr[data-session='{session}']")).await;
     }
     browser.screenshot("account").await;
+    // Closing everything asks first, saying how many; declining closes nothing.
     browser.click("#close-all").await;
+    let question = alert_text(&browser).await;
+    assert!(question.starts_with("Close 2 active workspaces?"), "{question}");
+    browser.client.dismiss_alert().await.unwrap();
+    let (_, live) = server.call(reqwest::Method::GET, "/api/sessions?state=live", None).await;
+    assert_eq!(live["sessions"].as_array().unwrap().len(), 2, "declining closed something");
+    browser.click("#close-all").await;
+    alert_text(&browser).await;
+    browser.client.accept_alert().await.unwrap();
     browser
         .text_in("[data-outcome='cleanup_partially_complete']", "Workspace cleanup partially complete")
         .await;

@@ -457,6 +457,15 @@ async function workspaceNames() {
   return new Map((answer.body.workspaces || []).map((workspace) => [workspace.id, workspace.name]));
 }
 
+/** The question before closing `sessions` at once: how many, and where an agent is at
+ *  work right now (its run stops). `label` names a session. */
+function closeAllQuestion(sessions, label) {
+  const working = sessions.filter((session) => session.agent_running).map(label);
+  const count = sessions.length === 1 ? "1 active workspace" : `${sessions.length} active workspaces`;
+  const busy = working.length ? ` The agent is working right now in ${working.join(", ")}; that run stops.` : "";
+  return `Close ${count}?${busy} Their files are kept.`;
+}
+
 /** The close-all outcome in words; `label` names a session (by its workspace). */
 function closeAllMessage(report, label) {
   if (report.outcome === "nothing_to_close") return h("p", { class: "notice", "data-outcome": report.outcome }, "No active workspaces to close.");
@@ -555,8 +564,13 @@ async function chat(state, workspace, opened) {
           h("h2", { id: "tools-title" }, "Tool calls"), toolsEmpty, toolsList))));
   if (opened.resumed) notices.append(h("p", { class: "notice", id: "session-resumed" }, "Session resumed"));
   if (opened.replaced && opened.replaced.length) {
-    notices.append(h("p", { class: "notice", id: "replaced" },
-      `Closed your other workspace (${opened.replaced.length}) to make room; its files are kept.`));
+    const replacedNotice = h("p", { class: "notice", id: "replaced" }, "Closed your other workspace to make room; its files are kept.");
+    notices.append(replacedNotice);
+    // Named once known: which workspace went, not how many.
+    Promise.all([workspaceNames(), ...opened.replaced.map((id) => api("GET", `/api/sessions/${id}`))]).then(([names, ...sessions]) => {
+      const closed = sessions.filter((answer) => answer.status === 200).map((answer) => names.get(answer.body.workspace_id) || answer.body.workspace_id);
+      if (closed.length) replacedNotice.textContent = `Closed ${closed.join(", ")} to make room; its files are kept.`;
+    });
   }
 
   // ---- rendering of events
@@ -878,14 +892,20 @@ function account() {
   const token = h("div", {});
   let names = new Map();
   let sessionNames = new Map();
-  const runCloseAll = async () => {
+  const runCloseAll = async (confirmed = false) => {
+    if (!confirmed) {
+      const live = await api("GET", "/api/sessions?state=live");
+      const sessions = live.status === 200 ? live.body.sessions : [];
+      if (!sessions.length) return result.replaceChildren(h("p", { class: "notice" }, "No active workspaces to close."));
+      if (!confirm(closeAllQuestion(sessions, (session) => names.get(session.workspace_id) || session.workspace_id))) return;
+    }
     closeAll.disabled = true;
     const answer = await api("POST", "/api/sessions/close-all");
     closeAll.disabled = false;
     if (answer.status !== 200) return result.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
     const message = closeAllMessage(answer.body, (id) => sessionNames.get(id) || id);
     if (answer.body.outcome === "cleanup_partially_complete") {
-      message.append(h("button", { class: "primary", id: "retry-close-all", onclick: () => runCloseAll() }, "Retry the ones that failed"));
+      message.append(h("button", { class: "primary", id: "retry-close-all", onclick: () => runCloseAll(true) }, "Retry the ones that failed"));
     }
     result.replaceChildren(message);
     refresh();
@@ -1056,9 +1076,11 @@ function admin() {
   if (me.role !== "admin") { main.append(h("h1", {}, "Admin"), h("p", {}, "Only administrators see this page.")); return; }
   const rows = h("tbody", {});
   const result = h("div", { id: "admin-result" });
+  let sessionsShown = [];
   const refresh = async () => {
     const answer = await api("GET", "/api/admin/sessions");
     if (answer.status !== 200) return result.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+    sessionsShown = answer.body.sessions;
     rows.replaceChildren(...answer.body.sessions.map((session) => h("tr", { "data-session": session.id },
       h("td", {}, session.user_name || session.user_id), h("td", {}, session.workspace_name || session.workspace_id),
       h("td", {}, badge(session.state)), h("td", {}, when(session.started_at)),
@@ -1081,7 +1103,11 @@ function admin() {
   };
   main.append(h("h1", {}, "Every live session"),
     h("table", { id: "admin-sessions" }, h("thead", {}, h("tr", {}, h("th", {}, "User"), h("th", {}, "Workspace"), h("th", {}, "State"), h("th", {}, "Started"), h("th", {}, ""))), rows),
-    h("p", {}, h("button", { class: "danger", onclick: async () => {
+    h("p", {}, h("button", { class: "danger", id: "admin-close-all", onclick: async () => {
+      await refresh();
+      if (!sessionsShown.length) return result.replaceChildren(h("p", { class: "notice" }, "No live sessions to close."));
+      const label = (session) => `${session.workspace_name || session.workspace_id} (${session.user_name || session.user_id})`;
+      if (!confirm(closeAllQuestion(sessionsShown, label).replace("active workspace", "live session"))) return;
       const answer = await api("POST", "/api/admin/sessions/close-all");
       if (answer.status === 200) result.replaceChildren(closeAllMessage(answer.body, (id) => id));
       refresh();
