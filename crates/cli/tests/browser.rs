@@ -120,7 +120,12 @@ impl Browser {
 
     /// A browser signed in at `base` with `token`.
     async fn open_as(base: &str, flow: &str, token: &str) -> Browser {
-        let (client, driver) = berth_testkit::headless_chromium().await;
+        Browser::open_with(base, flow, token, &[]).await
+    }
+
+    /// [`Browser::open_as`] with more Chromium switches.
+    async fn open_with(base: &str, flow: &str, token: &str, switches: &[&str]) -> Browser {
+        let (client, driver) = berth_testkit::headless_chromium_with(switches).await;
         let shots = std::env::var_os("BERTH_SCREENSHOTS")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots"))
@@ -1014,6 +1019,51 @@ async fn signing_in_shows_no_null_and_returns_to_the_page_asked_for() {
     let url = browser.client.current_url().await.unwrap();
     assert_eq!((url.path(), url.query()), ("/account", Some("tab=tokens")), "{url}");
     browser.close().await;
+    server.finish().await;
+}
+
+/// The page's background and text colours, as the browser computed them.
+async fn page_colours(browser: &Browser) -> (String, String) {
+    let script =
+        "const style = getComputedStyle(document.body); return [style.backgroundColor, style.color];";
+    let colours = browser.client.execute(script, vec![]).await.unwrap();
+    (colours[0].as_str().unwrap().to_owned(), colours[1].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn a_dark_system_gets_a_dark_page() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "night").await;
+    std::fs::write(server.checkout(&workspace).join("README.md"), "# night\nchanged\n").unwrap();
+    let light = Browser::open(&server, "light").await;
+    let (light_background, _) = page_colours(&light).await;
+    light.close().await;
+    assert_eq!(light_background, "rgb(246, 247, 249)");
+
+    let dark = Browser::open_with(&server.base, "dark", TOKEN, &["--force-dark-mode"]).await;
+    let (background, text) = page_colours(&dark).await;
+    assert_eq!((background.as_str(), text.as_str()), ("rgb(15, 19, 24)", "rgb(227, 232, 238)"));
+    dark.screenshot("dashboard").await;
+    dark.goto(&server, &format!("/workspaces/{workspace}")).await;
+    dark.text_in("#messages", "Agent ready").await;
+    dark.element("#changes details[data-path='README.md']").await;
+    dark.click("#changes details[data-path='README.md'] summary").await;
+    let panel = dark
+        .client
+        .execute("return getComputedStyle(document.querySelector('#changes')).backgroundColor;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(panel, json!("rgb(23, 28, 34)"), "panels are dark too");
+    dark.screenshot("workspace").await;
+    dark.goto(&server, "/account").await;
+    dark.element("#user-name").await;
+    dark.screenshot("account").await;
+    dark.close().await;
     server.finish().await;
 }
 

@@ -4,7 +4,7 @@
 
 mod browser;
 
-pub use browser::headless_chromium;
+pub use browser::{headless_chromium, headless_chromium_with};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
