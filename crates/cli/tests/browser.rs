@@ -38,12 +38,23 @@ struct Server {
 }
 
 async fn start(adjust: impl FnOnce(&mut Config)) -> Server {
+    start_with_sandboxes(adjust, |_| {}).await
+}
+
+/// [`start`] with the local driver's options changed (bubblewrap, a network of its own).
+async fn start_with_sandboxes(
+    adjust: impl FnOnce(&mut Config),
+    sandboxes: impl FnOnce(&mut berth_sandbox::LocalOptions),
+) -> Server {
     let data = tempfile::tempdir().unwrap();
     let mut config = Config::for_data_dir(data.path());
     config.admin_token = Some(TOKEN.into());
     config.agent_command = Some(format!("'{}' agent", env!("CARGO_BIN_EXE_berth")));
     adjust(&mut config);
-    let real = LocalDriver::new(&data.path().join("sandboxes"), DEFAULT_STOP_TIMEOUT).unwrap();
+    let mut options = berth_sandbox::LocalOptions::unisolated(DEFAULT_STOP_TIMEOUT);
+    options.hidden = vec![data.path().to_owned()];
+    sandboxes(&mut options);
+    let real = LocalDriver::with_options(&data.path().join("sandboxes"), options).unwrap();
     let faults = Arc::new(FaultyDriver::new(Arc::new(real)));
     let engine = Engine::start_with_driver(config, faults.clone() as Arc<dyn SandboxDriver>).await.unwrap();
     engine.ensure_admin().await.unwrap();
@@ -1064,6 +1075,58 @@ async fn a_dark_system_gets_a_dark_page() {
     dark.element("#user-name").await;
     dark.screenshot("account").await;
     dark.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn the_preview_pane_lists_what_listens_in_the_sandbox_one_click_each() {
+    if !have_browser() || !berth_testkit::have_program("bwrap", INSTALLER) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    // A network of the sandbox's own: what listens there is the sandbox's, not the host's.
+    let server = start_with_sandboxes(
+        |config| config.agent_command = Some("exec python3 -m http.server 8123 --bind 127.0.0.1".into()),
+        |sandboxes| {
+            sandboxes.isolation = berth_sandbox::Isolation::Bwrap;
+            sandboxes.network = berth_sandbox::Network::Isolated;
+        },
+    )
+    .await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "ports").await;
+    let browser = Browser::open(&server, "ports").await;
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.element("#preview-ports:not([hidden])").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while browser.client.find(Locator::Css("#preview-ports button[data-port='8123']")).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "port 8123 was never listed");
+        browser.click("#preview-ports-refresh").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed: Vec<String> = {
+        let mut ports = Vec::new();
+        for button in browser.client.find_all(Locator::Css("#preview-ports button[data-port]")).await.unwrap()
+        {
+            ports.push(button.attr("data-port").await.unwrap().unwrap());
+        }
+        ports
+    };
+    assert_eq!(listed, vec!["8123"], "only the sandbox's own listener");
+    browser.click("#preview-ports button[data-port='8123']").await;
+    browser.element("#preview-iframe").await.enter_frame().await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let body = browser.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap_or_default();
+        if body.contains("README.md") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the preview never showed the listing: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.client.enter_parent_frame().await.unwrap();
+    browser.screenshot("ports").await;
+    browser.close().await;
     server.finish().await;
 }
 

@@ -29,6 +29,25 @@ const NO_PREVIEW_PASS: &str =
     "this preview needs a pass from berth; open it from the workspace page (or sign in to berth again)";
 
 impl Engine {
+    /// The ports something listens on inside the caller's live session `session_id` that
+    /// the preview may reach (the allow-list applied), for the preview pane to offer.
+    pub async fn session_ports(&self, caller: &User, session_id: &str) -> Result<Vec<u16>, EngineError> {
+        let session = self.own_session(caller, session_id).await?;
+        if !session.state.is_live() {
+            return Err(EngineError::NoLiveSession);
+        }
+        match self.driver.listening_ports(&session.id).await {
+            Ok(ports) => {
+                Ok(ports.into_iter().filter(|&port| self.config.preview_ports.allows(port)).collect())
+            }
+            Err(SandboxError::NotRunning { .. }) => Err(EngineError::NoLiveSession),
+            Err(SandboxError::Unavailable { what }) => {
+                Err(EngineError::Refused { code: "ports_unavailable", message: what })
+            }
+            Err(source) => Err(EngineError::Sandbox { source }),
+        }
+    }
+
     /// A ticket to `workspace_id`'s preview host for the owner signed in with `token`:
     /// a minute long, good once, for that workspace only.
     pub async fn preview_ticket(&self, token: &str, workspace_id: &str) -> Result<String, EngineError> {

@@ -121,6 +121,10 @@ impl SandboxDriver for FaultyDriver {
         self.inner.run_job(job).await
     }
 
+    async fn listening_ports(&self, session_id: &SessionId) -> Result<Vec<u16>, SandboxError> {
+        self.inner.listening_ports(session_id).await
+    }
+
     fn job_workspace_path(&self, workspace_dir: &std::path::Path) -> std::path::PathBuf {
         self.inner.job_workspace_path(workspace_dir)
     }

@@ -13,6 +13,7 @@ mod faults;
 mod job;
 mod local;
 mod netns;
+pub mod ports;
 mod proc;
 mod secret_env;
 pub mod settings;
@@ -132,6 +133,17 @@ pub trait SandboxDriver: Send + Sync + 'static {
     /// preview): the sandbox's own loopback, wherever the sandbox runs.
     async fn connect(&self, session_id: &SessionId, port: u16)
     -> Result<tokio::net::TcpStream, SandboxError>;
+
+    /// The TCP ports something listens on inside the running sandbox of `session_id`, in
+    /// order, once each. Read from the kernel's view of the sandbox's own network
+    /// namespace, never from anything the sandbox wrote. Drivers that cannot tell answer
+    /// [`SandboxError::Unavailable`].
+    async fn listening_ports(&self, session_id: &SessionId) -> Result<Vec<u16>, SandboxError> {
+        let _ = session_id;
+        Err(SandboxError::Unavailable {
+            what: format!("the {} driver cannot list a sandbox's ports", self.name()),
+        })
+    }
 
     /// Runs `job` in a fresh sandbox of its workspace, with the same isolation as the
     /// workspace's agent, and removes that sandbox when the job ends, whatever way.

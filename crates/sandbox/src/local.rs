@@ -562,6 +562,21 @@ impl SandboxDriver for LocalDriver {
         connected.map_err(|source| SandboxError::Connect { port, source })
     }
 
+    async fn listening_ports(&self, session_id: &SessionId) -> Result<Vec<u16>, SandboxError> {
+        let holder = match self.lock_children().get(session_id) {
+            Some(child) if child.exited.borrow().is_none() => child.network_holder,
+            _ => return Err(SandboxError::NotRunning { session_id: session_id.clone() }),
+        };
+        // On the host's network the host's every listener would show: not the sandbox's.
+        let Some(holder) = holder else {
+            return Err(SandboxError::Unavailable {
+                what: "this sandbox shares the host's network; its ports cannot be told apart".into(),
+            });
+        };
+        crate::ports::of_process(holder)
+            .map_err(|source| SandboxError::State { path: "/proc".into(), source })
+    }
+
     async fn run_job(&self, job: Job) -> Result<JobOutput, SandboxError> {
         let program: Vec<OsString> = job.argv.iter().map(OsString::from).collect();
         let Some((first, rest)) = program.split_first() else {

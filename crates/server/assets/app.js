@@ -523,6 +523,19 @@ async function chat(state, workspace, opened) {
       sandbox: "allow-scripts allow-forms allow-same-origin allow-popups" }),
     h("a", { href: url, target: "_blank", rel: "noopener" }, "Open in a new tab"));
   };
+  // What listens inside the sandbox, one click each (hidden where berth cannot tell).
+  const portsRow = h("div", { class: "row", id: "preview-ports", hidden: true });
+  const findPorts = async () => {
+    const answer = await api("GET", `/api/sessions/${encodeURIComponent(session.id)}/ports`);
+    if (answer.status !== 200) { portsRow.hidden = true; return; }
+    portsRow.hidden = false;
+    portsRow.replaceChildren(h("span", { class: "muted" }, answer.body.ports.length ? "Listening:" : "Nothing listens yet."),
+      ...answer.body.ports.map((number) => h("button", { type: "button", "data-port": number, onclick: (event) => {
+        port.value = number;
+        showPreview(event);
+      } }, String(number))),
+      h("button", { type: "button", class: "link", id: "preview-ports-refresh", onclick: () => findPorts() }, "Look again"));
+  };
   const toolsList = h("ul", { class: "tools-list", id: "tools-list" });
   const toolsEmpty = h("p", { class: "muted" }, "No tool calls yet.");
 
@@ -559,7 +572,7 @@ async function chat(state, workspace, opened) {
           h("h2", { id: "preview-title" }, "Live preview"),
           h("form", { class: "row", id: "preview-form", onsubmit: showPreview },
             h("label", { for: "preview-port" }, "Port"), h("div", {}, port), h("button", { type: "submit" }, "Show")),
-          frameHolder),
+          portsRow, frameHolder),
         h("section", { class: "panel", "aria-labelledby": "tools-title" },
           h("h2", { id: "tools-title" }, "Tool calls"), toolsEmpty, toolsList))));
   if (opened.resumed) notices.append(h("p", { class: "notice", id: "session-resumed" }, "Session resumed"));
@@ -688,8 +701,9 @@ async function chat(state, workspace, opened) {
       case "turn_end":
         if (data.stop_reason === "cancelled") append(h("div", { class: "msg system" }, "Stopped."));
         setRunning(false);
-        // A live turn may have changed the checkout (a replayed one changed nothing new).
-        if (!history) changes.refresh();
+        // A live turn may have changed the checkout, or started a server (a replayed one
+        // changed nothing new).
+        if (!history) { changes.refresh(); findPorts(); }
         break;
       case "system":
         renderSystem(data);
@@ -714,6 +728,7 @@ async function chat(state, workspace, opened) {
     agentNote.textContent = running ? "The agent is working…" : "";
   }
   setRunning(running);
+  findPorts();
   let isEnded = false;
   function ended(current, byUs = false) {
     if (isEnded) return;

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiQuery, Caller};
 use crate::wire::{
     AdminSessionBody, AdminSessionList, CloseAllBody, CloseAllRequest, CloseBody, CloseFailureBody,
-    ErrorEnvelope, OpenBody, SessionBody, SessionList, SessionListQuery,
+    ErrorEnvelope, OpenBody, PortsBody, SessionBody, SessionList, SessionListQuery,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/close-all", post(close_all))
         .route("/api/sessions/{id}", get(show_session))
+        .route("/api/sessions/{id}/ports", get(session_ports))
         .route("/api/sessions/{id}/close", post(close_session))
         .route("/api/sessions/{id}/leave", post(leave_session))
         .route("/api/admin/sessions", get(admin_list_sessions))
@@ -190,4 +191,18 @@ fn close_all_body(report: CloseAllReport) -> CloseAllBody {
             .collect(),
         retried_open,
     }
+}
+
+/// The ports something listens on inside the caller's live session (those the preview
+/// may reach), read from the kernel's view of the sandbox's own network.
+#[utoipa::path(get, path = "/api/sessions/{id}/ports", tag = "sessions",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, body = PortsBody), (status = 404, body = ErrorEnvelope, description = "not_found, no_live_session"),
+        (status = 409, body = ErrorEnvelope, description = "ports_unavailable: the sandbox shares the host's network, or its driver cannot tell")))]
+pub async fn session_ports(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<PortsBody>, ApiError> {
+    Ok(Json(PortsBody { ports: state.engine.session_ports(&caller, &id).await? }))
 }

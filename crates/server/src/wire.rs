@@ -603,3 +603,10 @@ pub struct CommittedBody {
     pub head: String,
     pub branch: Option<String>,
 }
+
+/// `GET /api/sessions/{id}/ports`: what listens inside the sandbox, for the preview.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PortsBody {
+    /// Ports with a listening socket that the preview may reach, in order.
+    pub ports: Vec<u16>,
+}

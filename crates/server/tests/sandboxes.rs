@@ -125,6 +125,13 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
         assert_eq!(cookies, vec!["app=1; Path=/"], "the sandbox cannot set berth's cookies");
     }
 
+    // The preview pane lists what listens inside each sandbox: 3000, its own.
+    let (_, session) = &workspaces[0];
+    let (status, ports) = alice.get(&format!("/api/sessions/{session}/ports")).await;
+    assert_eq!((status, ports["ports"].clone()), (StatusCode::OK, serde_json::json!([3000])), "{ports}");
+    let (status, _) = server.member("carol").await.get(&format!("/api/sessions/{session}/ports")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another user's sandbox is not listed");
+
     // WebSocket through the proxy.
     let (id, _) = &workspaces[0];
     let previews = alice.previews(id).await;
