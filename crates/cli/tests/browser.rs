@@ -1131,6 +1131,52 @@ async fn the_preview_pane_lists_what_listens_in_the_sandbox_one_click_each() {
 }
 
 #[tokio::test]
+async fn a_rejected_or_stopped_command_is_labelled_so_and_esc_stops_a_run() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "labels").await;
+    let browser = Browser::open(&server, "labels").await;
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.text_in("#messages", "Agent ready").await;
+
+    // Rejected: "rejected", not a red FAILED; the title shows the command as code.
+    browser.element("#prompt").await.send_keys("$ echo never-run\n").await.unwrap();
+    browser.click(".question button[data-option='reject_once']:not([disabled])").await;
+    browser.element(".tool .status[data-status='rejected']").await;
+    let code = browser.element(".tool summary code").await.text().await.unwrap();
+    assert_eq!(code, "echo never-run", "the title renders its backticks as code");
+
+    // Stopped with Esc while it runs: "cancelled".
+    browser.element("#prompt").await.send_keys("$ sleep 30\n").await.unwrap();
+    browser.click(".question:last-of-type button[data-option='allow_once']:not([disabled])").await;
+    browser.element(".tool .status[data-status='in_progress']").await;
+    browser
+        .element("#prompt")
+        .await
+        .send_keys(fantoccini::key::Key::Escape.to_string().as_str())
+        .await
+        .unwrap();
+    browser.text_in("#messages", "Stopped.").await;
+    browser.element(".tool .status[data-status='cancelled']").await;
+    assert!(
+        browser
+            .client
+            .find_all(Locator::Css(".tool .status[data-status='failed']"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing that did not fail is labelled failed"
+    );
+    browser.screenshot("labels").await;
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
 async fn settings_rename_and_switch_the_branch_and_lead_to_delete() {
     if !have_browser() {
         return;

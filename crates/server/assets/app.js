@@ -79,6 +79,17 @@ function markdown(text) {
 }
 
 /** Text of an ACP content value: a block, a list of blocks, or tool-call content. */
+/** `text` with its `backticked` parts as code: text nodes and <code> elements. */
+function inlineCode(text) {
+  const parts = String(text).split("`");
+  // An unmatched backtick is only a character.
+  if (parts.length % 2 === 0) {
+    const last = parts.pop();
+    parts[parts.length - 1] += `\`${last}`;
+  }
+  return parts.map((part, index) => (index % 2 ? h("code", {}, part) : part)).filter((part) => part !== "");
+}
+
 function contentText(content) {
   if (!content) return "";
   if (typeof content === "string") return content;
@@ -498,7 +509,12 @@ async function chat(state, workspace, opened) {
   messages.addEventListener("scroll", () => { if (atBottom()) newMessages.hidden = true; });
   const prompt = h("textarea", { id: "prompt", name: "prompt", rows: 2, placeholder: "Ask the agent, or `$ command` to run one" });
   const send = h("button", { class: "primary", type: "submit", id: "send" }, "Send");
-  const stop = h("button", { type: "button", id: "stop", hidden: true, onclick: () => sendFrame({ type: "cancel" }) }, "Stop");
+  const stopRun = () => {
+    if (!sendFrame({ type: "cancel" })) return;
+    // What is running now ends because the person stopped it, not because it failed.
+    for (const tool of tools.values()) if (["pending", "in_progress"].includes(tool.status.dataset.status)) tool.stopped = true;
+  };
+  const stop = h("button", { type: "button", id: "stop", hidden: true, onclick: stopRun }, "Stop");
   const form = h("form", { class: "prompt", onsubmit: (event) => {
     event.preventDefault();
     const text = prompt.value.trim();
@@ -509,6 +525,10 @@ async function chat(state, workspace, opened) {
   prompt.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
   });
+  // Esc stops a run, from anywhere in the chat.
+  const stopOnEscape = (event) => {
+    if (event.key === "Escape" && !stop.hidden && !dialog.open) { event.preventDefault(); stopRun(); }
+  };
 
   const port = h("input", { id: "preview-port", type: "number", min: 1, max: 65535, value: 3000, inputmode: "numeric" });
   const frameHolder = h("div", { id: "preview-frame" }, h("p", { class: "muted" }, "Nothing shown yet."));
@@ -565,7 +585,7 @@ async function chat(state, workspace, opened) {
     statusbar,
     notices,
     h("div", { class: "workspace" },
-      h("section", { class: "panel chat", "aria-label": "Chat" }, messages, newMessages, form),
+      h("section", { class: "panel chat", "aria-label": "Chat", onkeydown: stopOnEscape }, messages, newMessages, form),
       h("aside", { class: "side" },
         changes.element,
         h("section", { class: "panel", "aria-labelledby": "preview-title" },
@@ -617,17 +637,27 @@ async function chat(state, workspace, opened) {
       toolsList.append(pane);
       toolsEmpty.hidden = true;
     }
-    if (data.title) { tool.title.textContent = data.title; tool.paneTitle.textContent = data.title; }
-    // A new tool call without a status is pending (ACP's default).
-    const status = data.status || (tool.status.dataset.status ? null : "pending");
-    if (status) {
-      for (const el of [tool.status, tool.paneStatus]) { el.textContent = status.replace("_", " "); el.dataset.status = status; }
-    }
+    if (data.title) { tool.title.replaceChildren(...inlineCode(data.title)); tool.paneTitle.replaceChildren(...inlineCode(data.title)); }
     if (data.content) {
       tool.output.textContent = contentText(data.content);
       if (tool.output.textContent) tool.element.open = true;
     }
+    // A new tool call without a status is pending (ACP's default).
+    const status = data.status || (tool.status.dataset.status ? null : "pending");
+    if (status) {
+      const label = toolLabel(status, data, tool);
+      for (const el of [tool.status, tool.paneStatus]) { el.textContent = label.replace("_", " "); el.dataset.status = label; }
+    }
     return tool;
+  };
+  /** A failed tool call says why when berth knows: the session ended under it, the person
+   *  rejected it or stopped it — none of which is the command failing. */
+  const toolLabel = (status, data, tool) => {
+    if (status !== "failed") return status;
+    if (data.reason === "session_ended") return "interrupted";
+    if (tool.rejected || /^Rejected\b/.test(tool.output.textContent)) return "rejected";
+    if (tool.stopped || /^Cancelled\b/.test(tool.output.textContent)) return "cancelled";
+    return "failed";
   };
   const questionCard = (question) => {
     let card = questions.get(question.id);
@@ -692,6 +722,8 @@ async function chat(state, workspace, opened) {
         const card = questions.get(data.question_id);
         if (card) {
           const option = (card.question.options || []).find((item) => item.id === data.option_id);
+          const asked = card.question.tool_call && tools.get(card.question.tool_call.toolCallId);
+          if (asked && option && (option.kind || "").startsWith("reject")) asked.rejected = true;
           card.element.classList.add("answered");
           card.buttons.forEach((button) => { button.disabled = true; });
           card.state.textContent = data.outcome === "cancelled" ? "Cancelled." : `Answered: ${option ? option.label : data.option_id}`;
