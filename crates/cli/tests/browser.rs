@@ -307,7 +307,8 @@ async fn a_command_asks_first_survives_a_reload_and_shows_its_output() {
     browser.click(".question button[data-option='allow_once']:not([disabled])").await;
     browser.text_in(".tool pre", &format!("output-{marker}")).await;
     browser.text_in(".question.answered", "Answered: Allow once").await;
-    browser.text_in("#tools-list", &format!("Run `echo output-{marker}`")).await;
+    // The title renders its backticks as code, not as raw text.
+    browser.text_in("#tools-list", &format!("Run echo output-{marker}")).await;
     browser.element("#stop[hidden]").await;
     browser.screenshot("workspace").await;
 
