@@ -1177,6 +1177,71 @@ async fn a_rejected_or_stopped_command_is_labelled_so_and_esc_stops_a_run() {
     server.finish().await;
 }
 
+/// Makes the page believe its tab is hidden (or shown again), as a browser does when the
+/// person switches tabs.
+async fn set_tab_hidden(browser: &Browser, hidden: bool) {
+    let script = "const [hidden] = arguments; \
+        Object.defineProperty(document, 'hidden', { value: hidden, configurable: true }); \
+        Object.defineProperty(document, 'visibilityState', { value: hidden ? 'hidden' : 'visible', configurable: true }); \
+        document.dispatchEvent(new Event('visibilitychange'));";
+    browser.client.execute(script, vec![json!(hidden)]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hidden_tab_says_when_the_agent_asks_and_when_it_finished() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "attention").await;
+    let browser = Browser::open(&server, "attention").await;
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.text_in("#messages", "Agent ready").await;
+    let title = || async { browser.client.title().await.unwrap() };
+    let icon = || async {
+        browser
+            .client
+            .execute("return document.querySelector('link[rel=icon]').getAttribute('href');", vec![])
+            .await
+            .unwrap()
+    };
+    assert_eq!(title().await, "attention · berth");
+
+    set_tab_hidden(&browser, true).await;
+    browser.element("#prompt").await.send_keys("$ echo hello\n").await.unwrap();
+    browser.element(".question button[data-option='allow_once']:not([disabled])").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !title().await.starts_with("● The agent asks you") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hidden tab's title never said so: {}",
+            title().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(icon().await, json!("/assets/icon-attention.svg"));
+    set_tab_hidden(&browser, false).await;
+    assert_eq!(title().await, "attention · berth", "back in the tab, the title is quiet again");
+    assert_eq!(icon().await, json!("/assets/icon.svg"));
+
+    // Hidden again while the command runs: its end is called out too.
+    set_tab_hidden(&browser, true).await;
+    browser.click(".question button[data-option='allow_once']:not([disabled])").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !title().await.starts_with("● The agent finished") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the turn's end was never called out: {}",
+            title().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.close().await;
+    server.finish().await;
+}
+
 #[tokio::test]
 async fn settings_rename_and_switch_the_branch_and_lead_to_delete() {
     if !have_browser() {

@@ -7,6 +7,7 @@
 import { h, toast } from "./dom.js";
 import { api, errorMessage, onSignedOut } from "./api.js";
 import { changesPanel } from "./changes.js";
+import { callAttention, notificationOffer } from "./attention.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -569,6 +570,7 @@ async function chat(state, workspace, opened) {
     h("button", { type: "button", id: "copy-resume", onclick: async () => {
       try { await navigator.clipboard.writeText(resume.textContent); toast("Copied"); } catch { toast("Copy failed: select the command instead", "bad"); }
     } }, "Copy"),
+    notificationOffer(),
     h("a", { class: "button", href: `/workspaces/${workspace.id}/settings`, "data-link": true }, "Settings"),
     h("button", { type: "button", id: "push", title: "Push the checked-out branch to the repository", onclick: async (event) => {
       event.target.disabled = true;
@@ -735,7 +737,11 @@ async function chat(state, workspace, opened) {
         setRunning(false);
         // A live turn may have changed the checkout, or started a server (a replayed one
         // changed nothing new).
-        if (!history) { changes.refresh(); findPorts(); }
+        if (!history) {
+          changes.refresh();
+          findPorts();
+          if (data.stop_reason !== "cancelled") callAttention("The agent finished", workspace.name);
+        }
         break;
       case "system":
         renderSystem(data);
@@ -825,8 +831,10 @@ async function chat(state, workspace, opened) {
       if (frame.type === "event") render(frame.event);
       else if (frame.type === "question") {
         pending.add(frame.question.id);
-        // A question the agent waits on is always brought into view.
+        // A question the agent waits on is always brought into view, and called out in a
+        // hidden tab.
         questionCard(frame.question).element.scrollIntoView({ block: "nearest" });
+        callAttention("The agent asks you", frame.question.title);
         setRunning(true);
       }
       else if (frame.type === "session") {
