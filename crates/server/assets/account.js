@@ -1,0 +1,182 @@
+// The account page: live sessions and close-all, API tokens, git credentials, the SSH key
+// and secrets.
+
+import { api, errorMessage } from "./api.js";
+import { closeAllMessage, closeAllQuestion, closeSession } from "./dashboard.js";
+import { h, toast } from "./dom.js";
+import { badge, setTitle, when } from "./format.js";
+import { main, shell, workspaceFeed } from "./shell.js";
+
+export function account() {
+  setTitle("Account");
+  const rows = h("tbody", {});
+  const result = h("div", { id: "close-all-result", "aria-live": "polite" });
+  const closeAll = h("button", { class: "danger", id: "close-all", onclick: () => runCloseAll() }, "Close all active workspaces");
+  const token = h("div", {});
+  let names = new Map();
+  let sessionNames = new Map();
+  const runCloseAll = async (confirmed = false) => {
+    if (!confirmed) {
+      const live = await api("GET", "/api/sessions?state=live");
+      const sessions = live.status === 200 ? live.body.sessions : [];
+      if (!sessions.length) return result.replaceChildren(h("p", { class: "notice" }, "No active workspaces to close."));
+      if (!confirm(closeAllQuestion(sessions, (session) => names.get(session.workspace_id) || session.workspace_id))) return;
+    }
+    closeAll.disabled = true;
+    const answer = await api("POST", "/api/sessions/close-all");
+    closeAll.disabled = false;
+    if (answer.status !== 200) return result.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+    const message = closeAllMessage(answer.body, (id) => sessionNames.get(id) || id);
+    if (answer.body.outcome === "cleanup_partially_complete") {
+      message.append(h("button", { class: "primary", id: "retry-close-all", onclick: () => runCloseAll(true) }, "Retry the ones that failed"));
+    }
+    result.replaceChildren(message);
+    refresh();
+  };
+  const refresh = async () => {
+    const [sessions, list] = await Promise.all([api("GET", "/api/sessions?state=live"), api("GET", "/api/workspaces")]);
+    names = new Map((list.body.workspaces || []).map((workspace) => [workspace.id, workspace.name]));
+    for (const session of sessions.body.sessions) sessionNames.set(session.id, names.get(session.workspace_id) || session.id);
+    rows.replaceChildren(...sessions.body.sessions.map((session) => h("tr", { "data-session": session.id },
+      h("td", {}, h("a", { href: `/workspaces/${session.workspace_id}`, "data-link": true }, names.get(session.workspace_id) || session.workspace_id)),
+      h("td", {}, badge(session.state)),
+      h("td", {}, when(session.started_at)),
+      h("td", {}, h("button", { "data-action": "close", onclick: async () => { await closeSession(session.id); refresh(); } }, "Close")))));
+    if (!sessions.body.sessions.length) rows.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No active workspaces.")));
+  };
+  const tokenRows = h("tbody", {});
+  const refreshTokens = async () => {
+    const answer = await api("GET", "/api/tokens");
+    if (answer.status !== 200) return;
+    tokenRows.replaceChildren(...answer.body.tokens.map((item) => h("tr", { "data-token": item.id },
+      h("td", {}, item.name), h("td", {}, h("code", {}, `${item.prefix}…`)), h("td", {}, when(item.created_at)),
+      h("td", {}, item.last_used_at ? when(item.last_used_at) : "never"), h("td", {}, item.expires_at ? when(item.expires_at) : "never"),
+      h("td", {}, h("button", { "data-action": "revoke", onclick: async () => {
+        if (!confirm(`Revoke the token "${item.name}"? Whatever uses it stops working at once.`)) return;
+        const revoked = await api("DELETE", `/api/tokens/${item.id}`);
+        if (revoked.status !== 204) toast(`Revoke failed: ${errorMessage(revoked)}`, "bad");
+        refreshTokens();
+      } }, "Revoke")))));
+  };
+  main.append(h("h1", {}, "Account"),
+    h("p", {}, "Signed in as ", h("strong", { id: "user-name" }, shell.me.name), ` (${shell.me.role}).`),
+    h("h2", {}, "Active sessions"),
+    h("table", { id: "sessions" }, h("thead", {}, h("tr", {}, h("th", {}, "Workspace"), h("th", {}, "State"), h("th", {}, "Started"), h("th", {}, h("span", { class: "skip" }, "Actions")))), rows),
+    h("p", { class: "row" }, closeAll), result,
+    h("h2", {}, "API tokens"),
+    h("div", { class: "panel" }, h("p", {}, "A token lets the CLI and scripts act as you. It is shown once; revoke one and it stops at once."),
+      h("form", { id: "new-token", class: "row", onsubmit: async (event) => {
+        event.preventDefault();
+        const form = event.target;
+        const days = Number(form.days.value);
+        const body = { name: form.name.value || null, expires_in_s: days > 0 ? Math.round(days * 86400) : null };
+        const answer = await api("POST", "/api/tokens", body);
+        if (answer.status !== 201) return token.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+        token.replaceChildren(h("p", {}, "New token ", h("strong", {}, answer.body.name), ": ", h("code", { id: "new-token-secret" }, answer.body.token)));
+        form.reset();
+        refreshTokens();
+      } },
+        h("label", {}, "Name ", h("input", { name: "name", maxlength: 64, placeholder: "laptop" })),
+        h("label", {}, "Expires after (days) ", h("input", { name: "days", type: "number", min: 0, step: "any", placeholder: "never" })),
+        h("button", { type: "submit" }, "Create a token")),
+      token,
+      h("table", { id: "tokens" }, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Token"), h("th", {}, "Created"), h("th", {}, "Last used"), h("th", {}, "Expires"), h("th", {}, h("span", { class: "skip" }, "Actions")))), tokenRows)));
+  main.append(...gitCredentialsPanel(), ...secretsPanel());
+  refreshTokens();
+  refresh();
+  return workspaceFeed(() => refresh());
+}
+
+/** Git credentials: one per host, its secret never shown again. */
+export function gitCredentialsPanel() {
+  const rows = h("tbody", {});
+  const message = h("div", { "aria-live": "polite" });
+  const refreshCredentials = async () => {
+    const answer = await api("GET", "/api/credentials");
+    if (answer.status !== 200) return;
+    rows.replaceChildren(...answer.body.credentials.map((item) => h("tr", { "data-credential": item.host },
+      h("td", {}, h("code", {}, item.host)), h("td", {}, item.username), h("td", {}, when(item.created_at)),
+      h("td", {}, h("button", { "data-action": "remove", onclick: async () => {
+        if (!confirm(`Remove your credential for ${item.host}? Clones and pushes there stop working.`)) return;
+        const removed = await api("DELETE", `/api/credentials/${item.id}`);
+        if (removed.status !== 204) toast(`Remove failed: ${errorMessage(removed)}`, "bad");
+        refreshCredentials();
+      } }, "Remove")))));
+    if (!answer.body.credentials.length) rows.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No credentials yet.")));
+  };
+  refreshCredentials();
+  const sshKey = h("div", { id: "ssh-key" }, h("p", { class: "muted" }, "Loading your SSH key…"));
+  api("GET", "/api/me/ssh-key").then((answer) => {
+    if (answer.status !== 200) return sshKey.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+    const line = h("code", { id: "ssh-public-key", class: "wrap" }, answer.body.public_key);
+    sshKey.replaceChildren(
+      h("p", {}, "For ", h("code", {}, "ssh://"), " and ", h("code", {}, "git@host:path"), " repositories berth uses a key of your own. Add this public key to your git host (GitHub: Settings → SSH and GPG keys):"),
+      h("p", { class: "row" }, line, h("button", { type: "button", id: "copy-ssh-key", onclick: async () => {
+        try { await navigator.clipboard.writeText(line.textContent); toast("Copied"); } catch { toast("Copy failed: select the key instead", "bad"); }
+      } }, "Copy")),
+      h("p", { class: "muted" }, `Fingerprint ${answer.body.fingerprint}`));
+  });
+  return [h("h2", { id: "credentials-title" }, "Git credentials"),
+    h("div", { class: "panel" },
+      h("p", {}, "Private repositories over HTTPS use your token for their host — to clone, and to push from your workspaces. It is stored encrypted and never shown again."),
+      h("form", { id: "new-credential", class: "row", onsubmit: async (event) => {
+        event.preventDefault();
+        const form = event.target;
+        const body = { host: form.host.value.trim(), username: form.username.value.trim(), secret: form.secret.value };
+        const answer = await api("POST", "/api/credentials", body);
+        if (answer.status !== 201) return message.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+        message.replaceChildren(h("p", { class: "notice good" }, `Credential for ${answer.body.host} saved.`));
+        form.reset();
+        refreshCredentials();
+      } },
+        h("label", {}, "Host ", h("input", { name: "host", required: true, placeholder: "github.com", autocomplete: "off", spellcheck: "false" })),
+        h("label", {}, "Username ", h("input", { name: "username", required: true, placeholder: "x-access-token", autocomplete: "off" })),
+        h("label", {}, "Token ", h("input", { name: "secret", required: true, type: "password", autocomplete: "off" })),
+        h("button", { type: "submit" }, "Save credential")),
+      message,
+      sshKey,
+      h("table", { id: "credentials" }, h("thead", {}, h("tr", {}, h("th", {}, "Host"), h("th", {}, "Username"), h("th", {}, "Added"), h("th", {}, h("span", { class: "skip" }, "Actions")))), rows))];
+}
+
+/** Secrets: environment variables of your agents (a model key), values write-only. */
+export function secretsPanel() {
+  const rows = h("tbody", {});
+  const message = h("div", { "aria-live": "polite" });
+  const agentsNote = h("div", { id: "agents-needs" });
+  const refreshSecrets = async () => {
+    const [answer, agents] = await Promise.all([api("GET", "/api/secrets"), api("GET", "/api/agents")]);
+    if (answer.status !== 200) return;
+    rows.replaceChildren(...answer.body.secrets.map((item) => h("tr", { "data-secret": item.name },
+      h("td", {}, h("code", {}, item.name)), h("td", {}, when(item.updated_at)),
+      h("td", {}, h("button", { "data-action": "remove", onclick: async () => {
+        if (!confirm(`Remove the secret ${item.name}? Your agents no longer get it from their next start.`)) return;
+        const removed = await api("DELETE", `/api/secrets/${encodeURIComponent(item.name)}`);
+        if (removed.status !== 204) toast(`Remove failed: ${errorMessage(removed)}`, "bad");
+        refreshSecrets();
+      } }, "Remove")))));
+    if (!answer.body.secrets.length) rows.append(h("tr", {}, h("td", { colspan: 3, class: "muted" }, "No secrets yet.")));
+    const lacking = agents.status === 200 ? agents.body.agents.filter((agent) => agent.missing.length) : [];
+    agentsNote.replaceChildren(...lacking.map((agent) => h("p", { class: "notice" },
+      h("strong", {}, agent.name), ` needs ${agent.missing.join(", ")} before it can start.`)));
+  };
+  refreshSecrets();
+  return [h("h2", { id: "secrets-title" }, "Secrets"),
+    h("div", { class: "panel" },
+      h("p", {}, "Each secret is an environment variable of your agents (such as a model provider key), from their next start. Only your agents get it; the value is stored encrypted and never shown again."),
+      agentsNote,
+      h("form", { id: "new-secret", class: "row", onsubmit: async (event) => {
+        event.preventDefault();
+        const form = event.target;
+        const name = form.name.value.trim();
+        const answer = await api("PUT", `/api/secrets/${encodeURIComponent(name)}`, { value: form.value.value });
+        if (answer.status !== 204) return message.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+        message.replaceChildren(h("p", { class: "notice good" }, `Secret ${name} saved.`));
+        form.reset();
+        refreshSecrets();
+      } },
+        h("label", {}, "Name ", h("input", { name: "name", required: true, placeholder: "ANTHROPIC_API_KEY", pattern: "[A-Z_][A-Z0-9_]{0,63}", autocomplete: "off", spellcheck: "false" })),
+        h("label", {}, "Value ", h("input", { name: "value", required: true, type: "password", autocomplete: "off" })),
+        h("button", { type: "submit" }, "Save secret")),
+      message,
+      h("table", { id: "secrets" }, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Updated"), h("th", {}, h("span", { class: "skip" }, "Actions")))), rows))];
+}

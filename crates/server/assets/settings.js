@@ -1,0 +1,49 @@
+// A workspace's settings: name, branch, agent, and delete.
+
+import { api, errorMessage } from "./api.js";
+import { confirmDelete } from "./dashboard.js";
+import { h, toast } from "./dom.js";
+import { badge, setTitle } from "./format.js";
+import { go, main } from "./shell.js";
+
+export function settings(id) {
+  let stopped = false;
+  (async () => {
+    const answer = await api("GET", `/api/workspaces/${id}`);
+    if (stopped) return;
+    if (answer.status !== 200) return main.replaceChildren(h("h1", {}, "No such workspace"));
+    const workspace = answer.body;
+    setTitle(`${workspace.name} settings`);
+    const error = h("p", { class: "error-text", role: "alert" });
+    const field = (name, label, value, hint) => h("div", {},
+      h("label", { for: `setting-${name}` }, label, hint ? h("span", { class: "hint" }, ` ${hint}`) : null),
+      h("input", { id: `setting-${name}`, name, value: value || "", autocomplete: "off" }));
+    const form = h("form", { class: "panel", id: "settings-form", onsubmit: async (event) => {
+      event.preventDefault();
+      error.textContent = "";
+      const data = new FormData(form);
+      const body = {};
+      if (data.get("name") !== workspace.name) body.name = data.get("name").trim();
+      if (data.get("branch").trim() && data.get("branch").trim() !== (workspace.branch || "")) body.branch = data.get("branch").trim();
+      if (data.get("agent").trim() !== (workspace.agent || "")) body.agent = data.get("agent").trim();
+      const saved = await api("PATCH", `/api/workspaces/${id}`, body);
+      if (saved.status === 200) { toast("Settings saved"); Object.assign(workspace, saved.body); }
+      else error.textContent = errorMessage(saved);
+    } },
+    field("name", "Name", workspace.name),
+    field("branch", "Branch", workspace.branch, "(switches the checkout; close the session first)"),
+    field("agent", "Agent command", workspace.agent, "(empty: the installation's agent; used from the next open)"),
+    error,
+    h("p", {}, h("button", { class: "primary", type: "submit" }, "Save")));
+    main.replaceChildren(
+      h("p", {}, h("a", { href: `/workspaces/${id}`, "data-link": true }, `← ${workspace.name}`)),
+      h("h1", {}, "Workspace settings"),
+      h("p", { class: "muted" }, workspace.repo, " ", badge(workspace.state)),
+      form,
+      h("h2", {}, "Delete"),
+      h("div", { class: "panel" },
+        h("p", {}, "Deleting destroys the sandbox and the files. The remote repository is not touched."),
+        h("button", { class: "danger", id: "delete-workspace", onclick: () => confirmDelete(workspace, () => go("/")) }, "Delete workspace…")));
+  })();
+  return () => { stopped = true; };
+}

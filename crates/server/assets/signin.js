@@ -1,0 +1,26 @@
+// The sign-in page.
+
+import { h } from "./dom.js";
+import { setTitle } from "./format.js";
+import { main } from "./shell.js";
+
+export function signIn() {
+  setTitle("Sign in");
+  const input = h("input", { id: "token", name: "token", type: "password", autocomplete: "off", required: true });
+  const params = new URLSearchParams(location.search);
+  const next = params.get("next");
+  // `append` would write a null as the text "null": only what is there goes in.
+  main.append(...[
+    h("h1", {}, "Sign in to berth"),
+    params.has("refused") ? h("p", { class: "notice bad", id: "signin-refused" }, "That login link or token is not valid.") : null,
+    params.has("signed_out") ? h("p", { class: "notice", id: "signed-out" }, "You are signed out; that browser token is revoked.") : null,
+    h("div", { class: "panel" },
+      h("p", {}, "Open the login link that ", h("code", {}, "berth serve"), " printed, or paste a token here. ",
+        "A token is made with ", h("code", {}, "berth user add NAME"), "."),
+      h("form", { method: "get", action: "/login" },
+        h("label", { for: "token" }, "Token"), input,
+        next ? h("input", { type: "hidden", name: "next", value: next }) : null,
+        h("p", {}, h("button", { class: "primary", type: "submit" }, "Sign in")))),
+  ].filter(Boolean));
+  input.focus();
+}
