@@ -1,6 +1,8 @@
 //! The live preview: a connection to a port inside the running sandbox of one of the
 //! caller's workspaces. Only the owner gets one; the port must be a valid number in the
-//! installation's allow-list; a workspace without a live session has no preview.
+//! installation's allow-list; a workspace without a live session has no preview. And the
+//! passes to a workspace's preview host ([`crate::preview_pass`]): a ticket handed out on
+//! berth's origin, traded once on the preview host for that host's own cookie.
 
 use crate::preview_pass::{COOKIE_LIFETIME_SECS, Pass, PassKey, PassKind, TICKET_LIFETIME_SECS};
 use crate::users::hash_token;
@@ -71,20 +73,18 @@ impl Engine {
         workspace: &WorkspaceId,
     ) -> Result<(String, i64), EngineError> {
         let now = now();
-        let expired = EngineError::Unauthorized { message: EXPIRED_TICKET };
+        let expired = || EngineError::Unauthorized { message: EXPIRED_TICKET };
         let pass = self
             .previews
             .key
             .open(ticket, PassKind::Ticket, now)
-            .ok_or(EngineError::Unauthorized { message: EXPIRED_TICKET })?;
-        if pass.workspace != workspace.as_str() {
-            return Err(expired);
-        }
+            .filter(|pass| pass.workspace == workspace.as_str())
+            .ok_or_else(expired)?;
         {
             let mut redeemed = self.previews.redeemed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             redeemed.retain(|_, expires_at| *expires_at > now);
             if redeemed.insert(pass.nonce.clone(), pass.expires_at).is_some() {
-                return Err(expired);
+                return Err(expired());
             }
         }
         self.pass_holder(&pass).await?;
