@@ -108,11 +108,13 @@ pub async fn login(
             .and_then(|value| value.to_str().ok())
             .is_some_and(|accept| accept.contains("text/html"));
         if browser {
-            let next = local_page(query.next.as_deref());
-            let again = form_urlencoded::Serializer::new(String::new())
-                .append_pair("refused", "1")
-                .append_pair("next", next)
-                .finish();
+            // Where the person was going, when it was a page of berth, goes along.
+            let mut again = form_urlencoded::Serializer::new(String::new());
+            again.append_pair("refused", "1");
+            if let Some(next) = query.next.as_deref().filter(|next| local_page(Some(next)) == *next) {
+                again.append_pair("next", next);
+            }
+            let again = again.finish();
             return Ok(Redirect::to(&format!("/signin?{again}")).into_response());
         }
         return Err(ApiError::unauthorized());
