@@ -975,6 +975,15 @@ async fn the_chat_brings_a_waiting_question_into_view_and_offers_the_newest_mess
     browser.element("#prompt").await.send_keys("$ seq 1 400\n").await.unwrap();
     browser.click(".question button[data-option='allow_once']:not([disabled])").await;
     browser.text_in("#messages", "exited with status 0").await;
+    // Messages say when they were sent (relative; exact on hover); each session starts below
+    // a dated separator.
+    let sent = browser.element(".msg.user time.stamp").await;
+    assert_eq!(sent.text().await.unwrap(), "just now");
+    assert!(
+        sent.attr("title").await.unwrap().is_some_and(|exact| exact.contains("20")),
+        "no exact time on hover"
+    );
+    browser.element(".msg.system.separator[data-code='session_started'] time").await;
 
     // The person scrolls back up; the agent then asks something: the question comes into view.
     browser.client.execute("document.getElementById('messages').scrollTop = 0;", vec![]).await.unwrap();

@@ -6,12 +6,17 @@ import { callAttention, notificationOffer } from "./attention.js";
 import { changesPanel } from "./changes.js";
 import { closeSession, pushWorkspace, workspaceNames } from "./dashboard.js";
 import { h, toast } from "./dom.js";
-import { badge, contentText, inlineCode, markdown } from "./format.js";
+import { badge, contentText, exactTime, inlineCode, markdown, when } from "./format.js";
 import { banner, dialog, main } from "./shell.js";
 import { openWorkspace } from "./workspace.js";
 
 /** The chat: history, live events, questions, prompt and Stop, preview and tool panes,
  * status bar; reconnects by itself and sends the leave signal when the page goes. */
+/** When a message was sent: relative, exact on hover. */
+function stamp(at) {
+  return at ? h("time", { class: "stamp", datetime: at, title: exactTime(at) }, when(at)) : null;
+}
+
 export async function chat(state, workspace, opened) {
   let session = opened.session;
   let socket = null;
@@ -211,14 +216,18 @@ export async function chat(state, workspace, opened) {
     if (event.kind !== "agent_thought") thoughtBubble = null;
     switch (event.kind) {
       case "user_message":
-        append(h("div", { class: "msg user" }, data.text || contentText(data.content)));
+        append(h("div", { class: "msg user" }, data.text || contentText(data.content), stamp(event.at)));
         break;
       case "agent_message": {
         const text = contentText(data.content);
-        if (!agentBubble) { agentBubble = { text: "", element: h("div", { class: "msg agent" }) }; append(agentBubble.element); }
+        if (!agentBubble) {
+          const body = h("div", { class: "msg-body" });
+          agentBubble = { text: "", body, element: h("div", { class: "msg agent" }, body, stamp(event.at)) };
+          append(agentBubble.element);
+        }
         agentBubble.text += text;
         if (history) unrendered.add(agentBubble);
-        else agentBubble.element.innerHTML = markdown(agentBubble.text);
+        else agentBubble.body.innerHTML = markdown(agentBubble.text);
         break;
       }
       case "agent_thought": {
@@ -263,7 +272,7 @@ export async function chat(state, workspace, opened) {
         }
         break;
       case "system":
-        renderSystem(data);
+        renderSystem(data, event.at);
         break;
       default:
         break;
@@ -271,11 +280,19 @@ export async function chat(state, workspace, opened) {
   };
   const systemTexts = { session_started: "Session started", session_resumed: "Session resumed",
     agent_context_resumed: "The agent resumed its earlier context", session_closed: "Session closed", agent_ready: "Agent ready" };
-  const renderSystem = (data) => {
+  const renderSystem = (data, at) => {
     const bad = data.code === "agent_error" || data.code === "turn_timeout" || data.code === "agent_needs_credentials";
     const text = data.message || systemTexts[data.code] || data.code.replaceAll("_", " ");
-    append(h("div", { class: `msg system${bad ? " bad" : ""}`, "data-code": data.code }, text));
+    // Each session starts below a line of its own, dated.
+    const separator = data.code === "session_started";
+    append(h("div", { class: `msg system${bad ? " bad" : ""}${separator ? " separator" : ""}`, "data-code": data.code },
+      text, separator ? [" · ", h("time", { datetime: at, title: exactTime(at) }, exactTime(at))] : null));
   };
+  // Relative times go stale: they are written again every minute while the chat is shown.
+  const refreshStamps = setInterval(() => {
+    if (!messages.isConnected) return clearInterval(refreshStamps);
+    for (const time of messages.querySelectorAll("time.stamp")) time.textContent = when(time.getAttribute("datetime"));
+  }, 60000);
 
   // ---- session state
   let running = Boolean(session.agent_running);
@@ -319,7 +336,7 @@ export async function chat(state, workspace, opened) {
     if (page.body.events.length < 1000) break;
     after = page.body.next_after;
   }
-  unrendered.forEach((bubble) => { bubble.element.innerHTML = markdown(bubble.text); });
+  unrendered.forEach((bubble) => { bubble.body.innerHTML = markdown(bubble.text); });
   messages.append(history);
   history = null;
   if (state.stopped) return;

@@ -18,6 +18,11 @@ export function when(time) {
   return new Date(time).toLocaleString();
 }
 
+/** A time as the person's locale writes it, to the second. */
+export function exactTime(time) {
+  return new Date(time).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+}
+
 export function setTitle(text) {
   document.title = text ? `${text} · berth` : "berth";
 }
