@@ -227,6 +227,19 @@ async fn alert_text(browser: &Browser) -> String {
     }
 }
 
+/// A server with one ready workspace called `name`, and a browser (its screenshots under
+/// `flow`) on that workspace's page once the agent is ready. The source repository comes
+/// back too: it lives as long as the test holds it.
+async fn on_a_workspace_page(name: &str, flow: &str) -> (Server, SourceRepo, String, Browser) {
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, name).await;
+    let browser = Browser::open(&server, flow).await;
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.text_in("#messages", "Agent ready").await;
+    (server, source, workspace, browser)
+}
+
 fn card(workspace: &str) -> String {
     format!(".card[data-workspace='{workspace}']")
 }
@@ -965,12 +978,7 @@ async fn the_chat_brings_a_waiting_question_into_view_and_offers_the_newest_mess
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let server = start(|_| {}).await;
-    let source = SourceRepo::new();
-    let workspace = server.ready_workspace(&source, "long").await;
-    let browser = Browser::open(&server, "chat-follows").await;
-    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
-    browser.text_in("#messages", "Agent ready").await;
+    let (server, _source, _workspace, browser) = on_a_workspace_page("long", "chat-follows").await;
     // A long history: a command with a lot of output.
     browser.element("#prompt").await.send_keys("$ seq 1 400\n").await.unwrap();
     browser.click(".question button[data-option='allow_once']:not([disabled])").await;
@@ -1146,12 +1154,7 @@ async fn a_rejected_or_stopped_command_is_labelled_so_and_esc_stops_a_run() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let server = start(|_| {}).await;
-    let source = SourceRepo::new();
-    let workspace = server.ready_workspace(&source, "labels").await;
-    let browser = Browser::open(&server, "labels").await;
-    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
-    browser.text_in("#messages", "Agent ready").await;
+    let (server, _source, _workspace, browser) = on_a_workspace_page("labels", "labels").await;
 
     // Rejected: "rejected", not a red FAILED; the title shows the command as code.
     browser.element("#prompt").await.send_keys("$ echo never-run\n").await.unwrap();
@@ -1202,12 +1205,7 @@ async fn a_hidden_tab_says_when_the_agent_asks_and_when_it_finished() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let server = start(|_| {}).await;
-    let source = SourceRepo::new();
-    let workspace = server.ready_workspace(&source, "attention").await;
-    let browser = Browser::open(&server, "attention").await;
-    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
-    browser.text_in("#messages", "Agent ready").await;
+    let (server, _source, _workspace, browser) = on_a_workspace_page("attention", "attention").await;
     let title = || async { browser.client.title().await.unwrap() };
     let icon = || async {
         browser
