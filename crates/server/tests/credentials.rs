@@ -101,6 +101,34 @@ fn command_lines_holding(needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// The agent of workspace `id` commits (an empty commit, `message`) and pushes to `origin`
+/// from inside its sandbox — with no credential of its own — then idles; returns its
+/// session once the push finished, having checked that it worked.
+async fn the_agent_commits_and_pushes(
+    server: &TestServer,
+    api: &common::Api,
+    id: &str,
+    message: &str,
+) -> String {
+    let agent = format!(
+        "mkdir -p .berth; \
+         (git -c user.name=agent -c user.email=agent@example.invalid commit -q --allow-empty -m {message} \
+          && git push -q origin HEAD:refs/heads/main) > .berth/push.log 2>&1; echo $? > .berth/push.status; \
+         echo $$ > .berth/agent.pid; exec sleep 600"
+    );
+    let patch = api
+        .request(reqwest::Method::PATCH, &format!("/api/workspaces/{id}"))
+        .json(&json!({ "agent": agent }));
+    assert_eq!(api.send(patch).await.0, StatusCode::OK);
+    let (status, opened) = api.open(id).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let checkout = server.checkout(id);
+    let pushed = file_written(&checkout.join(".berth/push.status")).await;
+    let push_log = std::fs::read_to_string(checkout.join(".berth/push.log")).unwrap_or_default();
+    assert_eq!(pushed.trim(), "0", "the agent's push failed: {push_log}");
+    opened["session"]["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn a_private_repository_clones_and_pushes_with_the_callers_credential_only_bwrap() {
     a_private_repository_clones_and_pushes_with_the_callers_credential_only(Sandbox::Bwrap).await;
@@ -153,24 +181,7 @@ async fn a_private_repository_clones_and_pushes_with_the_callers_credential_only
 
     // The agent commits and pushes from inside its sandbox, with no credential of its own.
     let checkout = server.checkout(&id);
-    let agent = "mkdir -p .berth; \
-        (git -c user.name=agent -c user.email=agent@example.invalid commit -q --allow-empty -m from-the-sandbox \
-         && git push -q origin HEAD:refs/heads/main) > .berth/push.log 2>&1; echo $? > .berth/push.status; \
-        echo $$ > .berth/agent.pid; exec sleep 600";
-    let (status, _) = alice
-        .send(
-            alice
-                .request(reqwest::Method::PATCH, &format!("/api/workspaces/{id}"))
-                .json(&json!({ "agent": agent })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, opened) = alice.open(&id).await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
-    let session = opened["session"]["id"].as_str().unwrap().to_owned();
-    let pushed = file_written(&checkout.join(".berth/push.status")).await;
-    let push_log = std::fs::read_to_string(checkout.join(".berth/push.log")).unwrap_or_default();
-    assert_eq!(pushed.trim(), "0", "the agent's push failed: {push_log}");
+    let session = the_agent_commits_and_pushes(&server, &alice, &id, "from-the-sandbox").await;
     assert_eq!(remote.head_of("main"), git(&checkout, &["rev-parse", "HEAD"]));
     assert!(command_lines_holding(GIT_SECRET).is_empty(), "the secret is on a command line");
     let (status, _) = alice.post(&format!("/api/sessions/{session}/close"), Value::Null).await;
@@ -357,20 +368,7 @@ async fn an_ssh_repository_uses_the_callers_berth_key_and_refuses_a_changed_host
 
     // The agent pushes over SSH from inside its sandbox.
     let checkout = server.checkout(&id);
-    let agent = "mkdir -p .berth; \
-        (git -c user.name=agent -c user.email=agent@example.invalid commit -q --allow-empty -m over-ssh \
-         && git push -q origin HEAD:refs/heads/main) > .berth/push.log 2>&1; echo $? > .berth/push.status; \
-        echo $$ > .berth/agent.pid; exec sleep 600";
-    let patch = alice
-        .request(reqwest::Method::PATCH, &format!("/api/workspaces/{id}"))
-        .json(&json!({ "agent": agent }));
-    assert_eq!(alice.send(patch).await.0, StatusCode::OK);
-    let (status, opened) = alice.open(&id).await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
-    let session = opened["session"]["id"].as_str().unwrap().to_owned();
-    let pushed = file_written(&checkout.join(".berth/push.status")).await;
-    let push_log = std::fs::read_to_string(checkout.join(".berth/push.log")).unwrap_or_default();
-    assert_eq!(pushed.trim(), "0", "the agent's push failed: {push_log}");
+    let session = the_agent_commits_and_pushes(&server, &alice, &id, "over-ssh").await;
     assert_eq!(remote.head_of("main"), git(&checkout, &["rev-parse", "HEAD"]));
     assert!(command_lines_holding("PRIVATE KEY").is_empty(), "the key is on a command line");
     let (status, _) = alice.post(&format!("/api/sessions/{session}/close"), Value::Null).await;
