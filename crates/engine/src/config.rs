@@ -493,6 +493,11 @@ impl Config {
         })
     }
 
+    /// The catalogue's agent called `name`.
+    pub fn agent(&self, name: &str) -> Option<&AgentEntry> {
+        self.agents.iter().find(|entry| entry.name == name)
+    }
+
     /// A configuration for tests and tools: defaults, everything under `data_dir`, and
     /// members may clone local repositories under the temporary directory.
     pub fn for_data_dir(data_dir: &Path) -> Config {

@@ -276,12 +276,9 @@ impl Engine {
         let workspace = self.store.workspace(&session.workspace_id).await?;
         let needs = workspace
             .and_then(|workspace| workspace.agent)
-            .and_then(|name| {
-                self.config.agents.iter().find(|entry| entry.name == name).map(|entry| entry.needs.clone())
-            })
+            .and_then(|name| self.config.agent(&name).map(|entry| entry.needs.clone()))
             .unwrap_or_default();
-        let have: Vec<String> =
-            self.store.secrets_of(&session.user_id).await?.into_iter().map(|secret| secret.name).collect();
+        let have = self.secret_names(&session.user_id).await?;
         let missing: Vec<String> = needs.into_iter().filter(|name| !have.contains(name)).collect();
         let message = match missing.as_slice() {
             [] => {

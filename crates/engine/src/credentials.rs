@@ -82,11 +82,11 @@ impl Engine {
         repo: &str,
     ) -> Result<Option<GitCredential>, EngineError> {
         let Some(origin) = berth_git::http_origin(repo) else { return Ok(None) };
-        let host = origin.split_once("://").map_or(origin.as_str(), |(_, host)| host);
+        let host = origin.host.as_str();
         let Some(sealed) = self.store.credential_for(owner, host).await? else { return Ok(None) };
         match self.sealer.open(&credential_context(owner, host), &sealed.sealed_secret) {
             Ok(secret) => Ok(Some(GitCredential {
-                origin,
+                origin: origin.url(),
                 username: sealed.info.username,
                 secret: String::from_utf8_lossy(&secret).into_owned(),
             })),
@@ -122,11 +122,15 @@ impl Engine {
         Ok(env)
     }
 
+    /// The names of the secrets `owner` has set.
+    pub(crate) async fn secret_names(&self, owner: &UserId) -> Result<Vec<String>, EngineError> {
+        Ok(self.store.secrets_of(owner).await?.into_iter().map(|secret| secret.name).collect())
+    }
+
     /// The agents this installation offers — the built-in one first — each with the
     /// secrets it needs that the caller has not set.
     pub async fn agents(&self, caller: &User) -> Result<Vec<OfferedAgent>, EngineError> {
-        let have: Vec<String> =
-            self.store.secrets_of(&caller.id).await?.into_iter().map(|secret| secret.name).collect();
+        let have = self.secret_names(&caller.id).await?;
         let builtin = OfferedAgent {
             name: crate::BUILTIN_AGENT.to_owned(),
             description: "berth's own agent: runs the commands you approve, offline".to_owned(),

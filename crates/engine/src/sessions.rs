@@ -420,11 +420,11 @@ impl Engine {
     /// command line, else the installation's; the built-in agent of this very binary when
     /// it names that or nothing says otherwise.
     fn agent_command_for(&self, workspace: &berth_core::Workspace) -> String {
-        let catalogued = |name: &str| self.config.agents.iter().find(|entry| entry.name == name);
         let command = match workspace.agent.as_deref() {
             Some(crate::BUILTIN_AGENT) => None,
-            Some(name) if catalogued(name).is_some() => catalogued(name).map(|entry| entry.command.clone()),
-            Some(command) => Some(command.to_owned()),
+            Some(name) => {
+                Some(self.config.agent(name).map_or(name, |entry| entry.command.as_str()).to_owned())
+            }
             None => self.config.agent_command.clone(),
         };
         command.unwrap_or_else(|| {

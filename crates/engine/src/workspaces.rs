@@ -124,11 +124,18 @@ impl Engine {
         Ok(self.store.init_log(&workspace.id).await?.unwrap_or_default())
     }
 
-    pub async fn git_status(&self, owner: &User, id: &str) -> Result<WorkspaceGitStatus, EngineError> {
+    /// One of the caller's workspaces that has a checkout (`workspace_not_ready` otherwise):
+    /// what every git command on a workspace starts from.
+    async fn with_checkout(&self, owner: &User, id: &str) -> Result<Workspace, EngineError> {
         let workspace = self.workspace(owner, id).await?;
         if !workspace.state.has_checkout() {
             return Err(EngineError::WrongState { id: workspace.id, state: workspace.state });
         }
+        Ok(workspace)
+    }
+
+    pub async fn git_status(&self, owner: &User, id: &str) -> Result<WorkspaceGitStatus, EngineError> {
+        let workspace = self.with_checkout(owner, id).await?;
         let dir = self.paths.workspace(&workspace.id);
         berth_git::status(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir })
             .await
@@ -138,10 +145,7 @@ impl Engine {
     /// Each uncommitted file's diff against HEAD and the commits no remote has, read in a
     /// sandbox of the workspace.
     pub async fn workspace_changes(&self, owner: &User, id: &str) -> Result<berth_git::Changes, EngineError> {
-        let workspace = self.workspace(owner, id).await?;
-        if !workspace.state.has_checkout() {
-            return Err(EngineError::WrongState { id: workspace.id, state: workspace.state });
-        }
+        let workspace = self.with_checkout(owner, id).await?;
         let dir = self.paths.workspace(&workspace.id);
         berth_git::changes(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir })
             .await
@@ -157,10 +161,7 @@ impl Engine {
         message: &str,
     ) -> Result<berth_git::Committed, EngineError> {
         berth_core::validate::commit_message(message)?;
-        let workspace = self.workspace(owner, id).await?;
-        if !workspace.state.has_checkout() {
-            return Err(EngineError::WrongState { id: workspace.id, state: workspace.state });
-        }
+        let workspace = self.with_checkout(owner, id).await?;
         let dir = self.paths.workspace(&workspace.id);
         let email = format!("{}@users.berth.invalid", owner.name);
         let checkout = Checkout { workspace_id: &workspace.id, dir: &dir };
@@ -183,10 +184,7 @@ impl Engine {
     /// Pushes the checkout's branch, from a sandbox of the workspace, to the repository
     /// it was made from, with the caller's credential for that host.
     pub async fn push_workspace(&self, owner: &User, id: &str) -> Result<PushedBranch, EngineError> {
-        let workspace = self.workspace(owner, id).await?;
-        if !workspace.state.has_checkout() {
-            return Err(EngineError::WrongState { id: workspace.id, state: workspace.state });
-        }
+        let workspace = self.with_checkout(owner, id).await?;
         if matches!(
             berth_core::validate::repo(&workspace.repo),
             Ok(berth_core::validate::RepoSource::LocalPath(_))
@@ -506,7 +504,7 @@ impl Engine {
         if !REFUSALS.iter().any(|refusal| said.contains(refusal)) {
             return Ok(None);
         }
-        let host = origin.split_once("://").map_or(origin.as_str(), |(_, host)| host);
+        let host = &origin.host;
         let hint = match self.git_credential(&workspace.owner, &workspace.repo).await? {
             Some(_) => format!(
                 "{host} refused your credential; replace it on your account page (Git credentials) \

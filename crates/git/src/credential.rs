@@ -65,9 +65,24 @@ impl GitCredential {
     }
 }
 
-/// The origin (`scheme://host[:port]`) of an `http://` or `https://` repository URL,
-/// lowercased, without user information; `None` for anything else.
-pub fn http_origin(url: &str) -> Option<String> {
+/// Where an `http://` or `https://` repository lives: its scheme and its host (with the
+/// port), lowercased, without user information.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOrigin {
+    scheme: String,
+    /// `github.com`, `127.0.0.1:8080`: what a credential is stored for.
+    pub host: String,
+}
+
+impl HttpOrigin {
+    /// `scheme://host[:port]`: what a credential helper is configured for.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.host)
+    }
+}
+
+/// The origin of an `http://` or `https://` repository URL; `None` for anything else.
+pub fn http_origin(url: &str) -> Option<HttpOrigin> {
     let (scheme, rest) = url.split_once("://")?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
@@ -75,7 +90,7 @@ pub fn http_origin(url: &str) -> Option<String> {
     }
     let authority = rest.split(['/', '?', '#']).next()?;
     let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    (!host.is_empty()).then(|| format!("{scheme}://{}", host.to_ascii_lowercase()))
+    (!host.is_empty()).then(|| HttpOrigin { scheme, host: host.to_ascii_lowercase() })
 }
 
 #[cfg(test)]
@@ -84,9 +99,10 @@ mod tests {
 
     #[test]
     fn origins_of_http_repositories() {
-        assert_eq!(http_origin("https://GitHub.com/me/x.git").as_deref(), Some("https://github.com"));
-        assert_eq!(http_origin("http://127.0.0.1:8080/x").as_deref(), Some("http://127.0.0.1:8080"));
-        assert_eq!(http_origin("https://me@host/x").as_deref(), Some("https://host"));
+        let url = |repo: &str| http_origin(repo).map(|origin| origin.url());
+        assert_eq!(url("https://GitHub.com/me/x.git").as_deref(), Some("https://github.com"));
+        assert_eq!(url("http://127.0.0.1:8080/x").as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(http_origin("https://me@host/x").map(|origin| origin.host).as_deref(), Some("host"));
         for other in
             ["git@github.com:me/x.git", "ssh://host/x", "/srv/repo", "file:///srv/repo", "https:///x"]
         {

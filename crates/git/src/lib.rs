@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use changes::{ChangedFile, Changes, Commit, Committed, FileChange, changes, commit};
 pub use clone::{CloneOutcome, CloneRequest, CloneSource, clone};
-pub use credential::{GitCredential, http_origin};
+pub use credential::{GitCredential, HttpOrigin, http_origin};
 pub use push::{PushOutcome, push};
 pub use ssh::{SshCredential, SshTarget, keyscan, ssh_target};
 pub use status::{GitStatus, status, switch_branch};

@@ -4,6 +4,7 @@
 
 import { h, toast } from "./dom.js";
 import { api, errorMessage } from "./api.js";
+import { pushWorkspace } from "./dashboard.js";
 
 const LABELS = { added: "new", modified: "changed", deleted: "deleted", renamed: "renamed" };
 
@@ -76,9 +77,7 @@ export function changesPanel(workspace) {
 
   const push = async () => {
     pushButton.disabled = true;
-    const answer = await api("POST", `/api/workspaces/${encodeURIComponent(workspace.id)}/push`);
-    if (answer.status === 200) toast(`Pushed ${answer.body.branch} (${answer.body.head.slice(0, 7)})`);
-    else toast(`Push failed: ${errorMessage(answer)}`, "bad");
+    await pushWorkspace(workspace);
     refresh();
   };
   pushButton.addEventListener("click", push);

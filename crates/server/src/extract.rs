@@ -142,3 +142,22 @@ pub(crate) fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)>
         .filter_map(|pair| pair.trim().split_once('='))
         .map(|(name, value)| (name.trim(), value.trim()))
 }
+
+/// A path on the same host, safe to redirect to: one leading `/` (`//host` would leave
+/// it), no backslash (browsers read it as `/`), nothing invisible, at most `max` bytes.
+pub(crate) fn is_local_path(path: &str, max: usize) -> bool {
+    path.starts_with('/')
+        && !path[1..].starts_with(['/', '\\'])
+        && path.len() <= max
+        && !path.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace())
+}
+
+/// Whether a browser asks for a page (it accepts HTML), rather than a script or a client
+/// for its answer.
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("text/html"))
+}

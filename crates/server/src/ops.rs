@@ -3,7 +3,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, TOKEN_COOKIE};
+use crate::extract::{ApiQuery, TOKEN_COOKIE, is_local_path, wants_html};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -78,16 +78,12 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-/// `next` when it is a page of berth itself: one leading `/` (no `//host`), nothing
-/// invisible, no backslash.
+/// The longest `next` page a login goes on to.
+const MAX_NEXT: usize = 2048;
+
+/// `next` when it is a page of berth itself, else the dashboard.
 fn local_page(next: Option<&str>) -> &str {
-    next.filter(|path| {
-        path.starts_with('/')
-            && !path[1..].starts_with(['/', '\\'])
-            && path.len() <= 2048
-            && !path.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace())
-    })
-    .unwrap_or("/")
+    next.filter(|path| is_local_path(path, MAX_NEXT)).unwrap_or("/")
 }
 
 #[utoipa::path(get, path = "/login", tag = "users", security(()), params(LoginQuery),
@@ -103,15 +99,12 @@ pub async fn login(
     ApiQuery(query): ApiQuery<LoginQuery>,
 ) -> Result<Response, ApiError> {
     if state.engine.authenticate(&query.token).await?.is_none() {
-        let browser = headers
-            .get(header::ACCEPT)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/html"));
+        let browser = wants_html(&headers);
         if browser {
             // Where the person was going, when it was a page of berth, goes along.
             let mut again = form_urlencoded::Serializer::new(String::new());
             again.append_pair("refused", "1");
-            if let Some(next) = query.next.as_deref().filter(|next| local_page(Some(next)) == *next) {
+            if let Some(next) = query.next.as_deref().filter(|next| is_local_path(next, MAX_NEXT)) {
                 again.append_pair("next", next);
             }
             let again = again.finish();

@@ -14,7 +14,9 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, Caller, TOKEN_COOKIE, bearer_token, cookies, request_token};
+use crate::extract::{
+    ApiQuery, Caller, TOKEN_COOKIE, bearer_token, cookies, is_local_path, request_token, wants_html,
+};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -28,6 +30,8 @@ use serde::Deserialize;
 
 /// The preview host's own cookie.
 pub const PREVIEW_COOKIE: &str = "berth_preview";
+/// The longest path opened on a preview host through berth.
+const MAX_PATH: usize = 4096;
 /// Where a preview host trades a ticket for its cookie (no port is called `_berth`).
 const AUTH_PATH: &str = "/_berth/auth";
 
@@ -82,7 +86,7 @@ pub async fn open_preview(
         return Err(EngineError::PortNotAllowed { port }.into());
     }
     let path = query.path.as_deref().unwrap_or("/");
-    if !is_local_path(path) {
+    if !is_local_path(path, MAX_PATH) {
         return Err(ApiError::invalid_request("path must be a path on the preview, starting with one '/'"));
     }
     let token = request_token(&headers).ok_or_else(ApiError::unauthorized)?;
@@ -108,7 +112,7 @@ async fn redeem_ticket(
     ApiQuery(query): ApiQuery<RedeemQuery>,
 ) -> Result<Response, ApiError> {
     let (hosts, workspace) = preview_host(&state, &headers)?;
-    if !is_local_path(&query.next) {
+    if !is_local_path(&query.next, MAX_PATH) {
         return Err(ApiError::invalid_request("next must be a path on this preview host"));
     }
     let (cookie, max_age) = state.engine.preview_redeem(&query.ticket, &workspace).await?;
@@ -130,15 +134,6 @@ fn no_store(mut response: Response) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
-}
-
-/// A path on the same host: one leading `/` (`//host` would leave it), no backslash
-/// (browsers read it as `/`), nothing invisible.
-fn is_local_path(path: &str) -> bool {
-    path.starts_with('/')
-        && !path[1..].starts_with(['/', '\\'])
-        && path.len() <= 4096
-        && !path.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace())
 }
 
 /// The preview hosts and the workspace the request's `Host` names; anything else is
@@ -197,7 +192,7 @@ async fn forward_root(
     Path(port): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let navigation = is_navigation(request.headers());
+    let navigation = wants_html(request.headers());
     page_when_unreachable(navigation, proxy(state, port, String::new(), request).await)
 }
 
@@ -206,17 +201,8 @@ async fn forward(
     Path((port, path)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let navigation = is_navigation(request.headers());
+    let navigation = wants_html(request.headers());
     page_when_unreachable(navigation, proxy(state, port, path, request).await)
-}
-
-/// A page a browser shows (it asks for HTML), not a script's request.
-fn is_navigation(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|accept| accept.contains("text/html"))
 }
 
 /// A browser that opens a port nothing answers on gets a page that says so and tries
