@@ -57,7 +57,8 @@ async fn server_of(kind: Sandbox) -> Option<TestServer> {
     )
 }
 
-/// Waits (bounded) for a file the agent writes in its checkout.
+/// Waits (bounded) for a file the agent writes in its checkout (whole: the agents here
+/// write a file beside it and move it into place).
 async fn file_written(path: &Path) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -239,7 +240,7 @@ async fn a_users_secrets_reach_their_own_agents_and_never_come_back() {
     let server = TestServer::start_with(|config| {
         sandboxed(config);
         config.agent_command = Some(
-            "mkdir -p .berth; printenv MODEL_API_KEY > .berth/seen; echo >> .berth/seen; \
+            "mkdir -p .berth; (printenv MODEL_API_KEY; echo) > .berth/seen.part; mv .berth/seen.part .berth/seen; \
              echo $$ > .berth/agent.pid; exec sleep 600"
                 .into(),
         );
@@ -302,7 +303,7 @@ async fn the_agents_catalogue_says_what_each_agent_lacks_and_a_workspace_runs_on
     let server = TestServer::start_with(|config| {
         config.agents = vec![berth_engine::AgentEntry {
             name: "scribe".into(),
-            command: "mkdir -p .berth; printenv SCRIBE_KEY > .berth/seen; echo $$ > .berth/agent.pid; exec sleep 600"
+            command: "mkdir -p .berth; printenv SCRIBE_KEY > .berth/seen.part; mv .berth/seen.part .berth/seen; echo $$ > .berth/agent.pid; exec sleep 600"
                 .into(),
             needs: vec!["SCRIBE_KEY".into()],
             description: "writes things down".into(),
