@@ -27,6 +27,8 @@ pub enum Field {
     /// A credential's username or secret.
     Credential,
     CommitMessage,
+    /// A path inside a checkout, for the file browser.
+    FilePath,
 }
 
 impl Field {
@@ -43,6 +45,7 @@ impl Field {
             Field::CredentialHost => "invalid_host",
             Field::Credential => "invalid_credential",
             Field::CommitMessage => "invalid_message",
+            Field::FilePath => "invalid_path",
         }
     }
 }
@@ -125,6 +128,31 @@ pub fn commit_message(value: &str) -> Result<(), InputError> {
         );
     }
     Ok(())
+}
+
+pub const MAX_FILE_PATH_LEN: usize = 4096;
+
+/// A path inside a checkout, as the file browser names it: empty (the checkout itself)
+/// or `/`-separated names relative to it — no empty name, `.`, `..` or NUL (a name may
+/// hold any other byte), at most 4 KiB — and never into `.git` (berth's view of the checkout leaves
+/// it out). Returned without a leading or trailing `/`.
+pub fn checkout_path(value: &str) -> Result<&str, InputError> {
+    let field = Field::FilePath;
+    let path = value.trim_matches('/');
+    if path.len() > MAX_FILE_PATH_LEN || path.contains('\0') {
+        return refuse(field, format!("a path is at most {MAX_FILE_PATH_LEN} bytes, without NUL"));
+    }
+    if path.is_empty() {
+        return Ok(path);
+    }
+    let mut names = path.split('/');
+    if names.any(|name| name.is_empty() || name == "." || name == "..") {
+        return refuse(field, "a path names files inside the checkout: no empty name, '.' or '..'");
+    }
+    if path.split('/').next() == Some(".git") {
+        return refuse(field, "the file browser does not show .git");
+    }
+    Ok(path)
 }
 
 /// A credential's username or secret: not empty, at most 4 KiB, no control characters
@@ -404,6 +432,23 @@ pub fn agent_command(value: &str) -> Result<(), InputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkout_paths() {
+        for (value, expected) in [
+            ("", ""),
+            ("/", ""),
+            ("src/", "src"),
+            ("src/main.rs", "src/main.rs"),
+            ("a b/.gitignore", "a b/.gitignore"),
+            ("tab\tand\nnewline", "tab\tand\nnewline"),
+        ] {
+            assert_eq!(checkout_path(value).map_err(|error| error.reason), Ok(expected), "{value:?}");
+        }
+        for value in ["..", "a/../../etc", "./a", "a//b", ".git", ".git/config", "a\0b", &"a".repeat(5000)] {
+            assert_eq!(checkout_path(value).map_err(|error| error.field), Err(Field::FilePath), "{value:?}");
+        }
+    }
 
     #[test]
     fn accepted_repositories() {

@@ -47,6 +47,8 @@ pub enum EngineError {
     PushFailed { message: String },
     #[error("nothing answers on port {port} in the sandbox: {message}")]
     PreviewUnreachable { port: u16, message: String },
+    #[error("this is a binary file of {size} bytes; the file browser shows text only")]
+    BinaryFile { size: u64 },
     #[error("{what}")]
     Unsupported { what: &'static str },
     #[error("the sandbox driver failed")]
@@ -92,6 +94,7 @@ impl EngineError {
             EngineError::NoLiveSession => "no_live_session",
             EngineError::PushFailed { .. } => "push_failed",
             EngineError::PreviewUnreachable { .. } => "preview_unreachable",
+            EngineError::BinaryFile { .. } => "binary_file",
             EngineError::Unsupported { .. } => "unsupported",
             EngineError::Sandbox { .. } | EngineError::Io { .. } | EngineError::Store { .. } => "internal",
         }

@@ -36,7 +36,7 @@ pub use paths::DataPaths;
 pub use sessions::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};
 pub use ssh::SshPublicKey;
 pub use users::{NewToken, hash_token};
-pub use workspaces::{NewWorkspace, PushedBranch, WorkspaceGitStatus, WorkspaceSettings};
+pub use workspaces::{NewWorkspace, PushedBranch, WorkspaceFile, WorkspaceGitStatus, WorkspaceSettings};
 
 /// The running core of a berth server. Shared as `Arc<Engine>`.
 pub struct Engine {

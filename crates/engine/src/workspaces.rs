@@ -152,6 +152,35 @@ impl Engine {
             .map_err(|source| EngineError::Git { id: workspace.id, source })
     }
 
+    /// What `path` is in the checkout — a directory's entries, a text file, a link (not
+    /// followed) — read in a sandbox of the workspace. A binary file is refused
+    /// (`binary_file`), a file over 1 MiB is cut (`truncated`).
+    pub async fn workspace_path(
+        &self,
+        owner: &User,
+        id: &str,
+        path: &str,
+    ) -> Result<WorkspaceFile, EngineError> {
+        let path = berth_core::validate::checkout_path(path)?;
+        let workspace = self.with_checkout(owner, id).await?;
+        let dir = self.paths.workspace(&workspace.id);
+        let found =
+            berth_git::read_path(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir }, path)
+                .await
+                .map_err(|source| EngineError::Git { id: workspace.id, source })?;
+        Ok(match found {
+            berth_git::CheckoutPath::Dir { entries, truncated } => WorkspaceFile::Dir { entries, truncated },
+            berth_git::CheckoutPath::Symlink { target } => WorkspaceFile::Symlink { target },
+            berth_git::CheckoutPath::NotFound => {
+                return Err(EngineError::NotFound { what: "file or directory" });
+            }
+            berth_git::CheckoutPath::File { size, bytes, truncated } => {
+                let text = text_of(&bytes, truncated).ok_or(EngineError::BinaryFile { size })?;
+                WorkspaceFile::Text { size, text, truncated }
+            }
+        })
+    }
+
     /// Commits everything in the checkout as the caller, with `message`, in a sandbox of
     /// the workspace (hooks off).
     pub async fn commit_workspace(
@@ -564,5 +593,53 @@ async fn remove_dir_if_present(dir: &Path) -> Result<(), EngineError> {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(EngineError::Io { path: dir.to_owned(), source }),
+    }
+}
+
+/// What the file browser shows of a path of a checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkspaceFile {
+    Dir {
+        entries: Vec<berth_git::Entry>,
+        truncated: bool,
+    },
+    /// A file's text: its first MiB when `truncated`.
+    Text {
+        size: u64,
+        text: String,
+        truncated: bool,
+    },
+    /// A symbolic link, shown and never followed.
+    Symlink {
+        target: String,
+    },
+}
+
+/// The bytes as text, or `None` for a binary file: one with a NUL in its first 8,000
+/// bytes (git's own test) or that is not UTF-8 — but for a character cut at the end.
+fn text_of(bytes: &[u8], cut: bool) -> Option<String> {
+    if bytes[..bytes.len().min(8000)].contains(&0) {
+        return None;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Some(text.to_owned()),
+        Err(error) if cut && error.error_len().is_none() => {
+            Some(String::from_utf8_lossy(&bytes[..error.valid_up_to()]).into_owned())
+        }
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_of;
+
+    #[test]
+    fn text_is_utf8_without_nul_and_a_cut_character_is_dropped() {
+        assert_eq!(text_of(b"fn main() {}\n", false).as_deref(), Some("fn main() {}\n"));
+        assert_eq!(text_of(b"\x89PNG\r\n\x1a\n\0\0", false), None);
+        assert_eq!(text_of(b"caf\xc3", false), None);
+        assert_eq!(text_of(b"caf\xc3", true).as_deref(), Some("caf"));
+        assert_eq!(text_of(b"a\xffb", true), None);
     }
 }

@@ -13,6 +13,7 @@
 mod changes;
 mod clone;
 mod credential;
+mod files;
 mod push;
 mod ssh;
 mod status;
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use changes::{ChangedFile, Changes, Commit, Committed, FileChange, changes, commit};
 pub use clone::{CloneOutcome, CloneRequest, CloneSource, clone};
 pub use credential::{GitCredential, HttpOrigin, http_origin};
+pub use files::{CheckoutPath, Entry, EntryKind, MAX_ENTRIES, MAX_FILE_BYTES, read_path};
 pub use push::{PushOutcome, push};
 pub use ssh::{SshCredential, SshTarget, keyscan, ssh_target};
 pub use status::{GitStatus, status, switch_branch};

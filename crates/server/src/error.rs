@@ -150,6 +150,9 @@ impl From<EngineError> for ApiError {
             EngineError::PortNotAllowed { .. } => {
                 ApiError::new(StatusCode::FORBIDDEN, code, error.to_string())
             }
+            EngineError::BinaryFile { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
+            }
             EngineError::NoLiveSession => ApiError::new(StatusCode::NOT_FOUND, code, error.to_string()),
             EngineError::Unauthorized { message } => ApiError::new(StatusCode::UNAUTHORIZED, code, message),
             EngineError::PreviewUnreachable { .. } | EngineError::SandboxFailed { .. } => {

@@ -604,6 +604,88 @@ pub struct CommittedBody {
     pub branch: Option<String>,
 }
 
+/// `GET /api/workspaces/{id}/files?path=`.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FilesQuery {
+    /// A directory or file of the checkout, relative to it; empty for the checkout itself.
+    #[serde(default)]
+    pub path: String,
+}
+
+/// One entry of a directory.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EntryBody {
+    pub name: String,
+    /// `dir`, `file`, `symlink` or `other` (a FIFO, socket or device).
+    pub kind: String,
+    pub size: u64,
+}
+
+/// A path of a checkout: a directory's entries (directories first), a file's text, or a
+/// symbolic link's target (never followed).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FileBody {
+    pub path: String,
+    /// `dir`, `file` or `symlink`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries: Option<Vec<EntryBody>>,
+    /// A file's size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// A file's text: its first MiB when `truncated`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A link's target, as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// More than 5,000 entries, or a file over 1 MiB: only the first are here.
+    pub truncated: bool,
+}
+
+impl FileBody {
+    pub fn new(path: &str, file: berth_engine::WorkspaceFile) -> FileBody {
+        let mut body = FileBody {
+            path: path.trim_matches('/').to_owned(),
+            kind: String::new(),
+            entries: None,
+            size: None,
+            text: None,
+            target: None,
+            truncated: false,
+        };
+        match file {
+            berth_engine::WorkspaceFile::Dir { entries, truncated } => {
+                body.kind = "dir".into();
+                body.entries = Some(
+                    entries
+                        .into_iter()
+                        .map(|entry| EntryBody {
+                            name: entry.name,
+                            kind: entry.kind.as_str().into(),
+                            size: entry.size,
+                        })
+                        .collect(),
+                );
+                body.truncated = truncated;
+            }
+            berth_engine::WorkspaceFile::Text { size, text, truncated } => {
+                body.kind = "file".into();
+                body.size = Some(size);
+                body.text = Some(text);
+                body.truncated = truncated;
+            }
+            berth_engine::WorkspaceFile::Symlink { target } => {
+                body.kind = "symlink".into();
+                body.target = Some(target);
+            }
+        }
+        body
+    }
+}
+
 /// `GET /api/sessions/{id}/ports`: what listens inside the sandbox, for the preview.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PortsBody {

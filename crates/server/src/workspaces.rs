@@ -6,7 +6,8 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::wire::{
     ChangesBody, CommitRequest, CommittedBody, CreateWorkspaceRequest, DeleteQuery, DeletedBody,
-    ErrorEnvelope, GitStatusBody, PushBody, UpdateWorkspaceRequest, WorkspaceBody, WorkspaceList,
+    ErrorEnvelope, FileBody, FilesQuery, GitStatusBody, PushBody, UpdateWorkspaceRequest, WorkspaceBody,
+    WorkspaceList,
 };
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/workspaces/{id}/push", post(push_workspace))
         .route("/api/workspaces/{id}/diff", get(workspace_diff))
         .route("/api/workspaces/{id}/commit", post(commit_workspace))
+        .route("/api/workspaces/{id}/files", get(workspace_files))
 }
 
 /// Creates a workspace; it answers at once in `initialising` and clones in the background.
@@ -192,6 +194,25 @@ pub async fn workspace_diff(
     Path(id): Path<String>,
 ) -> Result<Json<ChangesBody>, ApiError> {
     Ok(Json(ChangesBody::from(&state.engine.workspace_changes(&caller, &id).await?)))
+}
+
+/// The file browser: a directory's entries or a file's text, read in a sandbox of the
+/// workspace; links are shown, never followed, and `.git` is left out. Bounded: 5,000
+/// entries, 1 MiB of a file; a binary file is refused.
+#[utoipa::path(get, path = "/api/workspaces/{id}/files", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace id"), FilesQuery),
+    responses((status = 200, body = FileBody), (status = 400, body = ErrorEnvelope, description = "invalid_path"),
+        (status = 404, body = ErrorEnvelope, description = "the workspace, or nothing at that path"),
+        (status = 409, body = ErrorEnvelope, description = "workspace_not_ready, git_failed"),
+        (status = 422, body = ErrorEnvelope, description = "binary_file")))]
+pub async fn workspace_files(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<FilesQuery>,
+) -> Result<Json<FileBody>, ApiError> {
+    let file = state.engine.workspace_path(&caller, &id, &query.path).await?;
+    Ok(Json(FileBody::new(&query.path, file)))
 }
 
 /// Commits everything in the checkout (new, changed and deleted files) as the caller, in

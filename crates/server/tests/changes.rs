@@ -79,3 +79,122 @@ async fn the_diff_shows_every_change_and_a_commit_takes_them_all_without_hooks()
     assert_eq!(bob.get(&format!("/api/workspaces/{id}/diff")).await.0, StatusCode::NOT_FOUND);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_file_browser_lists_and_shows_text_and_follows_no_link() {
+    if !have_program("bwrap", "scripts/test.sh") {
+        return;
+    }
+    let server = TestServer::start_with(|config| {
+        config.isolation = Isolation::Bwrap;
+        config.network = Network::Isolated;
+    })
+    .await;
+    let source = SourceRepo::new();
+    let alice = server.member("alice").await;
+    let id = alice.ready_workspace(&source.url(), "work").await;
+    let checkout = server.checkout(&id);
+    std::fs::create_dir_all(checkout.join("src/deep")).unwrap();
+    std::fs::write(checkout.join("src/main.rs"), "fn main() {}\n").unwrap();
+    std::fs::write(checkout.join("tab\tname.txt"), "odd name\n").unwrap();
+    std::fs::write(checkout.join("image.bin"), [0x89, b'P', b'N', b'G', 0, 0, 1]).unwrap();
+    std::fs::write(checkout.join("big.txt"), "x".repeat(berth_git::MAX_FILE_BYTES + 10)).unwrap();
+    // Links the agent planted to what berth's host holds: a file of the data directory,
+    // the data directory, the host's own files.
+    let data = server.data_dir();
+    const CANARY: &str = "host-only-canary";
+    std::fs::write(data.join("canary.txt"), CANARY).unwrap();
+    std::os::unix::fs::symlink(data.join("canary.txt"), checkout.join("key")).unwrap();
+    std::os::unix::fs::symlink(data, checkout.join("data")).unwrap();
+    std::os::unix::fs::symlink("/etc", checkout.join("etc")).unwrap();
+
+    let files = |path: &str| {
+        let path = path.to_owned();
+        let alice = &alice;
+        let id = id.clone();
+        async move {
+            let query: String = url_encode(&path);
+            alice.get(&format!("/api/workspaces/{id}/files?path={query}")).await
+        }
+    };
+    let (status, root) = files("").await;
+    assert_eq!(status, StatusCode::OK, "{root}");
+    assert_eq!(root["kind"], "dir");
+    let names: Vec<(&str, &str)> = root["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| (entry["name"].as_str().unwrap(), entry["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names[0], ("src", "dir"), "directories first: {names:?}");
+    for expected in
+        [("README.md", "file"), ("tab\tname.txt", "file"), ("key", "symlink"), ("data", "symlink")]
+    {
+        assert!(names.contains(&expected), "{expected:?} in {names:?}");
+    }
+    assert!(!names.iter().any(|(name, _)| *name == ".git"), ".git is left out: {names:?}");
+
+    let (status, main) = files("src/main.rs").await;
+    assert_eq!(status, StatusCode::OK, "{main}");
+    assert_eq!(
+        (main["kind"].as_str(), main["text"].as_str(), main["size"].as_u64()),
+        (Some("file"), Some("fn main() {}\n"), Some(13))
+    );
+    let (_, odd) = files("tab\tname.txt").await;
+    assert_eq!(odd["text"], "odd name\n", "{odd}");
+    let (_, big) = files("big.txt").await;
+    assert_eq!(
+        (big["truncated"].as_bool(), big["text"].as_str().map(str::len)),
+        (Some(true), Some(berth_git::MAX_FILE_BYTES))
+    );
+    let (status, image) = files("image.bin").await;
+    assert_eq!(
+        (status, image["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("binary_file"))
+    );
+
+    // A link is shown as one, never followed: not to a file, not through a directory.
+    let (status, key) = files("key").await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    assert_eq!((key["kind"].as_str(), key["text"].as_str()), (Some("symlink"), None), "{key}");
+    for path in ["data/canary.txt", "data", "etc/passwd"] {
+        let (status, body) = files(path).await;
+        assert!(!body.to_string().contains(CANARY), "{path}: {body}");
+        if path == "data" {
+            assert_eq!(body["kind"], "symlink", "{body}");
+        } else {
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::NOT_FOUND, Some("not_found")),
+                "{path}: {body}"
+            );
+        }
+    }
+    for path in ["..", "../../etc/passwd", ".git/config", "src/../..", "a\0b"] {
+        let (status, body) = files(path).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_path")),
+            "{path:?}"
+        );
+    }
+    let (status, _) = files("nothing/here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let bob = server.member("bob").await;
+    assert_eq!(bob.get(&format!("/api/workspaces/{id}/files")).await.0, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+/// `value` percent-encoded for a query string.
+fn url_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte) {
+                (byte as char).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}

@@ -143,6 +143,11 @@ impl TestServer {
         self.as_user(body["token"].as_str().unwrap())
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
     pub fn checkout(&self, workspace_id: &str) -> PathBuf {
         self.data.path().join("workspaces").join(workspace_id)
     }
