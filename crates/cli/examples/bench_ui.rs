@@ -1,7 +1,7 @@
 //! The web UI's figures in a real headless Chromium (chromedriver on PATH): how long the
 //! dashboard takes to show 100 workspaces, and the workspace page to open a session and
-//! show a history of 1,000 events, from navigation to the last one drawn; and how many
-//! bytes the pages load. Run with `scripts/bench-ui.sh` (a release build).
+//! show a history of 1,000 events and a 200-file diff in the changes panel, from
+//! navigation to the last one drawn; and how many bytes the pages load. Run with `scripts/bench-ui.sh` (a release build).
 #![allow(clippy::unwrap_used)] // a benchmark that cannot unwrap has failed
 
 use berth_engine::{Config, Engine};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "berth_bench_ui_admin_token_0000000000";
 const WORKSPACES: usize = 100;
 const EVENTS: usize = 1_000;
+const CHANGED_FILES: usize = 200;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -69,6 +70,12 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // 200 files changed in the checkout: what the changes panel draws.
+    let checkout = data.path().join("berth").join("workspaces").join(&history);
+    for n in 0..CHANGED_FILES {
+        let body: String = (0..20).map(|line| format!("line {line} of file {n}\n")).collect();
+        std::fs::write(checkout.join(format!("file-{n:03}.txt")), body)?;
+    }
     // A history of 1,000 events: turns of a prompt, a streamed reply and a command's output.
     let opened: serde_json::Value = http
         .post(format!("{base}/api/workspaces/{history}/open"))
@@ -108,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut dashboard = Vec::new();
     let mut workspace_page = Vec::new();
+    let mut with_changes = Vec::new();
     for _ in 0..rounds {
         client.goto("about:blank").await?;
         let started = Instant::now();
@@ -134,6 +142,10 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         workspace_page.push(started.elapsed());
+        while client.find_all(Locator::Css("#changes-list details.change")).await?.len() < CHANGED_FILES {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        with_changes.push(started.elapsed());
     }
     let bytes: f64 = client
         .execute(
@@ -165,6 +177,11 @@ async fn main() -> anyhow::Result<()> {
         "  workspace page: session open + {EVENTS} events   p50 {:>7.1} ms  max {:>7.1} ms",
         p50(&mut workspace_page),
         p_max(&workspace_page)
+    );
+    println!(
+        "  … and the changes panel with {CHANGED_FILES} files          p50 {:>7.1} ms  max {:>7.1} ms",
+        p50(&mut with_changes),
+        p_max(&with_changes)
     );
     println!("  page, script, style and icon                  {:.1} KiB (uncompressed)", bytes / 1024.0);
     Ok(())

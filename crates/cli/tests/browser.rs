@@ -1356,3 +1356,186 @@ async fn tokens_are_made_and_revoked_a_user_disabled_and_sign_out_ends_the_brows
     admin.close().await;
     server.finish().await;
 }
+
+#[tokio::test]
+async fn the_files_panel_browses_the_checkout_and_the_clone_log_reads_as_a_terminal_does() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    // Over HTTP, git prints progress counters that overwrite one another with carriage
+    // returns.
+    let remote = berth_testkit::GitHttpServer::start(&source, "me", "token-for-files");
+    let credential = json!({ "host": format!("127.0.0.1:{}", remote.port), "username": "me", "secret": "token-for-files" });
+    assert_eq!(server.call(reqwest::Method::POST, "/api/credentials", Some(credential)).await.0, 201);
+    let (status, created) = server
+        .call(
+            reqwest::Method::POST,
+            "/api/workspaces",
+            Some(json!({ "repo": remote.url(), "name": "files" })),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let workspace = created["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await.1["state"]
+        != "ready"
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never cloned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let raw = server
+        .http
+        .get(format!("{}/api/workspaces/{workspace}/init-log", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains('\r'), "git printed no progress counters: {raw:?}");
+    let browser = Browser::open(&server, "files").await;
+    browser.goto(&server, &format!("/workspaces/{workspace}/settings")).await;
+    browser.click("#init-log-details summary").await;
+    let log = browser.text_in("#init-log", "Counting objects: 100%").await;
+    for line in log.lines() {
+        assert!(line.matches("objects:").count() <= 1, "progress ran together: {line:?}");
+    }
+
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.text_in("#messages", "Agent ready").await;
+    browser
+        .element("#prompt")
+        .await
+        .send_keys("$ mkdir -p src && echo 'fn main() {}' > src/main.rs\n")
+        .await
+        .unwrap();
+    browser.click(".question button[data-option='allow_once']:not([disabled])").await;
+    browser.text_in("#messages", "exited with status 0").await;
+    browser.click("#files summary").await;
+    browser.click("#files-entries [data-entry='src']").await;
+    browser.click("#files-entries [data-entry='main.rs']").await;
+    browser.text_in("#file-view", "fn main() {}").await;
+    browser.text_in("#files-path", "checkout / src / main.rs").await;
+    browser.screenshot("file").await;
+    browser.click("#files-path [data-crumb='']").await;
+    browser.element("#files-entries [data-entry='README.md']").await;
+    assert!(
+        browser.client.find_all(Locator::Css("#files-entries [data-entry='.git']")).await.unwrap().is_empty(),
+        ".git is not listed"
+    );
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn quiet_lines_fold_closing_says_closed_and_a_deleted_workspace_says_so() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (server, _source, workspace, browser) = on_a_workspace_page("quiet", "quiet-lines").await;
+    // Two reloads (each leaves, then opens a new session): started, ready, closed — one
+    // quiet line per session, below its dated separator.
+    for sessions in [2, 3] {
+        browser.client.refresh().await.unwrap();
+        let wait = format!("#messages .msg.system.separator:nth-of-type({sessions})");
+        browser.text_in(&wait, "Agent ready").await;
+    }
+    let lines = browser.client.find_all(Locator::Css("#messages .msg.system")).await.unwrap();
+    assert_eq!(lines.len(), 3, "the quiet lines are not folded");
+    assert!(
+        lines[0].text().await.unwrap().starts_with("Session started · Agent ready · Session closed"),
+        "{}",
+        lines[0].text().await.unwrap()
+    );
+
+    // Close workspace says the page's own words, whatever the live channel says first.
+    browser.click("#close-workspace").await;
+    browser.text_in("#session-ended", "Workspace closed. Its files are kept.").await;
+
+    // Opened again, then deleted elsewhere: the tab says so and leads back.
+    browser.click("#session-ended button").await;
+    browser.text_in("#messages .msg.system.separator:last-of-type", "Agent ready").await;
+    let separators = browser.client.find_all(Locator::Css("#messages .msg.system.separator")).await.unwrap();
+    assert_eq!(separators.len(), 4, "a dated line for each session");
+    let (status, deleted) =
+        server.call(reqwest::Method::DELETE, &format!("/api/workspaces/{workspace}?force=true"), None).await;
+    assert_eq!(status, 200, "{deleted}");
+    browser.text_in("#workspace-deleted", "quiet was deleted").await;
+    assert!(
+        browser.client.find_all(Locator::Css("#session-ended")).await.unwrap().is_empty(),
+        "no Open again for a deleted workspace"
+    );
+    browser.click("#workspace-deleted button").await;
+    browser.element("#new-workspace").await;
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn account_settings_and_admin_pages_follow_a_sessions_state_live() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "shared").await;
+    let browser = Browser::open(&server, "live-state").await;
+    for (page, row) in [
+        ("/account", "#sessions tr[data-session='{session}'] .badge[data-state='active']"),
+        ("/admin", "#admin-sessions tr[data-session='{session}'] .badge[data-state='active']"),
+        (&*format!("/workspaces/{workspace}/settings"), "#settings-state .badge[data-state='active']"),
+    ] {
+        browser.goto(&server, page).await;
+        browser.element("#nav").await;
+        // Opened and closed elsewhere (the API): the page follows without a reload.
+        let (status, opened) =
+            server.call(reqwest::Method::POST, &format!("/api/workspaces/{workspace}/open"), None).await;
+        assert_eq!(status, 201, "{opened}");
+        let session = opened["session"]["id"].as_str().unwrap();
+        browser.element(&row.replace("{session}", session)).await;
+        let (status, _) =
+            server.call(reqwest::Method::POST, &format!("/api/sessions/{session}/close"), None).await;
+        assert_eq!(status, 200);
+        if page.ends_with("/settings") {
+            browser.element("#settings-state .badge[data-state='idle']").await;
+        } else {
+            browser.gone(&format!("tr[data-session='{session}']")).await;
+        }
+    }
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn on_a_phone_the_chat_and_the_message_box_share_the_screen() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (server, _source, _workspace, browser) = on_a_workspace_page("phone", "phone").await;
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.element("#prompt").await.send_keys("$ echo from-a-phone\n").await.unwrap();
+    browser.element(".question button[data-option='allow_once']:not([disabled])").await;
+    browser.element("#stop:not([hidden])").await;
+    let script = "document.querySelector('.chat').scrollIntoView(); \
+                  const box = (css) => document.querySelector(css).getBoundingClientRect(); \
+                  return [innerHeight, box('.chat').height, box('#messages').height, \
+                          box('#prompt').width, box('.chat').width, box('#stop').bottom, box('#prompt').top];";
+    let sizes = browser.client.execute(script, vec![]).await.unwrap();
+    let size = |index: usize| sizes[index].as_f64().unwrap();
+    let (screen, chat, messages, prompt, chat_width, stop_bottom, prompt_top) =
+        (size(0), size(1), size(2), size(3), size(4), size(5), size(6));
+    browser.screenshot("chat").await;
+    assert!(chat <= screen, "the chat is taller than the screen: {sizes}");
+    assert!(messages >= screen * 0.45, "the messages get too little of the screen: {sizes}");
+    assert!(prompt >= chat_width * 0.8, "Stop squeezes the message box: {sizes}");
+    assert!(prompt_top >= 0.0 && stop_bottom <= screen, "the box and Stop are not both on screen: {sizes}");
+    browser.close().await;
+    server.finish().await;
+}

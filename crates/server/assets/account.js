@@ -4,7 +4,7 @@
 import { api, errorMessage } from "./api.js";
 import { closeAllMessage, closeAllQuestion, closeSession } from "./dashboard.js";
 import { h, toast } from "./dom.js";
-import { badge, setTitle, when } from "./format.js";
+import { badge, setTitle, shownState, when } from "./format.js";
 import { main, shell, workspaceFeed } from "./shell.js";
 
 export function account() {
@@ -31,18 +31,19 @@ export function account() {
       message.append(h("button", { class: "primary", id: "retry-close-all", onclick: () => runCloseAll(true) }, "Retry the ones that failed"));
     }
     result.replaceChildren(message);
-    refresh();
   };
-  const refresh = async () => {
-    const [sessions, list] = await Promise.all([api("GET", "/api/sessions?state=live"), api("GET", "/api/workspaces")]);
-    names = new Map((list.body.workspaces || []).map((workspace) => [workspace.id, workspace.name]));
-    for (const session of sessions.body.sessions) sessionNames.set(session.id, names.get(session.workspace_id) || session.id);
-    rows.replaceChildren(...sessions.body.sessions.map((session) => h("tr", { "data-session": session.id },
-      h("td", {}, h("a", { href: `/workspaces/${session.workspace_id}`, "data-link": true }, names.get(session.workspace_id) || session.workspace_id)),
-      h("td", {}, badge(session.state)),
-      h("td", {}, when(session.started_at)),
-      h("td", {}, h("button", { "data-action": "close", onclick: async () => { await closeSession(session.id); refresh(); } }, "Close")))));
-    if (!sessions.body.sessions.length) rows.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No active workspaces.")));
+  // The sessions come from the same feed as the dashboard's cards: one state everywhere,
+  // updated as it changes.
+  const showSessions = (workspaces) => {
+    names = new Map(workspaces.map((workspace) => [workspace.id, workspace.name]));
+    const live = workspaces.filter((workspace) => workspace.active_session);
+    for (const workspace of live) sessionNames.set(workspace.active_session.id, workspace.name);
+    rows.replaceChildren(...live.map((workspace) => h("tr", { "data-session": workspace.active_session.id },
+      h("td", {}, h("a", { href: `/workspaces/${workspace.id}`, "data-link": true }, workspace.name)),
+      h("td", {}, badge(shownState(workspace))),
+      h("td", {}, when(workspace.active_session.started_at)),
+      h("td", {}, h("button", { "data-action": "close", onclick: () => closeSession(workspace.active_session.id) }, "Close")))));
+    if (!live.length) rows.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No active workspaces.")));
   };
   const tokenRows = h("tbody", {});
   const refreshTokens = async () => {
@@ -83,8 +84,7 @@ export function account() {
       h("table", { id: "tokens" }, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Token"), h("th", {}, "Created"), h("th", {}, "Last used"), h("th", {}, "Expires"), h("th", {}, h("span", { class: "skip" }, "Actions")))), tokenRows)));
   main.append(...gitCredentialsPanel(), ...secretsPanel());
   refreshTokens();
-  refresh();
-  return workspaceFeed(() => refresh());
+  return workspaceFeed(showSessions);
 }
 
 /** Git credentials: one per host, its secret never shown again. */

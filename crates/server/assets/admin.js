@@ -12,16 +12,22 @@ export function admin() {
   const rows = h("tbody", {});
   const result = h("div", { id: "admin-result" });
   let sessionsShown = [];
+  const show = (sessions) => {
+    sessionsShown = sessions;
+    rows.replaceChildren(...sessions.map((session) => h("tr", { "data-session": session.id },
+      h("td", {}, session.user_name || session.user_id), h("td", {}, session.workspace_name || session.workspace_id),
+      h("td", {}, badge(session.state)), h("td", {}, when(session.started_at)),
+      h("td", {}, h("button", { onclick: () => closeSession(session.id) }, "Close")))));
+    if (!sessions.length) rows.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No live sessions.")));
+  };
   const refresh = async () => {
     const answer = await api("GET", "/api/admin/sessions");
     if (answer.status !== 200) return result.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
-    sessionsShown = answer.body.sessions;
-    rows.replaceChildren(...answer.body.sessions.map((session) => h("tr", { "data-session": session.id },
-      h("td", {}, session.user_name || session.user_id), h("td", {}, session.workspace_name || session.workspace_id),
-      h("td", {}, badge(session.state)), h("td", {}, when(session.started_at)),
-      h("td", {}, h("button", { onclick: async () => { await closeSession(session.id); refresh(); } }, "Close")))));
-    if (!answer.body.sessions.length) rows.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No live sessions.")));
+    show(answer.body.sessions);
   };
+  // Every change of any session, as it happens.
+  const feed = new EventSource("/api/admin/sessions/changes");
+  feed.addEventListener("sessions", (event) => show(JSON.parse(event.data).sessions));
   const userRows = h("tbody", {});
   const refreshUsers = async () => {
     const answer = await api("GET", "/api/users");
@@ -33,7 +39,6 @@ export function admin() {
         const changed = await api("PATCH", `/api/users/${user.id}`, { disabled: !user.disabled });
         if (changed.status !== 200) toast(errorMessage(changed), "bad");
         refreshUsers();
-        refresh();
       } }, user.disabled ? "Enable" : "Disable")))));
   };
   main.append(h("h1", {}, "Every live session"),
@@ -45,12 +50,9 @@ export function admin() {
       if (!confirm(closeAllQuestion(sessionsShown, label).replace("active workspace", "live session"))) return;
       const answer = await api("POST", "/api/admin/sessions/close-all");
       if (answer.status === 200) result.replaceChildren(closeAllMessage(answer.body, (id) => id));
-      refresh();
     } }, "Close every session")), result,
     h("h2", {}, "Users"),
     h("table", { id: "admin-users" }, h("thead", {}, h("tr", {}, h("th", {}, "User"), h("th", {}, "Role"), h("th", {}, "State"), h("th", {}, "Created"), h("th", {}, ""))), userRows));
-  refresh();
   refreshUsers();
-  const timer = setInterval(refresh, 5000);
-  return () => clearInterval(timer);
+  return () => feed.close();
 }

@@ -4,19 +4,16 @@
 import { api } from "./api.js";
 import { callAttention, notificationOffer } from "./attention.js";
 import { changesPanel } from "./changes.js";
+import { filesPanel } from "./files.js";
 import { closeSession, pushWorkspace, workspaceNames } from "./dashboard.js";
 import { h, toast } from "./dom.js";
-import { badge, contentText, exactTime, inlineCode, markdown, when } from "./format.js";
-import { banner, dialog, main } from "./shell.js";
+import { conversationView } from "./conversation.js";
+import { badge } from "./format.js";
+import { banner, dialog, go, main } from "./shell.js";
 import { openWorkspace } from "./workspace.js";
 
 /** The chat: history, live events, questions, prompt and Stop, preview and tool panes,
  * status bar; reconnects by itself and sends the leave signal when the page goes. */
-/** When a message was sent: relative, exact on hover. */
-function stamp(at) {
-  return at ? h("time", { class: "stamp", datetime: at, title: exactTime(at) }, when(at)) : null;
-}
-
 export async function chat(state, workspace, opened) {
   let session = opened.session;
   let socket = null;
@@ -35,9 +32,8 @@ export async function chat(state, workspace, opened) {
   const prompt = h("textarea", { id: "prompt", name: "prompt", rows: 2, placeholder: "Ask the agent, or `$ command` to run one" });
   const send = h("button", { class: "primary", type: "submit", id: "send" }, "Send");
   const stopRun = () => {
-    if (!sendFrame({ type: "cancel" })) return;
     // What is running now ends because the person stopped it, not because it failed.
-    for (const tool of tools.values()) if (["pending", "in_progress"].includes(tool.status.dataset.status)) tool.stopped = true;
+    if (sendFrame({ type: "cancel" })) view.markStopped();
   };
   const stop = h("button", { type: "button", id: "stop", hidden: true, onclick: stopRun }, "Stop");
   const form = h("form", { class: "prompt", onsubmit: (event) => {
@@ -85,12 +81,13 @@ export async function chat(state, workspace, opened) {
   const toolsEmpty = h("p", { class: "muted" }, "No tool calls yet.");
 
   const changes = changesPanel(workspace);
+  const files = filesPanel(workspace);
   const sessionBadge = h("span", { id: "session-state" }, badge(session.state));
   const agentNote = h("span", { class: "muted", id: "agent-note" });
-  const resume = h("code", { id: "resume-command" }, session.resume_command);
+  const resume = h("code", { id: "resume-command", class: "resume-hint" }, session.resume_command);
   const statusbar = h("div", { class: "statusbar", id: "statusbar" },
     h("strong", {}, "Session"), sessionBadge, agentNote, h("span", { class: "spacer" }),
-    h("span", { class: "muted" }, "Resume from a terminal:"), resume,
+    h("span", { class: "muted resume-hint" }, "Resume from a terminal:"), resume,
     h("button", { type: "button", id: "copy-resume", onclick: async () => {
       try { await navigator.clipboard.writeText(resume.textContent); toast("Copied"); } catch { toast("Copy failed: select the command instead", "bad"); }
     } }, "Copy"),
@@ -102,7 +99,11 @@ export async function chat(state, workspace, opened) {
       event.target.disabled = false;
     } }, "Push"),
     h("button", { class: "danger", id: "close-workspace", onclick: async () => {
-      if (await closeSession(session.id)) ended({ ...session, state: "ended", end_reason: "closed" }, true);
+      // The live channel may say the session ended before the answer comes: either way
+      // the page says it was closed from here.
+      closing = true;
+      if (await closeSession(session.id)) ended({ ...session, state: "ended", end_reason: "closed" });
+      else closing = false;
     } }, "Close workspace"));
   const notices = h("div", { id: "notices" });
 
@@ -114,6 +115,7 @@ export async function chat(state, workspace, opened) {
       h("section", { class: "panel chat", "aria-label": "Chat", onkeydown: stopOnEscape }, messages, newMessages, form),
       h("aside", { class: "side" },
         changes.element,
+        files.element,
         h("section", { class: "panel", "aria-labelledby": "preview-title" },
           h("h2", { id: "preview-title" }, "Live preview"),
           h("form", { class: "row", id: "preview-form", onsubmit: showPreview },
@@ -132,167 +134,21 @@ export async function chat(state, workspace, opened) {
     });
   }
 
-  // ---- rendering of events
-  let lastSeq = 0;
-  let agentBubble = null;
-  let thoughtBubble = null;
-  const tools = new Map();
-  const questions = new Map();
-  const pending = new Set();
-  // While the history is drawn, events go into a fragment and Markdown waits: one layout
-  // at the end instead of one per event.
-  let history = null;
-  const unrendered = new Set();
-  const append = (element) => {
-    if (history) history.append(element);
-    else messages.append(element);
-  };
-  const toolEntry = (id, data) => {
-    let tool = tools.get(id);
-    if (!tool) {
-      const status = h("span", { class: "status" });
-      const title = h("span", {});
-      const output = h("pre", {});
-      const element = h("details", { class: "tool", "data-tool": id }, h("summary", {}, status, title), output);
-      const paneStatus = h("span", { class: "status" });
-      const paneTitle = h("span", {});
-      const pane = h("li", { "data-tool": id }, paneStatus, paneTitle);
-      tool = { element, status, title, output, paneStatus, paneTitle, pane };
-      tools.set(id, tool);
-      append(element);
-      toolsList.append(pane);
-      toolsEmpty.hidden = true;
-    }
-    if (data.title) { tool.title.replaceChildren(...inlineCode(data.title)); tool.paneTitle.replaceChildren(...inlineCode(data.title)); }
-    if (data.content) {
-      tool.output.textContent = contentText(data.content);
-      if (tool.output.textContent) tool.element.open = true;
-    }
-    // A new tool call without a status is pending (ACP's default).
-    const status = data.status || (tool.status.dataset.status ? null : "pending");
-    if (status) {
-      const label = toolLabel(status, data, tool);
-      for (const el of [tool.status, tool.paneStatus]) { el.textContent = label.replace("_", " "); el.dataset.status = label; }
-    }
-    return tool;
-  };
-  /** A failed tool call says why when berth knows: the session ended under it, the person
-   *  rejected it or stopped it — none of which is the command failing. */
-  const toolLabel = (status, data, tool) => {
-    if (status !== "failed") return status;
-    if (data.reason === "session_ended") return "interrupted";
-    if (tool.rejected || /^Rejected\b/.test(tool.output.textContent)) return "rejected";
-    if (tool.stopped || /^Cancelled\b/.test(tool.output.textContent)) return "cancelled";
-    return "failed";
-  };
-  const questionCard = (question) => {
-    let card = questions.get(question.id);
-    if (!card) {
-      const buttons = (question.options || []).map((option) => h("button", {
-        type: "button", "data-option": option.id, "data-kind": option.kind || "",
-        class: option.kind && option.kind.startsWith("allow") ? "primary" : "",
-        onclick: () => {
-          if (sendFrame({ type: "answer", question_id: question.id, option_id: option.id })) {
-            buttons.forEach((button) => { button.disabled = true; });
-          }
-        } }, option.label || option.id));
-      const state = h("p", { class: "muted answer-state" });
-      card = { element: h("div", { class: "question", "data-question": question.id, role: "group", "aria-label": question.title },
-        h("strong", {}, question.title), h("div", { class: "options" }, buttons), state), buttons, state, question };
-      questions.set(question.id, card);
-      append(card.element);
-    }
-    const waiting = pending.has(question.id);
-    card.buttons.forEach((button) => { button.disabled = !waiting; });
-    if (!waiting && !card.element.classList.contains("answered")) card.state.textContent = "No longer waiting.";
-    if (waiting) card.state.textContent = "The agent is waiting for your answer.";
-    return card;
-  };
-  const render = (event) => {
-    if (event.seq <= lastSeq) return;
-    lastSeq = event.seq;
-    const data = event.data || {};
-    if (event.kind !== "agent_message") agentBubble = null;
-    if (event.kind !== "agent_thought") thoughtBubble = null;
-    switch (event.kind) {
-      case "user_message":
-        append(h("div", { class: "msg user" }, data.text || contentText(data.content), stamp(event.at)));
-        break;
-      case "agent_message": {
-        const text = contentText(data.content);
-        if (!agentBubble) {
-          const body = h("div", { class: "msg-body" });
-          agentBubble = { text: "", body, element: h("div", { class: "msg agent" }, body, stamp(event.at)) };
-          append(agentBubble.element);
-        }
-        agentBubble.text += text;
-        if (history) unrendered.add(agentBubble);
-        else agentBubble.body.innerHTML = markdown(agentBubble.text);
-        break;
-      }
-      case "agent_thought": {
-        if (!thoughtBubble) { thoughtBubble = h("div", { class: "msg thought" }); append(thoughtBubble); }
-        thoughtBubble.textContent += contentText(data.content);
-        break;
-      }
-      case "tool_call":
-      case "tool_call_update":
-        if (data.toolCallId) toolEntry(data.toolCallId, data);
-        break;
-      case "plan":
-        append(h("div", { class: "msg agent plan" }, h("strong", {}, "Plan"),
-          h("ol", {}, (data.entries || []).map((entry) => h("li", { "data-status": entry.status || "" },
-            `${entry.content}${entry.status ? ` (${entry.status.replace("_", " ")})` : ""}`)))));
-        break;
-      case "question":
-        if (data.question) questionCard(data.question);
-        break;
-      case "answer": {
-        pending.delete(data.question_id);
-        const card = questions.get(data.question_id);
-        if (card) {
-          const option = (card.question.options || []).find((item) => item.id === data.option_id);
-          const asked = card.question.tool_call && tools.get(card.question.tool_call.toolCallId);
-          if (asked && option && (option.kind || "").startsWith("reject")) asked.rejected = true;
-          card.element.classList.add("answered");
-          card.buttons.forEach((button) => { button.disabled = true; });
-          card.state.textContent = data.outcome === "cancelled" ? "Cancelled." : `Answered: ${option ? option.label : data.option_id}`;
-        }
-        break;
-      }
-      case "turn_end":
-        if (data.stop_reason === "cancelled") append(h("div", { class: "msg system" }, "Stopped."));
-        setRunning(false);
-        // A live turn may have changed the checkout, or started a server (a replayed one
-        // changed nothing new).
-        if (!history) {
-          changes.refresh();
-          findPorts();
-          if (data.stop_reason !== "cancelled") callAttention("The agent finished", workspace.name);
-        }
-        break;
-      case "system":
-        renderSystem(data, event.at);
-        break;
-      default:
-        break;
-    }
-  };
-  const systemTexts = { session_started: "Session started", session_resumed: "Session resumed",
-    agent_context_resumed: "The agent resumed its earlier context", session_closed: "Session closed", agent_ready: "Agent ready" };
-  const renderSystem = (data, at) => {
-    const bad = data.code === "agent_error" || data.code === "turn_timeout" || data.code === "agent_needs_credentials";
-    const text = data.message || systemTexts[data.code] || data.code.replaceAll("_", " ");
-    // Each session starts below a line of its own, dated.
-    const separator = data.code === "session_started";
-    append(h("div", { class: `msg system${bad ? " bad" : ""}${separator ? " separator" : ""}`, "data-code": data.code },
-      text, separator ? [" · ", h("time", { datetime: at, title: exactTime(at) }, exactTime(at))] : null));
-  };
-  // Relative times go stale: they are written again every minute while the chat is shown.
-  const refreshStamps = setInterval(() => {
-    if (!messages.isConnected) return clearInterval(refreshStamps);
-    for (const time of messages.querySelectorAll("time.stamp")) time.textContent = when(time.getAttribute("datetime"));
-  }, 60000);
+  // ---- the conversation
+  const view = conversationView({
+    messages, toolsList, toolsEmpty,
+    answer: (questionId, optionId) => sendFrame({ type: "answer", question_id: questionId, option_id: optionId }),
+    onTurnEnd: (data, live) => {
+      setRunning(false);
+      // A live turn may have changed the checkout, or started a server (a replayed one
+      // changed nothing new).
+      if (!live) return;
+      changes.refresh();
+      files.refresh();
+      findPorts();
+      if (data.stop_reason !== "cancelled") callAttention("The agent finished", workspace.name);
+    },
+  });
 
   // ---- session state
   let running = Boolean(session.agent_running);
@@ -304,7 +160,8 @@ export async function chat(state, workspace, opened) {
   setRunning(running);
   findPorts();
   let isEnded = false;
-  function ended(current, byUs = false) {
+  let closing = false;
+  function ended(current) {
     if (isEnded) return;
     isEnded = true;
     session = current;
@@ -313,32 +170,33 @@ export async function chat(state, workspace, opened) {
     sessionBadge.replaceChildren(badge("ended"));
     setRunning(false);
     frameHolder.replaceChildren(h("p", { class: "muted" }, "The session ended; the preview is closed."));
-    toolsList.replaceChildren();
-    toolsEmpty.hidden = false;
+    view.end();
     prompt.disabled = true;
     send.disabled = true;
     statusbar.querySelector("#close-workspace").disabled = true;
-    pending.clear();
-    questions.forEach((card) => card.buttons.forEach((button) => { button.disabled = true; }));
     banner.hidden = true;
+    // A deleted workspace cannot be opened again: the page says so and leads back.
+    if (current.end_reason === "deleted") {
+      return notices.replaceChildren(h("div", { class: "notice warn", id: "workspace-deleted" },
+        h("p", {}, `${workspace.name} was deleted; its files are gone.`),
+        h("button", { class: "primary", onclick: () => go("/") }, "Back to your workspaces")));
+    }
     notices.replaceChildren(h("div", { class: "notice", id: "session-ended" },
-      h("p", {}, byUs ? "Workspace closed. Its files are kept." : `The session ended (${(current.end_reason || "ended").replaceAll("_", " ")}).`),
+      h("p", {}, closing ? "Workspace closed. Its files are kept." : `The session ended (${(current.end_reason || "ended").replaceAll("_", " ")}).`),
       h("button", { class: "primary", onclick: () => openWorkspace(state, workspace) }, "Open again")));
   }
 
   // ---- history, then the live channel
-  let after = 0;
-  history = document.createDocumentFragment();
-  for (;;) {
-    const page = await api("GET", `/api/workspaces/${workspace.id}/events?after=${after}&limit=1000`);
-    if (page.status !== 200 || state.stopped) break;
-    page.body.events.forEach(render);
-    if (page.body.events.length < 1000) break;
-    after = page.body.next_after;
-  }
-  unrendered.forEach((bubble) => { bubble.body.innerHTML = markdown(bubble.text); });
-  messages.append(history);
-  history = null;
+  await view.drawHistory(async (render) => {
+    let after = 0;
+    for (;;) {
+      const page = await api("GET", `/api/workspaces/${workspace.id}/events?after=${after}&limit=1000`);
+      if (page.status !== 200 || state.stopped) break;
+      page.body.events.forEach(render);
+      if (page.body.events.length < 1000) break;
+      after = page.body.next_after;
+    }
+  });
   if (state.stopped) return;
   messages.scrollTop = messages.scrollHeight;
 
@@ -355,7 +213,7 @@ export async function chat(state, workspace, opened) {
   }
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}/api/sessions/${session.id}/live?after=${lastSeq}`);
+    socket = new WebSocket(`${scheme}://${location.host}/api/sessions/${session.id}/live?after=${view.lastSeq()}`);
     socket.addEventListener("open", () => {
       attempts = 0;
       banner.hidden = true;
@@ -364,12 +222,11 @@ export async function chat(state, workspace, opened) {
     socket.addEventListener("message", (message) => {
       const frame = JSON.parse(message.data);
       const following = atBottom();
-      if (frame.type === "event") render(frame.event);
+      if (frame.type === "event") view.render(frame.event);
       else if (frame.type === "question") {
-        pending.add(frame.question.id);
         // A question the agent waits on is always brought into view, and called out in a
         // hidden tab.
-        questionCard(frame.question).element.scrollIntoView({ block: "nearest" });
+        view.ask(frame.question).element.scrollIntoView({ block: "nearest" });
         callAttention("The agent asks you", frame.question.title);
         setRunning(true);
       }

@@ -3,7 +3,7 @@
 
 import { api, errorMessage } from "./api.js";
 import { h, toast } from "./dom.js";
-import { badge, setTitle, when } from "./format.js";
+import { badge, setTitle, shownState, when } from "./format.js";
 import { dialog, main, workspaceFeed } from "./shell.js";
 
 export function dashboard() {
@@ -68,7 +68,7 @@ export function workspaceCard(workspace) {
       h("a", { href: `${href}/settings`, "data-link": true }, "Settings"),
       h("button", { "data-action": "delete", onclick: () => confirmDelete(workspace) }, "Delete"))));
   return h("article", { class: "card", "data-workspace": workspace.id, "data-name": workspace.name },
-    h("h3", {}, h("a", { href, "data-link": true }, workspace.name), badge(workspace.state)),
+    h("h3", {}, h("a", { href, "data-link": true }, workspace.name), badge(shownState(workspace))),
     h("div", { class: "meta" }, workspace.repo),
     h("div", { class: "meta" }, `branch ${workspace.branch || "default"} · last opened ${when(workspace.last_opened_at)}`),
     workspace.error ? h("div", { class: "error-text" }, workspace.error) : null,

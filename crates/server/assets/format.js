@@ -1,5 +1,5 @@
-// Turning the API's values into what a person reads: state badges, times, titles, the
-// agent's Markdown (the one place HTML is made, escaping everything first) and inline code.
+// Turning the API's values into what a person reads: state badges, times, titles, inline
+// code and the text of ACP content. (The agent's Markdown is markdown.js.)
 
 import { h } from "./dom.js";
 
@@ -7,6 +7,12 @@ export function badge(state) {
   const labels = { initialising: "Initialising", ready: "Ready", active: "Active", idle: "Idle", error: "Error",
     starting: "Starting", disconnected: "Disconnected", ended: "Ended" };
   return h("span", { class: "badge", "data-state": state }, labels[state] || state);
+}
+
+/** What every page shows as a workspace's state: its live session's (starting, active,
+ * disconnected) while it has one, else the workspace's own — one source for all pages. */
+export function shownState(workspace) {
+  return workspace.active_session ? workspace.active_session.state : workspace.state;
 }
 
 export function when(time) {
@@ -23,43 +29,20 @@ export function exactTime(time) {
   return new Date(time).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
 }
 
+/** A log as a terminal shows it: a carriage return goes back to the start of its line, so
+ * git's progress counters overwrite one another instead of running together. */
+export function terminalText(text) {
+  return text.split("\n").map((line) => {
+    let shown = "";
+    for (const part of line.split("\r")) shown = part + shown.slice(part.length);
+    return shown;
+  }).join("\n");
+}
+
 export function setTitle(text) {
   document.title = text ? `${text} · berth` : "berth";
 }
 
-/** A small Markdown subset (paragraphs, lists, code, emphasis, links), escaped first so
- * nothing the agent writes can become markup. */
-export function markdown(text) {
-  const escape = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
-  const inline = (s) => escape(s)
-    .replace(/`([^`]+)`/g, "<code>$1</code>")
-    .replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
-    .replace(/\*([^*\s][^*]*)\*/g, "<em>$1</em>")
-    .replace(/\[([^\]]+)\]\((https?:\/\/[^\s)]+)\)/g, '<a href="$2" rel="noopener noreferrer" target="_blank">$1</a>');
-  const blocks = [];
-  const parts = text.split(/```/);
-  parts.forEach((part, index) => {
-    if (index % 2 === 1) {
-      blocks.push(`<pre><code>${escape(part.replace(/^[^\n]*\n/, ""))}</code></pre>`);
-      return;
-    }
-    for (const paragraph of part.split(/\n{2,}/)) {
-      const lines = paragraph.split("\n").filter((line) => line.trim() !== "");
-      if (lines.length === 0) continue;
-      if (lines.every((line) => /^\s*[-*] /.test(line))) {
-        blocks.push(`<ul>${lines.map((line) => `<li>${inline(line.replace(/^\s*[-*] /, ""))}</li>`).join("")}</ul>`);
-      } else if (lines.every((line) => /^\s*\d+\. /.test(line))) {
-        blocks.push(`<ol>${lines.map((line) => `<li>${inline(line.replace(/^\s*\d+\. /, ""))}</li>`).join("")}</ol>`);
-      } else {
-        blocks.push(`<p>${lines.map(inline).join("<br>")}</p>`);
-      }
-    }
-  });
-  return blocks.join("");
-}
-
-/** Text of an ACP content value: a block, a list of blocks, or tool-call content. */
 /** `text` with its `backticked` parts as code: text nodes and <code> elements. */
 export function inlineCode(text) {
   const parts = String(text).split("`");
@@ -71,6 +54,7 @@ export function inlineCode(text) {
   return parts.map((part, index) => (index % 2 ? h("code", {}, part) : part)).filter((part) => part !== "");
 }
 
+/** Text of an ACP content value: a block, a list of blocks, or tool-call content. */
 export function contentText(content) {
   if (!content) return "";
   if (typeof content === "string") return content;

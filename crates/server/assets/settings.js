@@ -3,11 +3,12 @@
 import { api, errorMessage } from "./api.js";
 import { confirmDelete } from "./dashboard.js";
 import { h, toast } from "./dom.js";
-import { badge, setTitle } from "./format.js";
-import { go, main } from "./shell.js";
+import { badge, setTitle, shownState, terminalText } from "./format.js";
+import { go, main, workspaceFeed } from "./shell.js";
 
 export function settings(id) {
   let stopped = false;
+  let stopFeed = () => {};
   (async () => {
     const answer = await api("GET", `/api/workspaces/${id}`);
     if (stopped) return;
@@ -38,12 +39,25 @@ export function settings(id) {
     main.replaceChildren(
       h("p", {}, h("a", { href: `/workspaces/${id}`, "data-link": true }, `← ${workspace.name}`)),
       h("h1", {}, "Workspace settings"),
-      h("p", { class: "muted" }, workspace.repo, " ", badge(workspace.state)),
+      h("p", { class: "muted" }, workspace.repo, " ", h("span", { id: "settings-state" }, badge(shownState(workspace)))),
       form,
+      h("details", { class: "panel", id: "init-log-details", ontoggle: async (event) => {
+        if (!event.target.open) return;
+        const log = await api("GET", `/api/workspaces/${id}/init-log`);
+        event.target.querySelector("pre").textContent = log.status === 200 ? terminalText(log.body) || "Empty." : errorMessage(log);
+      } }, h("summary", {}, "Initialisation log"), h("pre", { class: "log", id: "init-log" })),
       h("h2", {}, "Delete"),
       h("div", { class: "panel" },
         h("p", {}, "Deleting destroys the sandbox and the files. The remote repository is not touched."),
         h("button", { class: "danger", id: "delete-workspace", onclick: () => confirmDelete(workspace, () => go("/")) }, "Delete workspace…")));
+    // The state as every other page shows it, as it changes.
+    stopFeed = workspaceFeed((list) => {
+      const current = list.find((item) => item.id === id);
+      if (!current) return;
+      Object.assign(workspace, current);
+      main.querySelector("#settings-state").replaceChildren(badge(shownState(current)));
+    });
+    if (stopped) stopFeed();
   })();
-  return () => { stopped = true; };
+  return () => { stopped = true; stopFeed(); };
 }

@@ -5,7 +5,7 @@ import { api, errorMessage } from "./api.js";
 import { chat } from "./chat.js";
 import { closeAllMessage, confirmDelete, workspaceNames } from "./dashboard.js";
 import { h, toast } from "./dom.js";
-import { badge, setTitle, when } from "./format.js";
+import { badge, setTitle, terminalText, when } from "./format.js";
 import { go, main, workspaceFeed } from "./shell.js";
 
 export function workspacePage(id) {
@@ -41,7 +41,7 @@ export function initScreen(state, workspace) {
     const answer = await api("GET", `/api/workspaces/${workspace.id}/init-log`);
     if (answer.status === 200) {
       const follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
-      log.textContent = answer.body || "Waiting for git…";
+      log.textContent = terminalText(answer.body) || "Waiting for git…";
       if (follow) log.scrollTop = log.scrollHeight;
     }
   };
@@ -86,6 +86,12 @@ export async function openWorkspace(state, workspace) {
     return;
   }
   if (answer.status === 200 || answer.status === 201) return chat(state, workspace, answer.body);
+  // Deleted meanwhile (from another tab, say): nothing to open again.
+  if (answer.status === 404) {
+    return main.replaceChildren(h("h1", {}, workspace.name),
+      h("div", { class: "notice warn", id: "workspace-deleted" }, h("p", {}, `${workspace.name} was deleted; its files are gone.`),
+        h("a", { class: "button primary", href: "/", "data-link": true }, "Back to your workspaces")));
+  }
   const error = answer.body && answer.body.error ? answer.body.error : { code: "unknown", message: errorMessage(answer) };
   if (error.code === "session_limit") return sessionLimit(state, workspace, error);
   if (error.code === "controllers_busy") return controllersBusy(state, workspace, error);

@@ -6,6 +6,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::Caller;
+use crate::sessions::admin_session_list;
 use crate::workspaces::workspace_list;
 use axum::Router;
 use axum::extract::State;
@@ -23,7 +24,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/workspaces/changes", get(workspace_changes))
+    Router::new()
+        .route("/api/workspaces/changes", get(workspace_changes))
+        .route("/api/admin/sessions/changes", get(admin_session_changes))
 }
 
 /// Changes come in bursts (a clone writes its log many times a second): they are gathered
@@ -70,23 +73,7 @@ async fn feed(
     events: mpsc::Sender<Event>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    loop {
-        let mut changed = HashSet::new();
-        tokio::select! {
-            () = events.closed() => return,
-            // The server stops: the feed ends, so the connection can close.
-            _ = stopping.wait_for(|stopping| *stopping) => return,
-            received = changes.recv() => match received {
-                Ok(id) => { changed.insert(id); }
-                // Missed notices: the list is read again below, which covers them.
-                Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            },
-        }
-        tokio::time::sleep(GATHER).await;
-        while let Ok(id) = changes.try_recv() {
-            changed.insert(id);
-        }
+    while let Some(changed) = next_burst(&mut changes, &events, &mut stopping).await {
         let Ok(list) = workspace_list(&engine, previews.as_ref(), &caller).await else { continue };
         let text = serde_json::to_string(&list).unwrap_or_default();
         if text != last_sent {
@@ -105,4 +92,67 @@ async fn feed(
             }
         }
     }
+}
+
+/// The workspaces named by the next burst of changes, gathered for [`GATHER`]; `None`
+/// when the feed should end (the page went, the server stops).
+async fn next_burst(
+    changes: &mut tokio::sync::broadcast::Receiver<WorkspaceId>,
+    events: &mpsc::Sender<Event>,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<HashSet<WorkspaceId>> {
+    let mut changed = HashSet::new();
+    tokio::select! {
+        () = events.closed() => return None,
+        // The server stops: the feed ends, so the connection can close.
+        _ = stopping.wait_for(|stopping| *stopping) => return None,
+        received = changes.recv() => match received {
+            Ok(id) => { changed.insert(id); }
+            // Missed notices: the list is read again after, which covers them.
+            Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return None,
+        },
+    }
+    tokio::time::sleep(GATHER).await;
+    while let Ok(id) = changes.try_recv() {
+        changed.insert(id);
+    }
+    Some(changed)
+}
+
+/// Server-sent events for administrators: `sessions` with every live session of the
+/// installation (as GET /api/admin/sessions answers), at once and on every change.
+#[utoipa::path(get, path = "/api/admin/sessions/changes", tag = "admin",
+    responses((status = 200, content_type = "text/event-stream",
+        description = "events `sessions` (the list, as GET /api/admin/sessions answers it)"),
+        (status = 401, body = crate::wire::ErrorEnvelope), (status = 403, body = crate::wire::ErrorEnvelope)))]
+pub async fn admin_session_changes(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let mut changes = state.engine.subscribe_workspace_changes();
+    let list = |engine: Arc<Engine>, caller: User| async move {
+        let sessions = admin_session_list(&engine, &caller).await?;
+        Ok::<_, ApiError>(serde_json::to_string(&sessions).unwrap_or_default())
+    };
+    let mut last_sent = list(Arc::clone(&state.engine), caller.clone()).await?;
+    let (events, received) = mpsc::channel::<Event>(16);
+    let _ = events.try_send(Event::default().event("sessions").data(last_sent.clone()));
+    let engine = Arc::clone(&state.engine);
+    let mut stopping = state.stopping.clone();
+    tokio::spawn(async move {
+        while next_burst(&mut changes, &events, &mut stopping).await.is_some() {
+            let Ok(text) = list(Arc::clone(&engine), caller.clone()).await else { continue };
+            if text != last_sent {
+                if events.send(Event::default().event("sessions").data(text.clone())).await.is_err() {
+                    return;
+                }
+                last_sent = text;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|event| (Ok(event), received))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(20))))
 }

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
         users::me, users::create_user, users::create_token, users::list_tokens, users::revoke_token,
         users::list_users, users::update_user, ops::logout,
         workspaces::create_workspace, workspaces::list_workspaces, workspaces::show_workspace, workspaces::update_workspace,
-        changes::workspace_changes, workspaces::workspace_files, workspaces::init_log, workspaces::git_status, workspaces::delete_workspace, workspaces::retry_workspace,
+        changes::workspace_changes, changes::admin_session_changes, workspaces::workspace_files, workspaces::init_log, workspaces::git_status, workspaces::delete_workspace, workspaces::retry_workspace,
         preview::open_preview, workspaces::push_workspace, workspaces::workspace_diff, workspaces::commit_workspace,
         account::add_credential, account::list_credentials, account::remove_credential,
         account::set_secret, account::list_secrets, account::remove_secret, account::list_agents, account::ssh_key,

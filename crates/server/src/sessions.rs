@@ -143,12 +143,20 @@ pub async fn admin_list_sessions(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<AdminSessionList>, ApiError> {
-    let sessions = state.engine.all_live_sessions_named(&caller).await?;
+    Ok(Json(admin_session_list(&state.engine, &caller).await?))
+}
+
+/// Every live session of the installation with its names (administrators only).
+pub(crate) async fn admin_session_list(
+    engine: &berth_engine::Engine,
+    caller: &berth_core::User,
+) -> Result<AdminSessionList, ApiError> {
+    let sessions = engine.all_live_sessions_named(caller).await?;
     let body = |(session, names): (berth_core::Session, Option<(String, String)>)| {
         let (user_name, workspace_name) = names.unzip();
         AdminSessionBody { session: SessionBody::from(&session), user_name, workspace_name }
     };
-    Ok(Json(AdminSessionList { sessions: sessions.into_iter().map(body).collect() }))
+    Ok(AdminSessionList { sessions: sessions.into_iter().map(body).collect() })
 }
 
 /// Closes every live session of the installation (administrators).
