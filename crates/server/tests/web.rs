@@ -202,7 +202,11 @@ struct Feed {
 
 impl Feed {
     async fn subscribe(api: &common::Api) -> Feed {
-        let response = api.request(reqwest::Method::GET, "/api/workspaces/changes").send().await.unwrap();
+        Feed::subscribe_to(api, "/api/workspaces/changes").await
+    }
+
+    async fn subscribe_to(api: &common::Api, path: &str) -> Feed {
+        let response = api.request(reqwest::Method::GET, path).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
         Feed { response, buffer: String::new(), transcript: String::new() }
@@ -267,5 +271,37 @@ async fn the_change_feed_follows_the_callers_workspaces_only() {
 
     let (status, _) = server.anonymous().get("/api/workspaces/changes").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_admins_feed_follows_every_users_sessions_and_members_are_refused() {
+    let server = TestServer::start().await;
+    let source = SourceRepo::new();
+    let alice = server.member("alice").await;
+    let id = alice.ready_workspace(&source.url(), "hers").await;
+    let mut feed = Feed::subscribe_to(&server.admin(), "/api/admin/sessions/changes").await;
+    assert_eq!(feed.next("sessions").await, json!({ "sessions": [] }));
+
+    let (status, opened) = alice.open(&id).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let session = opened["session"]["id"].as_str().unwrap();
+    let listed = loop {
+        let list = feed.next("sessions").await;
+        if list["sessions"].as_array().is_some_and(|sessions| !sessions.is_empty()) {
+            break list;
+        }
+    };
+    assert_eq!(listed["sessions"][0]["id"], session);
+    assert_eq!(
+        (listed["sessions"][0]["user_name"].as_str(), listed["sessions"][0]["workspace_name"].as_str()),
+        (Some("alice"), Some("hers"))
+    );
+    let (status, _) = alice.post(&format!("/api/sessions/{session}/close"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    while feed.next("sessions").await != json!({ "sessions": [] }) {}
+
+    let (status, refused) = alice.get("/api/admin/sessions/changes").await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
     server.stop().await;
 }
