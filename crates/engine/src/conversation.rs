@@ -1,23 +1,16 @@
-//! The conversation of a live session: what the agent does becomes stored events (stored
-//! before anyone sees them, then broadcast), questions wait for the first answer, and
-//! prompts, answers and cancels from people reach the agent.
+//! The conversation of a session: events stored before anyone sees them, what live
+//! clients are sent, questions as people see them, failures as sentences, tool calls
+//! closed when a session ends, and the history. People's prompts, answers and cancels go
+//! to the session's owner task (`session::runtime`).
 
+use crate::session::runtime::Command;
 use crate::{Engine, EngineError};
-use berth_agent::client::AgentEvent;
-use berth_core::event::kind_of_agent_update;
-use berth_core::{Event, Session, SessionId, SessionState, User};
+use berth_core::{Event, Session, SessionId, User};
 use chrono::Utc;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc, oneshot};
-
-/// How many live messages a slow client may fall behind before it is cut off (it then
-/// reconnects with `after=` and loses nothing: the history is stored).
-pub const LIVE_BUFFER: usize = 1024;
-
-/// The most text a prompt may carry.
-pub const MAX_PROMPT_BYTES: usize = 100 * 1024;
+use tokio::sync::{broadcast, oneshot};
 
 /// What a live-channel client is sent.
 #[derive(Debug, Clone)]
@@ -30,41 +23,21 @@ pub enum LiveMessage {
 pub(crate) struct PendingQuestion {
     /// The question as clients see it: `{id, title, options: [{id, label, kind}], tool_call}`.
     pub(crate) body: Value,
-    answer: oneshot::Sender<Option<String>>,
+    pub(crate) answer: oneshot::Sender<Option<String>>,
 }
 
 /// Keeps a live-channel connection counted; when the last one of a session goes, the
 /// person has left.
 pub struct LiveAttachment {
     engine: Arc<Engine>,
-    user: User,
     session_id: SessionId,
 }
 
 impl Drop for LiveAttachment {
     fn drop(&mut self) {
-        let last = {
-            let mut registry = self.engine.registry();
-            match registry.live.get_mut(&self.session_id) {
-                Some(runtime) => {
-                    runtime.connections = runtime.connections.saturating_sub(1);
-                    if runtime.connections == 0 {
-                        // Nobody listens: the channel's buffer goes until someone attaches.
-                        runtime.live = None;
-                    }
-                    runtime.connections == 0
-                }
-                None => false,
-            }
-        };
-        if last {
-            let (engine, user, id) = (Arc::clone(&self.engine), self.user.clone(), self.session_id.clone());
-            self.engine.tasks.spawn(async move {
-                if let Err(error) = engine.leave(&user, id.as_str()).await {
-                    tracing::warn!(session_id = %id, error = %error, "leave after the last connection closed failed");
-                }
-            });
-        }
+        // However the connection went, it is a drop: its owner decides (the last one
+        // going is a leave, with the grace window if a run is in progress).
+        self.engine.tell(&self.session_id, Command::Detach);
     }
 }
 
@@ -77,7 +50,7 @@ pub struct LiveSubscription {
     pub attachment: LiveAttachment,
 }
 
-fn question_body(id: &str, request: &Value) -> Value {
+pub(crate) fn question_body(id: &str, request: &Value) -> Value {
     let tool_call = request.get("toolCall").cloned().unwrap_or(Value::Null);
     let options: Vec<Value> = request
         .get("options")
@@ -94,185 +67,26 @@ fn question_body(id: &str, request: &Value) -> Value {
 }
 
 impl Engine {
-    pub(crate) fn broadcast_live(&self, session: &SessionId, message: LiveMessage) {
-        if let Some(sender) = self.registry().live.get(session).and_then(|runtime| runtime.live.as_ref()) {
-            let _ = sender.send(Arc::new(message));
-        }
-    }
-
-    /// Stores an event of `session` (taking the workspace's next `seq`), then sends it to
-    /// the session's live clients.
-    pub(crate) async fn record_event(
+    /// Stores an event of `session`, taking the workspace's next `seq`. Its owner task
+    /// sends it to the live clients.
+    pub(crate) async fn store_event(
         &self,
         session: &Session,
         kind: &str,
         data: Value,
     ) -> Result<Event, EngineError> {
-        let event = self
+        Ok(self
             .store
             .append_event(&session.workspace_id, &session.id, Utc::now(), kind, &data.to_string())
-            .await?;
-        self.broadcast_live(&session.id, LiveMessage::Event(event.clone()));
-        Ok(event)
-    }
-
-    /// Turns the sandbox's limit notices into `system agent_error` events, so a memory
-    /// hog or a fork bomb shows in the conversation instead of a silent hang.
-    pub(crate) fn report_limits(
-        self: &Arc<Self>,
-        session: &Session,
-        mut notices: mpsc::UnboundedReceiver<berth_sandbox::SandboxNotice>,
-    ) {
-        let engine = Arc::clone(self);
-        let session = session.clone();
-        self.tasks.spawn(async move {
-            loop {
-                let notice = tokio::select! {
-                    notice = notices.recv() => notice,
-                    () = engine.shutdown.cancelled() => None,
-                };
-                let Some(notice) = notice else { break };
-                let resources = engine.config.resources;
-                let (reason, message) = match notice {
-                    berth_sandbox::SandboxNotice::MemoryLimit { killed } => (
-                        "memory_limit",
-                        format!(
-                            "the sandbox reached its memory limit ({}): the kernel killed a process \
-                             ({killed} so far)",
-                            resources.memory_bytes.map_or("unset".to_owned(), |bytes| format!("{} MiB", bytes >> 20))
-                        ),
-                    ),
-                    berth_sandbox::SandboxNotice::ProcessLimit { refused } => (
-                        "process_limit",
-                        format!(
-                            "the sandbox reached its process limit ({}): new processes are refused \
-                             ({refused} refused so far)",
-                            resources.pids.map_or("unset".to_owned(), |pids| pids.to_string())
-                        ),
-                    ),
-                };
-                tracing::warn!(session_id = %session.id, reason, "{message}");
-                let data = json!({ "code": "agent_error", "reason": reason, "message": message });
-                if let Err(error) = engine.record_event(&session, "system", data).await {
-                    tracing::error!(session_id = %session.id, error = %error, "cannot record a sandbox limit");
-                }
-            }
-        });
-    }
-
-    pub(crate) fn pump_agent_events(
-        self: &Arc<Self>,
-        session: &Session,
-        mut events: mpsc::UnboundedReceiver<AgentEvent>,
-    ) {
-        let engine = Arc::clone(self);
-        let session = session.clone();
-        self.tasks.spawn(async move {
-            // Until the agent is ready it may replay an earlier session (`session/load`):
-            // those updates are already in the history.
-            let mut ready = false;
-            let turn_timeout = engine.config.turn_timeout;
-            loop {
-                let turn_active = engine.registry().live.get(&session.id).is_some_and(|runtime| runtime.turn_active);
-                let next = async {
-                    if turn_active {
-                        tokio::time::timeout(turn_timeout, events.recv()).await.map_err(|_| ())
-                    } else {
-                        Ok(events.recv().await)
-                    }
-                };
-                let event = tokio::select! {
-                    event = next => event,
-                    () = engine.shutdown.cancelled() => Ok(None),
-                };
-                let event = match event {
-                    Ok(Some(event)) => event,
-                    Ok(None) => break,
-                    Err(()) => {
-                        engine.time_out_turn(&session).await;
-                        continue;
-                    }
-                };
-                if let Err(error) = engine.on_agent_event(&session, event, &mut ready).await {
-                    tracing::error!(session_id = %session.id, error = %error, "cannot record what the agent did");
-                }
-            }
-        });
-    }
-
-    async fn on_agent_event(
-        &self,
-        session: &Session,
-        event: AgentEvent,
-        ready: &mut bool,
-    ) -> Result<(), EngineError> {
-        match event {
-            AgentEvent::Ready { agent_session_id, resumed } => {
-                *ready = true;
-                self.store.set_agent_session_id(&session.workspace_id, &agent_session_id).await?;
-                if resumed {
-                    self.record_event(session, "system", json!({ "code": "agent_context_resumed" })).await?;
-                }
-                self.record_event(session, "system", json!({ "code": "agent_ready" })).await?;
-            }
-            AgentEvent::Update(update) => {
-                if *ready {
-                    let kind =
-                        kind_of_agent_update(update["sessionUpdate"].as_str().unwrap_or("agent_update"))
-                            .to_owned();
-                    self.record_event(session, &kind, update).await?;
-                }
-            }
-            AgentEvent::Question { request, answer } => {
-                let id = format!("q_{}", berth_core::SessionId::generate().as_str().trim_start_matches("s_"));
-                let body = question_body(&id, &request);
-                self.record_event(session, "question", json!({ "question": body })).await?;
-                let parked = match self.registry().live.get_mut(&session.id) {
-                    Some(runtime) => {
-                        runtime.questions.insert(id.clone(), PendingQuestion { body: body.clone(), answer });
-                        true
-                    }
-                    None => false,
-                };
-                if parked {
-                    self.broadcast_live(&session.id, LiveMessage::Question(body));
-                    self.set_agent_running(&session.id, true).await?;
-                }
-            }
-            AgentEvent::TurnEnded { stop_reason } => {
-                self.set_turn_active(&session.id, false);
-                // Not running any more before anyone hears of the end, so a prompt sent on
-                // seeing `turn_end` is taken.
-                self.set_agent_running(&session.id, false).await?;
-                self.record_event(session, "turn_end", json!({ "stop_reason": stop_reason })).await?;
-            }
-            AgentEvent::TurnFailed { code, message } => {
-                self.set_turn_active(&session.id, false);
-                let system = if code == berth_agent::client::AUTH_REQUIRED {
-                    self.needs_credentials(session).await?
-                } else {
-                    turn_failure(code, &message)
-                };
-                self.set_agent_running(&session.id, false).await?;
-                self.record_event(session, "system", system).await?;
-                self.record_event(session, "turn_end", json!({ "stop_reason": "error" })).await?;
-            }
-            AgentEvent::NeedsCredentials => {
-                let system = self.needs_credentials(session).await?;
-                self.record_event(session, "system", system).await?;
-            }
-            AgentEvent::Closed { error } => {
-                if let Some(error) = error {
-                    tracing::warn!(session_id = %session.id, error, "the agent connection closed");
-                }
-            }
-        }
-        Ok(())
+            .await?)
     }
 
     /// What a person reads when their agent asks for credentials: which of the secrets
     /// its catalogue entry needs they have not set, and where to set them.
-    async fn needs_credentials(&self, session: &Session) -> Result<serde_json::Value, EngineError> {
+    pub(crate) async fn needs_credentials(
+        &self,
+        session: &Session,
+    ) -> Result<serde_json::Value, EngineError> {
         let workspace = self.store.workspace(&session.workspace_id).await?;
         let needs = workspace
             .and_then(|workspace| workspace.agent)
@@ -297,35 +111,10 @@ impl Engine {
         Ok(json!({ "code": "agent_needs_credentials", "message": message, "missing": missing }))
     }
 
-    fn set_turn_active(&self, session: &SessionId, active: bool) {
-        if let Some(runtime) = self.registry().live.get_mut(session) {
-            runtime.turn_active = active;
-        }
-    }
-
-    /// The agent sent nothing for `agent.turn_timeout` during a turn: cancel the turn.
-    /// The agent then ends it (`cancelled`) as for a person's cancel.
-    async fn time_out_turn(&self, session: &Session) {
-        tracing::warn!(session_id = %session.id, "the agent's turn timed out; cancelling it");
-        self.set_turn_active(&session.id, false);
-        let message = format!(
-            "the agent sent nothing for {} s; its turn is cancelled",
-            self.config.turn_timeout.as_secs()
-        );
-        let recorded =
-            self.record_event(session, "system", json!({ "code": "turn_timeout", "message": message })).await;
-        if let Err(error) = recorded.map(drop).and(self.cancel_questions(session).await) {
-            tracing::error!(session_id = %session.id, error = %error, "cannot record a turn's time-out");
-        }
-        if let Some(agent) = self.agent_of(&session.id) {
-            agent.cancel();
-        }
-    }
-
     /// Ends every tool call of `session` still pending or in progress with a closing
     /// `tool_call_update` (`failed`, `reason: session_ended`): the session ended, so none
     /// of them can finish, and none may show as running forever.
-    pub(crate) async fn close_open_tool_calls(&self, session: &Session) -> Result<(), EngineError> {
+    pub(crate) async fn close_open_tool_calls(&self, session: &Session) -> Result<Vec<Event>, EngineError> {
         let mut events = Vec::new();
         let mut after = 0;
         loop {
@@ -334,6 +123,7 @@ impl Engine {
             after = last.seq;
             events.extend(page.into_iter().filter(|e| e.kind == "tool_call" || e.kind == "tool_call_update"));
         }
+        let mut closed = Vec::new();
         for id in open_tool_calls(&events) {
             let closing = json!({
                 "sessionUpdate": "tool_call_update",
@@ -341,13 +131,9 @@ impl Engine {
                 "status": "failed",
                 "reason": "session_ended",
             });
-            self.record_event(session, "tool_call_update", closing).await?;
+            closed.push(self.store_event(session, "tool_call_update", closing).await?);
         }
-        Ok(())
-    }
-
-    fn agent_of(&self, session: &SessionId) -> Option<Arc<berth_agent::client::AgentConnection>> {
-        self.registry().live.get(session).and_then(|runtime| runtime.agent.clone())
+        Ok(closed)
     }
 }
 
@@ -380,65 +166,13 @@ pub(crate) fn open_tool_calls(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
-fn not_active() -> EngineError {
-    EngineError::Refused { code: "session_not_active", message: "the session is not active".into() }
-}
-
 impl Engine {
     /// A person's prompt: stored, then sent to the agent. Refused while a turn runs.
     pub async fn prompt(&self, caller: &User, session_id: &str, text: &str) -> Result<Event, EngineError> {
         let session = self.own_session(caller, session_id).await?;
-        if text.trim().is_empty() || text.len() > MAX_PROMPT_BYTES {
-            return Err(EngineError::Refused {
-                code: "invalid_prompt",
-                message: format!("a prompt holds 1 to {MAX_PROMPT_BYTES} bytes"),
-            });
-        }
-        if session.state != SessionState::Active {
-            return Err(not_active());
-        }
-        let agent = self.claim_turn(&session.id)?;
-        let started = async {
-            self.set_agent_running(&session.id, true).await?;
-            self.record_event(&session, "user_message", json!({ "text": text })).await
-        };
-        let event = match started.await {
-            Ok(event) => event,
-            Err(error) => {
-                // Not sent: the turn is free again.
-                self.set_turn_active(&session.id, false);
-                return Err(error);
-            }
-        };
-        agent.prompt(text.to_owned());
-        Ok(event)
-    }
-
-    /// Takes the session's turn for a prompt, in one step under the registry's lock, so of
-    /// two prompts sent at the same instant (two tabs) exactly one is taken and the other
-    /// is refused `turn_in_progress`.
-    fn claim_turn(
-        &self,
-        session: &SessionId,
-    ) -> Result<Arc<berth_agent::client::AgentConnection>, EngineError> {
-        let mut registry = self.registry();
-        let runtime = registry.live.get_mut(session).ok_or_else(not_active)?;
-        let agent = runtime.agent.clone().ok_or_else(not_active)?;
-        if runtime.turn_active {
-            return Err(EngineError::Refused {
-                code: "turn_in_progress",
-                message: "the agent is still working on the last prompt; wait for it or cancel it".into(),
-            });
-        }
-        let per_second = self.config.prompts_per_second;
-        if !runtime.prompts.admit(tokio::time::Instant::now().into_std(), per_second) {
-            return Err(EngineError::Refused {
-                code: "rate_limited",
-                message: format!("at most {per_second} prompts a second; send it again in a moment"),
-            });
-        }
-        runtime.turn_active = true;
-        Ok(agent)
+        let text = text.to_owned();
+        let prompted = self.ask(&session.id, |reply| Command::Prompt { text, reply }).await;
+        prompted.unwrap_or(Err(EngineError::SessionNotActive))
     }
 
     /// Answers a waiting question; the first answer wins.
@@ -450,58 +184,15 @@ impl Engine {
         option_id: &str,
     ) -> Result<Event, EngineError> {
         let session = self.own_session(caller, session_id).await?;
-        let pending = {
-            let mut registry = self.registry();
-            let runtime = registry.live.get_mut(&session.id);
-            let valid = |pending: &PendingQuestion| {
-                pending.body["options"]
-                    .as_array()
-                    .is_some_and(|options| options.iter().any(|o| o["id"] == option_id))
-            };
-            match runtime.and_then(|runtime| runtime.questions.remove_entry(question_id)) {
-                Some((_, pending)) if valid(&pending) => pending,
-                Some((id, pending)) => {
-                    registry.live.get_mut(&session.id).map(|runtime| runtime.questions.insert(id, pending));
-                    return Err(EngineError::Refused {
-                        code: "invalid_option",
-                        message: format!("'{option_id}' is not an option of this question"),
-                    });
-                }
-                None => {
-                    return Err(EngineError::Refused {
-                        code: "question_not_pending",
-                        message: "this question was already answered or is not waiting".into(),
-                    });
-                }
-            }
-        };
-        let _ = pending.answer.send(Some(option_id.to_owned()));
-        self.record_event(&session, "answer", json!({ "question_id": question_id, "option_id": option_id }))
-            .await
+        let (question_id, option_id) = (question_id.to_owned(), option_id.to_owned());
+        let answered = self.ask(&session.id, |reply| Command::Answer { question_id, option_id, reply }).await;
+        answered.unwrap_or(Err(EngineError::QuestionNotPending))
     }
 
     /// Asks the agent to stop its turn; questions still waiting are answered `cancelled`.
     pub async fn cancel(&self, caller: &User, session_id: &str) -> Result<(), EngineError> {
         let session = self.own_session(caller, session_id).await?;
-        self.cancel_questions(&session).await?;
-        if let Some(agent) = self.agent_of(&session.id) {
-            agent.cancel();
-        }
-        Ok(())
-    }
-
-    /// Answers every waiting question of `session` with `cancelled`, and says so.
-    pub(crate) async fn cancel_questions(&self, session: &Session) -> Result<(), EngineError> {
-        let pending: Vec<(String, PendingQuestion)> = match self.registry().live.get_mut(&session.id) {
-            Some(runtime) => runtime.questions.drain().collect(),
-            None => Vec::new(),
-        };
-        for (id, question) in pending {
-            let _ = question.answer.send(None);
-            self.record_event(session, "answer", json!({ "question_id": id, "outcome": "cancelled" }))
-                .await?;
-        }
-        Ok(())
+        self.ask(&session.id, |reply| Command::Cancel { reply }).await.unwrap_or(Ok(()))
     }
 
     /// Attaches a live-channel client to the caller's session. A disconnected session
@@ -513,31 +204,14 @@ impl Engine {
     ) -> Result<LiveSubscription, EngineError> {
         let session = self.own_session(caller, session_id).await?;
         if !session.state.is_live() {
-            return Err(EngineError::Refused {
-                code: "session_ended",
-                message: "the session has ended".into(),
-            });
+            return Err(EngineError::SessionEnded);
         }
-        let (messages, pending_questions) = {
-            let mut registry = self.registry();
-            let Some(runtime) = registry.live.get_mut(&session.id) else {
-                return Err(EngineError::Refused {
-                    code: "session_ended",
-                    message: "the session has ended".into(),
-                });
-            };
-            runtime.connections += 1;
-            let questions = runtime.questions.values().map(|question| question.body.clone()).collect();
-            let sender = runtime.live.get_or_insert_with(|| tokio::sync::broadcast::channel(LIVE_BUFFER).0);
-            (sender.subscribe(), questions)
-        };
-        let attachment =
-            LiveAttachment { engine: Arc::clone(self), user: caller.clone(), session_id: session.id.clone() };
-        if session.state == SessionState::Disconnected {
-            self.hold_grace_for_reconnect(&session.user_id, &session.workspace_id);
-            self.resume(&session.id).await?;
-        }
-        let session = self.load_session(&session.id).await?;
+        self.hold_grace_for_reconnect(&session.user_id, &session.workspace_id);
+        let attached = self.ask(&session.id, |reply| Command::Attach { reply }).await;
+        let attached = attached.unwrap_or(Err(EngineError::SessionEnded))?;
+        // From here the connection counts; dropping the attachment tells the owner.
+        let attachment = LiveAttachment { engine: Arc::clone(self), session_id: session.id.clone() };
+        let crate::session::runtime::Attached { session, messages, pending_questions } = attached;
         Ok(LiveSubscription { session, messages, pending_questions, attachment })
     }
 
@@ -606,7 +280,7 @@ const INTERNAL_ERROR: i32 = -32603;
 /// A failed turn as people read it: `agent_error` with a stable `reason` —
 /// `agent_disconnected` when the connection to the agent broke, else `turn_failed` — and a
 /// sentence; the agent's own words only when they are a plain line, never protocol text.
-fn turn_failure(code: i32, message: &str) -> serde_json::Value {
+pub(crate) fn turn_failure(code: i32, message: &str) -> serde_json::Value {
     let lowered = message.to_ascii_lowercase();
     if code == INTERNAL_ERROR || lowered.contains("transport") || lowered.contains("connection closed") {
         return json!({ "code": "agent_error", "reason": "agent_disconnected",

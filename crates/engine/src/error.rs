@@ -34,9 +34,25 @@ pub enum EngineError {
     SandboxFailed { message: String },
     #[error("session {session_id} did not close: {message}")]
     CloseFailed { session_id: berth_core::SessionId, message: String },
-    /// A request that cannot be done in the session's current situation.
+    /// A request that cannot be done in the current situation.
     #[error("{message}")]
     Refused { code: &'static str, message: String },
+    #[error("a prompt holds 1 to {max_bytes} bytes")]
+    InvalidPrompt { max_bytes: usize },
+    #[error("the session is not active")]
+    SessionNotActive,
+    #[error("the session has ended")]
+    SessionEnded,
+    #[error("the agent is still working on the last prompt; wait for it or cancel it")]
+    TurnInProgress,
+    #[error("at most {per_second} prompts a second; send it again in a moment")]
+    RateLimited { per_second: u32 },
+    #[error("this question was already answered or is not waiting")]
+    QuestionNotPending,
+    #[error("'{option}' is not an option of this question")]
+    InvalidOption { option: String },
+    #[error(transparent)]
+    Transition(#[from] berth_core::session::SessionTransitionError),
     #[error("'{text}' is not a port: expected a number from 1 to 65535")]
     InvalidPort { text: String },
     #[error("port {port} is not open for previews on this installation")]
@@ -89,6 +105,14 @@ impl EngineError {
             EngineError::CloseFailed { .. } => "close_failed",
             EngineError::Git { .. } => "git_failed",
             EngineError::Refused { code, .. } => code,
+            EngineError::InvalidPrompt { .. } => "invalid_prompt",
+            EngineError::SessionNotActive => "session_not_active",
+            EngineError::SessionEnded => "session_ended",
+            EngineError::TurnInProgress => "turn_in_progress",
+            EngineError::RateLimited { .. } => "rate_limited",
+            EngineError::QuestionNotPending => "question_not_pending",
+            EngineError::InvalidOption { .. } => "invalid_option",
+            EngineError::Transition(_) => "invalid_transition",
             EngineError::InvalidPort { .. } => "invalid_port",
             EngineError::PortNotAllowed { .. } => "port_not_allowed",
             EngineError::NoLiveSession => "no_live_session",

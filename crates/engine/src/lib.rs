@@ -10,7 +10,7 @@ mod paths;
 mod preview;
 mod preview_pass;
 pub mod sealing;
-mod sessions;
+mod session;
 mod sources;
 mod ssh;
 mod users;
@@ -33,7 +33,7 @@ pub use conversation::{LiveAttachment, LiveMessage, LiveSubscription};
 pub use credentials::OfferedAgent;
 pub use error::EngineError;
 pub use paths::DataPaths;
-pub use sessions::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};
+pub use session::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};
 pub use ssh::SshPublicKey;
 pub use users::{NewToken, hash_token};
 pub use workspaces::{NewWorkspace, PushedBranch, WorkspaceFile, WorkspaceGitStatus, WorkspaceSettings};
@@ -44,8 +44,8 @@ pub struct Engine {
     store: Store,
     paths: DataPaths,
     driver: Arc<dyn SandboxDriver>,
-    /// Live sessions' in-memory side: slots, operation locks, grace timers.
-    sessions: Mutex<sessions::SessionRegistry>,
+    /// Live sessions' in-memory side: slots and the way to each session's owner task.
+    sessions: Mutex<session::SessionRegistry>,
     session_changes: tokio::sync::broadcast::Sender<berth_core::Session>,
     /// Clones under way, so a delete can stop one and wait for it.
     clones: Mutex<HashMap<WorkspaceId, workspaces::CloneHandle>>,
@@ -106,7 +106,7 @@ impl Engine {
             store,
             paths,
             driver,
-            sessions: Mutex::new(sessions::SessionRegistry::default()),
+            sessions: Mutex::new(session::SessionRegistry::default()),
             session_changes: tokio::sync::broadcast::channel(4096).0,
             clones: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),

@@ -143,6 +143,17 @@ impl From<EngineError> for ApiError {
                     .with("session_id", Value::from(session_id))
             }
             EngineError::Refused { message, .. } => ApiError::new(StatusCode::CONFLICT, code, message),
+            EngineError::InvalidPrompt { .. } | EngineError::InvalidOption { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, code, error.to_string())
+            }
+            EngineError::RateLimited { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, error.to_string())
+            }
+            EngineError::SessionNotActive
+            | EngineError::SessionEnded
+            | EngineError::TurnInProgress
+            | EngineError::QuestionNotPending
+            | EngineError::Transition(_) => ApiError::new(StatusCode::CONFLICT, code, error.to_string()),
             EngineError::PushFailed { .. } => ApiError::new(StatusCode::CONFLICT, code, error.to_string()),
             EngineError::InvalidPort { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, code, error.to_string())

@@ -403,3 +403,82 @@ async fn metrics_count_opens_and_closes_and_show_sessions_by_state() {
     let text = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
     assert!(text.contains("berth_session_closes_total{outcome=\"closed\",reason=\"closed\"}"), "{text}");
 }
+
+/// Waits (bounded) for the session of `id` to end, and returns it.
+async fn ended_session(api: &common::Api, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, session) = api.get(&format!("/api/sessions/{id}")).await;
+        if session["state"] == "ended" {
+            return session;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the session never ended: {session}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_after_power_on_powers_off_frees_the_slot_and_fails_the_session() {
+    let (server, faults) = common::TestServer::start_faulty(|_| {}).await;
+    let source = SourceRepo::new();
+    let alice = server.member("alice").await;
+    let demo = alice.ready_workspace(&source.url(), "demo").await;
+    // The store refuses the session's first event — after the sandbox is up.
+    let database = sqlx::SqlitePool::connect(&server.engine.config().database_url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER injected_fault BEFORE INSERT ON events WHEN NEW.data LIKE '%session_started%'
+         BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
+    )
+    .execute(&database)
+    .await
+    .unwrap();
+
+    let (status, refused) = alice.open(&demo).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{refused}");
+    assert_eq!(server.engine.running_sandbox_count(), 0, "the slot is free");
+    assert!(berth_sandbox::SandboxDriver::running(&*faults).await.unwrap().is_empty(), "the sandbox is off");
+    let (_, history) = alice.get(&format!("/api/workspaces/{demo}/events")).await;
+    let failure = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["data"]["reason"] == "start_failed")
+        .cloned()
+        .unwrap_or_else(|| panic!("the reason is in the history: {history}"));
+    let session = ended_session(&alice, failure["session_id"].as_str().unwrap()).await;
+    assert_eq!(session["end_reason"], "failed");
+    assert_eq!(alice.get(&format!("/api/workspaces/{demo}")).await.1["state"], "idle");
+
+    sqlx::query("DROP TRIGGER injected_fault").execute(&database).await.unwrap();
+    let (status, opened) = alice.open(&demo).await;
+    assert_eq!(status, StatusCode::CREATED, "the next open works: {opened}");
+}
+
+#[tokio::test]
+async fn an_agent_that_closes_its_connection_but_runs_on_ends_its_session() {
+    let server = TestServer::start_with(|config| {
+        config.agent_command =
+            Some("mkdir -p .berth; echo $$ > .berth/agent.pid; exec sleep 600 >&- <&-".into());
+    })
+    .await;
+    let source = SourceRepo::new();
+    let alice = server.member("alice").await;
+    let demo = alice.ready_workspace(&source.url(), "demo").await;
+    let (status, opened) = alice.open(&demo).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let pid = agent_pid(&server.checkout(&demo)).await;
+
+    let session = ended_session(&alice, opened["session"]["id"].as_str().unwrap()).await;
+    assert_eq!(session["end_reason"], "failed");
+    assert!(process_gone(pid).await, "the sandbox was powered off");
+    assert_eq!(server.engine.running_sandbox_count(), 0);
+    let (_, history) = alice.get(&format!("/api/workspaces/{demo}/events")).await;
+    assert!(
+        history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["data"]["reason"] == "agent_disconnected"),
+        "{history}"
+    );
+}

@@ -174,22 +174,26 @@ impl Store {
         }
     }
 
-    /// Sets the state and grace window of a live session; returns false when it has ended.
+    /// Moves a live session from state `from` to `to` (a transition `core` allowed) with
+    /// its grace window, compared and set in one statement; false when it is not in `from`
+    /// any more (it ended, or someone else moved it).
     pub async fn update_live_session(
         &self,
         id: &SessionId,
-        state: SessionState,
+        from: SessionState,
+        to: SessionState,
         grace_expires_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
         let _change = self.reads.change();
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let result = sqlx::query(
-                    "UPDATE sessions SET state = ?, grace_expires_at = ? WHERE id = ? AND state <> 'ended'",
+                    "UPDATE sessions SET state = ?, grace_expires_at = ? WHERE id = ? AND state = ?",
                 )
-                .bind(state.as_str())
+                .bind(to.as_str())
                 .bind(grace_expires_at)
                 .bind(id.as_str())
+                .bind(from.as_str())
                 .execute(pool)
                 .await?;
                 Ok(result.rows_affected() == 1)

@@ -1,0 +1,117 @@
+//! Ending sessions: closing one (the owner task does it), closing all in parallel with an
+//! exact report, leaving, and [`Engine::finish`] — the body of every ending.
+
+use super::runtime::Command;
+use super::{CloseAllReport, CloseAllScope, CloseFailure};
+use crate::{Engine, EngineError};
+use berth_core::session::{CloseAllOutcome, EndReason, Session};
+use berth_core::{Event, SessionId, User};
+use chrono::Utc;
+use std::sync::Arc;
+
+impl Engine {
+    /// Powers the sandbox of `id` off and ends the session with `reason`. Success when it
+    /// had already ended. On a driver failure the session stays live and the failure is
+    /// returned, so it can be retried.
+    pub async fn close_session(&self, id: &SessionId, reason: EndReason) -> Result<Session, EngineError> {
+        if let Some(closed) = self.ask(id, |reply| Command::Close { reason, reply }).await {
+            return closed;
+        }
+        let session = self.load_session(id).await?;
+        if !session.state.is_live() {
+            return Ok(session);
+        }
+        // Live in the store with no owner here: only before the reconciliation at start.
+        let ended = self.finish(&session, reason, |_| {}).await?;
+        self.publish_session(&ended);
+        Ok(ended)
+    }
+
+    /// The body of every ending, run by the session's owner (or for a session that has
+    /// none): the sandbox powered off, every open tool call closed (each closing event
+    /// handed to `told`), the end stored. The caller tells the world and frees the slot.
+    pub(crate) async fn finish(
+        &self,
+        session: &Session,
+        reason: EndReason,
+        told: impl Fn(Event),
+    ) -> Result<Session, EngineError> {
+        if let Err(error) = self.driver.power_off(&session.id).await {
+            metrics::counter!("berth_sandbox_failures_total", "operation" => "power_off").increment(1);
+            metrics::counter!("berth_session_closes_total", "outcome" => "failed").increment(1);
+            tracing::error!(session_id = %session.id, error = %error, "sandbox failed to power off");
+            return Err(EngineError::CloseFailed {
+                session_id: session.id.clone(),
+                message: error.to_string(),
+            });
+        }
+        // Before the end is recorded: a crash in between leaves a live session, which the
+        // next start reconciles (closing what is still open), never an ended one with a
+        // tool call left running.
+        for event in self.close_open_tool_calls(session).await? {
+            told(event);
+        }
+        self.store.end_session(&session.id, reason, Utc::now()).await?;
+        let closed = serde_json::json!({ "code": "session_closed", "reason": reason.as_str() });
+        told(self.store_event(session, "system", closed).await?);
+        metrics::counter!("berth_session_closes_total", "outcome" => "closed", "reason" => reason.as_str())
+            .increment(1);
+        tracing::info!(session_id = %session.id, reason = reason.as_str(), "session ended");
+        self.load_session(&session.id).await
+    }
+
+    /// Closes one session: the caller's own (`closed`), or anyone's for an administrator
+    /// (`admin`). Idempotent on an ended session.
+    pub async fn close(&self, caller: &User, id: &str) -> Result<Session, EngineError> {
+        let session = self.session(caller, id).await?;
+        let reason = if session.user_id == caller.id { EndReason::Closed } else { EndReason::Admin };
+        self.close_session(&session.id, reason).await
+    }
+
+    /// Closes every live session in `scope` in parallel and says exactly which closed and
+    /// which failed; then, when asked, opens `retry_open` again.
+    pub async fn close_all(
+        self: &Arc<Self>,
+        caller: &User,
+        scope: CloseAllScope,
+        retry_open: Option<&str>,
+    ) -> Result<CloseAllReport, EngineError> {
+        let (sessions, reason) = match scope {
+            CloseAllScope::Own => (self.store.live_sessions_of(&caller.id).await?, EndReason::ClosedAll),
+            CloseAllScope::Installation => (self.all_live_sessions(caller).await?, EndReason::Admin),
+        };
+        let attempts = sessions.iter().map(|session| async move {
+            let reason = if session.user_id == caller.id { EndReason::ClosedAll } else { reason };
+            (session.id.clone(), self.close_session(&session.id, reason).await)
+        });
+        let mut closed = Vec::new();
+        let mut failed = Vec::new();
+        for (id, result) in futures::future::join_all(attempts).await {
+            match result {
+                Ok(_) => closed.push(id),
+                Err(error) => failed.push(CloseFailure {
+                    session_id: id,
+                    code: error.code(),
+                    message: error.to_string(),
+                }),
+            }
+        }
+        let outcome = CloseAllOutcome::from_counts(closed.len(), failed.len());
+        let retried_open = match retry_open {
+            Some(workspace) => Some(self.open(caller, workspace).await),
+            None => None,
+        };
+        tracing::info!(closed = closed.len(), failed = failed.len(), outcome = outcome.as_str(), "close-all");
+        Ok(CloseAllReport { outcome, closed, failed, retried_open })
+    }
+
+    /// The person left (the leave signal). No run in progress: the session ends
+    /// (`left`). A run in progress: it waits `reconnect_grace` for them.
+    pub async fn leave(&self, caller: &User, id: &str) -> Result<Session, EngineError> {
+        let session = self.own_session(caller, id).await?;
+        match self.ask(&session.id, |reply| Command::Leave { reply }).await {
+            Some(left) => left,
+            None => self.load_session(&session.id).await,
+        }
+    }
+}

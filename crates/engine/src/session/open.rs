@@ -1,0 +1,221 @@
+//! Opening a workspace: resume its live session, or power a sandbox on — after closing
+//! the oldest sessions under `replace` — all or nothing: a [`PowerOnGuard`] owns the slot
+//! and the sandbox until the owner task has the session live.
+
+use super::runtime::{Command, SessionActor};
+use super::{CONTROLLERS_BUSY_RETRY_AFTER, OpenOutcome};
+use crate::{Engine, EngineError};
+use berth_core::session::{EndReason, LiveSessionSummary, OpenDecision, Session, SessionState, decide_open};
+use berth_core::{SessionId, User, WorkspaceId};
+use berth_sandbox::SandboxSpec;
+use chrono::Utc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// Owns a session's slot and, once it runs, its sandbox, until the session is live.
+/// [`PowerOnGuard::fail`] undoes everything: the sandbox off, the session `failed` with
+/// the reason in its history, the slot free.
+pub(crate) struct PowerOnGuard {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) session: Session,
+    commands: Option<mpsc::UnboundedReceiver<Command>>,
+}
+
+impl PowerOnGuard {
+    /// The session is live: the guard lets go. Returns the flag a reconnect sets.
+    pub(crate) fn disarm(self) -> Arc<AtomicBool> {
+        let slot = self
+            .engine
+            .registry()
+            .live
+            .get(&self.session.id)
+            .map(|slot| Arc::clone(&slot.handle.reconnecting));
+        slot.unwrap_or_default()
+    }
+
+    /// Undoes the power on after `error`, and returns it.
+    pub(crate) async fn fail(self, error: EngineError) -> EngineError {
+        let engine = &self.engine;
+        let id = &self.session.id;
+        tracing::error!(session_id = %id, error = %error, "the session could not start");
+        // Whatever half-started goes too; its failure is already the story.
+        if let Err(off) = engine.driver.power_off(id).await {
+            tracing::error!(session_id = %id, error = %off, "cannot power off a sandbox that failed to start");
+        }
+        let failed = serde_json::json!({ "code": "agent_error", "reason": "start_failed",
+            "message": "The session could not start; open the workspace again." });
+        let _ = engine.store_event(&self.session, "system", failed).await;
+        let _ = engine.store.end_session(id, EndReason::Failed, Utc::now()).await;
+        engine.release_slot(id);
+        if let Ok(ended) = engine.load_session(id).await {
+            engine.publish_session(&ended);
+        }
+        // Commands that waited for the session are answered by their channel closing.
+        drop(self.commands);
+        error
+    }
+}
+
+impl Engine {
+    /// Opens the caller's workspace: resumes its live session if there is one, else
+    /// powers a sandbox on (after powering the oldest sessions off under `replace`).
+    pub async fn open(
+        self: &Arc<Self>,
+        caller: &User,
+        workspace_id: &str,
+    ) -> Result<OpenOutcome, EngineError> {
+        let started = Instant::now();
+        if let Some(id) = WorkspaceId::parse(workspace_id) {
+            self.hold_grace_for_reconnect(&caller.id, &id);
+        }
+        let outcome = self.open_serialised(caller, workspace_id).await;
+        let label = match &outcome {
+            Ok(OpenOutcome::Opened { .. }) => "new",
+            Ok(OpenOutcome::Resumed { .. }) => "resumed",
+            Err(error) => error.code(),
+        };
+        metrics::counter!("berth_session_opens_total", "outcome" => label).increment(1);
+        if matches!(outcome, Ok(OpenOutcome::Opened { .. })) {
+            metrics::histogram!("berth_session_open_seconds").record(started.elapsed().as_secs_f64());
+        }
+        outcome
+    }
+
+    async fn open_serialised(
+        self: &Arc<Self>,
+        caller: &User,
+        workspace_id: &str,
+    ) -> Result<OpenOutcome, EngineError> {
+        let user_lock = self.user_lock(&caller.id);
+        let _one_open_per_user_at_a_time = user_lock.lock().await;
+        let workspace = self.workspace(caller, workspace_id).await?;
+        let users_live = self.store.live_sessions_of(&caller.id).await?;
+        let summaries: Vec<LiveSessionSummary> = users_live
+            .iter()
+            .map(|s| LiveSessionSummary {
+                id: s.id.clone(),
+                workspace_id: s.workspace_id.clone(),
+                started_at: s.started_at,
+            })
+            .collect();
+        let decision = decide_open(
+            &workspace.id,
+            workspace.state,
+            &summaries,
+            self.running_sandbox_count(),
+            &self.config.limits,
+        );
+        match decision {
+            OpenDecision::Resume(id) => self.resume(&id).await,
+            OpenDecision::NotReady(state) => Err(EngineError::WrongState { id: workspace.id, state }),
+            OpenDecision::UserLimitReached { .. } => Err(EngineError::SessionLimit {
+                limit: self.config.limits.sessions_per_user,
+                active_sessions: users_live,
+            }),
+            OpenDecision::ControllersBusy => {
+                Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER })
+            }
+            OpenDecision::Open { replace } => {
+                for id in &replace {
+                    self.close_session(id, EndReason::Replaced).await.map_err(|error| {
+                        EngineError::ReplaceFailed { session_id: id.clone(), message: error.to_string() }
+                    })?;
+                }
+                let session = self.power_on(caller, &workspace).await?;
+                Ok(OpenOutcome::Opened { session, replaced: replace })
+            }
+        }
+    }
+
+    /// Attaches to a live session; a disconnected one becomes active again.
+    pub(crate) async fn resume(&self, id: &SessionId) -> Result<OpenOutcome, EngineError> {
+        match self.ask(id, |reply| Command::Resume { reply }).await {
+            Some(resumed) => Ok(OpenOutcome::Resumed { session: resumed? }),
+            // It ended between the decision and now.
+            None => Err(EngineError::NotFound { what: "session" }),
+        }
+    }
+
+    /// Powers a sandbox on for a new session of `workspace`. The work runs in a task of
+    /// its own, so a caller that goes away (a dropped request) cannot stop it half-way.
+    async fn power_on(
+        self: &Arc<Self>,
+        caller: &User,
+        workspace: &berth_core::Workspace,
+    ) -> Result<Session, EngineError> {
+        let session = Session {
+            id: SessionId::generate(),
+            workspace_id: workspace.id.clone(),
+            user_id: caller.id.clone(),
+            state: SessionState::Starting,
+            started_at: Utc::now(),
+            ended_at: None,
+            end_reason: None,
+            grace_expires_at: None,
+            agent_running: false,
+        };
+        // Read before anything is taken: the caller's secrets and git credential.
+        let secret_env = self.agent_private_env(&caller.id, workspace).await?;
+        let Some(commands) = self.take_slot(&session) else {
+            return Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER });
+        };
+        match self.store.insert_session(&session, workspace.state).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.release_slot(&session.id);
+                let state = self.workspace(caller, workspace.id.as_str()).await?.state;
+                return Err(EngineError::WrongState { id: workspace.id.clone(), state });
+            }
+            Err(error) => {
+                self.release_slot(&session.id);
+                return Err(error.into());
+            }
+        }
+        let spec = SandboxSpec {
+            session_id: session.id.clone(),
+            workspace_id: workspace.id.clone(),
+            workspace_dir: self.paths.workspace(&workspace.id),
+            agent_command: self.agent_command_for(workspace),
+            secret_env,
+        };
+        let guard = PowerOnGuard { engine: Arc::clone(self), session, commands: Some(commands) };
+        let (opened, answer) = oneshot::channel();
+        self.tasks.spawn(async move {
+            let engine = Arc::clone(&guard.engine);
+            match engine.driver.power_on(spec).await {
+                Ok(io) => {
+                    let mut guard = guard;
+                    let commands = guard.commands.take().unwrap_or_else(|| mpsc::unbounded_channel().1);
+                    SessionActor::start(guard, io, commands, opened).await;
+                }
+                Err(error) => {
+                    metrics::counter!("berth_sandbox_failures_total", "operation" => "power_on").increment(1);
+                    let error = EngineError::SandboxFailed { message: error.to_string() };
+                    let _ = opened.send(Err(guard.fail(error).await));
+                }
+            }
+        });
+        answer.await.unwrap_or(Err(EngineError::SessionNotActive))
+    }
+
+    /// The agent command of a workspace: the catalogue's agent it names, or its own
+    /// command line, else the installation's; the built-in agent of this very binary when
+    /// it names that or nothing says otherwise.
+    fn agent_command_for(&self, workspace: &berth_core::Workspace) -> String {
+        let command = match workspace.agent.as_deref() {
+            Some(crate::BUILTIN_AGENT) => None,
+            Some(name) => {
+                Some(self.config.agent(name).map_or(name, |entry| entry.command.as_str()).to_owned())
+            }
+            None => self.config.agent_command.clone(),
+        };
+        command.unwrap_or_else(|| {
+            let binary = std::env::current_exe()
+                .map(|path| path.to_string_lossy().into_owned())
+                .unwrap_or("berth".into());
+            format!("'{}' agent", binary.replace('\'', r"'\''"))
+        })
+    }
+}

@@ -1,0 +1,48 @@
+//! After a crash and at shutdown: no session is left live without a sandbox, no sandbox
+//! without a session, and no tool call open.
+
+use crate::{Engine, EngineError};
+use berth_core::session::EndReason;
+use chrono::Utc;
+
+impl Engine {
+    /// At shutdown: every live session ends (`server_restart`) with its sandbox powered
+    /// off, in parallel, so a clean stop leaves no agent running.
+    pub(crate) async fn close_every_session(&self) {
+        let sessions = match self.store.live_sessions().await {
+            Ok(sessions) => sessions,
+            Err(error) => {
+                tracing::error!(error = %error, "cannot list the sessions to close at shutdown");
+                return;
+            }
+        };
+        let closes = sessions.iter().map(|session| self.close_session(&session.id, EndReason::ServerRestart));
+        for (session, result) in sessions.iter().zip(futures::future::join_all(closes).await) {
+            if let Err(error) = result {
+                tracing::error!(session_id = %session.id, error = %error, "cannot close a session at shutdown");
+            }
+        }
+    }
+
+    /// At start: every session the previous run left live ends (`server_restart`) with
+    /// its sandbox powered off and its open tool calls closed, every sandbox without a
+    /// live session is powered off, and workspaces left `active` become `idle`.
+    pub(crate) async fn reconcile_sessions(&self) -> Result<(), EngineError> {
+        for session in self.store.live_sessions().await? {
+            if let Err(error) = self.driver.power_off(&session.id).await {
+                tracing::error!(session_id = %session.id, error = %error, "cannot power off a sandbox left running");
+            }
+            self.close_open_tool_calls(&session).await?;
+            self.store.end_session(&session.id, EndReason::ServerRestart, Utc::now()).await?;
+            tracing::warn!(session_id = %session.id, "session ended by the server restart");
+        }
+        for sandbox in self.driver.running().await.map_err(|e| EngineError::Sandbox { source: e })? {
+            tracing::warn!(session_id = %sandbox.session_id, "powering off a sandbox with no session");
+            if let Err(error) = self.driver.power_off(&sandbox.session_id).await {
+                tracing::error!(session_id = %sandbox.session_id, error = %error, "cannot power off an orphan sandbox");
+            }
+        }
+        self.store.idle_workspaces_without_sessions().await?;
+        Ok(())
+    }
+}

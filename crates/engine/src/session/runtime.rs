@@ -1,0 +1,632 @@
+//! One task owns each live session (mini-redis style): the agent connection, the turn,
+//! the waiting questions, the grace deadline, the live broadcast and the attached
+//! clients. Everything else sends it a [`Command`] and awaits the reply. Its loop selects
+//! over commands, the agent's events, the sandbox's exit, its limit notices, the grace
+//! deadline and the turn's time-out: every trigger of a session's work is in
+//! [`SessionActor::run`], and one turn at a time follows from there being one loop.
+
+use super::PowerOnGuard;
+use crate::conversation::{LiveMessage, PendingQuestion, question_body, turn_failure};
+use crate::{Engine, EngineError};
+use berth_agent::client::{AgentConnection, AgentEvent};
+use berth_core::event::kind_of_agent_update;
+use berth_core::session::{EndReason, LeaveOutcome, SessionEvent, SessionState, decide_leave};
+use berth_core::{Event, PromptWindow, Session, SessionId};
+use berth_sandbox::{AgentIo, SandboxNotice};
+use chrono::Utc;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+/// How many live messages a slow client may fall behind before it is cut off (it then
+/// reconnects with `after=` and loses nothing: the history is stored).
+pub const LIVE_BUFFER: usize = 1024;
+
+/// The most text a prompt may carry.
+pub const MAX_PROMPT_BYTES: usize = 100 * 1024;
+
+/// How long a session whose agent connection closed waits for its sandbox to end, which
+/// says more (the exit and the error output); then the session ends all the same.
+const AGENT_GONE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+/// What a client gets when it attaches: the session, a subscription taken before it
+/// reads the history (so nothing falls between the two), and the questions waiting now.
+pub(crate) struct Attached {
+    pub(crate) session: Session,
+    pub(crate) messages: broadcast::Receiver<Arc<LiveMessage>>,
+    pub(crate) pending_questions: Vec<Value>,
+}
+
+/// What the owner task of a session is asked to do.
+pub(crate) enum Command {
+    Prompt {
+        text: String,
+        reply: Reply<Event>,
+    },
+    Answer {
+        question_id: String,
+        option_id: String,
+        reply: Reply<Event>,
+    },
+    Cancel {
+        reply: Reply<()>,
+    },
+    /// A live-channel client attaches (a disconnected session becomes active again).
+    Attach {
+        reply: Reply<Attached>,
+    },
+    /// A live-channel client went, for whatever reason; the last one going is a leave.
+    Detach,
+    /// The person left (the leave signal).
+    Leave {
+        reply: Reply<Session>,
+    },
+    /// The person came back by opening the workspace again.
+    Resume {
+        reply: Reply<Session>,
+    },
+    /// Mark the agent working or not (what a turn does; tests set it directly).
+    MarkRunning {
+        running: bool,
+        reply: Reply<()>,
+    },
+    Close {
+        reason: EndReason,
+        reply: Reply<Session>,
+    },
+}
+
+/// How the rest of the engine reaches a live session's owner.
+#[derive(Clone)]
+pub(crate) struct SessionHandle {
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    /// Set, synchronously, when a reconnect has begun: the grace deadline then waits for
+    /// it instead of ending the session under it.
+    pub(crate) reconnecting: Arc<AtomicBool>,
+}
+
+/// Whether the loop goes on after a trigger.
+enum Flow {
+    Continue,
+    Ended,
+}
+
+/// The owner of one live session.
+pub(crate) struct SessionActor {
+    engine: Arc<Engine>,
+    session: Session,
+    agent: AgentConnection,
+    /// The live broadcast: made when the first client attaches, dropped with the last.
+    live: Option<broadcast::Sender<Arc<LiveMessage>>>,
+    connections: usize,
+    questions: HashMap<String, PendingQuestion>,
+    /// A prompt was sent and its turn has not ended.
+    turn_active: bool,
+    /// The agent is working (a turn, or a question waits): what leaving decides on.
+    running: bool,
+    /// Until the agent is ready it may replay an earlier session (`session/load`): those
+    /// updates are already in the history.
+    ready: bool,
+    prompts: PromptWindow,
+    grace_deadline: Option<Instant>,
+    /// While a turn runs, the agent must say something before this.
+    turn_deadline: Option<Instant>,
+    /// The agent connection closed: the session ends at this time if the sandbox has not.
+    agent_gone_deadline: Option<Instant>,
+    reconnecting: Arc<AtomicBool>,
+}
+
+impl SessionActor {
+    /// Takes the powered-on sandbox from `guard` and runs the session until it ends. The
+    /// session is made live first; a failure there powers the sandbox off, frees the slot
+    /// and ends the session `failed`, and is returned to whoever opened it.
+    pub(crate) async fn start(
+        guard: PowerOnGuard,
+        io: AgentIo,
+        commands: mpsc::UnboundedReceiver<Command>,
+        opened: oneshot::Sender<Result<Session, EngineError>>,
+    ) {
+        let engine = Arc::clone(&guard.engine);
+        let made_live = async {
+            let session = &guard.session;
+            let to = session.state.on(SessionEvent::SandboxRunning).map_err(EngineError::from)?;
+            if !engine.store.update_live_session(&session.id, session.state, to, None).await? {
+                return Err(EngineError::SessionNotActive);
+            }
+            let resume = match engine.config.resume_context {
+                crate::config::ResumeContext::Auto => {
+                    engine.store.agent_session_id(&session.workspace_id).await?
+                }
+                crate::config::ResumeContext::Never => None,
+            };
+            engine.store_event(session, "system", json!({ "code": "session_started" })).await?;
+            Ok::<_, EngineError>((engine.load_session(&session.id).await?, resume))
+        };
+        let (session, resume) = match made_live.await {
+            Ok(live) => live,
+            Err(error) => {
+                let _ = opened.send(Err(guard.fail(error).await));
+                return;
+            }
+        };
+        let reconnecting = guard.disarm();
+        let AgentIo { stdin, stdout, mut stderr, exited, workspace_path, mut notices } = io;
+        let roots = berth_agent::client::WorkspaceRoots {
+            host: engine.paths.workspace(&session.workspace_id),
+            agent: workspace_path,
+        };
+        let (agent, mut agent_events) = berth_agent::client::connect(stdin, stdout, roots, resume);
+        tracing::info!(session_id = %session.id, workspace_id = %session.workspace_id, "session opened");
+        engine.publish_session(&session);
+        let _ = opened.send(Ok(session.clone()));
+        let mut actor = SessionActor {
+            engine,
+            session,
+            agent,
+            live: None,
+            connections: 0,
+            questions: HashMap::new(),
+            turn_active: false,
+            running: false,
+            ready: false,
+            prompts: PromptWindow::default(),
+            grace_deadline: None,
+            turn_deadline: None,
+            agent_gone_deadline: None,
+            reconnecting,
+        };
+        // The sandbox's end, with the tail of what the agent wrote to its error output.
+        let mut exited = exited;
+        let sandbox_ended = async move {
+            let tail = async {
+                let mut tail = Vec::new();
+                let _ = stderr.read_to_end(&mut tail).await;
+                String::from_utf8_lossy(&tail[tail.len().saturating_sub(2048)..]).into_owned()
+            };
+            let exit = async { exited.wait_for(Option::is_some).await.ok().and_then(|exit| *exit) };
+            let (tail, exit) = tokio::join!(tail, exit);
+            (exit.map_or_else(|| "ended".to_owned(), |exit| exit.to_string()), tail)
+        };
+        actor.run(commands, &mut agent_events, &mut notices, sandbox_ended).await;
+    }
+
+    async fn run(
+        &mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        agent_events: &mut mpsc::UnboundedReceiver<AgentEvent>,
+        notices: &mut mpsc::UnboundedReceiver<SandboxNotice>,
+        sandbox_ended: impl std::future::Future<Output = (String, String)>,
+    ) {
+        tokio::pin!(sandbox_ended);
+        let shutdown = self.engine.shutdown.clone();
+        let mut agent_open = true;
+        let mut notices_open = true;
+        // A finished future is not polled again.
+        let mut sandbox_running = true;
+        loop {
+            let grace = self.grace_deadline;
+            let turn = self.turn_deadline;
+            let agent_gone = self.agent_gone_deadline;
+            let flow = tokio::select! {
+                // A person's command first: a reconnect that has begun wins over the expiry.
+                biased;
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command).await,
+                    None => Flow::Continue,
+                },
+                event = agent_events.recv(), if agent_open => match event {
+                    Some(event) => self.on_agent_event(event).await,
+                    None => {
+                        agent_open = false;
+                        self.agent_gone_deadline.get_or_insert(Instant::now() + AGENT_GONE_WAIT);
+                        Flow::Continue
+                    }
+                },
+                notice = notices.recv(), if notices_open => match notice {
+                    Some(notice) => { self.on_limit(notice).await; Flow::Continue }
+                    None => { notices_open = false; Flow::Continue }
+                },
+                (exit, stderr_tail) = &mut sandbox_ended, if sandbox_running => {
+                    sandbox_running = false;
+                    self.on_sandbox_exited(&exit, &stderr_tail).await
+                }
+                () = sleep_until(grace), if grace.is_some() => self.on_grace_expired().await,
+                () = sleep_until(turn), if turn.is_some() => { self.on_turn_timeout().await; Flow::Continue }
+                () = sleep_until(agent_gone), if agent_gone.is_some() => self.on_agent_gone().await,
+                // Shutdown closes every session first; nothing is left to own.
+                () = shutdown.cancelled() => Flow::Ended,
+            };
+            if matches!(flow, Flow::Ended) {
+                break;
+            }
+        }
+    }
+
+    // ---- commands
+
+    async fn on_command(&mut self, command: Command) -> Flow {
+        match command {
+            Command::Prompt { text, reply } => {
+                let _ = reply.send(self.prompt(text).await);
+            }
+            Command::Answer { question_id, option_id, reply } => {
+                let _ = reply.send(self.answer(&question_id, &option_id).await);
+            }
+            Command::Cancel { reply } => {
+                let cancelled = self.cancel_questions().await;
+                self.agent.cancel();
+                let _ = reply.send(cancelled);
+            }
+            Command::Attach { reply } => {
+                let _ = reply.send(self.attach().await);
+            }
+            Command::Detach => {
+                self.connections = self.connections.saturating_sub(1);
+                if self.connections == 0 {
+                    // Nobody listens: the channel's buffer goes until someone attaches.
+                    self.live = None;
+                    return match self.leave().await {
+                        Ok(session) if !session.state.is_live() => Flow::Ended,
+                        Ok(_) => Flow::Continue,
+                        Err(error) => {
+                            tracing::warn!(session_id = %self.session.id, error = %error, "leave after the last connection closed failed");
+                            Flow::Continue
+                        }
+                    };
+                }
+            }
+            Command::Leave { reply } => {
+                let left = self.leave().await;
+                let ended = matches!(&left, Ok(session) if !session.state.is_live());
+                let _ = reply.send(left);
+                if ended {
+                    return Flow::Ended;
+                }
+            }
+            Command::Resume { reply } => {
+                let _ = reply.send(self.resume().await);
+            }
+            Command::MarkRunning { running, reply } => {
+                let _ = reply.send(self.set_running(running).await);
+            }
+            Command::Close { reason, reply } => {
+                let closed = self.end(reason).await;
+                let ended = closed.is_ok();
+                let _ = reply.send(closed);
+                if ended {
+                    return Flow::Ended;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn prompt(&mut self, text: String) -> Result<Event, EngineError> {
+        if text.trim().is_empty() || text.len() > MAX_PROMPT_BYTES {
+            return Err(EngineError::InvalidPrompt { max_bytes: MAX_PROMPT_BYTES });
+        }
+        if self.session.state != SessionState::Active {
+            return Err(EngineError::SessionNotActive);
+        }
+        if self.turn_active {
+            return Err(EngineError::TurnInProgress);
+        }
+        let per_second = self.engine.config.prompts_per_second;
+        if !self.prompts.admit(Instant::now().into_std(), per_second) {
+            return Err(EngineError::RateLimited { per_second });
+        }
+        self.set_running(true).await?;
+        let event = self.record("user_message", json!({ "text": text })).await?;
+        self.turn_active = true;
+        self.turn_deadline = Some(Instant::now() + self.engine.config.turn_timeout);
+        self.agent.prompt(text);
+        Ok(event)
+    }
+
+    async fn answer(&mut self, question_id: &str, option_id: &str) -> Result<Event, EngineError> {
+        let Some(pending) = self.questions.get(question_id) else {
+            return Err(EngineError::QuestionNotPending);
+        };
+        let valid = pending.body["options"]
+            .as_array()
+            .is_some_and(|options| options.iter().any(|option| option["id"] == option_id));
+        if !valid {
+            return Err(EngineError::InvalidOption { option: option_id.to_owned() });
+        }
+        if let Some(pending) = self.questions.remove(question_id) {
+            let _ = pending.answer.send(Some(option_id.to_owned()));
+        }
+        self.record("answer", json!({ "question_id": question_id, "option_id": option_id })).await
+    }
+
+    async fn attach(&mut self) -> Result<Attached, EngineError> {
+        self.connections += 1;
+        let sender = self.live.get_or_insert_with(|| broadcast::channel(LIVE_BUFFER).0);
+        let messages = sender.subscribe();
+        let pending_questions = self.questions.values().map(|question| question.body.clone()).collect();
+        if self.session.state == SessionState::Disconnected {
+            self.resume().await?;
+        }
+        self.reconnecting.store(false, Ordering::SeqCst);
+        Ok(Attached { session: self.session.clone(), messages, pending_questions })
+    }
+
+    /// No run in progress: the session ends (`left`). A run in progress: it waits
+    /// `reconnect_grace` for the person.
+    async fn leave(&mut self) -> Result<Session, EngineError> {
+        if self.session.state != SessionState::Active {
+            return Ok(self.session.clone());
+        }
+        match decide_leave(self.running, self.engine.config.reconnect_grace) {
+            LeaveOutcome::End => self.end(EndReason::Left).await,
+            LeaveOutcome::Disconnect { grace } => {
+                let expires = Utc::now() + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+                self.change_state(SessionEvent::LeftDuringRun, Some(expires)).await?;
+                self.grace_deadline = Some(Instant::now() + grace);
+                self.reconnecting.store(false, Ordering::SeqCst);
+                tracing::info!(session_id = %self.session.id, grace_s = grace.as_secs(), "left during a run; grace window open");
+                Ok(self.session.clone())
+            }
+        }
+    }
+
+    /// A disconnected session becomes active again.
+    async fn resume(&mut self) -> Result<Session, EngineError> {
+        self.reconnecting.store(false, Ordering::SeqCst);
+        if self.session.state == SessionState::Disconnected {
+            self.grace_deadline = None;
+            self.change_state(SessionEvent::Reconnected, None).await?;
+            self.record("system", json!({ "code": "session_resumed" })).await?;
+            tracing::info!(session_id = %self.session.id, "reconnected within the grace window");
+        }
+        Ok(self.session.clone())
+    }
+
+    async fn on_grace_expired(&mut self) -> Flow {
+        if self.reconnecting.load(Ordering::SeqCst) {
+            // A reconnect has begun: give it a moment to arrive.
+            self.grace_deadline = Some(Instant::now() + std::time::Duration::from_secs(5));
+            return Flow::Continue;
+        }
+        self.grace_deadline = None;
+        self.end_or_log(EndReason::GraceExpired, "cannot end a session whose grace expired").await
+    }
+
+    // ---- the agent and the sandbox
+
+    async fn on_agent_event(&mut self, event: AgentEvent) -> Flow {
+        if self.turn_active {
+            self.turn_deadline = Some(Instant::now() + self.engine.config.turn_timeout);
+        }
+        if let Err(error) = self.agent_event(event).await {
+            tracing::error!(session_id = %self.session.id, error = %error, "cannot record what the agent did");
+        }
+        Flow::Continue
+    }
+
+    async fn agent_event(&mut self, event: AgentEvent) -> Result<(), EngineError> {
+        match event {
+            AgentEvent::Ready { agent_session_id, resumed } => {
+                self.ready = true;
+                self.engine.store.set_agent_session_id(&self.session.workspace_id, &agent_session_id).await?;
+                if resumed {
+                    self.record("system", json!({ "code": "agent_context_resumed" })).await?;
+                }
+                self.record("system", json!({ "code": "agent_ready" })).await?;
+            }
+            AgentEvent::Update(update) => {
+                if self.ready {
+                    let kind =
+                        kind_of_agent_update(update["sessionUpdate"].as_str().unwrap_or("agent_update"))
+                            .to_owned();
+                    self.record(&kind, update).await?;
+                }
+            }
+            AgentEvent::Question { request, answer } => {
+                let id = format!("q_{}", SessionId::generate().as_str().trim_start_matches("s_"));
+                let body = question_body(&id, &request);
+                self.record("question", json!({ "question": body })).await?;
+                self.questions.insert(id, PendingQuestion { body: body.clone(), answer });
+                self.broadcast(LiveMessage::Question(body));
+                self.set_running(true).await?;
+            }
+            AgentEvent::TurnEnded { stop_reason } => {
+                self.end_turn();
+                // Not running any more before anyone hears of the end, so a prompt sent on
+                // seeing `turn_end` is taken.
+                self.set_running(false).await?;
+                self.record("turn_end", json!({ "stop_reason": stop_reason })).await?;
+            }
+            AgentEvent::TurnFailed { code, message } => {
+                self.end_turn();
+                let system = if code == berth_agent::client::AUTH_REQUIRED {
+                    self.engine.needs_credentials(&self.session).await?
+                } else {
+                    turn_failure(code, &message)
+                };
+                self.set_running(false).await?;
+                self.record("system", system).await?;
+                self.record("turn_end", json!({ "stop_reason": "error" })).await?;
+            }
+            AgentEvent::NeedsCredentials => {
+                let system = self.engine.needs_credentials(&self.session).await?;
+                self.record("system", system).await?;
+            }
+            AgentEvent::Closed { error } => {
+                if let Some(error) = error {
+                    tracing::warn!(session_id = %self.session.id, error, "the agent connection closed");
+                }
+                self.agent_gone_deadline.get_or_insert(Instant::now() + AGENT_GONE_WAIT);
+            }
+        }
+        Ok(())
+    }
+
+    fn end_turn(&mut self) {
+        self.turn_active = false;
+        self.turn_deadline = None;
+    }
+
+    /// The agent sent nothing for `agent.turn_timeout` during a turn: the turn is
+    /// cancelled. The agent then ends it (`cancelled`) as for a person's cancel.
+    async fn on_turn_timeout(&mut self) {
+        tracing::warn!(session_id = %self.session.id, "the agent's turn timed out; cancelling it");
+        self.end_turn();
+        let message = format!(
+            "the agent sent nothing for {} s; its turn is cancelled",
+            self.engine.config.turn_timeout.as_secs()
+        );
+        let recorded = self.record("system", json!({ "code": "turn_timeout", "message": message })).await;
+        if let Err(error) = recorded.map(drop).and(self.cancel_questions().await) {
+            tracing::error!(session_id = %self.session.id, error = %error, "cannot record a turn's time-out");
+        }
+        self.agent.cancel();
+    }
+
+    /// A limit of the sandbox was hit: said in the conversation instead of a silent hang.
+    async fn on_limit(&mut self, notice: SandboxNotice) {
+        let resources = self.engine.config.resources;
+        let (reason, message) = match notice {
+            SandboxNotice::MemoryLimit { killed } => (
+                "memory_limit",
+                format!(
+                    "the sandbox reached its memory limit ({}): the kernel killed a process ({killed} so far)",
+                    resources.memory_bytes.map_or("unset".to_owned(), |bytes| format!("{} MiB", bytes >> 20))
+                ),
+            ),
+            SandboxNotice::ProcessLimit { refused } => (
+                "process_limit",
+                format!(
+                    "the sandbox reached its process limit ({}): new processes are refused ({refused} refused so far)",
+                    resources.pids.map_or("unset".to_owned(), |pids| pids.to_string())
+                ),
+            ),
+        };
+        tracing::warn!(session_id = %self.session.id, reason, "{message}");
+        let data = json!({ "code": "agent_error", "reason": reason, "message": message });
+        if let Err(error) = self.record("system", data).await {
+            tracing::error!(session_id = %self.session.id, error = %error, "cannot record a sandbox limit");
+        }
+    }
+
+    /// The agent's connection closed and its sandbox runs on: nobody can reach the agent,
+    /// so the session ends `failed`, saying so.
+    async fn on_agent_gone(&mut self) -> Flow {
+        self.agent_gone_deadline = None;
+        tracing::warn!(session_id = %self.session.id, "the agent closed its connection; ending the session");
+        let data = json!({ "code": "agent_error", "reason": "agent_disconnected",
+            "message": "The agent closed its connection to berth. Reopen the workspace to start it again." });
+        if let Err(error) = self.record("system", data).await {
+            tracing::error!(session_id = %self.session.id, error = %error, "cannot record the agent's failure");
+        }
+        self.end_or_log(EndReason::Failed, "cannot end the session of a disconnected agent").await
+    }
+
+    /// The sandbox ended on its own: the session ends `failed`, saying so.
+    async fn on_sandbox_exited(&mut self, exit: &str, stderr_tail: &str) -> Flow {
+        tracing::warn!(session_id = %self.session.id, exit, stderr = stderr_tail.trim_end(), "the agent ended on its own");
+        let data = json!({ "code": "agent_error", "reason": "agent_exited",
+            "message": format!("The agent stopped ({exit}). Reopen the workspace to start it again."),
+            "stderr_tail": stderr_tail });
+        if let Err(error) = self.record("system", data).await {
+            tracing::error!(session_id = %self.session.id, error = %error, "cannot record the agent's failure");
+        }
+        self.end_or_log(EndReason::Failed, "cannot end the session of a dead sandbox").await
+    }
+
+    // ---- state, events and the end
+
+    async fn set_running(&mut self, running: bool) -> Result<(), EngineError> {
+        self.running = running;
+        if self.engine.store.set_agent_running(&self.session.id, running).await? {
+            self.session = self.engine.load_session(&self.session.id).await?;
+            self.publish();
+        }
+        Ok(())
+    }
+
+    /// Moves the session on by `event` — the transition `core` allows, compared and set
+    /// in the store from the state this task knows — and tells everyone.
+    async fn change_state(
+        &mut self,
+        event: SessionEvent,
+        grace_expires_at: Option<chrono::DateTime<Utc>>,
+    ) -> Result<(), EngineError> {
+        let from = self.session.state;
+        let to = from.on(event)?;
+        if !self.engine.store.update_live_session(&self.session.id, from, to, grace_expires_at).await? {
+            return Err(EngineError::SessionNotActive);
+        }
+        self.session = self.engine.load_session(&self.session.id).await?;
+        self.publish();
+        Ok(())
+    }
+
+    fn broadcast(&self, message: LiveMessage) {
+        if let Some(sender) = &self.live {
+            let _ = sender.send(Arc::new(message));
+        }
+    }
+
+    fn publish(&self) {
+        self.broadcast(LiveMessage::Session(self.session.clone()));
+        self.engine.publish_session(&self.session);
+    }
+
+    /// Stores an event of this session, then sends it to its live clients.
+    async fn record(&self, kind: &str, data: Value) -> Result<Event, EngineError> {
+        let event = self.engine.store_event(&self.session, kind, data).await?;
+        self.broadcast(LiveMessage::Event(event.clone()));
+        Ok(event)
+    }
+
+    /// Answers every waiting question with `cancelled`, and says so.
+    async fn cancel_questions(&mut self) -> Result<(), EngineError> {
+        let pending: Vec<(String, PendingQuestion)> = self.questions.drain().collect();
+        for (id, question) in pending {
+            let _ = question.answer.send(None);
+            self.record("answer", json!({ "question_id": id, "outcome": "cancelled" })).await?;
+        }
+        Ok(())
+    }
+
+    async fn end_or_log(&mut self, reason: EndReason, what: &str) -> Flow {
+        match self.end(reason).await {
+            Ok(_) => Flow::Ended,
+            Err(error) => {
+                tracing::error!(session_id = %self.session.id, error = %error, "{what}");
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Ends the session: questions cancelled, the sandbox powered off, every open tool call
+    /// closed, the end stored and told, the slot given back. On a driver failure the
+    /// session stays live and the failure is returned, so it can be retried.
+    async fn end(&mut self, reason: EndReason) -> Result<Session, EngineError> {
+        self.cancel_questions().await?;
+        let ended = self
+            .engine
+            .finish(&self.session, reason, |event| self.broadcast(LiveMessage::Event(event)))
+            .await?;
+        self.session = ended.clone();
+        // Live clients hear of the end before the session's channel goes with its slot.
+        self.broadcast(LiveMessage::Session(ended.clone()));
+        self.engine.release_slot(&ended.id);
+        self.engine.publish_session(&ended);
+        Ok(ended)
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
