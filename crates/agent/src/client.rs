@@ -20,24 +20,128 @@ use std::path::{Component, Path, PathBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
-/// What the agent did, in the order it did it.
+/// What the agent did, in the order it did it. Everything ACP is read here: the rest of
+/// berth names no protocol field or error number.
 #[derive(Debug)]
 pub enum AgentEvent {
     /// The connection is up; `resumed` when the agent's earlier session was loaded.
     Ready { agent_session_id: String, resumed: bool },
-    /// One `session/update`, as the agent sent it.
-    Update(Value),
+    /// One `session/update`.
+    Update(Update),
     /// A permission request; answer with an option id, or `None` to cancel it.
-    Question { request: Value, answer: oneshot::Sender<Option<String>> },
-    /// A prompt's turn ended.
+    Question { question: Question, answer: oneshot::Sender<Option<String>> },
+    /// A prompt's turn ended (`end_turn`, `cancelled`, `max_tokens`, …).
     TurnEnded { stop_reason: String },
-    /// A prompt failed (the agent answered with an error).
-    TurnFailed { code: i32, message: String },
+    /// A prompt failed.
+    TurnFailed(TurnFailure),
     /// The agent will not start a session without credentials (ACP `auth_required`).
     NeedsCredentials,
     /// The connection ended; the reason when it was an error.
     Closed { error: Option<String> },
 }
+
+/// One `session/update` as berth stores it: the event kind it is (`agent_message` for
+/// the agent's text chunks, `tool_call`, `plan`, … — an unknown update keeps its own name,
+/// so nothing is lost) and the update as JSON text, serialised once, here.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub kind: String,
+    pub data: String,
+}
+
+impl Update {
+    fn new(update: &impl serde::Serialize) -> Update {
+        let value = serde_json::to_value(update).unwrap_or(Value::Null);
+        let kind = event_kind(value["sessionUpdate"].as_str().unwrap_or("agent_update")).to_owned();
+        Update { kind, data: value.to_string() }
+    }
+}
+
+/// The update's JSON, for a reader that needs its fields (tests).
+impl From<Update> for Value {
+    fn from(update: Update) -> Value {
+        serde_json::from_str(&update.data).unwrap_or(Value::Null)
+    }
+}
+
+/// The event kind for an ACP `session/update` variant (its `sessionUpdate` name).
+pub fn event_kind(session_update: &str) -> &str {
+    match session_update {
+        "agent_message_chunk" => "agent_message",
+        "agent_thought_chunk" => "agent_thought",
+        "user_message_chunk" => "user_message",
+        other => other,
+    }
+}
+
+/// A permission request as people are asked it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    pub title: String,
+    pub options: Vec<QuestionOption>,
+    /// The tool call it is about, as the agent described it (its `toolCallId` links the
+    /// question to the call).
+    pub tool_call: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuestionOption {
+    pub id: String,
+    pub label: String,
+    /// `allow_once`, `allow_always`, `reject_once`, `reject_always`.
+    pub kind: String,
+}
+
+impl Question {
+    fn from_request(request: &Value) -> Question {
+        let tool_call = request.get("toolCall").cloned().unwrap_or(Value::Null);
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+        let options = request["options"]
+            .as_array()
+            .map(|options| {
+                options
+                    .iter()
+                    .map(|option| QuestionOption {
+                        id: text(&option["optionId"]),
+                        label: text(&option["name"]),
+                        kind: text(&option["kind"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let title = tool_call["title"].as_str().unwrap_or("The agent asks for permission").to_owned();
+        Question { title, options, tool_call }
+    }
+}
+
+/// Why a turn failed, as berth tells people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnFailure {
+    /// The agent wants credentials it does not have (ACP `auth_required`).
+    AuthRequired,
+    /// The connection to the agent broke under the turn.
+    Disconnected,
+    /// The agent refused or failed the turn; its words when they are one plain line.
+    Failed { message: Option<String> },
+}
+
+impl TurnFailure {
+    fn from_error(code: i32, message: &str) -> TurnFailure {
+        let lowered = message.to_ascii_lowercase();
+        if code == AUTH_REQUIRED {
+            return TurnFailure::AuthRequired;
+        }
+        if code == INTERNAL_ERROR || lowered.contains("transport") || lowered.contains("connection closed") {
+            return TurnFailure::Disconnected;
+        }
+        let line = message.lines().next().unwrap_or_default().trim().trim_end_matches('.');
+        let plain = !line.is_empty() && !line.contains(['{', '}']) && line.len() <= 300;
+        TurnFailure::Failed { message: plain.then(|| line.to_owned()) }
+    }
+}
+
+/// JSON-RPC's "internal error": what a broken connection to the agent reads as.
+const INTERNAL_ERROR: i32 = -32603;
 
 enum Command {
     Prompt(String),
@@ -142,8 +246,7 @@ async fn run(
         .name("berth")
         .on_receive_notification(
             async move |notification: SessionNotification, _cx| {
-                let update = serde_json::to_value(&notification.update).unwrap_or(Value::Null);
-                let _ = updates.send(AgentEvent::Update(update));
+                let _ = updates.send(AgentEvent::Update(Update::new(&notification.update)));
                 Ok(())
             },
             agent_client_protocol::on_receive_notification!(),
@@ -152,7 +255,8 @@ async fn run(
             async move |request: RequestPermissionRequest, responder, cx: ConnectionTo<Agent>| {
                 let (answer, answered) = oneshot::channel();
                 let raw = serde_json::to_value(&request).unwrap_or(Value::Null);
-                let _ = questions.send(AgentEvent::Question { request: raw, answer });
+                let question = Question::from_request(&raw);
+                let _ = questions.send(AgentEvent::Question { question, answer });
                 // Parked: the answer may take minutes; the dispatch loop goes on.
                 cx.spawn(async move {
                     let outcome = match answered.await {
@@ -224,10 +328,10 @@ async fn run(
                                         .unwrap_or_else(|| "end_turn".to_owned()),
                                 },
                                 // The sentence only: the error's data is protocol detail.
-                                Err(error) => AgentEvent::TurnFailed {
-                                    code: error.code.into(),
-                                    message: error.message.clone(),
-                                },
+                                Err(error) => AgentEvent::TurnFailed(TurnFailure::from_error(
+                                    error.code.into(),
+                                    &error.message,
+                                )),
                             };
                             let _ = events.send(event);
                             Ok(())
@@ -258,7 +362,7 @@ async fn new_session(
 }
 
 /// ACP's error code for "authentication required".
-pub const AUTH_REQUIRED: i32 = -32000;
+const AUTH_REQUIRED: i32 = -32000;
 
 fn outside_workspace(path: &Path) -> agent_client_protocol::Error {
     agent_client_protocol::Error::invalid_params()
@@ -289,6 +393,42 @@ mod tests {
         assert_eq!(roots.relative_path(Path::new("/data/w1/x")), None, "host paths mean nothing inside");
         assert_eq!(roots.relative_path(Path::new("/etc/passwd")), None);
         assert_eq!(roots.relative_path(Path::new("/workspace")), None);
+    }
+
+    #[test]
+    fn failures_are_read_here_and_protocol_text_stays_here() {
+        assert_eq!(TurnFailure::from_error(-32000, "Authentication required"), TurnFailure::AuthRequired);
+        assert_eq!(TurnFailure::from_error(-32603, "Internal error"), TurnFailure::Disconnected);
+        let raw = "Incoming transport closed: { \"reason\": \"incoming_transport_closed\" }";
+        assert_eq!(TurnFailure::from_error(-32002, raw), TurnFailure::Disconnected);
+        assert_eq!(
+            TurnFailure::from_error(-32001, "model overloaded."),
+            TurnFailure::Failed { message: Some("model overloaded".into()) }
+        );
+        assert_eq!(TurnFailure::from_error(-32001, "{\"detail\": 1}"), TurnFailure::Failed { message: None });
+    }
+
+    #[test]
+    fn a_permission_request_becomes_a_question() {
+        let request = serde_json::json!({ "sessionId": "s", "toolCall": { "toolCallId": "t1", "title": "Run `ls`" },
+            "options": [{ "optionId": "allow_once", "name": "Allow once", "kind": "allow_once" }] });
+        let question = Question::from_request(&request);
+        assert_eq!(question.title, "Run `ls`");
+        assert_eq!(
+            question.options[0],
+            QuestionOption { id: "allow_once".into(), label: "Allow once".into(), kind: "allow_once".into() }
+        );
+        assert_eq!(question.tool_call["toolCallId"], "t1");
+        assert_eq!(Question::from_request(&serde_json::json!({})).title, "The agent asks for permission");
+    }
+
+    #[test]
+    fn chunks_become_messages_and_the_rest_keeps_its_name() {
+        assert_eq!(event_kind("agent_message_chunk"), "agent_message");
+        assert_eq!(event_kind("agent_thought_chunk"), "agent_thought");
+        assert_eq!(event_kind("user_message_chunk"), "user_message");
+        assert_eq!(event_kind("tool_call_update"), "tool_call_update");
+        assert_eq!(event_kind("usage_update"), "usage_update");
     }
 
     #[test]

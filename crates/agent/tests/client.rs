@@ -38,9 +38,9 @@ async fn until_turn_end(
     let mut updates = Vec::new();
     loop {
         match next(events).await {
-            AgentEvent::Update(update) => updates.push(update),
-            AgentEvent::Question { answer: reply, request } => {
-                assert_eq!(request["options"][0]["optionId"], "allow_once", "{request}");
+            AgentEvent::Update(update) => updates.push(update.into()),
+            AgentEvent::Question { answer: reply, question } => {
+                assert_eq!(question.options[0].id, "allow_once", "{question:?}");
                 reply.send(answer.map(str::to_owned)).unwrap();
             }
             AgentEvent::TurnEnded { stop_reason } => return (stop_reason, updates),
@@ -77,7 +77,7 @@ async fn a_prompt_asks_runs_and_ends_and_a_reconnect_resumes_the_context() {
     let mut replayed = Vec::new();
     let resumed = loop {
         match next(&mut replay).await {
-            AgentEvent::Update(update) => replayed.push(update),
+            AgentEvent::Update(update) => replayed.push(serde_json::Value::from(update)),
             AgentEvent::Ready { agent_session_id: id, resumed } => {
                 assert_eq!(id, agent_session_id);
                 break resumed;
@@ -98,7 +98,11 @@ async fn cancel_ends_a_running_command() {
     loop {
         match next(&mut events).await {
             AgentEvent::Question { answer, .. } => answer.send(Some("allow_once".into())).unwrap(),
-            AgentEvent::Update(update) if update["status"] == "in_progress" => break,
+            AgentEvent::Update(update)
+                if serde_json::Value::from(update.clone())["status"] == "in_progress" =>
+            {
+                break;
+            }
             AgentEvent::Update(_) => {}
             other => panic!("unexpected {other:?}"),
         }

@@ -5,6 +5,7 @@
 
 use crate::session::runtime::Command;
 use crate::{Engine, EngineError};
+use berth_core::event::{AgentErrorReason, EventKind, SystemCode};
 use berth_core::{Event, Session, SessionId, User};
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -50,20 +51,28 @@ pub struct LiveSubscription {
     pub attachment: LiveAttachment,
 }
 
-pub(crate) fn question_body(id: &str, request: &Value) -> Value {
-    let tool_call = request.get("toolCall").cloned().unwrap_or(Value::Null);
-    let options: Vec<Value> = request
-        .get("options")
-        .and_then(Value::as_array)
-        .map(|options| {
-            options
-                .iter()
-                .map(|option| json!({ "id": option["optionId"], "label": option["name"], "kind": option["kind"] }))
-                .collect()
-        })
-        .unwrap_or_default();
-    let title = tool_call.get("title").and_then(Value::as_str).unwrap_or("The agent asks for permission");
-    json!({ "id": id, "title": title, "options": options, "tool_call": tool_call })
+/// A question as clients see it: `{id, title, options: [{id, label, kind}], tool_call}`.
+pub(crate) fn question_body(id: &str, question: &berth_agent::client::Question) -> Value {
+    let options: Vec<Value> = question
+        .options
+        .iter()
+        .map(|option| json!({ "id": option.id, "label": option.label, "kind": option.kind }))
+        .collect();
+    json!({ "id": id, "title": question.title, "options": options, "tool_call": question.tool_call })
+}
+
+/// The body of a `system` event: its code, and what `extra` (an object) adds.
+pub(crate) fn system(code: SystemCode, extra: Value) -> Value {
+    let mut body = json!({ "code": code });
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    body
+}
+
+/// An `agent_error` system event: a stable reason and a sentence for people.
+pub(crate) fn agent_error(reason: AgentErrorReason, message: impl Into<String>) -> Value {
+    system(SystemCode::AgentError, json!({ "reason": reason, "message": message.into() }))
 }
 
 impl Engine {
@@ -72,13 +81,21 @@ impl Engine {
     pub(crate) async fn store_event(
         &self,
         session: &Session,
-        kind: &str,
+        kind: EventKind,
         data: Value,
     ) -> Result<Event, EngineError> {
-        Ok(self
-            .store
-            .append_event(&session.workspace_id, &session.id, Utc::now(), kind, &data.to_string())
-            .await?)
+        self.store_text(session, kind.as_str(), &data.to_string()).await
+    }
+
+    /// Stores an event whose body is JSON text already (an agent's update, passed through
+    /// as the agent crate serialised it).
+    pub(crate) async fn store_text(
+        &self,
+        session: &Session,
+        kind: &str,
+        data: &str,
+    ) -> Result<Event, EngineError> {
+        Ok(self.store.append_event(&session.workspace_id, &session.id, Utc::now(), kind, data).await?)
     }
 
     /// What a person reads when their agent asks for credentials: which of the secrets
@@ -108,7 +125,7 @@ impl Engine {
                 names[0]
             ),
         };
-        Ok(json!({ "code": "agent_needs_credentials", "message": message, "missing": missing }))
+        Ok(system(SystemCode::AgentNeedsCredentials, json!({ "message": message, "missing": missing })))
     }
 
     /// Ends every tool call of `session` still pending or in progress with a closing
@@ -131,7 +148,7 @@ impl Engine {
                 "status": "failed",
                 "reason": "session_ended",
             });
-            closed.push(self.store_event(session, "tool_call_update", closing).await?);
+            closed.push(self.store_event(session, EventKind::ToolCallUpdate, closing).await?);
         }
         Ok(closed)
     }
@@ -274,43 +291,44 @@ mod tests {
     }
 }
 
-/// JSON-RPC's "internal error": what a broken connection to the agent reads as.
-const INTERNAL_ERROR: i32 = -32603;
-
 /// A failed turn as people read it: `agent_error` with a stable `reason` —
 /// `agent_disconnected` when the connection to the agent broke, else `turn_failed` — and a
-/// sentence; the agent's own words only when they are a plain line, never protocol text.
-pub(crate) fn turn_failure(code: i32, message: &str) -> serde_json::Value {
-    let lowered = message.to_ascii_lowercase();
-    if code == INTERNAL_ERROR || lowered.contains("transport") || lowered.contains("connection closed") {
-        return json!({ "code": "agent_error", "reason": "agent_disconnected",
-            "message": "The connection to the agent broke off, so this turn stopped. Send the prompt again, or reopen the workspace." });
+/// sentence; the agent's own words only when the agent crate found them a plain line.
+pub(crate) fn turn_failure(failure: &berth_agent::client::TurnFailure) -> Value {
+    use berth_agent::client::TurnFailure;
+    match failure {
+        TurnFailure::Disconnected | TurnFailure::AuthRequired => agent_error(
+            AgentErrorReason::AgentDisconnected,
+            "The connection to the agent broke off, so this turn stopped. Send the prompt again, or reopen the workspace.",
+        ),
+        TurnFailure::Failed { message: Some(line) } => agent_error(
+            AgentErrorReason::TurnFailed,
+            format!("The agent could not finish this turn: {line}."),
+        ),
+        TurnFailure::Failed { message: None } => {
+            agent_error(AgentErrorReason::TurnFailed, "The agent could not finish this turn.")
+        }
     }
-    let line = message.lines().next().unwrap_or_default().trim();
-    let plain = !line.is_empty() && !line.contains(['{', '}']) && line.len() <= 300;
-    let sentence = if plain {
-        format!("The agent could not finish this turn: {}", line.trim_end_matches('.'))
-    } else {
-        "The agent could not finish this turn.".to_owned()
-    };
-    json!({ "code": "agent_error", "reason": "turn_failed", "message": format!("{}.", sentence.trim_end_matches('.')) })
 }
 
 #[cfg(test)]
 mod turn_failure_tests {
-    use super::turn_failure;
+    use super::*;
+    use berth_agent::client::TurnFailure;
 
     #[test]
-    fn a_failed_turn_reads_as_a_sentence_without_protocol_text() {
-        let broken = turn_failure(-32603, "Internal error");
-        assert_eq!(broken["reason"], "agent_disconnected");
-        let raw =
-            turn_failure(-32002, "Incoming transport closed: { \"reason\": \"incoming_transport_closed\" }");
-        assert_eq!(raw["reason"], "agent_disconnected");
-        assert!(!raw["message"].as_str().unwrap().contains('{'));
-        let plain = turn_failure(-32001, "model overloaded");
+    fn a_failed_turn_reads_as_a_sentence() {
+        let broken = turn_failure(&TurnFailure::Disconnected);
+        assert_eq!(
+            (broken["code"].as_str(), broken["reason"].as_str()),
+            (Some("agent_error"), Some("agent_disconnected"))
+        );
+        let plain = turn_failure(&TurnFailure::Failed { message: Some("model overloaded".into()) });
         assert_eq!(plain["message"], "The agent could not finish this turn: model overloaded.");
-        let json_ish = turn_failure(-32001, "{\"detail\": 1}");
-        assert_eq!(json_ish["message"], "The agent could not finish this turn.");
+        let bare = turn_failure(&TurnFailure::Failed { message: None });
+        assert_eq!(
+            (bare["reason"].as_str(), bare["message"].as_str()),
+            (Some("turn_failed"), Some("The agent could not finish this turn."))
+        );
     }
 }

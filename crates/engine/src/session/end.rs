@@ -3,7 +3,9 @@
 
 use super::runtime::Command;
 use super::{CloseAllReport, CloseAllScope, CloseFailure};
+use crate::conversation::system;
 use crate::{Engine, EngineError};
+use berth_core::event::{EventKind, SystemCode};
 use berth_core::session::{CloseAllOutcome, EndReason, Session};
 use berth_core::{Event, SessionId, User};
 use chrono::Utc;
@@ -52,8 +54,8 @@ impl Engine {
             told(event);
         }
         self.store.end_session(&session.id, reason, Utc::now()).await?;
-        let closed = serde_json::json!({ "code": "session_closed", "reason": reason.as_str() });
-        told(self.store_event(session, "system", closed).await?);
+        let closed = system(SystemCode::SessionClosed, serde_json::json!({ "reason": reason.as_str() }));
+        told(self.store_event(session, EventKind::System, closed).await?);
         metrics::counter!("berth_session_closes_total", "outcome" => "closed", "reason" => reason.as_str())
             .increment(1);
         tracing::info!(session_id = %session.id, reason = reason.as_str(), "session ended");

@@ -4,7 +4,9 @@
 
 use super::runtime::{Command, SessionActor};
 use super::{CONTROLLERS_BUSY_RETRY_AFTER, OpenOutcome};
+use crate::conversation::agent_error;
 use crate::{Engine, EngineError};
+use berth_core::event::{AgentErrorReason, EventKind};
 use berth_core::session::{EndReason, LiveSessionSummary, OpenDecision, Session, SessionState, decide_open};
 use berth_core::{SessionId, User, WorkspaceId};
 use berth_sandbox::SandboxSpec;
@@ -44,9 +46,11 @@ impl PowerOnGuard {
         if let Err(off) = engine.driver.power_off(id).await {
             tracing::error!(session_id = %id, error = %off, "cannot power off a sandbox that failed to start");
         }
-        let failed = serde_json::json!({ "code": "agent_error", "reason": "start_failed",
-            "message": "The session could not start; open the workspace again." });
-        let _ = engine.store_event(&self.session, "system", failed).await;
+        let failed = agent_error(
+            AgentErrorReason::StartFailed,
+            "The session could not start; open the workspace again.",
+        );
+        let _ = engine.store_event(&self.session, EventKind::System, failed).await;
         let _ = engine.store.end_session(id, EndReason::Failed, Utc::now()).await;
         engine.release_slot(id);
         if let Ok(ended) = engine.load_session(id).await {

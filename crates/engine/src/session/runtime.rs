@@ -6,10 +6,10 @@
 //! [`SessionActor::run`], and one turn at a time follows from there being one loop.
 
 use super::PowerOnGuard;
-use crate::conversation::{LiveMessage, PendingQuestion, question_body, turn_failure};
+use crate::conversation::{LiveMessage, PendingQuestion, agent_error, question_body, system, turn_failure};
 use crate::{Engine, EngineError};
 use berth_agent::client::{AgentConnection, AgentEvent};
-use berth_core::event::kind_of_agent_update;
+use berth_core::event::{AgentErrorReason, EventKind, SystemCode};
 use berth_core::session::{EndReason, LeaveOutcome, SessionEvent, SessionState, decide_leave};
 use berth_core::{Event, PromptWindow, Session, SessionId};
 use berth_sandbox::{AgentIo, SandboxNotice};
@@ -145,7 +145,9 @@ impl SessionActor {
                 }
                 crate::config::ResumeContext::Never => None,
             };
-            engine.store_event(session, "system", json!({ "code": "session_started" })).await?;
+            engine
+                .store_event(session, EventKind::System, system(SystemCode::SessionStarted, json!({})))
+                .await?;
             Ok::<_, EngineError>((engine.load_session(&session.id).await?, resume))
         };
         let (session, resume) = match made_live.await {
@@ -322,7 +324,7 @@ impl SessionActor {
             return Err(EngineError::RateLimited { per_second });
         }
         self.set_running(true).await?;
-        let event = self.record("user_message", json!({ "text": text })).await?;
+        let event = self.record(EventKind::UserMessage, json!({ "text": text })).await?;
         self.turn_active = true;
         self.turn_deadline = Some(Instant::now() + self.engine.config.turn_timeout);
         self.agent.prompt(text);
@@ -342,7 +344,7 @@ impl SessionActor {
         if let Some(pending) = self.questions.remove(question_id) {
             let _ = pending.answer.send(Some(option_id.to_owned()));
         }
-        self.record("answer", json!({ "question_id": question_id, "option_id": option_id })).await
+        self.record(EventKind::Answer, json!({ "question_id": question_id, "option_id": option_id })).await
     }
 
     async fn attach(&mut self) -> Result<Attached, EngineError> {
@@ -382,7 +384,7 @@ impl SessionActor {
         if self.session.state == SessionState::Disconnected {
             self.grace_deadline = None;
             self.change_state(SessionEvent::Reconnected, None).await?;
-            self.record("system", json!({ "code": "session_resumed" })).await?;
+            self.say(SystemCode::SessionResumed, json!({})).await?;
             tracing::info!(session_id = %self.session.id, "reconnected within the grace window");
         }
         Ok(self.session.clone())
@@ -416,22 +418,20 @@ impl SessionActor {
                 self.ready = true;
                 self.engine.store.set_agent_session_id(&self.session.workspace_id, &agent_session_id).await?;
                 if resumed {
-                    self.record("system", json!({ "code": "agent_context_resumed" })).await?;
+                    self.say(SystemCode::AgentContextResumed, json!({})).await?;
                 }
-                self.record("system", json!({ "code": "agent_ready" })).await?;
+                self.say(SystemCode::AgentReady, json!({})).await?;
             }
             AgentEvent::Update(update) => {
                 if self.ready {
-                    let kind =
-                        kind_of_agent_update(update["sessionUpdate"].as_str().unwrap_or("agent_update"))
-                            .to_owned();
-                    self.record(&kind, update).await?;
+                    let event = self.engine.store_text(&self.session, &update.kind, &update.data).await?;
+                    self.broadcast(LiveMessage::Event(event));
                 }
             }
-            AgentEvent::Question { request, answer } => {
+            AgentEvent::Question { question, answer } => {
                 let id = format!("q_{}", SessionId::generate().as_str().trim_start_matches("s_"));
-                let body = question_body(&id, &request);
-                self.record("question", json!({ "question": body })).await?;
+                let body = question_body(&id, &question);
+                self.record(EventKind::Question, json!({ "question": body })).await?;
                 self.questions.insert(id, PendingQuestion { body: body.clone(), answer });
                 self.broadcast(LiveMessage::Question(body));
                 self.set_running(true).await?;
@@ -441,22 +441,23 @@ impl SessionActor {
                 // Not running any more before anyone hears of the end, so a prompt sent on
                 // seeing `turn_end` is taken.
                 self.set_running(false).await?;
-                self.record("turn_end", json!({ "stop_reason": stop_reason })).await?;
+                self.record(EventKind::TurnEnd, json!({ "stop_reason": stop_reason })).await?;
             }
-            AgentEvent::TurnFailed { code, message } => {
+            AgentEvent::TurnFailed(failure) => {
                 self.end_turn();
-                let system = if code == berth_agent::client::AUTH_REQUIRED {
-                    self.engine.needs_credentials(&self.session).await?
-                } else {
-                    turn_failure(code, &message)
+                let said = match failure {
+                    berth_agent::client::TurnFailure::AuthRequired => {
+                        self.engine.needs_credentials(&self.session).await?
+                    }
+                    failure => turn_failure(&failure),
                 };
                 self.set_running(false).await?;
-                self.record("system", system).await?;
-                self.record("turn_end", json!({ "stop_reason": "error" })).await?;
+                self.record(EventKind::System, said).await?;
+                self.record(EventKind::TurnEnd, json!({ "stop_reason": "error" })).await?;
             }
             AgentEvent::NeedsCredentials => {
-                let system = self.engine.needs_credentials(&self.session).await?;
-                self.record("system", system).await?;
+                let said = self.engine.needs_credentials(&self.session).await?;
+                self.record(EventKind::System, said).await?;
             }
             AgentEvent::Closed { error } => {
                 if let Some(error) = error {
@@ -482,7 +483,7 @@ impl SessionActor {
             "the agent sent nothing for {} s; its turn is cancelled",
             self.engine.config.turn_timeout.as_secs()
         );
-        let recorded = self.record("system", json!({ "code": "turn_timeout", "message": message })).await;
+        let recorded = self.say(SystemCode::TurnTimeout, json!({ "message": message })).await;
         if let Err(error) = recorded.map(drop).and(self.cancel_questions().await) {
             tracing::error!(session_id = %self.session.id, error = %error, "cannot record a turn's time-out");
         }
@@ -494,23 +495,22 @@ impl SessionActor {
         let resources = self.engine.config.resources;
         let (reason, message) = match notice {
             SandboxNotice::MemoryLimit { killed } => (
-                "memory_limit",
+                AgentErrorReason::MemoryLimit,
                 format!(
                     "the sandbox reached its memory limit ({}): the kernel killed a process ({killed} so far)",
                     resources.memory_bytes.map_or("unset".to_owned(), |bytes| format!("{} MiB", bytes >> 20))
                 ),
             ),
             SandboxNotice::ProcessLimit { refused } => (
-                "process_limit",
+                AgentErrorReason::ProcessLimit,
                 format!(
                     "the sandbox reached its process limit ({}): new processes are refused ({refused} refused so far)",
                     resources.pids.map_or("unset".to_owned(), |pids| pids.to_string())
                 ),
             ),
         };
-        tracing::warn!(session_id = %self.session.id, reason, "{message}");
-        let data = json!({ "code": "agent_error", "reason": reason, "message": message });
-        if let Err(error) = self.record("system", data).await {
+        tracing::warn!(session_id = %self.session.id, ?reason, "{message}");
+        if let Err(error) = self.record(EventKind::System, agent_error(reason, message)).await {
             tracing::error!(session_id = %self.session.id, error = %error, "cannot record a sandbox limit");
         }
     }
@@ -520,9 +520,11 @@ impl SessionActor {
     async fn on_agent_gone(&mut self) -> Flow {
         self.agent_gone_deadline = None;
         tracing::warn!(session_id = %self.session.id, "the agent closed its connection; ending the session");
-        let data = json!({ "code": "agent_error", "reason": "agent_disconnected",
-            "message": "The agent closed its connection to berth. Reopen the workspace to start it again." });
-        if let Err(error) = self.record("system", data).await {
+        let data = agent_error(
+            AgentErrorReason::AgentDisconnected,
+            "The agent closed its connection to berth. Reopen the workspace to start it again.",
+        );
+        if let Err(error) = self.record(EventKind::System, data).await {
             tracing::error!(session_id = %self.session.id, error = %error, "cannot record the agent's failure");
         }
         self.end_or_log(EndReason::Failed, "cannot end the session of a disconnected agent").await
@@ -531,10 +533,12 @@ impl SessionActor {
     /// The sandbox ended on its own: the session ends `failed`, saying so.
     async fn on_sandbox_exited(&mut self, exit: &str, stderr_tail: &str) -> Flow {
         tracing::warn!(session_id = %self.session.id, exit, stderr = stderr_tail.trim_end(), "the agent ended on its own");
-        let data = json!({ "code": "agent_error", "reason": "agent_exited",
-            "message": format!("The agent stopped ({exit}). Reopen the workspace to start it again."),
-            "stderr_tail": stderr_tail });
-        if let Err(error) = self.record("system", data).await {
+        let mut data = agent_error(
+            AgentErrorReason::AgentExited,
+            format!("The agent stopped ({exit}). Reopen the workspace to start it again."),
+        );
+        data["stderr_tail"] = Value::from(stderr_tail);
+        if let Err(error) = self.record(EventKind::System, data).await {
             tracing::error!(session_id = %self.session.id, error = %error, "cannot record the agent's failure");
         }
         self.end_or_log(EndReason::Failed, "cannot end the session of a dead sandbox").await
@@ -579,8 +583,13 @@ impl SessionActor {
         self.engine.publish_session(&self.session);
     }
 
+    /// A `system` event with `code` and what `extra` adds.
+    async fn say(&self, code: SystemCode, extra: Value) -> Result<Event, EngineError> {
+        self.record(EventKind::System, system(code, extra)).await
+    }
+
     /// Stores an event of this session, then sends it to its live clients.
-    async fn record(&self, kind: &str, data: Value) -> Result<Event, EngineError> {
+    async fn record(&self, kind: EventKind, data: Value) -> Result<Event, EngineError> {
         let event = self.engine.store_event(&self.session, kind, data).await?;
         self.broadcast(LiveMessage::Event(event.clone()));
         Ok(event)
@@ -591,7 +600,7 @@ impl SessionActor {
         let pending: Vec<(String, PendingQuestion)> = self.questions.drain().collect();
         for (id, question) in pending {
             let _ = question.answer.send(None);
-            self.record("answer", json!({ "question_id": id, "outcome": "cancelled" })).await?;
+            self.record(EventKind::Answer, json!({ "question_id": id, "outcome": "cancelled" })).await?;
         }
         Ok(())
     }
