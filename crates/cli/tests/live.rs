@@ -615,6 +615,55 @@ async fn a_tool_call_still_running_is_closed_when_the_session_closes() {
     server.stop().await;
 }
 
+/// Waits (bounded) until `session` has ended, and says why.
+async fn end_reason(server: &Server, session: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown = server.call(reqwest::Method::GET, &format!("/api/sessions/{session}")).await;
+        if shown["state"] == "ended" {
+            return shown["end_reason"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the session never ended: {shown}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The connection drops during the command and nobody comes back: when the grace window
+/// expires, the command's tool call is closed too.
+#[tokio::test]
+async fn a_tool_call_still_running_is_closed_when_the_grace_window_expires() {
+    let server = start_with(|config| config.reconnect_grace = Duration::from_millis(500)).await;
+    let (_source, server, session, mut socket) = ready_session(server).await;
+    let id = a_running_command(&mut socket).await;
+    drop(socket);
+    assert_eq!(end_reason(&server, &session).await, "grace_expired");
+    let closed = closed_tool_calls(&server, &session).await;
+    assert_eq!(
+        closed.iter().map(|call| call["toolCallId"].as_str()).collect::<Vec<_>>(),
+        [Some(id.as_str())]
+    );
+    server.stop().await;
+}
+
+/// The agent dies under its own command: the session fails and the tool call is closed.
+#[tokio::test]
+async fn a_tool_call_still_running_is_closed_when_the_agent_dies() {
+    let (_source, server, session, mut socket) = ready_session(start().await).await;
+    send(&mut socket, json!({ "type": "prompt", "text": "$ sleep 0.3; kill -9 $PPID; exec sleep 120" }))
+        .await;
+    let asked = question(&mut socket).await;
+    let id = asked["tool_call"]["toolCallId"].as_str().unwrap().to_owned();
+    send(&mut socket, json!({ "type": "answer", "question_id": asked["id"], "option_id": "allow_once" }))
+        .await;
+    assert_eq!(end_reason(&server, &session).await, "failed");
+    let closed = closed_tool_calls(&server, &session).await;
+    assert_eq!(
+        closed.iter().map(|call| call["toolCallId"].as_str()).collect::<Vec<_>>(),
+        [Some(id.as_str())]
+    );
+    server.stop().await;
+}
+
 /// The same after a crash: the restarted server's reconciliation closes it.
 #[test]
 fn a_tool_call_still_running_when_the_server_dies_is_closed_at_the_next_start() {
