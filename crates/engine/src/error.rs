@@ -18,15 +18,17 @@ pub enum EngineError {
     Forbidden { action: &'static str },
     #[error("the name '{name}' is already taken")]
     NameTaken { name: String },
-    #[error("workspace {id} has unsaved work")]
+    #[error("{reason}; delete with force=true to destroy them")]
     UnsavedWork { id: WorkspaceId, status: Option<Box<berth_git::GitStatus>>, reason: String },
-    #[error("workspace {id} is {state}")]
+    #[error("the workspace is {state}, not ready")]
     WrongState { id: WorkspaceId, state: WorkspaceState },
-    #[error("workspace {id} is {state}; only a workspace in error can be retried")]
+    #[error("only a workspace in error can be retried; this one is {state}")]
     NotRetryable { id: WorkspaceId, state: WorkspaceState },
-    #[error("the limit of {limit} live session(s) per user is reached")]
+    #[error(
+        "the limit of {limit} live session(s) per user is reached: close a session first, or close all and retry"
+    )]
     SessionLimit { limit: u32, active_sessions: Vec<berth_core::Session> },
-    #[error("every sandbox slot is taken; try again in {} s", retry_after.as_secs())]
+    #[error("controllers are busy: every sandbox slot is taken")]
     ControllersBusy { retry_after: std::time::Duration },
     #[error("session {session_id} could not be powered off to make room: {message}")]
     ReplaceFailed { session_id: berth_core::SessionId, message: String },
@@ -34,9 +36,6 @@ pub enum EngineError {
     SandboxFailed { message: String },
     #[error("session {session_id} did not close: {message}")]
     CloseFailed { session_id: berth_core::SessionId, message: String },
-    /// A request that cannot be done in the current situation.
-    #[error("{message}")]
-    Refused { code: &'static str, message: String },
     #[error("a prompt holds 1 to {max_bytes} bytes")]
     InvalidPrompt { max_bytes: usize },
     #[error("the session is not active")]
@@ -53,6 +52,20 @@ pub enum EngineError {
     InvalidOption { option: String },
     #[error(transparent)]
     Transition(#[from] berth_core::session::SessionTransitionError),
+    #[error("a token name is 1 to {max_chars} characters, none a control character")]
+    InvalidTokenName { max_chars: usize },
+    #[error("a token lives from 1 s to {max_days} days")]
+    InvalidExpiry { max_days: u64 },
+    #[error("an administrator cannot disable or demote themselves; ask another administrator")]
+    CannotChangeYourself,
+    #[error("there is nothing to commit")]
+    NothingToCommit,
+    #[error("close the workspace's session before switching its branch")]
+    WorkspaceActive,
+    #[error("git cannot switch to '{branch}': {reason}")]
+    BranchSwitchFailed { branch: String, reason: String },
+    #[error("{what}")]
+    PortsUnavailable { what: String },
     #[error("'{text}' is not a port: expected a number from 1 to 65535")]
     InvalidPort { text: String },
     #[error("port {port} is not open for previews on this installation")]
@@ -104,7 +117,6 @@ impl EngineError {
             EngineError::SandboxFailed { .. } => "sandbox_failed",
             EngineError::CloseFailed { .. } => "close_failed",
             EngineError::Git { .. } => "git_failed",
-            EngineError::Refused { code, .. } => code,
             EngineError::InvalidPrompt { .. } => "invalid_prompt",
             EngineError::SessionNotActive => "session_not_active",
             EngineError::SessionEnded => "session_ended",
@@ -113,6 +125,13 @@ impl EngineError {
             EngineError::QuestionNotPending => "question_not_pending",
             EngineError::InvalidOption { .. } => "invalid_option",
             EngineError::Transition(_) => "invalid_transition",
+            EngineError::InvalidTokenName { .. } => "invalid_token_name",
+            EngineError::InvalidExpiry { .. } => "invalid_expiry",
+            EngineError::CannotChangeYourself => "cannot_change_yourself",
+            EngineError::NothingToCommit => "nothing_to_commit",
+            EngineError::WorkspaceActive => "workspace_active",
+            EngineError::BranchSwitchFailed { .. } => "branch_switch_failed",
+            EngineError::PortsUnavailable { .. } => "ports_unavailable",
             EngineError::InvalidPort { .. } => "invalid_port",
             EngineError::PortNotAllowed { .. } => "port_not_allowed",
             EngineError::NoLiveSession => "no_live_session",

@@ -43,9 +43,7 @@ impl Engine {
                 Ok(ports.into_iter().filter(|&port| self.config.preview_ports.allows(port)).collect())
             }
             Err(SandboxError::NotRunning { .. }) => Err(EngineError::NoLiveSession),
-            Err(SandboxError::Unavailable { what }) => {
-                Err(EngineError::Refused { code: "ports_unavailable", message: what })
-            }
+            Err(SandboxError::Unavailable { what }) => Err(EngineError::PortsUnavailable { what }),
             Err(source) => Err(EngineError::Sandbox { source }),
         }
     }

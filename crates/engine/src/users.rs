@@ -128,22 +128,11 @@ impl Engine {
     ) -> Result<(TokenInfo, NewToken), EngineError> {
         let name = name.map(str::trim).filter(|name| !name.is_empty()).unwrap_or("token");
         if name.chars().count() > MAX_TOKEN_NAME_LEN || name.chars().any(char::is_control) {
-            return Err(EngineError::Refused {
-                code: "invalid_token_name",
-                message: format!(
-                    "a token name is 1 to {MAX_TOKEN_NAME_LEN} characters, none a control character"
-                ),
-            });
+            return Err(EngineError::InvalidTokenName { max_chars: MAX_TOKEN_NAME_LEN });
         }
         let expires_at = match lifetime {
             Some(lifetime) if lifetime.is_zero() || lifetime > MAX_TOKEN_LIFETIME => {
-                return Err(EngineError::Refused {
-                    code: "invalid_expiry",
-                    message: format!(
-                        "a token lives from 1 s to {} days",
-                        MAX_TOKEN_LIFETIME.as_secs() / 86_400
-                    ),
-                });
+                return Err(EngineError::InvalidExpiry { max_days: MAX_TOKEN_LIFETIME.as_secs() / 86_400 });
             }
             Some(lifetime) => chrono::Duration::from_std(lifetime).ok().map(|lifetime| Utc::now() + lifetime),
             None => None,
@@ -201,11 +190,7 @@ impl Engine {
         let not_found = || EngineError::NotFound { what: "user" };
         let id = UserId::parse(id).ok_or_else(not_found)?;
         if id == caller.id {
-            return Err(EngineError::Refused {
-                code: "cannot_change_yourself",
-                message: "an administrator cannot disable or demote themselves; ask another administrator"
-                    .into(),
-            });
+            return Err(EngineError::CannotChangeYourself);
         }
         let accounts = self.store.accounts().await?;
         let current = accounts.into_iter().find(|account| account.user.id == id).ok_or_else(not_found)?;

@@ -201,10 +201,7 @@ impl Engine {
                 Ok(committed)
             }
             Err(berth_git::GitError::Failed { ref stderr, .. }) if stderr.contains("nothing to commit") => {
-                Err(EngineError::Refused {
-                    code: "nothing_to_commit",
-                    message: "there is nothing to commit".into(),
-                })
+                Err(EngineError::NothingToCommit)
             }
             Err(source) => Err(EngineError::Git { id: workspace.id, source }),
         }
@@ -336,19 +333,15 @@ impl Engine {
             return Err(EngineError::WrongState { id: workspace.id.clone(), state: workspace.state });
         }
         if self.store.live_session_of_workspace(&workspace.id).await?.is_some() {
-            return Err(EngineError::Refused {
-                code: "workspace_active",
-                message: "close the workspace's session before switching its branch".into(),
-            });
+            return Err(EngineError::WorkspaceActive);
         }
         let dir = self.paths.workspace(&workspace.id);
         let checkout = Checkout { workspace_id: &workspace.id, dir: &dir };
         match berth_git::switch_branch(&*self.driver, checkout, branch).await {
             Ok(()) => Ok(()),
-            Err(error @ berth_git::GitError::Failed { .. }) => Err(EngineError::Refused {
-                code: "branch_switch_failed",
-                message: format!("git cannot switch to '{branch}': {}", error.summary()),
-            }),
+            Err(error @ berth_git::GitError::Failed { .. }) => {
+                Err(EngineError::BranchSwitchFailed { branch: branch.to_owned(), reason: error.summary() })
+            }
             Err(source) => Err(EngineError::Git { id: workspace.id.clone(), source }),
         }
     }

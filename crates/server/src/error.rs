@@ -75,116 +75,98 @@ impl IntoResponse for ApiError {
 }
 
 impl From<EngineError> for ApiError {
+    /// The one mapping of engine errors to answers: the engine's stable `code()` and its
+    /// message for people, the status of [`status_of`], and the fields a few codes carry.
+    /// What is berth's own failure is logged and answered `internal` without its cause.
     fn from(error: EngineError) -> ApiError {
-        let code = error.code();
+        let status = status_of(&error);
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            if let EngineError::Git { .. } = error {
+                let mut failure = ApiError::internal("git failed", &error);
+                failure.code = "git_failed";
+                failure.message = "git could not read this workspace; the server log says why".into();
+                return failure;
+            }
+            return ApiError::internal("engine failed", &error);
+        }
+        let message = match &error {
+            EngineError::Git { source, .. } => {
+                format!("git cannot read this workspace's checkout: {}", source.summary())
+            }
+            error => error.to_string(),
+        };
+        let answer = ApiError::new(status, error.code(), message);
         match error {
-            EngineError::Invalid(input) => {
-                ApiError::new(StatusCode::BAD_REQUEST, input.field.error_code(), input.reason)
-            }
-            EngineError::NotFound { what } => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
-            }
-            EngineError::Forbidden { action } => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("only administrators may {action}"))
-            }
-            EngineError::NameTaken { name } => ApiError::new(
-                StatusCode::CONFLICT,
-                "name_taken",
-                format!("the name '{name}' is already taken"),
-            )
-            .with("name", Value::from(name)),
-            EngineError::UnsavedWork { status, reason, .. } => ApiError::new(
-                StatusCode::CONFLICT,
-                "unsaved_work",
-                format!("{reason}; delete with force=true to destroy them"),
-            )
-            .with(
+            EngineError::NameTaken { name } => answer.with("name", Value::from(name)),
+            EngineError::UnsavedWork { status, .. } => answer.with(
                 "git",
                 serde_json::to_value(status.map(|status| crate::wire::GitStatusBody::from(*status)))
                     .unwrap_or(Value::Null),
             ),
-            EngineError::WrongState { state, .. } => ApiError::new(
-                StatusCode::CONFLICT,
-                "workspace_not_ready",
-                format!("the workspace is {state}, not ready"),
-            )
-            .with("state", Value::from(state.as_str())),
-            EngineError::NotRetryable { state, .. } => ApiError::new(
-                StatusCode::CONFLICT,
-                "not_retryable",
-                format!("only a workspace in error can be retried; this one is {state}"),
-            )
-            .with("state", Value::from(state.as_str())),
-            EngineError::SessionLimit { limit, ref active_sessions } => {
+            EngineError::WrongState { state, .. } | EngineError::NotRetryable { state, .. } => {
+                answer.with("state", Value::from(state.as_str()))
+            }
+            EngineError::SessionLimit { limit, active_sessions } => {
                 let sessions: Vec<_> = active_sessions.iter().map(crate::wire::SessionBody::from).collect();
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    code,
-                    format!("{error}: close a session first, or close all and retry"),
-                )
-                .with("limit", Value::from(limit))
-                .with("active_sessions", serde_json::to_value(sessions).unwrap_or(Value::Null))
+                answer
+                    .with("limit", Value::from(limit))
+                    .with("active_sessions", serde_json::to_value(sessions).unwrap_or(Value::Null))
             }
             EngineError::ControllersBusy { retry_after } => {
                 let seconds = retry_after.as_secs();
-                let mut busy = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    code,
-                    "controllers are busy: every sandbox slot is taken",
-                )
-                .with("retry_after_s", Value::from(seconds));
+                let mut busy = answer.with("retry_after_s", Value::from(seconds));
                 busy.retry_after_s = Some(seconds);
                 busy
             }
-            EngineError::ReplaceFailed { ref session_id, .. }
-            | EngineError::CloseFailed { ref session_id, .. } => {
-                let session_id = session_id.to_string();
-                ApiError::new(StatusCode::BAD_GATEWAY, code, error.to_string())
-                    .with("session_id", Value::from(session_id))
+            EngineError::ReplaceFailed { session_id, .. } | EngineError::CloseFailed { session_id, .. } => {
+                answer.with("session_id", Value::from(session_id.to_string()))
             }
-            EngineError::Refused { message, .. } => ApiError::new(StatusCode::CONFLICT, code, message),
-            EngineError::InvalidPrompt { .. } | EngineError::InvalidOption { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, code, error.to_string())
-            }
-            EngineError::RateLimited { .. } => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, error.to_string())
-            }
-            EngineError::SessionNotActive
-            | EngineError::SessionEnded
-            | EngineError::TurnInProgress
-            | EngineError::QuestionNotPending
-            | EngineError::Transition(_) => ApiError::new(StatusCode::CONFLICT, code, error.to_string()),
-            EngineError::PushFailed { .. } => ApiError::new(StatusCode::CONFLICT, code, error.to_string()),
-            EngineError::InvalidPort { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, code, error.to_string())
-            }
-            EngineError::PortNotAllowed { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, code, error.to_string())
-            }
-            EngineError::BinaryFile { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
-            }
-            EngineError::NoLiveSession => ApiError::new(StatusCode::NOT_FOUND, code, error.to_string()),
-            EngineError::Unauthorized { message } => ApiError::new(StatusCode::UNAUTHORIZED, code, message),
-            EngineError::PreviewUnreachable { .. } | EngineError::SandboxFailed { .. } => {
-                ApiError::new(StatusCode::BAD_GATEWAY, code, error.to_string())
-            }
-            EngineError::Git { ref source, .. } if source.is_about_the_checkout() => ApiError::new(
-                StatusCode::CONFLICT,
-                code,
-                format!("git cannot read this workspace's checkout: {}", source.summary()),
-            ),
-            error @ EngineError::Git { .. } => {
-                let mut failure = ApiError::internal("git failed", &error);
-                failure.code = "git_failed";
-                failure.message = "git could not read this workspace; the server log says why".into();
-                failure
-            }
-            error @ (EngineError::Io { .. }
-            | EngineError::Store { .. }
-            | EngineError::Sandbox { .. }
-            | EngineError::Unsupported { .. }) => ApiError::internal("engine failed", &error),
+            _ => answer,
         }
+    }
+}
+
+/// The HTTP status of each engine error.
+fn status_of(error: &EngineError) -> StatusCode {
+    match error {
+        EngineError::Invalid(_)
+        | EngineError::InvalidPort { .. }
+        | EngineError::InvalidPrompt { .. }
+        | EngineError::InvalidOption { .. } => StatusCode::BAD_REQUEST,
+        EngineError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+        EngineError::Forbidden { .. } | EngineError::PortNotAllowed { .. } => StatusCode::FORBIDDEN,
+        EngineError::NotFound { .. } | EngineError::NoLiveSession => StatusCode::NOT_FOUND,
+        EngineError::BinaryFile { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        EngineError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        EngineError::NameTaken { .. }
+        | EngineError::UnsavedWork { .. }
+        | EngineError::WrongState { .. }
+        | EngineError::NotRetryable { .. }
+        | EngineError::SessionLimit { .. }
+        | EngineError::PushFailed { .. }
+        | EngineError::SessionNotActive
+        | EngineError::SessionEnded
+        | EngineError::TurnInProgress
+        | EngineError::QuestionNotPending
+        | EngineError::Transition(_)
+        | EngineError::InvalidTokenName { .. }
+        | EngineError::InvalidExpiry { .. }
+        | EngineError::CannotChangeYourself
+        | EngineError::NothingToCommit
+        | EngineError::WorkspaceActive
+        | EngineError::BranchSwitchFailed { .. }
+        | EngineError::PortsUnavailable { .. } => StatusCode::CONFLICT,
+        EngineError::Git { source, .. } if source.is_about_the_checkout() => StatusCode::CONFLICT,
+        EngineError::ReplaceFailed { .. }
+        | EngineError::CloseFailed { .. }
+        | EngineError::PreviewUnreachable { .. }
+        | EngineError::SandboxFailed { .. } => StatusCode::BAD_GATEWAY,
+        EngineError::ControllersBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        EngineError::Git { .. }
+        | EngineError::Io { .. }
+        | EngineError::Store { .. }
+        | EngineError::Sandbox { .. }
+        | EngineError::Unsupported { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
