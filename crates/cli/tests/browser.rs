@@ -311,6 +311,8 @@ async fn a_command_asks_first_survives_a_reload_and_shows_its_output() {
     browser.element("#prompt").await.send_keys(&format!("$ echo output-{marker}\n")).await.unwrap();
     browser.element(".question button[data-option='allow_once']:not([disabled])").await;
     browser.element("#stop:not([hidden])").await;
+    // The question's title renders its backticks as code too.
+    browser.text_in(".question strong code", &format!("echo output-{marker}")).await;
     browser.screenshot("question").await;
 
     // A reload in the middle of the run: the session is resumed, the question is still there.

@@ -89,7 +89,7 @@ export function conversationView({ messages, toolsList, toolsEmpty, answer, onTu
         } }, option.label || option.id));
       const state = h("p", { class: "muted answer-state" });
       card = { element: h("div", { class: "question", "data-question": question.id, role: "group", "aria-label": question.title },
-        h("strong", {}, question.title), h("div", { class: "options" }, buttons), state), buttons, state, question };
+        h("strong", {}, ...inlineCode(question.title)), h("div", { class: "options" }, buttons), state), buttons, state, question };
       questions.set(question.id, card);
       append(card.element);
     }
