@@ -86,12 +86,13 @@ impl Server {
 
     /// A workspace of `source` named `name`, cloned and ready.
     async fn ready_workspace(&self, source: &SourceRepo, name: &str) -> String {
+        self.ready_workspace_of(&source.url(), name).await
+    }
+
+    /// A workspace of the repository `repo` named `name`, cloned and ready.
+    async fn ready_workspace_of(&self, repo: &str, name: &str) -> String {
         let (status, created) = self
-            .call(
-                reqwest::Method::POST,
-                "/api/workspaces",
-                Some(json!({ "repo": source.url(), "name": name })),
-            )
+            .call(reqwest::Method::POST, "/api/workspaces", Some(json!({ "repo": repo, "name": name })))
             .await;
         assert_eq!(status, 202, "{created}");
         let id = created["id"].as_str().unwrap().to_owned();
@@ -909,22 +910,7 @@ async fn the_account_keeps_credentials_and_secrets_and_the_workspace_pushes() {
     assert!(!page.contains(TOKEN_VALUE) && !page.contains(SECRET_VALUE), "a value came back to the page");
 
     // The private repository clones with that credential; Push sends a new commit there.
-    let (status, created) = server
-        .call(
-            reqwest::Method::POST,
-            "/api/workspaces",
-            Some(json!({ "repo": remote.url(), "name": "private" })),
-        )
-        .await;
-    assert_eq!(status, 202, "{created}");
-    let workspace = created["id"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await.1["state"]
-        != "ready"
-    {
-        assert!(tokio::time::Instant::now() < deadline, "the private repository never cloned");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let workspace = server.ready_workspace_of(&remote.url(), "private").await;
     let checkout = server.checkout(&workspace);
     berth_testkit::git(&checkout, &["commit", "-q", "--allow-empty", "-m", "from the page"]);
     browser.goto(&server, &format!("/workspaces/{workspace}")).await;
@@ -1372,22 +1358,7 @@ async fn the_files_panel_browses_the_checkout_and_the_clone_log_reads_as_a_termi
     let remote = berth_testkit::GitHttpServer::start(&source, "me", "token-for-files");
     let credential = json!({ "host": format!("127.0.0.1:{}", remote.port), "username": "me", "secret": "token-for-files" });
     assert_eq!(server.call(reqwest::Method::POST, "/api/credentials", Some(credential)).await.0, 201);
-    let (status, created) = server
-        .call(
-            reqwest::Method::POST,
-            "/api/workspaces",
-            Some(json!({ "repo": remote.url(), "name": "files" })),
-        )
-        .await;
-    assert_eq!(status, 202, "{created}");
-    let workspace = created["id"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await.1["state"]
-        != "ready"
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never cloned");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let workspace = server.ready_workspace_of(&remote.url(), "files").await;
     let raw = server
         .http
         .get(format!("{}/api/workspaces/{workspace}/init-log", server.base))

@@ -11,10 +11,11 @@ use common::TestServer;
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
-async fn the_diff_shows_every_change_and_a_commit_takes_them_all_without_hooks() {
+/// A server whose sandboxes are bubblewrap without a network, and alice's ready
+/// workspace on it (`None`, said why, where bubblewrap is missing outside CI).
+async fn a_sandboxed_workspace() -> Option<(TestServer, SourceRepo, common::Api, String)> {
     if !have_program("bwrap", "scripts/test.sh") {
-        return;
+        return None;
     }
     let server = TestServer::start_with(|config| {
         config.isolation = Isolation::Bwrap;
@@ -24,6 +25,12 @@ async fn the_diff_shows_every_change_and_a_commit_takes_them_all_without_hooks()
     let source = SourceRepo::new();
     let alice = server.member("alice").await;
     let id = alice.ready_workspace(&source.url(), "work").await;
+    Some((server, source, alice, id))
+}
+
+#[tokio::test]
+async fn the_diff_shows_every_change_and_a_commit_takes_them_all_without_hooks() {
+    let Some((server, _source, alice, id)) = a_sandboxed_workspace().await else { return };
     let checkout = server.checkout(&id);
     std::fs::write(checkout.join("README.md"), "# demo\nadded line\n").unwrap();
     std::fs::write(checkout.join("notes.txt"), "new notes\n").unwrap();
@@ -82,17 +89,7 @@ async fn the_diff_shows_every_change_and_a_commit_takes_them_all_without_hooks()
 
 #[tokio::test]
 async fn the_file_browser_lists_and_shows_text_and_follows_no_link() {
-    if !have_program("bwrap", "scripts/test.sh") {
-        return;
-    }
-    let server = TestServer::start_with(|config| {
-        config.isolation = Isolation::Bwrap;
-        config.network = Network::Isolated;
-    })
-    .await;
-    let source = SourceRepo::new();
-    let alice = server.member("alice").await;
-    let id = alice.ready_workspace(&source.url(), "work").await;
+    let Some((server, _source, alice, id)) = a_sandboxed_workspace().await else { return };
     let checkout = server.checkout(&id);
     std::fs::create_dir_all(checkout.join("src/deep")).unwrap();
     std::fs::write(checkout.join("src/main.rs"), "fn main() {}\n").unwrap();
