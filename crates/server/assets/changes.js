@@ -21,16 +21,23 @@ function diffLine(line) {
 function fileEntry(file) {
   const counts = file.binary ? h("span", { class: "muted" }, "binary")
     : h("span", {}, h("span", { class: "diff-add" }, `+${file.additions ?? 0}`), " ", h("span", { class: "diff-del" }, `−${file.deletions ?? 0}`));
-  const body = file.binary ? h("p", { class: "muted" }, "A binary file: no diff to show.")
-    : h("pre", { class: "diff" }, (file.diff || "").split("\n").filter((line, index, lines) => line || index < lines.length - 1).map(diffLine));
-  return h("details", { class: "change", "data-path": file.path },
-    h("summary", {}, h("code", {}, file.old_path ? `${file.old_path} → ${file.path}` : file.path), " ",
-      h("span", { class: "badge", "data-change": file.status }, LABELS[file.status] || file.status), " ", counts),
-    body,
+  // A diff's lines are drawn when its file is first opened: a 200-file change costs 200
+  // summaries, not thousands of coloured lines nobody looked at.
+  const drawDiff = (event) => {
+    const entry = event.currentTarget;
+    if (!entry.open || entry.dataset.drawn) return;
+    entry.dataset.drawn = "1";
+    entry.append(file.binary ? h("p", { class: "muted" }, "A binary file: no diff to show.")
+      : h("pre", { class: "diff" }, (file.diff || "").split("\n").filter((line, index, lines) => line || index < lines.length - 1).map(diffLine)),
     file.diff_truncated ? h("p", { class: "muted" }, "The diff is cut here (256 KiB).") : null);
+  };
+  return h("details", { class: "change", "data-path": file.path, ontoggle: drawDiff },
+    h("summary", {}, h("code", {}, file.old_path ? `${file.old_path} → ${file.path}` : file.path), " ",
+      h("span", { class: "badge", "data-change": file.status }, LABELS[file.status] || file.status), " ", counts));
 }
 
-/** The panel and a `refresh` to call when the checkout may have changed (a turn ended). */
+/** The panel and a `refresh` to call when the checkout may have changed (a turn ended);
+ * the page calls it first once its conversation is drawn. */
 export function changesPanel(workspace) {
   const list = h("div", { id: "changes-list" }, h("p", { class: "muted" }, "Reading the changes…"));
   const commits = h("ul", { id: "unpushed-commits", class: "commits" });
@@ -88,6 +95,5 @@ export function changesPanel(workspace) {
     list,
     h("form", { id: "commit-form", onsubmit: commit }, message, h("div", { class: "row" }, commitButton)),
     h("h3", {}, "Not pushed yet"), commits, h("div", { class: "row" }, pushButton));
-  refresh();
   return { element, refresh };
 }

@@ -199,6 +199,8 @@ export async function chat(state, workspace, opened) {
   });
   if (state.stopped) return;
   messages.scrollTop = messages.scrollHeight;
+  // The changes come after the conversation: it is what the person came back to.
+  changes.refresh();
 
   let attempts = 0;
   let reconnectTimer = null;

@@ -1,7 +1,10 @@
 //! The web UI: one page shell for every screen (the script draws the screen the path
 //! names) and its assets, embedded in the binary so running berth needs nothing else.
 //! Pages carry a content security policy that lets them load only berth's own scripts,
-//! talk only to berth, and frame only the preview origin.
+//! talk only to berth, and frame only the preview origin. The page names its assets under
+//! `/assets/v/<version>/`, the version a digest of every asset, so a browser keeps them
+//! for good (`immutable`) and a new build is a new address: no request per module on a
+//! page load, and never a stale one.
 
 use crate::AppState;
 use axum::Router;
@@ -10,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use sha2::Digest as _;
 
 #[derive(rust_embed::Embed)]
 #[folder = "assets/"]
@@ -23,7 +27,25 @@ pub fn router() -> Router<AppState> {
         .route("/admin", get(page))
         .route("/workspaces/{id}", get(page))
         .route("/workspaces/{id}/settings", get(page))
+        .route("/assets/v/{version}/{*path}", get(versioned_asset))
         .route("/assets/{*path}", get(asset))
+}
+
+/// A digest of every embedded asset: what the page's asset addresses carry.
+fn asset_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        let mut names: Vec<_> = Assets::iter().collect();
+        names.sort();
+        let mut digest = sha2::Sha256::new();
+        for name in names {
+            if let Some(file) = Assets::get(&name) {
+                sha2::Digest::update(&mut digest, name.as_bytes());
+                sha2::Digest::update(&mut digest, file.metadata.sha256_hash());
+            }
+        }
+        hex_of(&sha2::Digest::finalize(digest)[..8])
+    })
 }
 
 /// The page shell; the script reads the path and draws that screen.
@@ -41,7 +63,9 @@ async fn page(State(state): State<AppState>) -> Response {
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
          frame-src {frames}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
     );
-    let mut response = Response::new(Body::from(file.data.into_owned()));
+    let html = String::from_utf8_lossy(&file.data)
+        .replace("\"/assets/", &format!("\"/assets/v/{}/", asset_version()));
+    let mut response = Response::new(Body::from(html));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -49,6 +73,18 @@ async fn page(State(state): State<AppState>) -> Response {
         headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     }
     security_headers(headers);
+    response
+}
+
+/// An asset at the page's versioned address: kept for good when the version is this
+/// build's (a page of an older build gets today's file, revalidated as usual).
+async fn versioned_asset(Path((version, path)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let mut response = asset(Path(path), headers).await;
+    if version == asset_version() && response.status() == StatusCode::OK {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    }
     response
 }
 

@@ -32,8 +32,22 @@ async fn every_screen_is_the_page_shell_with_a_strict_content_policy() {
         assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
         assert_eq!(headers["x-content-type-options"], "nosniff");
         let body = response.text().await.unwrap();
-        assert!(body.contains("/assets/app.js"), "{body}");
+        assert!(body.contains("/assets/v/") && body.contains("/app.js\""), "{body}");
     }
+
+    // The page names its assets under this build's version: kept for good.
+    let page = reqwest::get(format!("{}/", server.url)).await.unwrap().text().await.unwrap();
+    let script =
+        page.split('"').find(|part| part.starts_with("/assets/v/") && part.ends_with("/app.js")).unwrap();
+    let kept = reqwest::get(format!("{}{script}", server.url)).await.unwrap();
+    assert_eq!(kept.status(), StatusCode::OK);
+    assert_eq!(kept.headers()["cache-control"], "public, max-age=31536000, immutable");
+    // An older page's version gets today's file, revalidated.
+    let older = reqwest::get(format!("{}/assets/v/0000/app.js", server.url)).await.unwrap();
+    assert_eq!(
+        (older.status(), older.headers()["cache-control"].to_str().unwrap()),
+        (StatusCode::OK, "no-cache")
+    );
 
     let http = reqwest::Client::new();
     for (asset, kind) in
