@@ -28,8 +28,8 @@ function fileEntry(file) {
     if (!entry.open || entry.dataset.drawn) return;
     entry.dataset.drawn = "1";
     entry.append(file.binary ? h("p", { class: "muted" }, "A binary file: no diff to show.")
-      : h("pre", { class: "diff" }, (file.diff || "").split("\n").filter((line, index, lines) => line || index < lines.length - 1).map(diffLine)),
-    file.diff_truncated ? h("p", { class: "muted" }, "The diff is cut here (256 KiB).") : null);
+      : h("pre", { class: "diff" }, (file.diff || "").split("\n").filter((line, index, lines) => line || index < lines.length - 1).map(diffLine)));
+    if (file.diff_truncated) entry.append(h("p", { class: "muted" }, "The diff is cut here (256 KiB)."));
   };
   return h("details", { class: "change", "data-path": file.path, ontoggle: drawDiff },
     h("summary", {}, h("code", {}, file.old_path ? `${file.old_path} → ${file.path}` : file.path), " ",
