@@ -26,6 +26,7 @@ declare -A package_of=(
     [/usr/sbin/sshd]=openssh-server
     [chromium]=chromium
     [chromedriver]=chromium-driver
+    [psql]=postgresql
 )
 missing=()
 for program in "${!package_of[@]}"; do
@@ -48,6 +49,11 @@ if ! command -v elizacp >/dev/null 2>&1; then
     cargo install elizacp --locked
 fi
 
+# What the script started, stopped when it ends however it ends.
+cleanups=()
+run_cleanups() { for cleanup in "${cleanups[@]}"; do "$cleanup"; done; }
+trap run_cleanups EXIT
+
 # A Docker engine for the docker driver's tests: the one DOCKER_HOST names if it answers,
 # else one of our own, with its socket and data under a temporary directory, stopped at
 # the end.
@@ -61,13 +67,36 @@ if ! docker version >/dev/null 2>&1; then
         for _ in $(seq 1 100); do [ -e "$docker_dir/docker.pid" ] || break; sleep 0.1; done
         as_root rm -rf "$docker_dir" 2>/dev/null || true
     }
-    trap stop_dockerd EXIT
+    cleanups+=(stop_dockerd)
     export DOCKER_HOST="unix://$docker_dir/docker.sock"
     for _ in $(seq 1 300); do
         docker version >/dev/null 2>&1 && break
         sleep 0.1
     done
     docker version >/dev/null || { cat "$docker_dir/dockerd.log" >&2; exit 1; }
+fi
+
+# A PostgreSQL server for the store's tests on PostgreSQL: the one
+# BERTH_TEST_POSTGRES_URL names, else a cluster of our own (initdb as the postgres user)
+# on a free loopback port, with its data under a temporary directory, stopped at the end.
+if [ -z "${BERTH_TEST_POSTGRES_URL:-}" ]; then
+    pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    [ -x "$pg_bin/initdb" ] || { echo "error: PostgreSQL's initdb is not installed" >&2; exit 1; }
+    as_postgres() {
+        if [ "$(id -u)" -eq 0 ]; then su postgres -s /bin/sh -c "$1"; else sudo -u postgres sh -c "$1"; fi
+    }
+    pg_dir="$(mktemp -d /tmp/berth-postgres.XXXXXX)"
+    as_root chown postgres "$pg_dir"
+    pg_port="$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    echo "== starting PostgreSQL on 127.0.0.1:$pg_port ($pg_dir)"
+    as_postgres "$pg_bin/initdb -D $pg_dir/data -A trust -U postgres >$pg_dir/initdb.log 2>&1"
+    as_postgres "$pg_bin/pg_ctl -D $pg_dir/data -l $pg_dir/server.log -w -o '-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1' start >/dev/null"
+    stop_postgres() {
+        as_postgres "$pg_bin/pg_ctl -D $pg_dir/data -m immediate stop >/dev/null 2>&1" || true
+        as_root rm -rf "$pg_dir" 2>/dev/null || true
+    }
+    cleanups+=(stop_postgres)
+    export BERTH_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
 fi
 
 echo "== cargo fmt --check"

@@ -42,29 +42,42 @@ impl Store {
         kind: &str,
         data: &str,
     ) -> Result<Event, StoreError> {
-        match &self.backend {
+        let insert = "INSERT INTO events (workspace_id, seq, session_id, at, kind, data)
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM events WHERE workspace_id = $1
+             RETURNING seq";
+        let seq: i64 = match &self.backend {
+            // One writer at a time on SQLite: the statement is atomic as it is.
             Backend::Sqlite(pool) => {
-                let seq: i64 = sqlx::query_scalar(
-                    "INSERT INTO events (workspace_id, seq, session_id, at, kind, data)
-                     SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM events WHERE workspace_id = ?1
-                     RETURNING seq",
-                )
-                .bind(workspace.as_str())
-                .bind(session.as_str())
-                .bind(at)
-                .bind(kind)
-                .bind(data)
-                .fetch_one(pool)
-                .await?;
-                Ok(Event {
-                    seq,
-                    session_id: session.clone(),
-                    at,
-                    kind: kind.to_owned(),
-                    data: data.to_owned(),
-                })
+                sqlx::query_scalar(insert)
+                    .bind(workspace.as_str())
+                    .bind(session.as_str())
+                    .bind(at)
+                    .bind(kind)
+                    .bind(data)
+                    .fetch_one(pool)
+                    .await?
             }
-        }
+            // Concurrent writers on PostgreSQL: the workspace's numbering is taken under a
+            // lock of its own, held to the commit.
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(workspace.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                let seq = sqlx::query_scalar(insert)
+                    .bind(workspace.as_str())
+                    .bind(session.as_str())
+                    .bind(at)
+                    .bind(kind)
+                    .bind(data)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                seq
+            }
+        };
+        Ok(Event { seq, session_id: session.clone(), at, kind: kind.to_owned(), data: data.to_owned() })
     }
 
     /// Events of one session after `after`, oldest first, at most `limit`.
@@ -96,23 +109,21 @@ impl Store {
     ) -> Result<Vec<Event>, StoreError> {
         let query = match scope {
             EventScope::Session => {
-                "SELECT seq, session_id, at, kind, data FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+                "SELECT seq, session_id, at, kind, data FROM events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
             }
             EventScope::Workspace => {
-                "SELECT seq, session_id, at, kind, data FROM events WHERE workspace_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+                "SELECT seq, session_id, at, kind, data FROM events WHERE workspace_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
             }
         };
-        match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query_as::<_, EventRow>(query)
-                .bind(id)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(Event::from)
-                .collect()),
-        }
+        with_pool!(&self.backend, |pool| Ok(sqlx::query_as::<_, EventRow>(query)
+            .bind(id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(Event::from)
+            .collect()))
     }
 
     pub async fn set_agent_session_id(
@@ -120,27 +131,23 @@ impl Store {
         workspace: &WorkspaceId,
         agent_session: &str,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlx::query("UPDATE workspaces SET agent_session_id = ? WHERE id = ?")
-                    .bind(agent_session)
-                    .bind(workspace.as_str())
-                    .execute(pool)
-                    .await?;
-                Ok(())
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            sqlx::query("UPDATE workspaces SET agent_session_id = $1 WHERE id = $2")
+                .bind(agent_session)
+                .bind(workspace.as_str())
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     pub async fn agent_session_id(&self, workspace: &WorkspaceId) -> Result<Option<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                Ok(sqlx::query_scalar("SELECT agent_session_id FROM workspaces WHERE id = ?")
-                    .bind(workspace.as_str())
-                    .fetch_optional(pool)
-                    .await?
-                    .flatten())
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            Ok(sqlx::query_scalar("SELECT agent_session_id FROM workspaces WHERE id = $1")
+                .bind(workspace.as_str())
+                .fetch_optional(pool)
+                .await?
+                .flatten())
+        })
     }
 }

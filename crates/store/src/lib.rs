@@ -2,7 +2,20 @@
 //! change the engine needs; which database answers is decided once, at [`Store::open`].
 //! Only this crate knows SQL.
 
+/// Runs `$body` with `$pool` bound to the connection pool of the database the store
+/// uses. Queries are written once, with `$n` placeholders numbered in the order they
+/// first appear (which every database berth supports binds by position).
+macro_rules! with_pool {
+    ($backend:expr, |$pool:ident| $body:expr) => {
+        match $backend {
+            crate::Backend::Sqlite($pool) => $body,
+            crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
 mod events;
+mod postgres;
 mod reads;
 mod secrets;
 mod sessions;
@@ -10,7 +23,7 @@ mod sqlite;
 mod users;
 mod workspaces;
 
-use sqlx::SqlitePool;
+use sqlx::{PgPool, SqlitePool};
 use std::time::Duration;
 
 pub use secrets::SealedCredential;
@@ -18,7 +31,7 @@ pub use workspaces::InitialisationOutcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database url '{url}': only sqlite:// is built in")]
+    #[error("unsupported database url '{url}': berth speaks sqlite:// and postgres://")]
     UnsupportedUrl { url: String },
     #[error("cannot open the database at '{url}'")]
     Open { url: String, source: sqlx::Error },
@@ -42,40 +55,40 @@ pub struct Store {
     reads: std::sync::Arc<reads::ReadCache>,
 }
 
-/// The databases berth can keep its records in. PostgreSQL joins as a second variant; the
-/// methods of [`Store`] dispatch on it so no caller changes.
+/// The databases berth can keep its records in; the methods of [`Store`] run the same
+/// queries on either (`with_pool!`).
 #[derive(Clone, Debug)]
 enum Backend {
     Sqlite(SqlitePool),
+    Postgres(PgPool),
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and applies the migrations that
     /// ship inside the binary.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        if url.starts_with("sqlite:") {
-            let pool = sqlite::open(url).await?;
-            let store = Store { backend: Backend::Sqlite(pool), reads: Default::default() };
-            store.name_unnamed_tokens().await?;
-            return Ok(store);
-        }
-        Err(StoreError::UnsupportedUrl { url: url.to_owned() })
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::open(url).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(postgres::open(url).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl { url: postgres::redacted(url) });
+        };
+        let store = Store { backend, reads: Default::default() };
+        store.name_unnamed_tokens().await?;
+        Ok(store)
     }
 
     /// Whether the database answers, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlx::query("SELECT 1").execute(pool).await?;
-            }
-        }
-        Ok(())
+        with_pool!(&self.backend, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+            Ok(())
+        })
     }
 
     pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sqlite(pool) => pool.close().await,
-        }
+        with_pool!(&self.backend, |pool| pool.close().await)
     }
 }
 

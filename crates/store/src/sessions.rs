@@ -1,6 +1,6 @@
 //! Session records. The engine decides; this file only remembers.
 
-use crate::{Backend, Store, StoreError};
+use crate::{Store, StoreError};
 use berth_core::session::{EndReason, Session, SessionState};
 use berth_core::{SessionId, UserId, WorkspaceId, WorkspaceState};
 use chrono::{DateTime, Utc};
@@ -56,51 +56,47 @@ impl Store {
     /// Returns false (and records nothing) when the workspace was not `from` any more.
     pub async fn insert_session(&self, session: &Session, from: WorkspaceState) -> Result<bool, StoreError> {
         let _change = self.reads.change();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let moved = sqlx::query(
-                    "UPDATE workspaces SET state = 'active', last_opened_at = ? WHERE id = ? AND state = ?",
-                )
-                .bind(session.started_at)
-                .bind(session.workspace_id.as_str())
-                .bind(from.as_str())
-                .execute(&mut *tx)
-                .await?;
-                if moved.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                sqlx::query(&format!(
-                    "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ))
-                .bind(session.id.as_str())
-                .bind(session.workspace_id.as_str())
-                .bind(session.user_id.as_str())
-                .bind(session.state.as_str())
-                .bind(session.started_at)
-                .bind(session.ended_at)
-                .bind(session.end_reason.map(EndReason::as_str))
-                .bind(session.grace_expires_at)
-                .bind(session.agent_running)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(true)
+        with_pool!(&self.backend, |pool| {
+            let mut tx = pool.begin().await?;
+            let moved = sqlx::query(
+                "UPDATE workspaces SET state = 'active', last_opened_at = $1 WHERE id = $2 AND state = $3",
+            )
+            .bind(session.started_at)
+            .bind(session.workspace_id.as_str())
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() != 1 {
+                return Ok(false);
             }
-        }
+            sqlx::query(&format!(
+                "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ))
+            .bind(session.id.as_str())
+            .bind(session.workspace_id.as_str())
+            .bind(session.user_id.as_str())
+            .bind(session.state.as_str())
+            .bind(session.started_at)
+            .bind(session.ended_at)
+            .bind(session.end_reason.map(EndReason::as_str))
+            .bind(session.grace_expires_at)
+            .bind(session.agent_running)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     pub async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlx::query_as::<_, SessionRow>(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
-            ))
-            .bind(id.as_str())
-            .fetch_optional(pool)
-            .await?
-            .map(Session::try_from)
-            .transpose(),
-        }
+        with_pool!(&self.backend, |pool| sqlx::query_as::<_, SessionRow>(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await?
+        .map(Session::try_from)
+        .transpose())
     }
 
     /// Live (not ended) sessions of one user, oldest first.
@@ -109,52 +105,48 @@ impl Store {
             return Ok(cached.as_ref().clone());
         }
         let generation = self.reads.generation();
-        let sessions = match &self.backend {
-            Backend::Sqlite(pool) => into_sessions(
+        let sessions = with_pool!(&self.backend, |pool| {
+            into_sessions(
                 sqlx::query_as::<_, SessionRow>(&format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND state <> 'ended' ORDER BY started_at, id"
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND state <> 'ended' ORDER BY started_at, id"
                 ))
                 .bind(user.as_str())
                 .fetch_all(pool)
                 .await?,
-            )?,
-        };
+            )?
+        });
         self.reads.keep_live_sessions(user, generation, sessions.clone());
         Ok(sessions)
     }
 
     /// Every live session of the installation, oldest first.
     pub async fn live_sessions(&self) -> Result<Vec<Session>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => into_sessions(
-                sqlx::query_as::<_, SessionRow>(&format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE state <> 'ended' ORDER BY started_at, id"
-                ))
-                .fetch_all(pool)
-                .await?,
-            ),
-        }
+        with_pool!(&self.backend, |pool| into_sessions(
+            sqlx::query_as::<_, SessionRow>(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE state <> 'ended' ORDER BY started_at, id"
+            ))
+            .fetch_all(pool)
+            .await?,
+        ))
     }
 
     /// For every live session: its id, its user's name and its workspace's name (what an
     /// administrator reads in a list of everyone's sessions).
     pub async fn live_session_names(&self) -> Result<Vec<(SessionId, String, String)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let rows: Vec<(String, String, String)> = sqlx::query_as(
-                    "SELECT sessions.id, users.name, workspaces.name FROM sessions
+        with_pool!(&self.backend, |pool| {
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT sessions.id, users.name, workspaces.name FROM sessions
                      JOIN users ON users.id = sessions.user_id
                      JOIN workspaces ON workspaces.id = sessions.workspace_id
                      WHERE sessions.state <> 'ended'",
-                )
-                .fetch_all(pool)
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(id, user, workspace)| (SessionId::from_trusted(id), user, workspace))
-                    .collect())
-            }
-        }
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, user, workspace)| (SessionId::from_trusted(id), user, workspace))
+                .collect())
+        })
     }
 
     /// The live session of a workspace, if it has one.
@@ -162,16 +154,14 @@ impl Store {
         &self,
         workspace: &WorkspaceId,
     ) -> Result<Option<Session>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlx::query_as::<_, SessionRow>(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE workspace_id = ? AND state <> 'ended' LIMIT 1"
-            ))
-            .bind(workspace.as_str())
-            .fetch_optional(pool)
-            .await?
-            .map(Session::try_from)
-            .transpose(),
-        }
+        with_pool!(&self.backend, |pool| sqlx::query_as::<_, SessionRow>(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE workspace_id = $1 AND state <> 'ended' LIMIT 1"
+        ))
+        .bind(workspace.as_str())
+        .fetch_optional(pool)
+        .await?
+        .map(Session::try_from)
+        .transpose())
     }
 
     /// Moves a live session from state `from` to `to` (a transition `core` allowed) with
@@ -185,35 +175,31 @@ impl Store {
         grace_expires_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
         let _change = self.reads.change();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let result = sqlx::query(
-                    "UPDATE sessions SET state = ?, grace_expires_at = ? WHERE id = ? AND state = ?",
-                )
-                .bind(to.as_str())
-                .bind(grace_expires_at)
-                .bind(id.as_str())
-                .bind(from.as_str())
-                .execute(pool)
-                .await?;
-                Ok(result.rows_affected() == 1)
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            let result = sqlx::query(
+                "UPDATE sessions SET state = $1, grace_expires_at = $2 WHERE id = $3 AND state = $4",
+            )
+            .bind(to.as_str())
+            .bind(grace_expires_at)
+            .bind(id.as_str())
+            .bind(from.as_str())
+            .execute(pool)
+            .await?;
+            Ok(result.rows_affected() == 1)
+        })
     }
 
     pub async fn set_agent_running(&self, id: &SessionId, running: bool) -> Result<bool, StoreError> {
         let _change = self.reads.change();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let result =
-                    sqlx::query("UPDATE sessions SET agent_running = ? WHERE id = ? AND state <> 'ended'")
-                        .bind(running)
-                        .bind(id.as_str())
-                        .execute(pool)
-                        .await?;
-                Ok(result.rows_affected() == 1)
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            let result =
+                sqlx::query("UPDATE sessions SET agent_running = $1 WHERE id = $2 AND state <> 'ended'")
+                    .bind(running)
+                    .bind(id.as_str())
+                    .execute(pool)
+                    .await?;
+            Ok(result.rows_affected() == 1)
+        })
     }
 
     /// Ends a live session and moves its workspace from `active` to `idle`, in one
@@ -225,64 +211,56 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let _change = self.reads.change();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let ended = sqlx::query(
-                    "UPDATE sessions SET state = 'ended', ended_at = ?, end_reason = ?, grace_expires_at = NULL,
-                            agent_running = 0
-                     WHERE id = ? AND state <> 'ended'",
+        with_pool!(&self.backend, |pool| {
+            let mut tx = pool.begin().await?;
+            let ended = sqlx::query(
+                    "UPDATE sessions SET state = 'ended', ended_at = $1, end_reason = $2, grace_expires_at = NULL,
+                            agent_running = FALSE
+                     WHERE id = $3 AND state <> 'ended'",
                 )
                 .bind(at)
                 .bind(reason.as_str())
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
-                if ended.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                sqlx::query(
-                    "UPDATE workspaces SET state = 'idle'
-                     WHERE state = 'active' AND id = (SELECT workspace_id FROM sessions WHERE id = ?)",
-                )
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(true)
+            if ended.rows_affected() != 1 {
+                return Ok(false);
             }
-        }
+            sqlx::query(
+                "UPDATE workspaces SET state = 'idle'
+                     WHERE state = 'active' AND id = (SELECT workspace_id FROM sessions WHERE id = $1)",
+            )
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// Workspaces left `active` with no live session (after a crash) become `idle`.
     pub async fn idle_workspaces_without_sessions(&self) -> Result<u64, StoreError> {
         let _change = self.reads.change();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let result = sqlx::query(
+        with_pool!(&self.backend, |pool| {
+            let result = sqlx::query(
                     "UPDATE workspaces SET state = 'idle' WHERE state = 'active' AND NOT EXISTS
                        (SELECT 1 FROM sessions WHERE sessions.workspace_id = workspaces.id AND sessions.state <> 'ended')",
                 )
                 .execute(pool)
                 .await?;
-                Ok(result.rows_affected())
-            }
-        }
+            Ok(result.rows_affected())
+        })
     }
 
     /// How many sessions are in each state, for metrics.
     pub async fn count_sessions_by_state(&self) -> Result<Vec<(SessionState, i64)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let rows: Vec<(String, i64)> =
-                    sqlx::query_as("SELECT state, COUNT(*) FROM sessions GROUP BY state")
-                        .fetch_all(pool)
-                        .await?;
-                Ok(rows
-                    .into_iter()
-                    .filter_map(|(state, count)| Some((SessionState::parse(&state)?, count)))
-                    .collect())
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT state, COUNT(*) FROM sessions GROUP BY state").fetch_all(pool).await?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(state, count)| Some((SessionState::parse(&state)?, count)))
+                .collect())
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! Users and their API tokens.
 
-use crate::{Backend, Store, StoreError, is_unique_violation};
+use crate::{Store, StoreError, is_unique_violation};
 use berth_core::{Account, Role, TokenId, TokenInfo, User, UserId};
 use chrono::{DateTime, Utc};
 
@@ -27,7 +27,7 @@ struct AccountRow {
     name: String,
     role: String,
     created_at: DateTime<Utc>,
-    disabled: i64,
+    disabled: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -55,25 +55,24 @@ impl From<TokenRow> for TokenInfo {
     }
 }
 
-async fn insert_token_row<'e>(
-    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
-    token: &TokenInfo,
-    token_hash: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO tokens (hash, id, user_id, name, prefix, created_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
-    )
-    .bind(token_hash)
-    .bind(token.id.as_str())
-    .bind(token.user_id.as_str())
-    .bind(&token.name)
-    .bind(&token.prefix)
-    .bind(token.created_at)
-    .bind(token.expires_at)
-    .execute(executor)
-    .await?;
-    Ok(())
+/// Records a token, on a pool or in a transaction of either database.
+macro_rules! insert_token_row {
+    ($executor:expr, $token:expr, $token_hash:expr) => {
+        sqlx::query(
+            "INSERT INTO tokens (hash, id, user_id, name, prefix, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind($token_hash)
+        .bind($token.id.as_str())
+        .bind($token.user_id.as_str())
+        .bind(&$token.name)
+        .bind(&$token.prefix)
+        .bind($token.created_at)
+        .bind($token.expires_at)
+        .execute($executor)
+        .await
+        .map(drop)
+    };
 }
 
 impl TryFrom<UserRow> for User {
@@ -88,11 +87,9 @@ impl TryFrom<UserRow> for User {
 
 impl Store {
     pub async fn count_users(&self) -> Result<i64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?)
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?)
+        })
     }
 
     /// Creates `user` with one token (its record and hash), in one transaction.
@@ -102,35 +99,31 @@ impl Store {
         token: &TokenInfo,
         token_hash: &str,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("INSERT INTO users (id, name, role, created_at) VALUES (?, ?, ?, ?)")
-                    .bind(user.id.as_str())
-                    .bind(&user.name)
-                    .bind(user.role.as_str())
-                    .bind(user.created_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|error| {
-                        if is_unique_violation(&error) {
-                            StoreError::NameTaken { name: user.name.clone() }
-                        } else {
-                            error.into()
-                        }
-                    })?;
-                insert_token_row(&mut *tx, token, token_hash).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO users (id, name, role, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(user.id.as_str())
+                .bind(&user.name)
+                .bind(user.role.as_str())
+                .bind(user.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|error| {
+                    if is_unique_violation(&error) {
+                        StoreError::NameTaken { name: user.name.clone() }
+                    } else {
+                        error.into()
+                    }
+                })?;
+            insert_token_row!(&mut *tx, token, token_hash)?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Adds a token to an existing user. Adding a token that already exists is a no-op.
     pub async fn insert_token(&self, token: &TokenInfo, token_hash: &str) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => insert_token_row(pool, token, token_hash).await,
-        }
+        with_pool!(&self.backend, |pool| Ok(insert_token_row!(pool, token, token_hash)?))
     }
 
     /// The user a token (by hash) authenticates at `now`, and when the token expires: none
@@ -141,167 +134,147 @@ impl Store {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<(User, Option<DateTime<Utc>>)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let row = sqlx::query_as::<_, AuthenticatedRow>(
-                    "SELECT users.id, users.name, users.role, users.created_at, tokens.expires_at
+        with_pool!(&self.backend, |pool| {
+            let row = sqlx::query_as::<_, AuthenticatedRow>(
+                "SELECT users.id, users.name, users.role, users.created_at, tokens.expires_at
                      FROM tokens JOIN users ON users.id = tokens.user_id
-                     WHERE tokens.hash = ? AND users.disabled = 0
-                       AND (tokens.expires_at IS NULL OR tokens.expires_at > ?)",
-                )
-                .bind(token_hash)
+                     WHERE tokens.hash = $1 AND users.disabled = FALSE
+                       AND (tokens.expires_at IS NULL OR tokens.expires_at > $2)",
+            )
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE hash = $2")
                 .bind(now)
-                .fetch_optional(pool)
+                .bind(token_hash)
+                .execute(pool)
                 .await?;
-                let Some(row) = row else { return Ok(None) };
-                sqlx::query("UPDATE tokens SET last_used_at = ? WHERE hash = ?")
-                    .bind(now)
-                    .bind(token_hash)
-                    .execute(pool)
-                    .await?;
-                let expires_at = row.expires_at;
-                let user = UserRow { id: row.id, name: row.name, role: row.role, created_at: row.created_at };
-                Ok(Some((User::try_from(user)?, expires_at)))
-            }
-        }
+            let expires_at = row.expires_at;
+            let user = UserRow { id: row.id, name: row.name, role: row.role, created_at: row.created_at };
+            Ok(Some((User::try_from(user)?, expires_at)))
+        })
     }
 
     /// A user's tokens, newest first; never their secrets.
     pub async fn tokens_of(&self, user_id: &UserId) -> Result<Vec<TokenInfo>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let rows = sqlx::query_as::<_, TokenRow>(
-                    "SELECT id, user_id, name, prefix, created_at, last_used_at, expires_at
-                     FROM tokens WHERE user_id = ? AND id IS NOT NULL ORDER BY created_at DESC, id",
-                )
-                .bind(user_id.as_str())
-                .fetch_all(pool)
-                .await?;
-                Ok(rows.into_iter().map(TokenInfo::from).collect())
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            let rows = sqlx::query_as::<_, TokenRow>(
+                "SELECT id, user_id, name, prefix, created_at, last_used_at, expires_at
+                     FROM tokens WHERE user_id = $1 AND id IS NOT NULL ORDER BY created_at DESC, id",
+            )
+            .bind(user_id.as_str())
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(TokenInfo::from).collect())
+        })
     }
 
     /// Revokes a token of `user_id` by id; returns its hash (for caches), `None` when the
     /// user has no such token.
     pub async fn delete_token(&self, user_id: &UserId, id: &TokenId) -> Result<Option<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query_scalar::<_, String>(
-                "DELETE FROM tokens WHERE user_id = ? AND id = ? RETURNING hash",
-            )
-            .bind(user_id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(pool)
-            .await?),
-        }
+        with_pool!(&self.backend, |pool| Ok(sqlx::query_scalar::<_, String>(
+            "DELETE FROM tokens WHERE user_id = $1 AND id = $2 RETURNING hash",
+        )
+        .bind(user_id.as_str())
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await?))
     }
 
     /// Revokes the token with this hash (a logout); whether there was one.
     pub async fn delete_token_by_hash(&self, token_hash: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query("DELETE FROM tokens WHERE hash = ?")
-                .bind(token_hash)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0),
-        }
+        with_pool!(&self.backend, |pool| Ok(sqlx::query("DELETE FROM tokens WHERE hash = $1")
+            .bind(token_hash)
+            .execute(pool)
+            .await?
+            .rows_affected()
+            > 0))
     }
 
     /// Gives tokens made before token ids existed one each.
     pub(crate) async fn name_unnamed_tokens(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let hashes: Vec<String> =
-                    sqlx::query_scalar("SELECT hash FROM tokens WHERE id IS NULL").fetch_all(pool).await?;
-                for hash in hashes {
-                    sqlx::query("UPDATE tokens SET id = ?, name = 'token' WHERE hash = ?")
-                        .bind(TokenId::generate().as_str())
-                        .bind(&hash)
-                        .execute(pool)
-                        .await?;
-                }
-                Ok(())
+        with_pool!(&self.backend, |pool| {
+            let hashes: Vec<String> =
+                sqlx::query_scalar("SELECT hash FROM tokens WHERE id IS NULL").fetch_all(pool).await?;
+            for hash in hashes {
+                sqlx::query("UPDATE tokens SET id = $1, name = 'token' WHERE hash = $2")
+                    .bind(TokenId::generate().as_str())
+                    .bind(&hash)
+                    .execute(pool)
+                    .await?;
             }
-        }
+            Ok(())
+        })
     }
 
     /// Every user, oldest first, with whether they are disabled.
     pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let rows = sqlx::query_as::<_, AccountRow>(
-                    "SELECT id, name, role, created_at, disabled FROM users ORDER BY created_at, id",
-                )
-                .fetch_all(pool)
-                .await?;
-                rows.into_iter()
-                    .map(|row| {
-                        let disabled = row.disabled != 0;
-                        let user = UserRow {
-                            id: row.id,
-                            name: row.name,
-                            role: row.role,
-                            created_at: row.created_at,
-                        };
-                        Ok(Account { user: User::try_from(user)?, disabled })
-                    })
-                    .collect()
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            let rows = sqlx::query_as::<_, AccountRow>(
+                "SELECT id, name, role, created_at, disabled FROM users ORDER BY created_at, id",
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter()
+                .map(|row| {
+                    let disabled = row.disabled;
+                    let user =
+                        UserRow { id: row.id, name: row.name, role: row.role, created_at: row.created_at };
+                    Ok(Account { user: User::try_from(user)?, disabled })
+                })
+                .collect()
+        })
     }
 
     /// Changes a user's role and whether they are disabled; `false` when there is no such
     /// user.
     pub async fn update_account(&self, id: &UserId, role: Role, disabled: bool) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query("UPDATE users SET role = ?, disabled = ? WHERE id = ?")
-                .bind(role.as_str())
-                .bind(i64::from(disabled))
-                .bind(id.as_str())
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0),
-        }
+        with_pool!(&self.backend, |pool| Ok(sqlx::query(
+            "UPDATE users SET role = $1, disabled = $2 WHERE id = $3"
+        )
+        .bind(role.as_str())
+        .bind(disabled)
+        .bind(id.as_str())
+        .execute(pool)
+        .await?
+        .rows_affected()
+            > 0))
     }
 
     pub async fn user_by_name(&self, name: &str) -> Result<Option<User>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlx::query_as::<_, UserRow>("SELECT id, name, role, created_at FROM users WHERE name = ?")
-                    .bind(name)
-                    .fetch_optional(pool)
-                    .await?
-                    .map(User::try_from)
-                    .transpose()
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            sqlx::query_as::<_, UserRow>("SELECT id, name, role, created_at FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
+                .map(User::try_from)
+                .transpose()
+        })
     }
 
     pub async fn user(&self, id: &berth_core::UserId) -> Result<Option<User>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlx::query_as::<_, UserRow>("SELECT id, name, role, created_at FROM users WHERE id = ?")
-                    .bind(id.as_str())
-                    .fetch_optional(pool)
-                    .await?
-                    .map(User::try_from)
-                    .transpose()
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            sqlx::query_as::<_, UserRow>("SELECT id, name, role, created_at FROM users WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?
+                .map(User::try_from)
+                .transpose()
+        })
     }
 
     /// The oldest administrator, if there is one.
     pub async fn first_admin(&self) -> Result<Option<User>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlx::query_as::<_, UserRow>(
+        with_pool!(&self.backend, |pool| {
+            sqlx::query_as::<_, UserRow>(
                 "SELECT id, name, role, created_at FROM users WHERE role = 'admin' ORDER BY created_at, id LIMIT 1",
             )
             .fetch_optional(pool)
             .await?
             .map(User::try_from)
-            .transpose(),
-        }
+            .transpose()
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! Workspace records and their initialisation logs.
 
-use crate::{Backend, Store, StoreError, is_unique_violation};
+use crate::{Store, StoreError, is_unique_violation};
 use berth_core::{UserId, Workspace, WorkspaceId, WorkspaceState};
 use chrono::{DateTime, Utc};
 
@@ -59,11 +59,10 @@ pub enum InitialisationOutcome {
 impl Store {
     pub async fn insert_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
         let _change = self.reads.change();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlx::query(
+        with_pool!(&self.backend, |pool| {
+            sqlx::query(
                     "INSERT INTO workspaces (id, owner, name, repo, branch, agent, state, error, created_at, last_opened_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(workspace.id.as_str())
                 .bind(workspace.owner.as_str())
@@ -84,22 +83,19 @@ impl Store {
                         error.into()
                     }
                 })?;
-                Ok(())
-            }
-        }
+            Ok(())
+        })
     }
 
     pub async fn workspace(&self, id: &WorkspaceId) -> Result<Option<Workspace>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlx::query_as::<_, WorkspaceRow>(&format!(
-                "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?"
-            ))
-            .bind(id.as_str())
-            .fetch_optional(pool)
-            .await?
-            .map(Workspace::try_from)
-            .transpose(),
-        }
+        with_pool!(&self.backend, |pool| sqlx::query_as::<_, WorkspaceRow>(&format!(
+            "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await?
+        .map(Workspace::try_from)
+        .transpose())
     }
 
     /// The workspaces of `owner`, oldest first.
@@ -108,40 +104,36 @@ impl Store {
             return Ok(cached.as_ref().clone());
         }
         let generation = self.reads.generation();
-        let workspaces = match &self.backend {
-            Backend::Sqlite(pool) => into_workspaces(
-                sqlx::query_as::<_, WorkspaceRow>(&format!(
-                    "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE owner = ? ORDER BY created_at, id"
-                ))
-                .bind(owner.as_str())
-                .fetch_all(pool)
-                .await?,
-            )?,
-        };
+        let workspaces = with_pool!(&self.backend, |pool| into_workspaces(
+            sqlx::query_as::<_, WorkspaceRow>(&format!(
+                "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE owner = $1 ORDER BY created_at, id"
+            ))
+            .bind(owner.as_str())
+            .fetch_all(pool)
+            .await?,
+        )?);
         self.reads.keep_workspaces(owner, generation, workspaces.clone());
         Ok(workspaces)
     }
 
     pub async fn workspace_names_of(&self, owner: &UserId) -> Result<Vec<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query_scalar("SELECT name FROM workspaces WHERE owner = ?")
-                .bind(owner.as_str())
-                .fetch_all(pool)
-                .await?),
-        }
+        with_pool!(&self.backend, |pool| Ok(sqlx::query_scalar(
+            "SELECT name FROM workspaces WHERE owner = $1"
+        )
+        .bind(owner.as_str())
+        .fetch_all(pool)
+        .await?))
     }
 
     pub async fn workspaces_in_state(&self, state: WorkspaceState) -> Result<Vec<Workspace>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => into_workspaces(
-                sqlx::query_as::<_, WorkspaceRow>(&format!(
-                    "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE state = ? ORDER BY created_at, id"
-                ))
-                .bind(state.as_str())
-                .fetch_all(pool)
-                .await?,
-            ),
-        }
+        with_pool!(&self.backend, |pool| into_workspaces(
+            sqlx::query_as::<_, WorkspaceRow>(&format!(
+                "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE state = $1 ORDER BY created_at, id"
+            ))
+            .bind(state.as_str())
+            .fetch_all(pool)
+            .await?,
+        ))
     }
 
     /// Moves the workspace from `from` to `to` only if it is still in `from`; returns
@@ -153,17 +145,15 @@ impl Store {
         to: WorkspaceState,
     ) -> Result<bool, StoreError> {
         let _change = self.reads.change();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let result = sqlx::query("UPDATE workspaces SET state = ? WHERE id = ? AND state = ?")
-                    .bind(to.as_str())
-                    .bind(id.as_str())
-                    .bind(from.as_str())
-                    .execute(pool)
-                    .await?;
-                Ok(result.rows_affected() == 1)
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            let result = sqlx::query("UPDATE workspaces SET state = $1 WHERE id = $2 AND state = $3")
+                .bind(to.as_str())
+                .bind(id.as_str())
+                .bind(from.as_str())
+                .execute(pool)
+                .await?;
+            Ok(result.rows_affected() == 1)
+        })
     }
 
     /// Records how the clone of an `initialising` workspace ended; returns false when the
@@ -178,61 +168,55 @@ impl Store {
             InitialisationOutcome::Ready { branch } => (WorkspaceState::Ready, branch.as_deref(), None),
             InitialisationOutcome::Failed { error } => (WorkspaceState::Error, None, Some(error.as_str())),
         };
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let result = sqlx::query(
-                    "UPDATE workspaces SET state = ?, branch = COALESCE(?, branch), error = ?
-                     WHERE id = ? AND state = 'initialising'",
-                )
-                .bind(state.as_str())
-                .bind(branch)
-                .bind(error)
-                .bind(id.as_str())
-                .execute(pool)
-                .await?;
-                Ok(result.rows_affected() == 1)
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            let result = sqlx::query(
+                "UPDATE workspaces SET state = $1, branch = COALESCE($2, branch), error = $3
+                     WHERE id = $4 AND state = 'initialising'",
+            )
+            .bind(state.as_str())
+            .bind(branch)
+            .bind(error)
+            .bind(id.as_str())
+            .execute(pool)
+            .await?;
+            Ok(result.rows_affected() == 1)
+        })
     }
 
     /// Puts a failed workspace back to `initialising` with an empty log, for a retry;
     /// returns false when it was not in `error`.
     pub async fn restart_initialisation(&self, id: &WorkspaceId) -> Result<bool, StoreError> {
         let _change = self.reads.change();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let result = sqlx::query(
-                    "UPDATE workspaces SET state = 'initialising', error = NULL, init_log = ''
-                     WHERE id = ? AND state = 'error'",
-                )
-                .bind(id.as_str())
-                .execute(pool)
-                .await?;
-                Ok(result.rows_affected() == 1)
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            let result = sqlx::query(
+                "UPDATE workspaces SET state = 'initialising', error = NULL, init_log = ''
+                     WHERE id = $1 AND state = 'error'",
+            )
+            .bind(id.as_str())
+            .execute(pool)
+            .await?;
+            Ok(result.rows_affected() == 1)
+        })
     }
 
     pub async fn append_init_log(&self, id: &WorkspaceId, text: &str) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlx::query("UPDATE workspaces SET init_log = init_log || ? WHERE id = ?")
-                    .bind(text)
-                    .bind(id.as_str())
-                    .execute(pool)
-                    .await?;
-                Ok(())
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            sqlx::query("UPDATE workspaces SET init_log = init_log || $1 WHERE id = $2")
+                .bind(text)
+                .bind(id.as_str())
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     pub async fn init_log(&self, id: &WorkspaceId) -> Result<Option<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => Ok(sqlx::query_scalar("SELECT init_log FROM workspaces WHERE id = ?")
-                .bind(id.as_str())
-                .fetch_optional(pool)
-                .await?),
-        }
+        with_pool!(&self.backend, |pool| Ok(sqlx::query_scalar(
+            "SELECT init_log FROM workspaces WHERE id = $1"
+        )
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await?))
     }
 
     /// Saves the settings a person may change after creation: name, agent command and
@@ -245,39 +229,33 @@ impl Store {
         agent: Option<&str>,
     ) -> Result<bool, StoreError> {
         let _change = self.reads.change();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let result =
-                    sqlx::query("UPDATE workspaces SET name = ?, branch = ?, agent = ? WHERE id = ?")
-                        .bind(name)
-                        .bind(branch)
-                        .bind(agent)
-                        .bind(id.as_str())
-                        .execute(pool)
-                        .await
-                        .map_err(|error| {
-                            if is_unique_violation(&error) {
-                                StoreError::NameTaken { name: name.to_owned() }
-                            } else {
-                                error.into()
-                            }
-                        })?;
-                Ok(result.rows_affected() == 1)
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            let result =
+                sqlx::query("UPDATE workspaces SET name = $1, branch = $2, agent = $3 WHERE id = $4")
+                    .bind(name)
+                    .bind(branch)
+                    .bind(agent)
+                    .bind(id.as_str())
+                    .execute(pool)
+                    .await
+                    .map_err(|error| {
+                        if is_unique_violation(&error) {
+                            StoreError::NameTaken { name: name.to_owned() }
+                        } else {
+                            error.into()
+                        }
+                    })?;
+            Ok(result.rows_affected() == 1)
+        })
     }
 
     /// Removes the record; returns whether there was one.
     pub async fn delete_workspace(&self, id: &WorkspaceId) -> Result<bool, StoreError> {
         let _change = self.reads.change();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let result = sqlx::query("DELETE FROM workspaces WHERE id = ?")
-                    .bind(id.as_str())
-                    .execute(pool)
-                    .await?;
-                Ok(result.rows_affected() == 1)
-            }
-        }
+        with_pool!(&self.backend, |pool| {
+            let result =
+                sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id.as_str()).execute(pool).await?;
+            Ok(result.rows_affected() == 1)
+        })
     }
 }

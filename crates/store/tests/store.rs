@@ -1,17 +1,52 @@
-//! The store against a real SQLite file: migrations, round trips, guarded transitions.
+//! The store against both databases berth speaks — a real SQLite file and a real
+//! PostgreSQL server — with one suite: migrations, round trips, guarded transitions,
+//! tokens, and the numbering of events under concurrent writers.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
-use berth_core::{Role, TokenId, TokenInfo, User, UserId, Workspace, WorkspaceId, WorkspaceState};
+use berth_core::session::{EndReason, Session, SessionState};
+use berth_core::{Role, SessionId, TokenId, TokenInfo, User, UserId, Workspace, WorkspaceId, WorkspaceState};
 use berth_store::{InitialisationOutcome, Store, StoreError};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
-async fn open_store(dir: &tempfile::TempDir) -> Store {
-    let url = format!("sqlite://{}/berth.db", dir.path().display());
-    Store::open(&url).await.expect("store opens")
+/// A fresh, empty database: its URL, and what keeps it (the SQLite file's directory).
+struct Database {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// One fresh database of each kind: an SQLite file, and a PostgreSQL database made for
+/// this test on the server `BERTH_TEST_POSTGRES_URL` names (`scripts/test.sh` starts one).
+/// Without that server the PostgreSQL half fails in CI and is skipped, saying so, locally.
+async fn databases() -> Vec<Database> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Database { url: format!("sqlite://{}/berth.db", dir.path().display()), _dir: Some(dir) };
+    let Ok(server) = std::env::var("BERTH_TEST_POSTGRES_URL") else {
+        assert!(std::env::var_os("CI").is_none(), "BERTH_TEST_POSTGRES_URL is not set: run scripts/test.sh");
+        eprintln!(
+            "skipping PostgreSQL: BERTH_TEST_POSTGRES_URL is not set (scripts/test.sh starts a server)"
+        );
+        return vec![sqlite];
+    };
+    let name = format!("berth_test_{}", WorkspaceId::generate().as_str().trim_start_matches("w_"));
+    let admin = sqlx::PgPool::connect(&server).await.expect("the test PostgreSQL server answers");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+    admin.close().await;
+    let (base, _) = server.rsplit_once('/').unwrap();
+    vec![sqlite, Database { url: format!("{base}/{name}"), _dir: None }]
+}
+
+async fn open(database: &Database) -> Store {
+    Store::open(&database.url).await.unwrap_or_else(|error| panic!("{} opens: {error:?}", database.url))
+}
+
+/// Now, to the microsecond: what both databases keep of a time.
+fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
 fn user(name: &str) -> User {
-    User { id: UserId::generate(), name: name.into(), role: Role::Member, created_at: Utc::now() }
+    User { id: UserId::generate(), name: name.into(), role: Role::Member, created_at: now() }
 }
 
 fn token(user: &User, expires_at: Option<chrono::DateTime<Utc>>) -> TokenInfo {
@@ -20,7 +55,7 @@ fn token(user: &User, expires_at: Option<chrono::DateTime<Utc>>) -> TokenInfo {
         user_id: user.id.clone(),
         name: "test".into(),
         prefix: "berth_abc".into(),
-        created_at: Utc::now(),
+        created_at: now(),
         last_used_at: None,
         expires_at,
     }
@@ -40,98 +75,189 @@ fn workspace(owner: &User, name: &str) -> Workspace {
         agent: None,
         state: WorkspaceState::Initialising,
         error: None,
-        created_at: Utc::now(),
+        created_at: now(),
         last_opened_at: None,
     }
 }
 
 #[tokio::test]
-async fn records_survive_reopening_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let alice = user("alice");
-    let demo = workspace(&alice, "demo");
-    {
-        let store = open_store(&dir).await;
-        insert_user(&store, &alice, "hash-a").await.unwrap();
-        store.insert_workspace(&demo).await.unwrap();
-        store.append_init_log(&demo.id, "Cloning into...\n").await.unwrap();
-        store.close().await;
+async fn records_survive_reopening_the_database() {
+    for database in databases().await {
+        let alice = user("alice");
+        let demo = workspace(&alice, "demo");
+        {
+            let store = open(&database).await;
+            insert_user(&store, &alice, "hash-a").await.unwrap();
+            store.insert_workspace(&demo).await.unwrap();
+            store.append_init_log(&demo.id, "Cloning into...\n").await.unwrap();
+            store.close().await;
+        }
+        let store = open(&database).await;
+        let authenticated = store.authenticate("hash-a", Utc::now()).await.unwrap();
+        assert_eq!(authenticated.map(|(user, _)| user), Some(alice.clone()), "{}", database.url);
+        assert_eq!(store.workspace(&demo.id).await.unwrap().map(|w| w.name), Some("demo".into()));
+        assert_eq!(store.init_log(&demo.id).await.unwrap().as_deref(), Some("Cloning into...\n"));
     }
-    let store = open_store(&dir).await;
-    let authenticated = store.authenticate("hash-a", Utc::now()).await.unwrap();
-    assert_eq!(authenticated.map(|(user, _)| user), Some(alice.clone()));
-    assert_eq!(store.workspace(&demo.id).await.unwrap().map(|w| w.name), Some("demo".into()));
-    assert_eq!(store.init_log(&demo.id).await.unwrap().as_deref(), Some("Cloning into...\n"));
-    // In WAL mode SQLite keeps its write-ahead log beside the database while it is open.
-    assert!(dir.path().join("berth.db-wal").exists());
 }
 
 #[tokio::test]
 async fn names_are_unique_per_owner_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
-    let (alice, bob) = (user("alice"), user("bob"));
-    insert_user(&store, &alice, "a").await.unwrap();
-    insert_user(&store, &bob, "b").await.unwrap();
-    store.insert_workspace(&workspace(&alice, "demo")).await.unwrap();
-    store.insert_workspace(&workspace(&bob, "demo")).await.unwrap();
-    let again = store.insert_workspace(&workspace(&alice, "demo")).await;
-    assert!(matches!(again, Err(StoreError::NameTaken { name }) if name == "demo"));
-    let duplicate_user = insert_user(&store, &user("alice"), "c").await;
-    assert!(matches!(duplicate_user, Err(StoreError::NameTaken { .. })));
+    for database in databases().await {
+        let store = open(&database).await;
+        let (alice, bob) = (user("alice"), user("bob"));
+        insert_user(&store, &alice, "a").await.unwrap();
+        insert_user(&store, &bob, "b").await.unwrap();
+        store.insert_workspace(&workspace(&alice, "demo")).await.unwrap();
+        store.insert_workspace(&workspace(&bob, "demo")).await.unwrap();
+        let again = store.insert_workspace(&workspace(&alice, "demo")).await;
+        assert!(matches!(again, Err(StoreError::NameTaken { name }) if name == "demo"));
+        let duplicate_user = insert_user(&store, &user("alice"), "c").await;
+        assert!(matches!(duplicate_user, Err(StoreError::NameTaken { .. })));
+    }
 }
 
 #[tokio::test]
 async fn initialisation_finishes_once_and_only_from_initialising() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
-    let alice = user("alice");
-    insert_user(&store, &alice, "a").await.unwrap();
-    let demo = workspace(&alice, "demo");
-    store.insert_workspace(&demo).await.unwrap();
+    for database in databases().await {
+        let store = open(&database).await;
+        let alice = user("alice");
+        insert_user(&store, &alice, "a").await.unwrap();
+        let demo = workspace(&alice, "demo");
+        store.insert_workspace(&demo).await.unwrap();
 
-    let ready = InitialisationOutcome::Ready { branch: Some("main".into()) };
-    assert!(store.finish_initialisation(&demo.id, &ready).await.unwrap());
-    let failed = InitialisationOutcome::Failed { error: "late".into() };
-    assert!(!store.finish_initialisation(&demo.id, &failed).await.unwrap());
-    let stored = store.workspace(&demo.id).await.unwrap().unwrap();
-    assert_eq!((stored.state, stored.branch.as_deref()), (WorkspaceState::Ready, Some("main")));
+        let ready = InitialisationOutcome::Ready { branch: Some("main".into()) };
+        assert!(store.finish_initialisation(&demo.id, &ready).await.unwrap());
+        let failed = InitialisationOutcome::Failed { error: "late".into() };
+        assert!(!store.finish_initialisation(&demo.id, &failed).await.unwrap());
+        let stored = store.workspace(&demo.id).await.unwrap().unwrap();
+        assert_eq!((stored.state, stored.branch.as_deref()), (WorkspaceState::Ready, Some("main")));
 
-    assert!(
-        store.set_workspace_state(&demo.id, WorkspaceState::Ready, WorkspaceState::Active).await.unwrap()
-    );
-    assert!(
-        !store.set_workspace_state(&demo.id, WorkspaceState::Ready, WorkspaceState::Active).await.unwrap()
-    );
-    assert!(!store.restart_initialisation(&demo.id).await.unwrap());
+        assert!(
+            store.set_workspace_state(&demo.id, WorkspaceState::Ready, WorkspaceState::Active).await.unwrap()
+        );
+        assert!(
+            !store
+                .set_workspace_state(&demo.id, WorkspaceState::Ready, WorkspaceState::Active)
+                .await
+                .unwrap()
+        );
+        assert!(!store.restart_initialisation(&demo.id).await.unwrap());
+    }
 }
 
 #[tokio::test]
 async fn a_token_stops_when_revoked_expired_or_its_user_disabled() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
-    let (alice, bob) = (user("alice"), user("bob"));
-    insert_user(&store, &alice, "first").await.unwrap();
-    insert_user(&store, &bob, "bobs").await.unwrap();
-    let soon = Utc::now() + chrono::Duration::seconds(60);
-    let expiring = token(&alice, Some(soon));
-    store.insert_token(&expiring, "expiring").await.unwrap();
-    assert!(store.authenticate("expiring", Utc::now()).await.unwrap().is_some());
-    assert!(store.authenticate("expiring", soon).await.unwrap().is_none(), "expired at its time");
+    for database in databases().await {
+        let store = open(&database).await;
+        let (alice, bob) = (user("alice"), user("bob"));
+        insert_user(&store, &alice, "first").await.unwrap();
+        insert_user(&store, &bob, "bobs").await.unwrap();
+        let soon = Utc::now() + chrono::Duration::seconds(60);
+        let expiring = token(&alice, Some(soon));
+        store.insert_token(&expiring, "expiring").await.unwrap();
+        assert!(store.authenticate("expiring", Utc::now()).await.unwrap().is_some());
+        assert!(store.authenticate("expiring", soon).await.unwrap().is_none(), "expired at its time");
 
-    let listed = store.tokens_of(&alice.id).await.unwrap();
-    assert_eq!(listed.len(), 2);
-    assert!(listed.iter().any(|t| t.id == expiring.id && t.last_used_at.is_some()), "{listed:?}");
-    // Bob cannot revoke Alice's token, Alice can.
-    assert_eq!(store.delete_token(&bob.id, &expiring.id).await.unwrap(), None);
-    assert_eq!(store.delete_token(&alice.id, &expiring.id).await.unwrap().as_deref(), Some("expiring"));
-    assert!(store.authenticate("expiring", Utc::now()).await.unwrap().is_none());
+        let listed = store.tokens_of(&alice.id).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().any(|t| t.id == expiring.id && t.last_used_at.is_some()), "{listed:?}");
+        // Bob cannot revoke Alice's token, Alice can.
+        assert_eq!(store.delete_token(&bob.id, &expiring.id).await.unwrap(), None);
+        assert_eq!(store.delete_token(&alice.id, &expiring.id).await.unwrap().as_deref(), Some("expiring"));
+        assert!(store.authenticate("expiring", Utc::now()).await.unwrap().is_none());
 
-    assert!(store.update_account(&alice.id, Role::Member, true).await.unwrap());
-    assert!(store.authenticate("first", Utc::now()).await.unwrap().is_none(), "disabled");
-    assert!(store.authenticate("bobs", Utc::now()).await.unwrap().is_some());
-    let accounts = store.accounts().await.unwrap();
-    assert!(accounts.iter().any(|a| a.user.id == alice.id && a.disabled));
-    assert!(store.delete_token_by_hash("bobs").await.unwrap());
-    assert!(store.authenticate("bobs", Utc::now()).await.unwrap().is_none(), "logged out");
+        assert!(store.update_account(&alice.id, Role::Member, true).await.unwrap());
+        assert!(store.authenticate("first", Utc::now()).await.unwrap().is_none(), "disabled");
+        assert!(store.authenticate("bobs", Utc::now()).await.unwrap().is_some());
+        let accounts = store.accounts().await.unwrap();
+        assert!(accounts.iter().any(|a| a.user.id == alice.id && a.disabled));
+        assert!(store.delete_token_by_hash("bobs").await.unwrap());
+        assert!(store.authenticate("bobs", Utc::now()).await.unwrap().is_none(), "logged out");
+    }
+}
+
+#[tokio::test]
+async fn events_are_numbered_once_per_workspace_under_concurrent_writers() {
+    for database in databases().await {
+        let store = open(&database).await;
+        let alice = user("alice");
+        insert_user(&store, &alice, "a").await.unwrap();
+        let (one, two) = (workspace(&alice, "one"), workspace(&alice, "two"));
+        store.insert_workspace(&one).await.unwrap();
+        store.insert_workspace(&two).await.unwrap();
+        let session = SessionId::generate();
+        let writes = (0..40).map(|n| {
+            let (store, session) = (store.clone(), session.clone());
+            let target = if n % 2 == 0 { one.id.clone() } else { two.id.clone() };
+            tokio::spawn(async move {
+                store
+                    .append_event(&target, &session, now(), "system", &format!("{{\"n\": {n}}}"))
+                    .await
+                    .unwrap()
+                    .seq
+            })
+        });
+        let mut seqs: Vec<i64> = futures_all(writes).await;
+        seqs.sort_unstable();
+        let expected: Vec<i64> = (1..=20).flat_map(|seq| [seq, seq]).collect();
+        assert_eq!(seqs, expected, "each workspace numbers 1..=20, no number twice ({})", database.url);
+        let stored = store.workspace_events(&one.id, 0, 100).await.unwrap();
+        assert_eq!(stored.iter().map(|event| event.seq).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>());
+    }
+}
+
+async fn futures_all(handles: impl Iterator<Item = tokio::task::JoinHandle<i64>>) -> Vec<i64> {
+    let mut values = Vec::new();
+    for handle in handles.collect::<Vec<_>>() {
+        values.push(handle.await.unwrap());
+    }
+    values
+}
+
+#[tokio::test]
+async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
+    for database in databases().await {
+        let store = open(&database).await;
+        let alice = user("alice");
+        insert_user(&store, &alice, "a").await.unwrap();
+        let demo = workspace(&alice, "demo");
+        store.insert_workspace(&demo).await.unwrap();
+        store.finish_initialisation(&demo.id, &InitialisationOutcome::Ready { branch: None }).await.unwrap();
+        let session = Session {
+            id: SessionId::generate(),
+            workspace_id: demo.id.clone(),
+            user_id: alice.id.clone(),
+            state: SessionState::Starting,
+            started_at: now(),
+            ended_at: None,
+            end_reason: None,
+            grace_expires_at: None,
+            agent_running: false,
+        };
+        assert!(store.insert_session(&session, WorkspaceState::Ready).await.unwrap());
+        assert!(
+            !store.insert_session(&session, WorkspaceState::Ready).await.unwrap(),
+            "the workspace moved on"
+        );
+        let (starting, active) = (SessionState::Starting, SessionState::Active);
+        assert!(store.update_live_session(&session.id, starting, active, None).await.unwrap());
+        assert!(
+            !store.update_live_session(&session.id, starting, active, None).await.unwrap(),
+            "not from starting any more"
+        );
+        assert!(store.set_agent_running(&session.id, true).await.unwrap());
+        let live = store.live_sessions_of(&alice.id).await.unwrap();
+        assert_eq!((live.len(), live[0].state, live[0].agent_running), (1, SessionState::Active, true));
+        assert_eq!(live[0].started_at, session.started_at, "{}", database.url);
+
+        assert!(store.end_session(&session.id, EndReason::Closed, now()).await.unwrap());
+        assert!(!store.end_session(&session.id, EndReason::Closed, now()).await.unwrap(), "ended once");
+        let ended = store.session(&session.id).await.unwrap().unwrap();
+        assert_eq!(
+            (ended.state, ended.end_reason, ended.agent_running),
+            (SessionState::Ended, Some(EndReason::Closed), false)
+        );
+        assert_eq!(store.workspace(&demo.id).await.unwrap().unwrap().state, WorkspaceState::Idle);
+        assert!(store.live_sessions().await.unwrap().is_empty());
+    }
 }

@@ -1,0 +1,58 @@
+//! Opening a PostgreSQL database: a bounded pool, a statement time-out on every
+//! connection, and the migrations that ship in the binary.
+
+use crate::StoreError;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Connections per server: enough for a replica's concurrency, few enough that many
+/// replicas stay under PostgreSQL's default of 100.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a request waits for a free connection (or for an unreachable database)
+/// before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn open(url: &str) -> Result<PgPool, StoreError> {
+    let open_error = |source| StoreError::Open { url: redacted(url), source };
+    let options = PgConnectOptions::from_str(url)
+        .map_err(open_error)?
+        // No statement may hold a connection (or a lock) for long.
+        .options([("statement_timeout", "10s"), ("lock_timeout", "10s")]);
+    let pool = PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(open_error)?;
+    sqlx::migrate!("./migrations/postgres")
+        .run(&pool)
+        .await
+        .map_err(|source| StoreError::Migrate { source })?;
+    Ok(pool)
+}
+
+/// The URL without its password, for messages.
+pub(crate) fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_info = &url[scheme + 3..at];
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{}{user}:…{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(
+            super::redacted("postgres://berth:s3cret@db:5432/berth"),
+            "postgres://berth:…@db:5432/berth"
+        );
+        assert_eq!(super::redacted("postgres:///berth?host=/run"), "postgres:///berth?host=/run");
+    }
+}
