@@ -86,7 +86,7 @@ pub enum EngineError {
     Git { id: WorkspaceId, source: berth_git::GitError },
     #[error("file system operation failed on '{path}'")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("the store failed")]
+    #[error("the store failed: {source}")]
     Store { source: berth_store::StoreError },
 }
 
@@ -139,6 +139,7 @@ impl EngineError {
             EngineError::PreviewUnreachable { .. } => "preview_unreachable",
             EngineError::BinaryFile { .. } => "binary_file",
             EngineError::Unsupported { .. } => "unsupported",
+            EngineError::Store { source: berth_store::StoreError::Unavailable { .. } } => "store_unavailable",
             EngineError::Sandbox { .. } | EngineError::Io { .. } | EngineError::Store { .. } => "internal",
         }
     }

@@ -89,6 +89,9 @@ impl From<EngineError> for ApiError {
             }
             return ApiError::internal("engine failed", &error);
         }
+        if error.code() == "store_unavailable" {
+            tracing::error!(error = ?error, "the database does not answer");
+        }
         let message = match &error {
             EngineError::Git { source, .. } => {
                 format!("git cannot read this workspace's checkout: {}", source.summary())
@@ -162,6 +165,7 @@ fn status_of(error: &EngineError) -> StatusCode {
         | EngineError::PreviewUnreachable { .. }
         | EngineError::SandboxFailed { .. } => StatusCode::BAD_GATEWAY,
         EngineError::ControllersBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        EngineError::Store { .. } if error.code() == "store_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         EngineError::Git { .. }
         | EngineError::Io { .. }
         | EngineError::Store { .. }

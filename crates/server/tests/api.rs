@@ -226,3 +226,29 @@ async fn unknown_endpoints_and_methods_answer_with_the_envelope() {
     let (status, body) = admin.get("/api/workspaces/..%2F..%2Fetc").await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
 }
+
+/// On PostgreSQL, a database that goes away: `readyz` says so and a request that needs it
+/// is answered `503 store_unavailable` — never a panic, never `500`.
+#[tokio::test]
+async fn a_database_that_goes_away_answers_503_store_unavailable() {
+    let Some(postgres) = berth_testkit::PostgresDatabase::create() else { return };
+    let proxy = berth_testkit::CuttableProxy::start(&postgres.address).await;
+    let url = postgres.url_via(&proxy.address);
+    let server = TestServer::start_with(|config| config.database_url = url).await;
+    let alice = server.member("alice").await;
+    assert_eq!(server.anonymous().get("/readyz").await.0, StatusCode::OK);
+    proxy.cut().await;
+
+    let (status, body) = server.anonymous().get("/readyz").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("store_unavailable"))
+    );
+    let (status, body) =
+        alice.post("/api/workspaces", json!({ "repo": "https://example.com/o/r.git", "name": "x" })).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("store_unavailable")),
+        "{body}"
+    );
+}

@@ -41,11 +41,24 @@ pub enum StoreError {
     NameTaken { name: String },
     #[error("a stored value is not valid: {what}")]
     Corrupt { what: String },
+    /// The database does not answer (down, unreachable, every connection taken for too
+    /// long): the request may work again shortly.
+    #[error("the database does not answer")]
+    Unavailable { source: sqlx::Error },
     #[error("database query failed")]
-    Query {
-        #[from]
-        source: sqlx::Error,
-    },
+    Query { source: sqlx::Error },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(source: sqlx::Error) -> StoreError {
+        match source {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable { source },
+            source => StoreError::Query { source },
+        }
+    }
 }
 
 /// The handle every part of berth uses to read and write its records. Cheap to clone.

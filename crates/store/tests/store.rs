@@ -20,19 +20,10 @@ struct Database {
 async fn databases() -> Vec<Database> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Database { url: format!("sqlite://{}/berth.db", dir.path().display()), _dir: Some(dir) };
-    let Ok(server) = std::env::var("BERTH_TEST_POSTGRES_URL") else {
-        assert!(std::env::var_os("CI").is_none(), "BERTH_TEST_POSTGRES_URL is not set: run scripts/test.sh");
-        eprintln!(
-            "skipping PostgreSQL: BERTH_TEST_POSTGRES_URL is not set (scripts/test.sh starts a server)"
-        );
-        return vec![sqlite];
-    };
-    let name = format!("berth_test_{}", WorkspaceId::generate().as_str().trim_start_matches("w_"));
-    let admin = sqlx::PgPool::connect(&server).await.expect("the test PostgreSQL server answers");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
-    admin.close().await;
-    let (base, _) = server.rsplit_once('/').unwrap();
-    vec![sqlite, Database { url: format!("{base}/{name}"), _dir: None }]
+    match berth_testkit::PostgresDatabase::create() {
+        Some(postgres) => vec![sqlite, Database { url: postgres.url(), _dir: None }],
+        None => vec![sqlite],
+    }
 }
 
 async fn open(database: &Database) -> Store {
@@ -260,4 +251,16 @@ async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
         assert_eq!(store.workspace(&demo.id).await.unwrap().unwrap().state, WorkspaceState::Idle);
         assert!(store.live_sessions().await.unwrap().is_empty());
     }
+}
+
+#[tokio::test]
+async fn a_database_that_goes_away_is_unavailable_not_a_failed_query() {
+    let Some(postgres) = berth_testkit::PostgresDatabase::create() else { return };
+    let proxy = berth_testkit::CuttableProxy::start(&postgres.address).await;
+    let store = Store::open(&postgres.url_via(&proxy.address)).await.unwrap();
+    store.ping().await.unwrap();
+    proxy.cut().await;
+    let error = store.ping().await.expect_err("the database is gone");
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+    assert_eq!(error.to_string(), "the database does not answer");
 }

@@ -391,3 +391,83 @@ impl Drop for SshGitServer {
         let _ = self.child.wait();
     }
 }
+
+/// A loopback port that forwards connections to `target` (`host:port`) until it is cut:
+/// then every connection closes at once and new ones are refused — a database or a
+/// server that goes away.
+pub struct CuttableProxy {
+    pub address: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    pub async fn start(target: &str) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let address = listener.local_addr().expect("its address").to_string();
+        let target = target.to_owned();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        CuttableProxy { address, task }
+    }
+
+    /// Closes every connection and the port.
+    pub async fn cut(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// A fresh database on the PostgreSQL server `BERTH_TEST_POSTGRES_URL` names (which
+/// `scripts/test.sh` starts).
+pub struct PostgresDatabase {
+    /// `postgres://user@`
+    user: String,
+    /// The server's `host:port`.
+    pub address: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    /// Makes one. `None` (saying why) outside CI when no server is named; in CI a missing
+    /// server fails the test.
+    pub fn create() -> Option<PostgresDatabase> {
+        let Ok(server) = std::env::var("BERTH_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "BERTH_TEST_POSTGRES_URL is not set: run scripts/test.sh"
+            );
+            eprintln!(
+                "skipping: BERTH_TEST_POSTGRES_URL is not set (scripts/test.sh starts a PostgreSQL server)"
+            );
+            return None;
+        };
+        let name = format!("berth_test_{}", unique_marker());
+        let status = std::process::Command::new("psql")
+            .arg(&server)
+            .args(["-qc", &format!("CREATE DATABASE {name}")])
+            .status()
+            .expect("psql runs");
+        assert!(status.success(), "cannot make a database on {server}");
+        let (user, rest) = server.split_once('@').expect("postgres://user@host:port/db");
+        let (address, _) = rest.split_once('/').expect("postgres://user@host:port/db");
+        Some(PostgresDatabase { user: format!("{user}@"), address: address.to_owned(), name })
+    }
+
+    pub fn url(&self) -> String {
+        self.url_via(&self.address)
+    }
+
+    /// The database's URL through another `host:port` (a proxy).
+    pub fn url_via(&self, address: &str) -> String {
+        format!("{}{address}/{}", self.user, self.name)
+    }
+}
