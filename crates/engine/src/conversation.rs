@@ -6,7 +6,7 @@
 use crate::session::runtime::Command;
 use crate::{Engine, EngineError};
 use berth_core::event::{AgentErrorReason, EventKind, SystemCode};
-use berth_core::{Event, Session, SessionId, User};
+use berth_core::{Event, Session, User};
 use chrono::Utc;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -27,19 +27,11 @@ pub(crate) struct PendingQuestion {
     pub(crate) answer: oneshot::Sender<Option<String>>,
 }
 
-/// Keeps a live-channel connection counted; when the last one of a session goes, the
-/// person has left.
+/// Keeps a live-channel connection counted; dropped, however the connection went, it
+/// tells the session's owner, which decides (the last one going is a leave, with the
+/// grace window if a run is in progress).
 pub struct LiveAttachment {
-    engine: Arc<Engine>,
-    session_id: SessionId,
-}
-
-impl Drop for LiveAttachment {
-    fn drop(&mut self) {
-        // However the connection went, it is a drop: its owner decides (the last one
-        // going is a leave, with the grace window if a run is in progress).
-        self.engine.tell(&self.session_id, Command::Detach);
-    }
+    _counted: crate::session::runtime::Detacher,
 }
 
 /// What a client gets when it attaches: a subscription taken before the history is read
@@ -224,12 +216,14 @@ impl Engine {
             return Err(EngineError::SessionEnded);
         }
         self.hold_grace_for_reconnect(&session.user_id, &session.workspace_id);
-        let attached = self.ask(&session.id, |reply| Command::Attach { reply }).await;
-        let attached = attached.unwrap_or(Err(EngineError::SessionEnded))?;
-        // From here the connection counts; dropping the attachment tells the owner.
-        let attachment = LiveAttachment { engine: Arc::clone(self), session_id: session.id.clone() };
-        let crate::session::runtime::Attached { session, messages, pending_questions } = attached;
-        Ok(LiveSubscription { session, messages, pending_questions, attachment })
+        let attached = self.attach(&session.id).await.unwrap_or(Err(EngineError::SessionEnded))?;
+        let crate::session::runtime::Attached { session, messages, pending_questions, counted } = attached;
+        Ok(LiveSubscription {
+            session,
+            messages,
+            pending_questions,
+            attachment: LiveAttachment { _counted: counted },
+        })
     }
 
     /// History of one of the caller's own sessions, after `after`, at most `limit`. The
@@ -261,6 +255,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::SessionId;
 
     fn event(seq: i64, kind: &str, data: Value) -> Event {
         Event {

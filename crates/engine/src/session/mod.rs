@@ -153,11 +153,10 @@ impl Engine {
         answer.await.ok()
     }
 
-    /// Tells the owner of `id` something that needs no answer.
-    pub(crate) fn tell(&self, id: &SessionId, command: Command) {
-        if let Some(handle) = self.handle(id) {
-            let _ = handle.commands.send(command);
-        }
+    /// Attaches a live-channel connection to the owner of `id`.
+    pub(crate) async fn attach(&self, id: &SessionId) -> Option<Result<runtime::Attached, EngineError>> {
+        let commands = self.handle(id)?.commands;
+        self.ask(id, |reply| Command::Attach { commands, reply }).await
     }
 
     pub fn subscribe_session_changes(&self) -> tokio::sync::broadcast::Receiver<Session> {

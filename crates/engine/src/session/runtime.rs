@@ -36,11 +36,25 @@ const AGENT_GONE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
 /// What a client gets when it attaches: the session, a subscription taken before it
-/// reads the history (so nothing falls between the two), and the questions waiting now.
+/// reads the history (so nothing falls between the two), the questions waiting now, and
+/// the connection's place in the count.
 pub(crate) struct Attached {
     pub(crate) session: Session,
     pub(crate) messages: broadcast::Receiver<Arc<LiveMessage>>,
     pub(crate) pending_questions: Vec<Value>,
+    pub(crate) counted: Detacher,
+}
+
+/// One counted live-channel connection: dropping it — however the connection went, or
+/// if the attach's answer never reached anyone — tells the owner it went.
+pub(crate) struct Detacher {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Drop for Detacher {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Detach);
+    }
 }
 
 /// What the owner task of a session is asked to do.
@@ -59,6 +73,7 @@ pub(crate) enum Command {
     },
     /// A live-channel client attaches (a disconnected session becomes active again).
     Attach {
+        commands: mpsc::UnboundedSender<Command>,
         reply: Reply<Attached>,
     },
     /// A live-channel client went, for whatever reason; the last one going is a leave.
@@ -265,8 +280,8 @@ impl SessionActor {
                 self.agent.cancel();
                 let _ = reply.send(cancelled);
             }
-            Command::Attach { reply } => {
-                let _ = reply.send(self.attach().await);
+            Command::Attach { commands, reply } => {
+                let _ = reply.send(self.attach(commands).await);
             }
             Command::Detach => {
                 self.connections = self.connections.saturating_sub(1);
@@ -347,8 +362,7 @@ impl SessionActor {
         self.record(EventKind::Answer, json!({ "question_id": question_id, "option_id": option_id })).await
     }
 
-    async fn attach(&mut self) -> Result<Attached, EngineError> {
-        self.connections += 1;
+    async fn attach(&mut self, commands: mpsc::UnboundedSender<Command>) -> Result<Attached, EngineError> {
         let sender = self.live.get_or_insert_with(|| broadcast::channel(LIVE_BUFFER).0);
         let messages = sender.subscribe();
         let pending_questions = self.questions.values().map(|question| question.body.clone()).collect();
@@ -356,7 +370,10 @@ impl SessionActor {
             self.resume().await?;
         }
         self.reconnecting.store(false, Ordering::SeqCst);
-        Ok(Attached { session: self.session.clone(), messages, pending_questions })
+        // Counted once attached: a refused attach leaves no connection to wait for.
+        self.connections += 1;
+        let counted = Detacher { commands };
+        Ok(Attached { session: self.session.clone(), messages, pending_questions, counted })
     }
 
     /// No run in progress: the session ends (`left`). A run in progress: it waits
