@@ -31,6 +31,14 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{*path}", get(asset))
 }
 
+/// The page shell with its assets' addresses versioned, made once.
+fn page_html(shell: &[u8]) -> &'static str {
+    static HTML: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HTML.get_or_init(|| {
+        String::from_utf8_lossy(shell).replace("\"/assets/", &format!("\"/assets/v/{}/", asset_version()))
+    })
+}
+
 /// A digest of every embedded asset: what the page's asset addresses carry.
 fn asset_version() -> &'static str {
     static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -63,9 +71,7 @@ async fn page(State(state): State<AppState>) -> Response {
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
          frame-src {frames}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
     );
-    let html = String::from_utf8_lossy(&file.data)
-        .replace("\"/assets/", &format!("\"/assets/v/{}/", asset_version()));
-    let mut response = Response::new(Body::from(html));
+    let mut response = Response::new(Body::from(page_html(&file.data)));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -71,6 +71,15 @@ fn workspace(owner: &User, name: &str) -> Workspace {
     }
 }
 
+/// Alice, with her workspace `demo` initialising.
+async fn alice_and_demo(store: &Store) -> (User, Workspace) {
+    let alice = user("alice");
+    insert_user(store, &alice, "a").await.unwrap();
+    let demo = workspace(&alice, "demo");
+    store.insert_workspace(&demo).await.unwrap();
+    (alice, demo)
+}
+
 #[tokio::test]
 async fn records_survive_reopening_the_database() {
     for database in databases().await {
@@ -111,10 +120,7 @@ async fn names_are_unique_per_owner_only() {
 async fn initialisation_finishes_once_and_only_from_initialising() {
     for database in databases().await {
         let store = open(&database).await;
-        let alice = user("alice");
-        insert_user(&store, &alice, "a").await.unwrap();
-        let demo = workspace(&alice, "demo");
-        store.insert_workspace(&demo).await.unwrap();
+        let (_, demo) = alice_and_demo(&store).await;
 
         let ready = InitialisationOutcome::Ready { branch: Some("main".into()) };
         assert!(store.finish_initialisation(&demo.id, &ready).await.unwrap());
@@ -209,10 +215,7 @@ async fn futures_all(handles: impl Iterator<Item = tokio::task::JoinHandle<i64>>
 async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
     for database in databases().await {
         let store = open(&database).await;
-        let alice = user("alice");
-        insert_user(&store, &alice, "a").await.unwrap();
-        let demo = workspace(&alice, "demo");
-        store.insert_workspace(&demo).await.unwrap();
+        let (alice, demo) = alice_and_demo(&store).await;
         store.finish_initialisation(&demo.id, &InitialisationOutcome::Ready { branch: None }).await.unwrap();
         let session = Session {
             id: SessionId::generate(),
