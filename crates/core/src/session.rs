@@ -32,6 +32,8 @@ pub enum EndReason {
     Deleted,
     Failed,
     ServerRestart,
+    /// The replica that owned it stopped renewing its lease; another one ended it.
+    ReplicaLost,
     Admin,
 }
 
@@ -112,7 +114,7 @@ impl fmt::Display for SessionState {
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 9] = [
+    pub const ALL: [EndReason; 10] = [
         EndReason::Closed,
         EndReason::ClosedAll,
         EndReason::Replaced,
@@ -121,6 +123,7 @@ impl EndReason {
         EndReason::Deleted,
         EndReason::Failed,
         EndReason::ServerRestart,
+        EndReason::ReplicaLost,
         EndReason::Admin,
     ];
 
@@ -134,6 +137,7 @@ impl EndReason {
             EndReason::Deleted => "deleted",
             EndReason::Failed => "failed",
             EndReason::ServerRestart => "server_restart",
+            EndReason::ReplicaLost => "replica_lost",
             EndReason::Admin => "admin",
         }
     }

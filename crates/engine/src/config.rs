@@ -16,6 +16,8 @@ pub const DEFAULT_CLONE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_PROMPTS_PER_SECOND: u32 = 5;
 pub const DEFAULT_COOKIE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long a replica's lease lasts unless renewed (`replica.lease`).
+pub const DEFAULT_REPLICA_LEASE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SandboxDriverKind {
@@ -101,6 +103,20 @@ pub struct Config {
     pub secret_key: Option<crate::sealing::SecretKey>,
     /// The agents offered besides the built-in one, by name (`[agents.NAME]`).
     pub agents: Vec<AgentEntry>,
+    /// This replica among those sharing the database (`[replica]`).
+    pub replica: ReplicaConfig,
+}
+
+/// Who this replica is to the others sharing its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// `replica.id`: by default the host's name and the listen port.
+    pub id: String,
+    /// `replica.url`: where other replicas reach this one's API, `http://<listen>` by default.
+    pub url: String,
+    /// `replica.lease`: renewed every third of it; another replica ends this one's
+    /// sessions once it has expired.
+    pub lease: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +155,8 @@ struct ConfigFile {
     auth: AuthFile,
     #[serde(default)]
     secrets: SecretsFile,
+    #[serde(default)]
+    replica: ReplicaFile,
     /// `[agents.NAME]`: the agents this installation offers besides the built-in one.
     #[serde(default)]
     agents: std::collections::BTreeMap<String, AgentEntryFile>,
@@ -163,6 +181,14 @@ pub struct AgentEntry {
     /// The secrets it needs (a model provider key), by name.
     pub needs: Vec<String>,
     pub description: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplicaFile {
+    id: Option<String>,
+    url: Option<String>,
+    lease: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -459,6 +485,12 @@ impl Config {
                 })
             })
             .transpose()?;
+        let replica = replica(
+            pick("BERTH_REPLICA_ID", parsed.replica.id),
+            pick("BERTH_REPLICA_URL", parsed.replica.url),
+            pick("BERTH_REPLICA_LEASE", parsed.replica.lease),
+            listen,
+        )?;
         let git_local_roots = match pick("BERTH_GIT_LOCAL_ROOTS", parsed.git.local_roots) {
             Some(text) => local_roots(&text)?,
             None => Vec::new(),
@@ -490,6 +522,7 @@ impl Config {
             git_local_roots,
             secret_key,
             agents,
+            replica,
         })
     }
 
@@ -512,6 +545,57 @@ impl Config {
         config.git_local_roots = vec![std::env::temp_dir()];
         config
     }
+}
+
+/// The longest `replica.id`.
+const MAX_REPLICA_ID: usize = 63;
+/// The shortest `replica.lease` (renewed every third of it).
+const MIN_REPLICA_LEASE: Duration = Duration::from_secs(1);
+
+/// `[replica]`: the id (by default this host's name and the listen port), the URL other
+/// replicas reach it at, the lease.
+fn replica(
+    id: Option<String>,
+    url: Option<String>,
+    lease: Option<String>,
+    listen: SocketAddr,
+) -> Result<ReplicaConfig, ConfigError> {
+    let id = match id {
+        Some(id) => id,
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let host: String =
+                host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')).collect();
+            let host = if host.is_empty() { "berth".to_owned() } else { host };
+            format!("{}-{}", &host[..host.len().min(48)], listen.port())
+        }
+    };
+    if id.is_empty()
+        || id.len() > MAX_REPLICA_ID
+        || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return Err(invalid("replica.id", &id, "expected 1-63 letters, digits, '-', '.' or '_'"));
+    }
+    let url = url.unwrap_or_else(|| format!("http://{listen}"));
+    let parsed = reqwest::Url::parse(&url).ok().filter(|parsed| {
+        matches!(parsed.scheme(), "http" | "https")
+            && parsed.host_str().is_some()
+            && parsed.path() == "/"
+            && parsed.query().is_none()
+            && parsed.username().is_empty()
+            && parsed.password().is_none()
+    });
+    if parsed.is_none() {
+        return Err(invalid("replica.url", &url, "expected an origin such as http://10.0.0.2:7070"));
+    }
+    let lease = match lease {
+        Some(text) => duration("replica.lease", &text)?,
+        None => DEFAULT_REPLICA_LEASE,
+    };
+    if lease < MIN_REPLICA_LEASE {
+        return Err(invalid("replica.lease", &humantime::format_duration(lease).to_string(), "at least 1s"));
+    }
+    Ok(ReplicaConfig { id, url: url.trim_end_matches('/').to_owned(), lease })
 }
 
 /// `git.local_roots`: absolute directories separated by `:` (empty parts are skipped).

@@ -121,8 +121,10 @@ impl Engine {
     }
 
     /// Ends every tool call of `session` still pending or in progress with a closing
-    /// `tool_call_update` (`failed`, `reason: session_ended`): the session ended, so none
-    /// of them can finish, and none may show as running forever.
+    /// `tool_call_update` (`failed`, `reason: session_ended`), and answers every question
+    /// still waiting `cancelled`: the session ended, so none of them can finish, and none
+    /// may show as running or waiting forever. (Its owner cancels its questions itself;
+    /// this finds those of a session ended without it: a crash, a replica lost.)
     pub(crate) async fn close_open_tool_calls(&self, session: &Session) -> Result<Vec<Event>, EngineError> {
         let mut events = Vec::new();
         let mut after = 0;
@@ -130,9 +132,15 @@ impl Engine {
             let page = self.store.session_events(&session.id, after, 1000).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            events.extend(page.into_iter().filter(|e| e.kind == "tool_call" || e.kind == "tool_call_update"));
+            events.extend(page.into_iter().filter(|e| {
+                matches!(e.kind.as_str(), "tool_call" | "tool_call_update" | "question" | "answer")
+            }));
         }
         let mut closed = Vec::new();
+        for id in waiting_questions(&events) {
+            let cancelled = json!({ "question_id": id, "outcome": "cancelled" });
+            closed.push(self.store_event(session, EventKind::Answer, cancelled).await?);
+        }
         for id in open_tool_calls(&events) {
             let closing = json!({
                 "sessionUpdate": "tool_call_update",
@@ -149,6 +157,23 @@ impl Engine {
 /// The tool calls of a session's history (oldest first) still `pending` or `in_progress`,
 /// in the order they were first reported. A `tool_call` without a status is pending
 /// (ACP); a `tool_call_update` with one moves it on.
+/// The questions of a session's history that no `answer` event answered, oldest first.
+pub(crate) fn waiting_questions(events: &[Event]) -> Vec<String> {
+    let field = |event: &Event, pointer: &str| {
+        serde_json::from_str::<Value>(&event.data)
+            .ok()
+            .and_then(|data| data.pointer(pointer).and_then(Value::as_str).map(str::to_owned))
+    };
+    let answered: std::collections::HashSet<String> =
+        events.iter().filter(|e| e.kind == "answer").filter_map(|e| field(e, "/question_id")).collect();
+    events
+        .iter()
+        .filter(|e| e.kind == "question")
+        .filter_map(|e| field(e, "/question/id"))
+        .filter(|id| !answered.contains(id))
+        .collect()
+}
+
 pub(crate) fn open_tool_calls(events: &[Event]) -> Vec<String> {
     let mut order: Vec<String> = Vec::new();
     let mut status: HashMap<String, String> = HashMap::new();

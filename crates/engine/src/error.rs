@@ -80,6 +80,11 @@ pub enum EngineError {
     BinaryFile { size: u64 },
     #[error("{what}")]
     Unsupported { what: &'static str },
+    #[error(
+        "SQLite serves one replica, and replica '{other}' holds a lease on this database; \
+         several replicas share a PostgreSQL database (database_url = postgres://...)"
+    )]
+    OneReplicaOnly { other: String },
     #[error("the sandbox driver failed")]
     Sandbox { source: berth_sandbox::SandboxError },
     #[error("git failed for workspace {id}")]
@@ -94,6 +99,8 @@ impl From<berth_store::StoreError> for EngineError {
     fn from(source: berth_store::StoreError) -> Self {
         match source {
             berth_store::StoreError::NameTaken { name } => EngineError::NameTaken { name },
+            // Another replica took the session over: for this one it has ended.
+            berth_store::StoreError::Fenced { .. } => EngineError::SessionEnded,
             source => EngineError::Store { source },
         }
     }
@@ -140,7 +147,10 @@ impl EngineError {
             EngineError::BinaryFile { .. } => "binary_file",
             EngineError::Unsupported { .. } => "unsupported",
             EngineError::Store { source: berth_store::StoreError::Unavailable { .. } } => "store_unavailable",
-            EngineError::Sandbox { .. } | EngineError::Io { .. } | EngineError::Store { .. } => "internal",
+            EngineError::OneReplicaOnly { .. }
+            | EngineError::Sandbox { .. }
+            | EngineError::Io { .. }
+            | EngineError::Store { .. } => "internal",
         }
     }
 }

@@ -9,6 +9,7 @@ mod error;
 mod paths;
 mod preview;
 mod preview_pass;
+pub mod replicas;
 pub mod sealing;
 mod session;
 mod sources;
@@ -60,6 +61,10 @@ pub struct Engine {
     previews: preview::PreviewPasses,
     /// Seals users' secrets and credentials at rest.
     sealer: sealing::Sealer,
+    /// What one replica shows another to be believed (derived from `secrets.key`).
+    replica_secret: String,
+    /// Calls to other replicas (closing a session one of them owns).
+    replica_client: reqwest::Client,
 }
 
 impl Engine {
@@ -76,7 +81,9 @@ impl Engine {
         driver: Arc<dyn SandboxDriver>,
     ) -> Result<Arc<Engine>, EngineError> {
         let engine = Engine::open_with_driver(config, driver).await?;
+        engine.join_replicas().await?;
         engine.reconcile_sessions().await?;
+        engine.spawn_lease_keeper();
         engine.resume_interrupted_initialisations().await?;
         Ok(engine)
     }
@@ -113,8 +120,10 @@ impl Engine {
             shutdown: CancellationToken::new(),
             workspace_changes: tokio::sync::broadcast::channel(1024).0,
             tokens: users::TokenCache::default(),
-            previews: preview::PreviewPasses::default(),
+            previews: preview::PreviewPasses::new(preview_pass::PassKey::from_bytes(key.derive("berth preview passes"))),
             sealer: sealing::Sealer::new(&key),
+            replica_secret: hex::encode(key.derive("berth replica link")),
+            replica_client: reqwest::Client::new(),
         });
         Ok(engine)
     }
@@ -150,6 +159,9 @@ impl Engine {
         self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        if let Err(error) = self.store.release_lease().await {
+            tracing::warn!(error = %error, "cannot give this replica's lease back");
+        }
         self.store.close().await;
     }
 }
@@ -158,7 +170,7 @@ impl Engine {
 async fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, EngineError> {
     match config.sandbox_driver {
         config::SandboxDriverKind::Local => {
-            let state_dir = config.data_dir.join("sandboxes");
+            let state_dir = replica_state_dir(config);
             let options = berth_sandbox::LocalOptions {
                 isolation: config.isolation,
                 network: config.network,
@@ -179,7 +191,7 @@ async fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, Engin
                 network: config.network,
                 resources: config.resources,
                 stop_timeout: berth_sandbox::DEFAULT_STOP_TIMEOUT,
-                state_dir: config.data_dir.join("sandboxes"),
+                state_dir: replica_state_dir(config),
                 read_only: agent_programs(config),
             };
             let driver = berth_sandbox::DockerDriver::connect(options)
@@ -189,6 +201,12 @@ async fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, Engin
             Ok(Arc::new(driver))
         }
     }
+}
+
+/// What this replica keeps of its own sandboxes (records, the cgroup and container
+/// names derived from it), apart from other replicas sharing the data directory.
+fn replica_state_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("sandboxes").join(&config.replica.id)
 }
 
 /// The programs agents are started from, shown read-only inside sandboxes: this binary

@@ -19,9 +19,9 @@ pub(crate) struct PreviewPasses {
     redeemed: Mutex<HashMap<String, i64>>,
 }
 
-impl Default for PreviewPasses {
-    fn default() -> PreviewPasses {
-        PreviewPasses { key: PassKey::generate(), redeemed: Mutex::new(HashMap::new()) }
+impl PreviewPasses {
+    pub(crate) fn new(key: PassKey) -> PreviewPasses {
+        PreviewPasses { key, redeemed: Mutex::new(HashMap::new()) }
     }
 }
 

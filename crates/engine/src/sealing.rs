@@ -32,6 +32,15 @@ impl SecretKey {
         Some(SecretKey(bytes.try_into().ok()?))
     }
 
+    /// A key of its own for `purpose`, derived from this one (HMAC-SHA256): what replicas
+    /// sharing `secrets.key` also share, such as the preview passes' signing key.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The key in `path`, made (random, mode 0600) when there is none yet.
     pub fn load_or_make(path: &Path) -> std::io::Result<SecretKey> {
         match std::fs::read_to_string(path) {

@@ -170,6 +170,7 @@ fn status_of(error: &EngineError) -> StatusCode {
         | EngineError::Io { .. }
         | EngineError::Store { .. }
         | EngineError::Sandbox { .. }
+        | EngineError::OneReplicaOnly { .. }
         | EngineError::Unsupported { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

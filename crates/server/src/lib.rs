@@ -13,6 +13,7 @@ mod metrics;
 mod openapi;
 mod ops;
 mod preview;
+mod replicas;
 mod sessions;
 mod ui;
 mod users;
@@ -60,8 +61,10 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(live::router())
         .merge(metrics::router())
+        .merge(replicas::router())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), replicas::forward_to_owner))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)

@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get};
 use berth_core::{User, WorkspaceId};
 use berth_engine::EngineError;
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
 /// The preview host's own cookie.
@@ -257,27 +256,8 @@ async fn proxy(
         .map_err(|_| ApiError::invalid_request("the preview request cannot be forwarded"))?;
     *upstream.headers_mut() = forwarded_headers(&parts.headers, &prefix, &port);
 
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|error| unreachable_preview(&port, &error))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.with_upgrades().await {
-            tracing::debug!(error = %error, "a preview connection ended with an error");
-        }
-    });
-    let mut response =
-        sender.send_request(upstream).await.map_err(|error| unreachable_preview(&port, &error))?;
-
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client_upgrade) = client_upgrade
-    {
-        let sandbox_upgrade = hyper::upgrade::on(&mut response);
-        tokio::spawn(async move {
-            let (Ok(client), Ok(sandbox)) = (client_upgrade.await, sandbox_upgrade.await) else { return };
-            let (mut client, mut sandbox) = (TokioIo::new(client), TokioIo::new(sandbox));
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut sandbox).await;
-        });
-    }
+    let response =
+        crate::replicas::relay(stream, upstream, client_upgrade).await.map_err(|error| unreachable_preview(&port, &error))?;
     let (mut parts, body) = response.into_parts();
     // The browser talks to berth, whatever HTTP version the sandbox's server speaks.
     parts.version = axum::http::Version::HTTP_11;
@@ -285,7 +265,7 @@ async fn proxy(
     Ok(Response::from_parts(parts, Body::new(body)).into_response())
 }
 
-fn is_upgrade(headers: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && headers
             .get_all(header::CONNECTION)

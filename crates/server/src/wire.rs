@@ -283,7 +283,7 @@ pub struct SessionBody {
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     /// `closed`, `closed_all`, `replaced`, `left`, `grace_expired`, `deleted`, `failed`,
-    /// `server_restart` or `admin`.
+    /// `server_restart`, `replica_lost` or `admin`.
     pub end_reason: Option<String>,
     pub grace_expires_at: Option<DateTime<Utc>>,
     pub agent_running: bool,

@@ -42,10 +42,14 @@ impl Store {
         kind: &str,
         data: &str,
     ) -> Result<Event, StoreError> {
+        // Written only by the session's owner: a replica whose sessions were taken over
+        // writes nothing (no row comes back).
         let insert = "INSERT INTO events (workspace_id, seq, session_id, at, kind, data)
-             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM events WHERE workspace_id = $1
+             SELECT $1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE workspace_id = $1), $2, $3, $4, $5
+              WHERE EXISTS (SELECT 1 FROM sessions WHERE id = $2 AND replica_id = $6 AND epoch = $7)
              RETURNING seq";
-        let seq: i64 = match &self.backend {
+        let fence = self.fence();
+        let seq: Option<i64> = match &self.backend {
             // One writer at a time on SQLite: the statement is atomic as it is.
             Backend::Sqlite(pool) => {
                 sqlx::query_scalar(insert)
@@ -54,7 +58,9 @@ impl Store {
                     .bind(at)
                     .bind(kind)
                     .bind(data)
-                    .fetch_one(pool)
+                    .bind(&fence.replica)
+                    .bind(fence.epoch)
+                    .fetch_optional(pool)
                     .await?
             }
             // Concurrent writers on PostgreSQL: the workspace's numbering is taken under a
@@ -71,12 +77,15 @@ impl Store {
                     .bind(at)
                     .bind(kind)
                     .bind(data)
-                    .fetch_one(&mut *tx)
+                    .bind(&fence.replica)
+                    .bind(fence.epoch)
+                    .fetch_optional(&mut *tx)
                     .await?;
                 tx.commit().await?;
                 seq
             }
         };
+        let seq = seq.ok_or_else(|| StoreError::Fenced { session: session.to_string() })?;
         Ok(Event { seq, session_id: session.clone(), at, kind: kind.to_owned(), data: data.to_owned() })
     }
 

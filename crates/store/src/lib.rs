@@ -17,6 +17,7 @@ macro_rules! with_pool {
 mod events;
 mod postgres;
 mod reads;
+mod replicas;
 mod secrets;
 mod sessions;
 mod sqlite;
@@ -26,7 +27,9 @@ mod workspaces;
 use sqlx::{PgPool, SqlitePool};
 use std::time::Duration;
 
+pub use replicas::{Fence, ReplicaInfo};
 pub use secrets::SealedCredential;
+pub use sessions::{SessionInsert, UserOpenLock};
 pub use workspaces::InitialisationOutcome;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,10 @@ pub enum StoreError {
     /// long): the request may work again shortly.
     #[error("the database does not answer")]
     Unavailable { source: sqlx::Error },
+    /// A write to a session this replica no longer owns (its lease was lost and another
+    /// replica took the session over).
+    #[error("session {session} belongs to another replica now")]
+    Fenced { session: String },
     #[error("database query failed")]
     Query { source: sqlx::Error },
 }
@@ -66,6 +73,8 @@ impl From<sqlx::Error> for StoreError {
 pub struct Store {
     backend: Backend,
     reads: std::sync::Arc<reads::ReadCache>,
+    /// The replica and epoch this store writes sessions as.
+    fence: replicas::SharedFence,
 }
 
 /// The databases berth can keep its records in; the methods of [`Store`] run the same
@@ -87,9 +96,15 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl { url: postgres::redacted(url) });
         };
-        let store = Store { backend, reads: Default::default() };
+        let store = Store { backend, reads: Default::default(), fence: Default::default() };
         store.name_unnamed_tokens().await?;
         Ok(store)
+    }
+
+    /// Whether several replicas can share this database (PostgreSQL) or only one can
+    /// use it (SQLite).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Whether the database answers, for readiness checks.

@@ -5,11 +5,11 @@ use berth_core::session::{EndReason, Session, SessionState};
 use berth_core::{SessionId, UserId, WorkspaceId, WorkspaceState};
 use chrono::{DateTime, Utc};
 
-const SESSION_COLUMNS: &str =
+pub(crate) const SESSION_COLUMNS: &str =
     "id, workspace_id, user_id, state, started_at, ended_at, end_reason, grace_expires_at, agent_running";
 
 #[derive(sqlx::FromRow)]
-struct SessionRow {
+pub(crate) struct SessionRow {
     id: String,
     workspace_id: String,
     user_id: String,
@@ -47,17 +47,48 @@ impl TryFrom<SessionRow> for Session {
     }
 }
 
-fn into_sessions(rows: Vec<SessionRow>) -> Result<Vec<Session>, StoreError> {
+/// What [`Store::insert_session`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionInsert {
+    Inserted,
+    /// The workspace was not in the expected state any more.
+    WorkspaceNotReady,
+    /// Every sandbox slot of the installation is taken.
+    NoSandboxSlot,
+}
+
+/// The advisory lock key of the installation's sandbox slots (PostgreSQL).
+const SLOTS_LOCK: i64 = 0x6265_7274_6800_0001;
+
+/// Holds a user's opens to one at a time across replicas until dropped.
+pub struct UserOpenLock {
+    _held: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+}
+
+pub(crate) fn into_sessions(rows: Vec<SessionRow>) -> Result<Vec<Session>, StoreError> {
     rows.into_iter().map(Session::try_from).collect()
 }
 
 impl Store {
-    /// Records a new session and moves its workspace to `active` in one transaction.
-    /// Returns false (and records nothing) when the workspace was not `from` any more.
-    pub async fn insert_session(&self, session: &Session, from: WorkspaceState) -> Result<bool, StoreError> {
+    /// Records a new session, owned by this store's replica and epoch, and moves its
+    /// workspace to `active`, in one transaction — if the workspace is still `from` and
+    /// fewer than `running_sandboxes` sessions are live on every replica together (the
+    /// count and the insert are one step: SQLite has one writer, PostgreSQL takes the
+    /// installation's slot lock). Records nothing otherwise.
+    pub async fn insert_session(
+        &self,
+        session: &Session,
+        from: WorkspaceState,
+        running_sandboxes: u32,
+    ) -> Result<SessionInsert, StoreError> {
+        let fence = self.fence();
         let _change = self.reads.change();
+        let postgres = self.is_postgres();
         with_pool!(&self.backend, |pool| {
             let mut tx = pool.begin().await?;
+            if postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SLOTS_LOCK).execute(&mut *tx).await?;
+            }
             let moved = sqlx::query(
                 "UPDATE workspaces SET state = 'active', last_opened_at = $1 WHERE id = $2 AND state = $3",
             )
@@ -67,10 +98,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if moved.rows_affected() != 1 {
-                return Ok(false);
+                return Ok(SessionInsert::WorkspaceNotReady);
+            }
+            let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE state <> 'ended'")
+                .fetch_one(&mut *tx)
+                .await?;
+            if live >= i64::from(running_sandboxes) {
+                return Ok(SessionInsert::NoSandboxSlot);
             }
             sqlx::query(&format!(
-                "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                "INSERT INTO sessions ({SESSION_COLUMNS}, replica_id, epoch)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             ))
             .bind(session.id.as_str())
             .bind(session.workspace_id.as_str())
@@ -81,11 +119,43 @@ impl Store {
             .bind(session.end_reason.map(EndReason::as_str))
             .bind(session.grace_expires_at)
             .bind(session.agent_running)
+            .bind(&fence.replica)
+            .bind(fence.epoch)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(true)
+            Ok(SessionInsert::Inserted)
         })
+    }
+
+    /// Serialises the opens of `user` across every replica until the returned lock is
+    /// dropped: on PostgreSQL a transaction holding the user's advisory lock; on SQLite
+    /// (one replica) nothing — the engine's own lock does it.
+    pub async fn lock_user_opens(&self, user: &UserId) -> Result<UserOpenLock, StoreError> {
+        match &self.backend {
+            crate::Backend::Sqlite(_) => Ok(UserOpenLock { _held: None }),
+            crate::Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))")
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(UserOpenLock { _held: Some(tx) })
+            }
+        }
+    }
+
+    /// The live sessions of `user` as the database has them now (no cache): what an
+    /// open decides on.
+    pub async fn live_sessions_of_now(&self, user: &UserId) -> Result<Vec<Session>, StoreError> {
+        with_pool!(&self.backend, |pool| into_sessions(
+            sqlx::query_as::<_, SessionRow>(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND state <> 'ended' ORDER BY started_at, id"
+            ))
+            .bind(user.as_str())
+            .fetch_all(pool)
+            .await?,
+        ))
     }
 
     pub async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
@@ -174,15 +244,19 @@ impl Store {
         to: SessionState,
         grace_expires_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
+        let fence = self.fence();
         let _change = self.reads.change();
         with_pool!(&self.backend, |pool| {
             let result = sqlx::query(
-                "UPDATE sessions SET state = $1, grace_expires_at = $2 WHERE id = $3 AND state = $4",
+                "UPDATE sessions SET state = $1, grace_expires_at = $2
+                  WHERE id = $3 AND state = $4 AND replica_id = $5 AND epoch = $6",
             )
             .bind(to.as_str())
             .bind(grace_expires_at)
             .bind(id.as_str())
             .bind(from.as_str())
+            .bind(&fence.replica)
+            .bind(fence.epoch)
             .execute(pool)
             .await?;
             Ok(result.rows_affected() == 1)
@@ -190,14 +264,19 @@ impl Store {
     }
 
     pub async fn set_agent_running(&self, id: &SessionId, running: bool) -> Result<bool, StoreError> {
+        let fence = self.fence();
         let _change = self.reads.change();
         with_pool!(&self.backend, |pool| {
-            let result =
-                sqlx::query("UPDATE sessions SET agent_running = $1 WHERE id = $2 AND state <> 'ended'")
-                    .bind(running)
-                    .bind(id.as_str())
-                    .execute(pool)
-                    .await?;
+            let result = sqlx::query(
+                "UPDATE sessions SET agent_running = $1
+                  WHERE id = $2 AND state <> 'ended' AND replica_id = $3 AND epoch = $4",
+            )
+            .bind(running)
+            .bind(id.as_str())
+            .bind(&fence.replica)
+            .bind(fence.epoch)
+            .execute(pool)
+            .await?;
             Ok(result.rows_affected() == 1)
         })
     }
@@ -210,17 +289,20 @@ impl Store {
         reason: EndReason,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let fence = self.fence();
         let _change = self.reads.change();
         with_pool!(&self.backend, |pool| {
             let mut tx = pool.begin().await?;
             let ended = sqlx::query(
                     "UPDATE sessions SET state = 'ended', ended_at = $1, end_reason = $2, grace_expires_at = NULL,
                             agent_running = FALSE
-                     WHERE id = $3 AND state <> 'ended'",
+                     WHERE id = $3 AND state <> 'ended' AND replica_id = $4 AND epoch = $5",
                 )
                 .bind(at)
                 .bind(reason.as_str())
                 .bind(id.as_str())
+                .bind(&fence.replica)
+                .bind(fence.epoch)
                 .execute(&mut *tx)
                 .await?;
             if ended.rows_affected() != 1 {

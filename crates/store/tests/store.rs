@@ -5,7 +5,7 @@
 
 use berth_core::session::{EndReason, Session, SessionState};
 use berth_core::{Role, SessionId, TokenId, TokenInfo, User, UserId, Workspace, WorkspaceId, WorkspaceState};
-use berth_store::{InitialisationOutcome, Store, StoreError};
+use berth_store::{InitialisationOutcome, SessionInsert, Store, StoreError};
 use chrono::{DateTime, Utc};
 
 /// A fresh, empty database: its URL, and what keeps it (the SQLite file's directory).
@@ -177,15 +177,19 @@ async fn a_token_stops_when_revoked_expired_or_its_user_disabled() {
 async fn events_are_numbered_once_per_workspace_under_concurrent_writers() {
     for database in databases().await {
         let store = open(&database).await;
-        let alice = user("alice");
-        insert_user(&store, &alice, "a").await.unwrap();
-        let (one, two) = (workspace(&alice, "one"), workspace(&alice, "two"));
-        store.insert_workspace(&one).await.unwrap();
-        store.insert_workspace(&two).await.unwrap();
-        let session = SessionId::generate();
+        store.register_replica("a", "http://127.0.0.1:1", i64::MAX).await.unwrap();
+        let (alice, workspaces) = ready_workspaces(&store, "alice", 2).await;
+        let (one, two) = (&workspaces[0], &workspaces[1]);
+        let mut sessions = Vec::new();
+        for workspace in [one, two] {
+            let session = starting_session(&alice, workspace);
+            store.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap();
+            sessions.push(session.id);
+        }
         let writes = (0..40).map(|n| {
-            let (store, session) = (store.clone(), session.clone());
-            let target = if n % 2 == 0 { one.id.clone() } else { two.id.clone() };
+            let store = store.clone();
+            let (target, session) =
+                if n % 2 == 0 { (one.id.clone(), sessions[0].clone()) } else { (two.id.clone(), sessions[1].clone()) };
             tokio::spawn(async move {
                 store
                     .append_event(&target, &session, now(), "system", &format!("{{\"n\": {n}}}"))
@@ -228,9 +232,11 @@ async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
             grace_expires_at: None,
             agent_running: false,
         };
-        assert!(store.insert_session(&session, WorkspaceState::Ready).await.unwrap());
-        assert!(
-            !store.insert_session(&session, WorkspaceState::Ready).await.unwrap(),
+        store.register_replica("a", "http://127.0.0.1:1", i64::MAX).await.unwrap();
+        assert_eq!(store.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap(), SessionInsert::Inserted);
+        assert_eq!(
+            store.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap(),
+            SessionInsert::WorkspaceNotReady,
             "the workspace moved on"
         );
         let (starting, active) = (SessionState::Starting, SessionState::Active);
@@ -254,6 +260,124 @@ async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
         assert_eq!(store.workspace(&demo.id).await.unwrap().unwrap().state, WorkspaceState::Idle);
         assert!(store.live_sessions().await.unwrap().is_empty());
     }
+}
+
+fn starting_session(user: &User, workspace: &Workspace) -> Session {
+    Session {
+        id: SessionId::generate(),
+        workspace_id: workspace.id.clone(),
+        user_id: user.id.clone(),
+        state: SessionState::Starting,
+        started_at: now(),
+        ended_at: None,
+        end_reason: None,
+        grace_expires_at: None,
+        agent_running: false,
+    }
+}
+
+/// `count` ready workspaces of a new user called `name`.
+async fn ready_workspaces(store: &Store, name: &str, count: usize) -> (User, Vec<Workspace>) {
+    let owner = user(name);
+    insert_user(store, &owner, name).await.unwrap();
+    let mut workspaces = Vec::new();
+    for n in 0..count {
+        let mut ready = workspace(&owner, &format!("w{n}"));
+        store.insert_workspace(&ready).await.unwrap();
+        store.finish_initialisation(&ready.id, &InitialisationOutcome::Ready { branch: None }).await.unwrap();
+        ready.state = WorkspaceState::Ready;
+        workspaces.push(ready);
+    }
+    (owner, workspaces)
+}
+
+#[tokio::test]
+async fn the_installations_sandbox_slots_are_taken_in_the_database_never_beyond_the_limit() {
+    for database in databases().await {
+        // Two replicas (two stores on one database), 24 opens at the same instant, 5 slots.
+        let (one, two) = (open(&database).await, open(&database).await);
+        one.register_replica("one", "http://127.0.0.1:1", i64::MAX).await.unwrap();
+        two.register_replica("two", "http://127.0.0.1:2", i64::MAX).await.unwrap();
+        let (bob, workspaces) = ready_workspaces(&one, "bob", 24).await;
+        let attempts = workspaces.iter().enumerate().map(|(n, workspace)| {
+            let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+            let session = starting_session(&bob, workspace);
+            tokio::spawn(async move { store.insert_session(&session, WorkspaceState::Ready, 5).await.unwrap() })
+        });
+        let mut outcomes = Vec::new();
+        for attempt in attempts {
+            outcomes.push(attempt.await.unwrap());
+        }
+        let inserted = outcomes.iter().filter(|outcome| **outcome == SessionInsert::Inserted).count();
+        assert_eq!(inserted, 5, "{}: {outcomes:?}", database.url);
+        assert!(outcomes.iter().all(|o| matches!(o, SessionInsert::Inserted | SessionInsert::NoSandboxSlot)));
+        assert_eq!(one.live_session_count().await.unwrap(), 5);
+    }
+}
+
+#[tokio::test]
+async fn a_replica_whose_sessions_were_taken_over_can_change_them_no_more() {
+    for database in databases().await {
+        let (lost, survivor) = (open(&database).await, open(&database).await);
+        // The lost replica's lease ran out at 1,000 ms; the survivor's holds.
+        lost.register_replica("lost", "http://127.0.0.1:1", 1_000).await.unwrap();
+        survivor.register_replica("survivor", "http://127.0.0.1:2", i64::MAX).await.unwrap();
+        let (carol, workspaces) = ready_workspaces(&lost, "carol", 1).await;
+        let session = starting_session(&carol, &workspaces[0]);
+        assert_eq!(
+            lost.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap(),
+            SessionInsert::Inserted
+        );
+        let before = lost.append_event(&session.workspace_id, &session.id, now(), "system", "{}").await.unwrap();
+        assert_eq!(before.seq, 1);
+        let owner = survivor.session_owner(&session.id).await.unwrap().unwrap();
+        assert_eq!(owner.id, "lost");
+        let not_yet = survivor.take_over(&owner, 500).await.unwrap();
+        assert!(not_yet.is_empty(), "a lease that holds is not taken over");
+        let taken = survivor.take_over(&owner, 2_000).await.unwrap();
+        assert_eq!(taken.iter().map(|s| &s.id).collect::<Vec<_>>(), vec![&session.id], "{}", database.url);
+        assert!(survivor.take_over(&owner, 2_000).await.unwrap().is_empty(), "taken over once");
+
+        // Every write of the lost replica to the session now changes nothing.
+        let (starting, active) = (SessionState::Starting, SessionState::Active);
+        assert!(!lost.update_live_session(&session.id, starting, active, None).await.unwrap());
+        assert!(!lost.set_agent_running(&session.id, true).await.unwrap());
+        assert!(!lost.end_session(&session.id, EndReason::Closed, now()).await.unwrap());
+        let fenced = lost.append_event(&session.workspace_id, &session.id, now(), "system", "{}").await;
+        assert!(matches!(fenced, Err(StoreError::Fenced { .. })), "{fenced:?}");
+        assert!(!lost.renew_lease(i64::MAX).await.unwrap(), "its lease is gone");
+
+        // The survivor owns it and ends it.
+        assert!(survivor.end_session(&session.id, EndReason::ReplicaLost, now()).await.unwrap());
+        let ended = survivor.session(&session.id).await.unwrap().unwrap();
+        assert_eq!(ended.end_reason, Some(EndReason::ReplicaLost));
+        assert_eq!(survivor.session_events(&session.id, 0, 10).await.unwrap().len(), 1, "nothing written by the lost");
+
+        // Registering again gives the lost replica a new epoch, never its old sessions.
+        let epoch = lost.register_replica("lost", "http://127.0.0.1:1", i64::MAX).await.unwrap();
+        assert!(epoch > owner.epoch);
+        assert!(lost.claim_own_sessions().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn opens_of_one_user_wait_for_each_other_on_every_replica() {
+    let Some(postgres) = berth_testkit::PostgresDatabase::create() else { return };
+    let (one, two) = (Store::open(&postgres.url()).await.unwrap(), Store::open(&postgres.url()).await.unwrap());
+    let dave = user("dave");
+    insert_user(&one, &dave, "d").await.unwrap();
+    let held = one.lock_user_opens(&dave.id).await.unwrap();
+    let waiting = tokio::spawn({
+        let (two, dave) = (two.clone(), dave.id.clone());
+        async move { two.lock_user_opens(&dave).await.map(|_| ()) }
+    });
+    // Another user's opens do not wait.
+    let erin = user("erin");
+    insert_user(&one, &erin, "e").await.unwrap();
+    drop(two.lock_user_opens(&erin.id).await.unwrap());
+    assert!(!waiting.is_finished(), "dave's second open waits for the first");
+    drop(held);
+    waiting.await.unwrap().unwrap();
 }
 
 #[tokio::test]

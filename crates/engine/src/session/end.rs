@@ -4,6 +4,7 @@
 use super::runtime::Command;
 use super::{CloseAllReport, CloseAllScope, CloseFailure};
 use crate::conversation::system;
+use crate::replicas::SessionHome;
 use crate::{Engine, EngineError};
 use berth_core::event::{EventKind, SystemCode};
 use berth_core::session::{CloseAllOutcome, EndReason, Session};
@@ -19,11 +20,37 @@ impl Engine {
         if let Some(closed) = self.ask(id, |reply| Command::Close { reason, reply }).await {
             return closed;
         }
+        if let SessionHome::Elsewhere { url } = self.session_home(id).await? {
+            self.close_on(&url, id, reason).await?;
+            return self.load_session(id).await;
+        }
+        self.close_here(id, reason).await
+    }
+
+    /// Closes `id` on this replica only: by its owner task, or — live with no owner
+    /// alive anywhere (before the reconciliation at start, or its replica lost) — by
+    /// taking it over. Never asks another replica.
+    pub async fn close_here(&self, id: &SessionId, reason: EndReason) -> Result<Session, EngineError> {
+        if let Some(closed) = self.ask(id, |reply| Command::Close { reason, reply }).await {
+            return closed;
+        }
         let session = self.load_session(id).await?;
         if !session.state.is_live() {
             return Ok(session);
         }
-        // Live in the store with no owner here: only before the reconciliation at start.
+        if let Some(owner) = self.store.session_owner(id).await?
+            && owner.id != self.config.replica.id
+        {
+            if owner.is_alive(crate::replicas::now_ms()) {
+                return Err(EngineError::CloseFailed {
+                    session_id: id.clone(),
+                    message: format!("replica '{}' owns it", owner.id),
+                });
+            }
+            // Its replica is lost: ending its sessions is this replica's now.
+            self.take_over(&owner, crate::replicas::now_ms()).await?;
+            return self.load_session(id).await;
+        }
         let ended = self.finish(&session, reason, |_| {}).await?;
         self.publish_session(&ended);
         Ok(ended)

@@ -83,12 +83,12 @@ pub(crate) struct Slot {
 /// The in-memory side of the sessions: slots and the users' open locks.
 #[derive(Default)]
 pub(crate) struct SessionRegistry {
-    live: HashMap<SessionId, Slot>,
+    pub(crate) live: HashMap<SessionId, Slot>,
     user_locks: HashMap<UserId, Arc<AsyncMutex<()>>>,
 }
 
 impl Engine {
-    fn registry(&self) -> std::sync::MutexGuard<'_, SessionRegistry> {
+    pub(crate) fn registry(&self) -> std::sync::MutexGuard<'_, SessionRegistry> {
         // Every critical section below leaves the registry consistent before anything can
         // panic, so a poisoned lock is used as it is.
         self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -123,7 +123,7 @@ impl Engine {
         self.registry().live.remove(session);
     }
 
-    fn handle(&self, session: &SessionId) -> Option<SessionHandle> {
+    pub(crate) fn handle(&self, session: &SessionId) -> Option<SessionHandle> {
         self.registry().live.get(session).map(|slot| slot.handle.clone())
     }
 

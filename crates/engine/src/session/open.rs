@@ -10,6 +10,7 @@ use berth_core::event::{AgentErrorReason, EventKind};
 use berth_core::session::{EndReason, LiveSessionSummary, OpenDecision, Session, SessionState, decide_open};
 use berth_core::{SessionId, User, WorkspaceId};
 use berth_sandbox::SandboxSpec;
+use berth_store::SessionInsert;
 use chrono::Utc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -94,8 +95,11 @@ impl Engine {
     ) -> Result<OpenOutcome, EngineError> {
         let user_lock = self.user_lock(&caller.id);
         let _one_open_per_user_at_a_time = user_lock.lock().await;
+        // The same across replicas: the database's lock of this user's opens, and their
+        // live sessions as the database has them now.
+        let _one_open_per_user_on_every_replica = self.store.lock_user_opens(&caller.id).await?;
         let workspace = self.workspace(caller, workspace_id).await?;
-        let users_live = self.store.live_sessions_of(&caller.id).await?;
+        let users_live = self.store.live_sessions_of_now(&caller.id).await?;
         let summaries: Vec<LiveSessionSummary> = users_live
             .iter()
             .map(|s| LiveSessionSummary {
@@ -104,11 +108,13 @@ impl Engine {
                 started_at: s.started_at,
             })
             .collect();
+        // Every replica's sandboxes count; the insert checks again in the same step.
+        let running = u32::try_from(self.store.live_session_count().await?).unwrap_or(u32::MAX);
         let decision = decide_open(
             &workspace.id,
             workspace.state,
             &summaries,
-            self.running_sandbox_count(),
+            running,
             &self.config.limits,
         );
         match decision {
@@ -165,9 +171,13 @@ impl Engine {
         let Some(commands) = self.take_slot(&session) else {
             return Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER });
         };
-        match self.store.insert_session(&session, workspace.state).await {
-            Ok(true) => {}
-            Ok(false) => {
+        match self.store.insert_session(&session, workspace.state, self.config.limits.running_sandboxes).await {
+            Ok(SessionInsert::Inserted) => {}
+            Ok(SessionInsert::NoSandboxSlot) => {
+                self.release_slot(&session.id);
+                return Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER });
+            }
+            Ok(SessionInsert::WorkspaceNotReady) => {
                 self.release_slot(&session.id);
                 let state = self.workspace(caller, workspace.id.as_str()).await?.state;
                 return Err(EngineError::WrongState { id: workspace.id.clone(), state });

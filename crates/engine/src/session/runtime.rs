@@ -95,6 +95,11 @@ pub(crate) enum Command {
         reason: EndReason,
         reply: Reply<Session>,
     },
+    /// This replica lost its lease: the session is another replica's to end. Its sandbox
+    /// is powered off and the task stops, writing nothing.
+    Abandon {
+        reply: Reply<()>,
+    },
 }
 
 /// How the rest of the engine reaches a live session's owner.
@@ -311,6 +316,14 @@ impl SessionActor {
             }
             Command::MarkRunning { running, reply } => {
                 let _ = reply.send(self.set_running(running).await);
+            }
+            Command::Abandon { reply } => {
+                if let Err(error) = self.engine.driver.power_off(&self.session.id).await {
+                    tracing::error!(session_id = %self.session.id, error = %error, "cannot power off an abandoned session's sandbox");
+                }
+                self.engine.release_slot(&self.session.id);
+                let _ = reply.send(Ok(()));
+                return Flow::Ended;
             }
             Command::Close { reason, reply } => {
                 let closed = self.end(reason).await;

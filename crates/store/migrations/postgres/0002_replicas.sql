@@ -1,0 +1,13 @@
+-- The replicas serving this database, each with a lease it renews and an epoch that
+-- grows every time it starts or loses its lease. A session belongs to the replica (and
+-- epoch) that started it; only that owner may change it (fencing).
+CREATE TABLE replicas (
+    id                TEXT PRIMARY KEY,
+    url               TEXT NOT NULL,
+    epoch             BIGINT NOT NULL,
+    -- Unix milliseconds; 0 once the replica stopped or its sessions were taken over.
+    lease_expires_ms  BIGINT NOT NULL
+);
+ALTER TABLE sessions ADD COLUMN replica_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX sessions_live_by_replica ON sessions (replica_id) WHERE state <> 'ended';
