@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 /// waits for an answer, as a slow agent's would. For figures about berth itself.
 pub const WAITING_AGENT: &str = "exec sleep 2147483647";
 
+/// The replica id of a server started here (its sandboxes are recorded under
+/// `sandboxes/<id>` of its data directory).
+pub const REPLICA: &str = "harness";
+
 pub struct ServeProcess {
     child: std::process::Child,
     pub base: String,
@@ -50,6 +54,8 @@ impl ServeProcess {
                 // Drills and benchmarks send prompts as fast as turns end.
                 .env("BERTH_PROMPTS_PER_SECOND", "1000000")
                 .env("BERTH_LOG", "error")
+                // The same replica on every restart, whatever port it gets.
+                .env("BERTH_REPLICA_ID", REPLICA)
                 .envs(settings.iter().map(|(key, value)| (key, value)))
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())

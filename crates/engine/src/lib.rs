@@ -120,7 +120,9 @@ impl Engine {
             shutdown: CancellationToken::new(),
             workspace_changes: tokio::sync::broadcast::channel(1024).0,
             tokens: users::TokenCache::default(),
-            previews: preview::PreviewPasses::new(preview_pass::PassKey::from_bytes(key.derive("berth preview passes"))),
+            previews: preview::PreviewPasses::new(preview_pass::PassKey::from_bytes(
+                key.derive("berth preview passes"),
+            )),
             sealer: sealing::Sealer::new(&key),
             replica_secret: hex::encode(key.derive("berth replica link")),
             replica_client: reqwest::Client::new(),

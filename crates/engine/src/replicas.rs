@@ -56,7 +56,8 @@ impl Engine {
         {
             return Err(EngineError::OneReplicaOnly { other: other.id });
         }
-        let epoch = self.store.register_replica(&replica.id, &replica.url, now + millis(replica.lease)).await?;
+        let epoch =
+            self.store.register_replica(&replica.id, &replica.url, now + millis(replica.lease)).await?;
         tracing::info!(replica = %replica.id, epoch, url = %replica.url, "replica registered");
         Ok(())
     }
@@ -202,7 +203,12 @@ impl Engine {
     }
 
     /// Asks the replica that owns `id` to close it.
-    pub(crate) async fn close_on(&self, url: &str, id: &SessionId, reason: EndReason) -> Result<(), EngineError> {
+    pub(crate) async fn close_on(
+        &self,
+        url: &str,
+        id: &SessionId,
+        reason: EndReason,
+    ) -> Result<(), EngineError> {
         let failed = |message: String| EngineError::CloseFailed { session_id: id.clone(), message };
         let response = self
             .replica_client
@@ -217,6 +223,8 @@ impl Engine {
             return Ok(());
         }
         let body: serde_json::Value = response.json().await.unwrap_or_default();
-        Err(failed(body["error"]["message"].as_str().unwrap_or("the replica that owns it refused").to_owned()))
+        Err(failed(
+            body["error"]["message"].as_str().unwrap_or("the replica that owns it refused").to_owned(),
+        ))
     }
 }

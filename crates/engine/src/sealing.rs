@@ -36,7 +36,8 @@ impl SecretKey {
     /// sharing `secrets.key` also share, such as the preview passes' signing key.
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
         use hmac::{Hmac, Mac};
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        let mut mac =
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
         mac.update(purpose.as_bytes());
         mac.finalize().into_bytes().into()
     }

@@ -256,8 +256,9 @@ async fn proxy(
         .map_err(|_| ApiError::invalid_request("the preview request cannot be forwarded"))?;
     *upstream.headers_mut() = forwarded_headers(&parts.headers, &prefix, &port);
 
-    let response =
-        crate::replicas::relay(stream, upstream, client_upgrade).await.map_err(|error| unreachable_preview(&port, &error))?;
+    let response = crate::replicas::relay(stream, upstream, client_upgrade)
+        .await
+        .map_err(|error| unreachable_preview(&port, &error))?;
     let (mut parts, body) = response.into_parts();
     // The browser talks to berth, whatever HTTP version the sandbox's server speaks.
     parts.version = axum::http::Version::HTTP_11;

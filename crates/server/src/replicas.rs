@@ -47,7 +47,8 @@ async fn close_here(
         return Err(ApiError::unauthorized());
     }
     let id = SessionId::parse(&id).ok_or_else(|| ApiError::invalid_request("not a session id"))?;
-    let reason = EndReason::parse(&body.reason).ok_or_else(|| ApiError::invalid_request("not an end reason"))?;
+    let reason =
+        EndReason::parse(&body.reason).ok_or_else(|| ApiError::invalid_request("not an end reason"))?;
     let closed = state.engine.close_here(&id, reason).await?;
     Ok(Json(serde_json::json!({ "id": closed.id.as_str(), "state": closed.state.as_str() })))
 }
@@ -90,14 +91,16 @@ pub async fn forward_to_owner(State(state): State<AppState>, request: Request, n
 }
 
 async fn forward(state: &AppState, url: &str, mut request: Request) -> Result<Response, ApiError> {
-    let unavailable = |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "replica_unavailable", message);
+    let unavailable =
+        |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "replica_unavailable", message);
     let authority = url.strip_prefix("http://").ok_or_else(|| {
         unavailable("the session's replica has an address this replica cannot reach (http:// only)".into())
     })?;
-    let stream = tokio::net::TcpStream::connect(authority)
-        .await
-        .map_err(|error| unavailable(format!("the replica that owns the session does not answer: {error}")))?;
-    let client_upgrade = crate::preview::is_upgrade(request.headers()).then(|| hyper::upgrade::on(&mut request));
+    let stream = tokio::net::TcpStream::connect(authority).await.map_err(|error| {
+        unavailable(format!("the replica that owns the session does not answer: {error}"))
+    })?;
+    let client_upgrade =
+        crate::preview::is_upgrade(request.headers()).then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     parts.headers.remove(REPLICA_SECRET_HEADER);
     if let Ok(secret) = HeaderValue::from_str(state.engine.replica_secret()) {
@@ -113,9 +116,9 @@ async fn forward(state: &AppState, url: &str, mut request: Request) -> Result<Re
         .body(body)
         .map_err(|_| ApiError::invalid_request("the request cannot be forwarded"))?;
     *upstream.headers_mut() = parts.headers;
-    let response = relay(stream, upstream, client_upgrade)
-        .await
-        .map_err(|error| unavailable(format!("the replica that owns the session failed to answer: {error}")))?;
+    let response = relay(stream, upstream, client_upgrade).await.map_err(|error| {
+        unavailable(format!("the replica that owns the session failed to answer: {error}"))
+    })?;
     let (mut parts, body) = response.into_parts();
     parts.version = axum::http::Version::HTTP_11;
     Ok(Response::from_parts(parts, Body::new(body)))

@@ -57,7 +57,12 @@ impl Store {
     /// Registers this process as replica `id`, reachable at `url`, with a lease until
     /// `lease_until_ms`: a new epoch, so whatever an earlier run of `id` left behind is
     /// not its to change until claimed ([`Store::claim_own_sessions`]).
-    pub async fn register_replica(&self, id: &str, url: &str, lease_until_ms: i64) -> Result<i64, StoreError> {
+    pub async fn register_replica(
+        &self,
+        id: &str,
+        url: &str,
+        lease_until_ms: i64,
+    ) -> Result<i64, StoreError> {
         let epoch: i64 = with_pool!(&self.backend, |pool| sqlx::query_scalar(
             "INSERT INTO replicas (id, url, epoch, lease_expires_ms) VALUES ($1, $2, 1, $3)
              ON CONFLICT (id) DO UPDATE SET url = $2, epoch = replicas.epoch + 1, lease_expires_ms = $3

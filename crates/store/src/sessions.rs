@@ -148,14 +148,16 @@ impl Store {
     /// The live sessions of `user` as the database has them now (no cache): what an
     /// open decides on.
     pub async fn live_sessions_of_now(&self, user: &UserId) -> Result<Vec<Session>, StoreError> {
-        with_pool!(&self.backend, |pool| into_sessions(
+        with_pool!(&self.backend, |pool| {
+            into_sessions(
             sqlx::query_as::<_, SessionRow>(&format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND state <> 'ended' ORDER BY started_at, id"
             ))
             .bind(user.as_str())
             .fetch_all(pool)
             .await?,
-        ))
+        )
+        })
     }
 
     pub async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {

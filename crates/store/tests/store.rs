@@ -188,8 +188,11 @@ async fn events_are_numbered_once_per_workspace_under_concurrent_writers() {
         }
         let writes = (0..40).map(|n| {
             let store = store.clone();
-            let (target, session) =
-                if n % 2 == 0 { (one.id.clone(), sessions[0].clone()) } else { (two.id.clone(), sessions[1].clone()) };
+            let (target, session) = if n % 2 == 0 {
+                (one.id.clone(), sessions[0].clone())
+            } else {
+                (two.id.clone(), sessions[1].clone())
+            };
             tokio::spawn(async move {
                 store
                     .append_event(&target, &session, now(), "system", &format!("{{\"n\": {n}}}"))
@@ -233,7 +236,10 @@ async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
             agent_running: false,
         };
         store.register_replica("a", "http://127.0.0.1:1", i64::MAX).await.unwrap();
-        assert_eq!(store.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap(), SessionInsert::Inserted);
+        assert_eq!(
+            store.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap(),
+            SessionInsert::Inserted
+        );
         assert_eq!(
             store.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap(),
             SessionInsert::WorkspaceNotReady,
@@ -302,7 +308,9 @@ async fn the_installations_sandbox_slots_are_taken_in_the_database_never_beyond_
         let attempts = workspaces.iter().enumerate().map(|(n, workspace)| {
             let store = if n % 2 == 0 { one.clone() } else { two.clone() };
             let session = starting_session(&bob, workspace);
-            tokio::spawn(async move { store.insert_session(&session, WorkspaceState::Ready, 5).await.unwrap() })
+            tokio::spawn(
+                async move { store.insert_session(&session, WorkspaceState::Ready, 5).await.unwrap() },
+            )
         });
         let mut outcomes = Vec::new();
         for attempt in attempts {
@@ -328,7 +336,8 @@ async fn a_replica_whose_sessions_were_taken_over_can_change_them_no_more() {
             lost.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap(),
             SessionInsert::Inserted
         );
-        let before = lost.append_event(&session.workspace_id, &session.id, now(), "system", "{}").await.unwrap();
+        let before =
+            lost.append_event(&session.workspace_id, &session.id, now(), "system", "{}").await.unwrap();
         assert_eq!(before.seq, 1);
         let owner = survivor.session_owner(&session.id).await.unwrap().unwrap();
         assert_eq!(owner.id, "lost");
@@ -351,7 +360,11 @@ async fn a_replica_whose_sessions_were_taken_over_can_change_them_no_more() {
         assert!(survivor.end_session(&session.id, EndReason::ReplicaLost, now()).await.unwrap());
         let ended = survivor.session(&session.id).await.unwrap().unwrap();
         assert_eq!(ended.end_reason, Some(EndReason::ReplicaLost));
-        assert_eq!(survivor.session_events(&session.id, 0, 10).await.unwrap().len(), 1, "nothing written by the lost");
+        assert_eq!(
+            survivor.session_events(&session.id, 0, 10).await.unwrap().len(),
+            1,
+            "nothing written by the lost"
+        );
 
         // Registering again gives the lost replica a new epoch, never its old sessions.
         let epoch = lost.register_replica("lost", "http://127.0.0.1:1", i64::MAX).await.unwrap();
@@ -363,7 +376,8 @@ async fn a_replica_whose_sessions_were_taken_over_can_change_them_no_more() {
 #[tokio::test]
 async fn opens_of_one_user_wait_for_each_other_on_every_replica() {
     let Some(postgres) = berth_testkit::PostgresDatabase::create() else { return };
-    let (one, two) = (Store::open(&postgres.url()).await.unwrap(), Store::open(&postgres.url()).await.unwrap());
+    let (one, two) =
+        (Store::open(&postgres.url()).await.unwrap(), Store::open(&postgres.url()).await.unwrap());
     let dave = user("dave");
     insert_user(&one, &dave, "d").await.unwrap();
     let held = one.lock_user_opens(&dave.id).await.unwrap();

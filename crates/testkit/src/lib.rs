@@ -59,11 +59,19 @@ impl Default for SourceRepo {
     }
 }
 
-/// Kills every sandbox the local driver recorded under `data_dir/sandboxes`, for test
-/// servers dropped without a shutdown: no test leaves an agent process behind.
+/// Kills every sandbox the local driver recorded under `data_dir/sandboxes` (each
+/// replica's directory there included), for test servers dropped without a shutdown: no
+/// test leaves an agent process behind.
 pub fn kill_recorded_sandboxes(data_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(data_dir.join("sandboxes")) else { return };
-    for entry in entries.flatten() {
+    let entries: Vec<_> = entries
+        .flatten()
+        .flat_map(|entry| match std::fs::read_dir(entry.path()) {
+            Ok(inner) => inner.flatten().collect(),
+            Err(_) => vec![entry],
+        })
+        .collect();
+    for entry in entries {
         let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
         // The record is JSON with a numeric "pid", which is also the process group.
         let pid = text

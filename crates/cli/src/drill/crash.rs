@@ -4,7 +4,7 @@
 //! every session ended `server_restart`, and every file the agents wrote is on disk.
 
 use super::TOKEN;
-use crate::harness::{Api, Live, ServeProcess, make_repository, make_workspaces};
+use crate::harness::{Api, Live, REPLICA, ServeProcess, make_repository, make_workspaces};
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -92,7 +92,7 @@ pub async fn run(dir: &Path, args: &CrashArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    let groups = sandbox_groups(&data.join("sandboxes"))?;
+    let groups = sandbox_groups(&data.join("sandboxes").join(REPLICA))?;
     ensure!(
         groups.len() == args.sessions,
         "{} sandboxes recorded for {} sessions",

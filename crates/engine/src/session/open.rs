@@ -110,13 +110,7 @@ impl Engine {
             .collect();
         // Every replica's sandboxes count; the insert checks again in the same step.
         let running = u32::try_from(self.store.live_session_count().await?).unwrap_or(u32::MAX);
-        let decision = decide_open(
-            &workspace.id,
-            workspace.state,
-            &summaries,
-            running,
-            &self.config.limits,
-        );
+        let decision = decide_open(&workspace.id, workspace.state, &summaries, running, &self.config.limits);
         match decision {
             OpenDecision::Resume(id) => self.resume(&id).await,
             OpenDecision::NotReady(state) => Err(EngineError::WrongState { id: workspace.id, state }),
@@ -171,7 +165,8 @@ impl Engine {
         let Some(commands) = self.take_slot(&session) else {
             return Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER });
         };
-        match self.store.insert_session(&session, workspace.state, self.config.limits.running_sandboxes).await {
+        match self.store.insert_session(&session, workspace.state, self.config.limits.running_sandboxes).await
+        {
             Ok(SessionInsert::Inserted) => {}
             Ok(SessionInsert::NoSandboxSlot) => {
                 self.release_slot(&session.id);
