@@ -312,3 +312,66 @@ async fn a_replica_that_lost_its_lease_cannot_change_its_old_sessions() {
     let again = cluster.open(a, &cluster.workspaces[0]).await;
     assert_eq!(cluster.session(b, &again).await["state"], "active");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_one_replica_changes_every_other_sees_within_a_second() {
+    let Some(cluster) = Cluster::start(1, &[]).await else { return };
+    let (a, b) = (&cluster.a, &cluster.b);
+    // A token used on a (and cached there), revoked through b.
+    let (status, token) = cluster.call(a, "POST", "/api/tokens", Some(json!({ "name": "laptop" }))).await;
+    assert_eq!(status, 201, "{token}");
+    let secret = token["token"].as_str().unwrap();
+    let me =
+        |replica: &Replica| cluster.http.get(format!("{}/api/me", replica.base)).bearer_auth(secret).send();
+    assert_eq!(me(a).await.unwrap().status(), 200);
+    let (status, _) =
+        cluster.call(b, "DELETE", &format!("/api/tokens/{}", token["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 204);
+    let revoked = Instant::now();
+    while me(a).await.unwrap().status() != 401 {
+        assert!(revoked.elapsed() < Duration::from_secs(1), "a still takes the revoked token");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A workspace list read (and cached) on b, the workspace renamed through a.
+    let workspace = &cluster.workspaces[0];
+    let names = async || {
+        let (_, list) = cluster.call(b, "GET", "/api/workspaces", None).await;
+        list["workspaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names().await, ["w0"]);
+    let (status, renamed) = cluster
+        .call(a, "PATCH", &format!("/api/workspaces/{workspace}"), Some(json!({ "name": "renamed" })))
+        .await;
+    assert_eq!(status, 200, "{renamed}");
+    let changed = Instant::now();
+    while names().await != ["renamed"] {
+        assert!(changed.elapsed() < Duration::from_secs(1), "b still lists the old name");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_serves_one_replica_and_refuses_a_second_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}/berth.db", data.path().display());
+    let _first = Replica::start("first", data.path(), &database, &[]).await;
+    let second = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("serve")
+        .env("BERTH_DATA", data.path())
+        .env("BERTH_DATABASE_URL", &database)
+        .env("BERTH_REPLICA_ID", "second")
+        .env("BERTH_LISTEN", "127.0.0.1:0")
+        .env("BERTH_PREVIEW_LISTEN", "off")
+        .env("BERTH_ADMIN_TOKEN", ADMIN)
+        .env("BERTH_ISOLATION", "none")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{said}");
+    assert!(said.contains("SQLite serves one replica") && said.contains("'first'"), "{said}");
+}

@@ -82,6 +82,7 @@ impl Engine {
     ) -> Result<Arc<Engine>, EngineError> {
         let engine = Engine::open_with_driver(config, driver).await?;
         engine.join_replicas().await?;
+        engine.spawn_replica_listener().await?;
         engine.reconcile_sessions().await?;
         engine.spawn_lease_keeper();
         engine.resume_interrupted_initialisations().await?;
@@ -151,6 +152,7 @@ impl Engine {
     fn notify_workspace_changed(&self, id: &WorkspaceId) {
         // No listener is not an error.
         let _ = self.workspace_changes.send(id.clone());
+        self.tell_replicas(berth_store::Change::Workspace(id.clone()));
     }
 
     /// Ends every live session (powering its sandbox off), stops background work and

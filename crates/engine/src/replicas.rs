@@ -11,7 +11,7 @@ use crate::session::runtime::Command;
 use crate::{Engine, EngineError};
 use berth_core::session::EndReason;
 use berth_core::{Session, SessionId, WorkspaceId};
-use berth_store::ReplicaInfo;
+use berth_store::{Change, ReplicaInfo};
 use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +59,50 @@ impl Engine {
         let epoch =
             self.store.register_replica(&replica.id, &replica.url, now + millis(replica.lease)).await?;
         tracing::info!(replica = %replica.id, epoch, url = %replica.url, "replica registered");
+        Ok(())
+    }
+
+    /// Tells the other replicas of `change`, without waiting (nothing on SQLite).
+    pub(crate) fn tell_replicas(&self, change: Change) {
+        if !self.store.is_postgres() {
+            return;
+        }
+        let store = self.store.clone();
+        self.tasks.spawn(async move {
+            if let Err(error) = store.tell_replicas(&change).await {
+                tracing::warn!(error = %error, "cannot tell the other replicas of a change");
+            }
+        });
+    }
+
+    /// Hears what the other replicas change, until shutdown: their session changes reach
+    /// this replica's dashboards, and its caches forget what changed.
+    pub(crate) async fn spawn_replica_listener(self: &Arc<Self>) -> Result<(), EngineError> {
+        let Some(mut changes) = self.store.listen_to_replicas().await? else { return Ok(()) };
+        let engine = Arc::clone(self);
+        self.tasks.spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    () = engine.shutdown.cancelled() => return,
+                    change = changes.recv() => match change {
+                        Some(change) => change,
+                        None => return,
+                    },
+                };
+                match change {
+                    Change::Session(id) => {
+                        if let Ok(session) = engine.load_session(&id).await {
+                            let _ = engine.session_changes.send(session.clone());
+                            let _ = engine.workspace_changes.send(session.workspace_id);
+                        }
+                    }
+                    Change::Workspace(id) => {
+                        let _ = engine.workspace_changes.send(id);
+                    }
+                    Change::Access => engine.tokens.forget_all(),
+                }
+            }
+        });
         Ok(())
     }
 

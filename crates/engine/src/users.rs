@@ -91,6 +91,11 @@ impl TokenCache {
     fn forget_user(&self, user_id: &UserId) {
         self.lock().retain(|_, (user, _, _)| &user.id != user_id);
     }
+
+    /// Another replica revoked a token or disabled a user: nothing cached is trusted.
+    pub(crate) fn forget_all(&self) {
+        self.lock().clear();
+    }
 }
 
 impl Engine {
@@ -155,6 +160,7 @@ impl Engine {
         let id = TokenId::parse(id).ok_or_else(not_found)?;
         let hash = self.store.delete_token(&user.id, &id).await?.ok_or_else(not_found)?;
         self.tokens.forget(&hash);
+        self.tell_replicas(berth_store::Change::Access);
         tracing::info!(user_id = %user.id, token_id = %id, "token revoked");
         Ok(())
     }
@@ -164,6 +170,7 @@ impl Engine {
         let hash = hash_token(token);
         self.store.delete_token_by_hash(&hash).await?;
         self.tokens.forget(&hash);
+        self.tell_replicas(berth_store::Change::Access);
         Ok(())
     }
 
@@ -200,6 +207,7 @@ impl Engine {
             return Err(not_found());
         }
         self.tokens.forget_user(&id);
+        self.tell_replicas(berth_store::Change::Access);
         if disabled {
             for session in self.store.live_sessions_of(&id).await? {
                 if let Err(error) = self.close_session(&session.id, EndReason::Admin).await {

@@ -27,7 +27,7 @@ mod workspaces;
 use sqlx::{PgPool, SqlitePool};
 use std::time::Duration;
 
-pub use replicas::{Fence, ReplicaInfo};
+pub use replicas::{Change, Fence, ReplicaInfo};
 pub use secrets::SealedCredential;
 pub use sessions::{SessionInsert, UserOpenLock};
 pub use workspaces::InitialisationOutcome;

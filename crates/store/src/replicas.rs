@@ -194,3 +194,97 @@ impl Store {
         .await?))
     }
 }
+
+/// The channel replicas tell each other of changes on (PostgreSQL `LISTEN/NOTIFY`).
+const CHANGES_CHANNEL: &str = "berth_changes";
+
+/// A change one replica tells the others of: what its readers must not keep serving
+/// from a cache, and what their live dashboards should show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Session(berth_core::SessionId),
+    Workspace(berth_core::WorkspaceId),
+    /// A token revoked or a user disabled: cached credentials must be read again.
+    Access,
+}
+
+impl Change {
+    fn encode(&self, replica: &str) -> String {
+        match self {
+            Change::Session(id) => format!("{replica} session {id}"),
+            Change::Workspace(id) => format!("{replica} workspace {id}"),
+            Change::Access => format!("{replica} access -"),
+        }
+    }
+
+    /// The change and the replica it came from; `None` for anything else.
+    fn decode(payload: &str) -> Option<(String, Change)> {
+        let mut parts = payload.splitn(3, ' ');
+        let (replica, kind, id) = (parts.next()?, parts.next()?, parts.next()?);
+        let change = match kind {
+            "session" => Change::Session(berth_core::SessionId::parse(id)?),
+            "workspace" => Change::Workspace(berth_core::WorkspaceId::parse(id)?),
+            "access" => Change::Access,
+            _ => return None,
+        };
+        Some((replica.to_owned(), change))
+    }
+}
+
+impl Store {
+    /// Tells the other replicas of `change` (PostgreSQL; nothing on SQLite, which serves
+    /// one replica).
+    pub async fn tell_replicas(&self, change: &Change) -> Result<(), StoreError> {
+        let crate::Backend::Postgres(pool) = &self.backend else { return Ok(()) };
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(change.encode(&self.fence().replica))
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The changes other replicas tell of, as they come; `None` on SQLite. Each one
+    /// also makes this store's cached reads stale. The stream ends only with the store;
+    /// a lost connection is made again (what was told meanwhile is missed, so every
+    /// cached read is made stale then too).
+    pub async fn listen_to_replicas(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<Change>>, StoreError> {
+        let crate::Backend::Postgres(pool) = &self.backend else { return Ok(None) };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(CHANGES_CHANNEL).await?;
+        let (sender, changes) = tokio::sync::mpsc::unbounded_channel();
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                // `try_recv` answers `None` when the connection was lost (and is made again
+                // on the next call).
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => {
+                        let Some((from, change)) = Change::decode(notification.payload()) else { continue };
+                        if from == store.fence().replica {
+                            continue;
+                        }
+                        drop(store.reads.change());
+                        if sender.send(change).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        drop(store.reads.change());
+                        if sender.send(Change::Access).is_err() {
+                            return;
+                        }
+                    }
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "listening to other replicas failed; trying again");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(changes))
+    }
+}

@@ -167,6 +167,7 @@ impl Engine {
     /// owner tells its live clients itself).
     pub(crate) fn publish_session(&self, session: &Session) {
         let _ = self.session_changes.send(session.clone());
+        self.tell_replicas(berth_store::Change::Session(session.id.clone()));
         self.notify_workspace_changed(&session.workspace_id);
     }
 
