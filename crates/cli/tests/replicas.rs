@@ -20,11 +20,14 @@ const PATIENCE: Duration = Duration::from_secs(60);
 struct Replica {
     child: Child,
     base: String,
+    /// Where its preview hosts answer.
+    preview: String,
 }
 
 impl Replica {
     async fn start(id: &str, data: &Path, database: &str, settings: &[(&str, &str)]) -> Replica {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (port, preview) = (free(), free());
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .arg("serve")
             .env("BERTH_DATA", data)
@@ -32,7 +35,7 @@ impl Replica {
             .env("BERTH_REPLICA_ID", id)
             .env("BERTH_REPLICA_LEASE", format!("{}s", LEASE.as_secs()))
             .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
-            .env("BERTH_PREVIEW_LISTEN", "127.0.0.1:0")
+            .env("BERTH_PREVIEW_LISTEN", format!("127.0.0.1:{preview}"))
             .env("BERTH_ADMIN_TOKEN", ADMIN)
             .env("BERTH_GIT_LOCAL_ROOTS", std::env::temp_dir())
             .env("BERTH_ISOLATION", "none")
@@ -43,7 +46,11 @@ impl Replica {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let replica = Replica { child, base: format!("http://127.0.0.1:{port}") };
+        let replica = Replica {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            preview: format!("127.0.0.1:{preview}"),
+        };
         let deadline = Instant::now() + PATIENCE;
         while !reqwest::get(format!("{}/readyz", replica.base)).await.is_ok_and(|r| r.status().is_success()) {
             assert!(Instant::now() < deadline, "replica {id} did not start");
@@ -352,6 +359,32 @@ async fn what_one_replica_changes_every_other_sees_within_a_second() {
     while names().await != ["renamed"] {
         assert!(changed.elapsed() < Duration::from_secs(1), "b still lists the old name");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_preview_is_served_by_any_replica_through_the_sessions_owner() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let agent =
+        format!("python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 & exec sleep 2147483647");
+    let Some(cluster) = Cluster::start(1, &[("BERTH_AGENT", &agent)]).await else { return };
+    let workspace = &cluster.workspaces[0];
+    cluster.open(&cluster.a, workspace).await;
+    let (b_host, b_port) = cluster.b.preview.split_once(':').unwrap();
+    let preview = reqwest::Client::builder()
+        .resolve(&format!("{workspace}.preview.localhost"), format!("{b_host}:{b_port}").parse().unwrap())
+        .build()
+        .unwrap();
+    let url = format!("http://{workspace}.preview.localhost:{b_port}/{port}/README.md");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let response = preview.get(&url).bearer_auth(ADMIN).send().await.unwrap();
+        if response.status() == 200 {
+            assert!(response.text().await.unwrap().starts_with('#'), "the workspace's README through b");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the preview never answered through b: {}", response.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

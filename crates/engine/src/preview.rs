@@ -130,7 +130,22 @@ impl Engine {
         }
         let session =
             self.live_session_of_workspace(&workspace.id).await?.ok_or(EngineError::NoLiveSession)?;
-        match self.driver.connect(&session.id, port).await {
+        if let crate::replicas::SessionHome::Elsewhere { url } = self.session_home(&session.id).await? {
+            return self.tunnel_on(&url, &session.id, port).await;
+        }
+        self.connect_here(&session.id, port).await
+    }
+
+    /// Connects to `port` in the sandbox of live session `id`, which this replica owns.
+    pub async fn connect_here(
+        &self,
+        id: &berth_core::SessionId,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, EngineError> {
+        if self.handle(id).is_none() {
+            return Err(EngineError::NoLiveSession);
+        }
+        match self.driver.connect(id, port).await {
             Ok(stream) => Ok(stream),
             Err(SandboxError::NotRunning { .. }) => Err(EngineError::NoLiveSession),
             Err(SandboxError::Connect { source, .. }) => {

@@ -15,6 +15,8 @@ use berth_store::{Change, ReplicaInfo};
 use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// The header a replica's request to another carries: the shared replica secret.
 pub const REPLICA_SECRET_HEADER: &str = "x-berth-replica";
@@ -243,6 +245,48 @@ impl Engine {
         match self.store.live_session_of_workspace(id).await? {
             Some(session) => self.session_home(&session.id).await,
             None => Ok(SessionHome::Here),
+        }
+    }
+
+    /// A connection to `port` in the sandbox of session `id`, which the replica at `url`
+    /// owns: that replica's tunnel (an HTTP upgrade), after which the stream carries the
+    /// sandbox's bytes as they are.
+    pub(crate) async fn tunnel_on(
+        &self,
+        url: &str,
+        id: &SessionId,
+        port: u16,
+    ) -> Result<TcpStream, EngineError> {
+        let unreachable = |message: String| EngineError::PreviewUnreachable { port, message };
+        let authority = url.strip_prefix("http://").ok_or_else(|| {
+            unreachable("the replica that owns the session is not reachable over http://".into())
+        })?;
+        let mut stream = TcpStream::connect(authority).await.map_err(|error| {
+            unreachable(format!("the replica that owns the session does not answer: {error}"))
+        })?;
+        let request = format!(
+            "GET /internal/sessions/{id}/tunnel/{port} HTTP/1.1\r\nHost: {authority}\r\n\
+             Connection: upgrade\r\nUpgrade: berth-tunnel\r\n{REPLICA_SECRET_HEADER}: {}\r\n\r\n",
+            self.replica_secret
+        );
+        stream.write_all(request.as_bytes()).await.map_err(|error| unreachable(error.to_string()))?;
+        // The answer's head, byte by byte so nothing after it is read.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() > 8192 {
+                return Err(unreachable("the replica's answer is too long".into()));
+            }
+            let byte = stream.read_u8().await.map_err(|error| unreachable(error.to_string()))?;
+            head.push(byte);
+        }
+        let status_line = String::from_utf8_lossy(&head);
+        match status_line.split(' ').nth(1) {
+            Some("101") => Ok(stream),
+            Some("404") => Err(EngineError::NoLiveSession),
+            _ => Err(unreachable(format!(
+                "the replica that owns the session answered {}",
+                status_line.lines().next().unwrap_or_default()
+            ))),
         }
     }
 

@@ -22,7 +22,33 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/internal/sessions/{id}/close", post(close_here))
+    Router::new()
+        .route("/internal/sessions/{id}/close", post(close_here))
+        .route("/internal/sessions/{id}/tunnel/{port}", axum::routing::get(tunnel))
+}
+
+/// Another replica serving a preview of a session owned here: the connection becomes a
+/// tunnel to `port` in the session's sandbox.
+async fn tunnel(
+    State(state): State<AppState>,
+    Path((id, port)): Path<(String, u16)>,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    if !from_a_replica(&state, request.headers()) {
+        return Err(ApiError::unauthorized());
+    }
+    let id = SessionId::parse(&id).ok_or_else(|| ApiError::invalid_request("not a session id"))?;
+    let sandbox = state.engine.connect_here(&id, port).await?;
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let (mut replica, mut sandbox) = (TokioIo::new(upgraded), sandbox);
+        let _ = tokio::io::copy_bidirectional(&mut replica, &mut sandbox).await;
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("berth-tunnel"));
+    Ok(response)
 }
 
 /// Whether the request carries the replicas' shared secret.
