@@ -177,16 +177,7 @@ impl Store {
             return Ok(cached.as_ref().clone());
         }
         let generation = self.reads.generation();
-        let sessions = with_pool!(&self.backend, |pool| {
-            into_sessions(
-                sqlx::query_as::<_, SessionRow>(&format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND state <> 'ended' ORDER BY started_at, id"
-                ))
-                .bind(user.as_str())
-                .fetch_all(pool)
-                .await?,
-            )?
-        });
+        let sessions = self.live_sessions_of_now(user).await?;
         self.reads.keep_live_sessions(user, generation, sessions.clone());
         Ok(sessions)
     }

@@ -224,17 +224,7 @@ async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
         let store = open(&database).await;
         let (alice, demo) = alice_and_demo(&store).await;
         store.finish_initialisation(&demo.id, &InitialisationOutcome::Ready { branch: None }).await.unwrap();
-        let session = Session {
-            id: SessionId::generate(),
-            workspace_id: demo.id.clone(),
-            user_id: alice.id.clone(),
-            state: SessionState::Starting,
-            started_at: now(),
-            ended_at: None,
-            end_reason: None,
-            grace_expires_at: None,
-            agent_running: false,
-        };
+        let session = starting_session(&alice, &demo);
         store.register_replica("a", "http://127.0.0.1:1", i64::MAX).await.unwrap();
         assert_eq!(
             store.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap(),
