@@ -75,6 +75,8 @@ pub struct Store {
     reads: std::sync::Arc<reads::ReadCache>,
     /// The replica and epoch this store writes sessions as.
     fence: replicas::SharedFence,
+    /// PostgreSQL: the connections that hold users' open locks.
+    locks: Option<PgPool>,
 }
 
 /// The databases berth can keep its records in; the methods of [`Store`] run the same
@@ -89,14 +91,15 @@ impl Store {
     /// Opens (creating if needed) the database at `url` and applies the migrations that
     /// ship inside the binary.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite(sqlite::open(url).await?)
+        let (backend, locks) = if url.starts_with("sqlite:") {
+            (Backend::Sqlite(sqlite::open(url).await?), None)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres(postgres::open(url).await?)
+            let (pool, locks) = postgres::open(url).await?;
+            (Backend::Postgres(pool), Some(locks))
         } else {
             return Err(StoreError::UnsupportedUrl { url: postgres::redacted(url) });
         };
-        let store = Store { backend, reads: Default::default(), fence: Default::default() };
+        let store = Store { backend, reads: Default::default(), fence: Default::default(), locks };
         store.name_unnamed_tokens().await?;
         Ok(store)
     }
@@ -116,6 +119,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(locks) = &self.locks {
+            locks.close().await;
+        }
         with_pool!(&self.backend, |pool| pool.close().await)
     }
 }

@@ -14,7 +14,12 @@ const MAX_CONNECTIONS: u32 = 16;
 /// before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(crate) async fn open(url: &str) -> Result<PgPool, StoreError> {
+/// Connections that only hold users' open locks, apart from the pool the work itself
+/// uses, so opens holding their locks can never starve it.
+const MAX_LOCK_CONNECTIONS: u32 = 32;
+
+/// The work's pool and the pool of open locks (connected on first use).
+pub(crate) async fn open(url: &str) -> Result<(PgPool, PgPool), StoreError> {
     let open_error = |source| StoreError::Open { url: redacted(url), source };
     let options = PgConnectOptions::from_str(url)
         .map_err(open_error)?
@@ -23,14 +28,18 @@ pub(crate) async fn open(url: &str) -> Result<PgPool, StoreError> {
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(options)
+        .connect_with(options.clone())
         .await
         .map_err(open_error)?;
+    let locks = PgPoolOptions::new()
+        .max_connections(MAX_LOCK_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options);
     sqlx::migrate!("./migrations/postgres")
         .run(&pool)
         .await
         .map_err(|source| StoreError::Migrate { source })?;
-    Ok(pool)
+    Ok((pool, locks))
 }
 
 /// The URL without its password, for messages.

@@ -129,13 +129,14 @@ impl Store {
     }
 
     /// Serialises the opens of `user` across every replica until the returned lock is
-    /// dropped: on PostgreSQL a transaction holding the user's advisory lock; on SQLite
-    /// (one replica) nothing — the engine's own lock does it.
+    /// dropped: on PostgreSQL a transaction holding the user's advisory lock, on a
+    /// connection of the locks' own pool (opens that wait hold none of the work's); on
+    /// SQLite (one replica) nothing — the engine's own lock does it.
     pub async fn lock_user_opens(&self, user: &UserId) -> Result<UserOpenLock, StoreError> {
-        match &self.backend {
-            crate::Backend::Sqlite(_) => Ok(UserOpenLock { _held: None }),
-            crate::Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+        match &self.locks {
+            None => Ok(UserOpenLock { _held: None }),
+            Some(locks) => {
+                let mut tx = locks.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))")
                     .bind(user.as_str())
                     .execute(&mut *tx)
