@@ -105,6 +105,13 @@ impl ServeProcess {
         Ok(())
     }
 
+    /// `kill -9` of the server.
+    pub fn crash(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// `kill -9` of the server, then a new one on the same data directory and settings.
     pub async fn crash_and_restart(mut self) -> anyhow::Result<ServeProcess> {
         self.child.kill()?;

@@ -70,3 +70,21 @@ fn the_bench_prints_every_figure_of_the_design_against_its_target() {
         assert!(output.contains(figure), "no '{figure}' in\n{output}");
     }
 }
+
+#[test]
+fn the_replicas_drill_ends_a_killed_replicas_sessions_on_the_other_and_loses_nothing() {
+    // Its database comes from BERTH_TEST_POSTGRES_URL (scripts/test.sh starts a server).
+    if std::env::var_os("BERTH_TEST_POSTGRES_URL").is_none() {
+        assert!(std::env::var_os("CI").is_none(), "BERTH_TEST_POSTGRES_URL is not set: run scripts/test.sh");
+        eprintln!(
+            "skipping: BERTH_TEST_POSTGRES_URL is not set (scripts/test.sh starts a PostgreSQL server)"
+        );
+        return;
+    }
+    let (ok, output) = berth(&["drill", "replicas", "--sessions", "6", "--lease", "2s"]);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("ended replica_lost within") && output.contains("no event lost, none left live"),
+        "{output}"
+    );
+}

@@ -27,6 +27,7 @@ mod workspaces;
 use sqlx::{PgPool, SqlitePool};
 use std::time::Duration;
 
+pub use postgres::create_database;
 pub use replicas::{Change, Fence, ReplicaInfo};
 pub use secrets::SealedCredential;
 pub use sessions::{SessionInsert, UserOpenLock};

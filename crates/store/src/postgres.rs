@@ -42,6 +42,29 @@ pub(crate) async fn open(url: &str) -> Result<(PgPool, PgPool), StoreError> {
     Ok((pool, locks))
 }
 
+/// Makes an empty database `name` on the server `url` names, and returns its URL (for
+/// benchmarks and drills that need a database of their own).
+pub async fn create_database(url: &str, name: &str) -> Result<String, StoreError> {
+    use sqlx::Connection;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(StoreError::Corrupt { what: format!("'{name}' is not a database name berth makes") });
+    }
+    let open_error = |source| StoreError::Open { url: redacted(url), source };
+    let mut connection = sqlx::PgConnection::connect(url).await.map_err(open_error)?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut connection).await?;
+    connection.close().await?;
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let host_start = base.find("://").map_or(0, |at| at + 3);
+    let base = match base[host_start..].find('/') {
+        Some(slash) => &base[..host_start + slash],
+        None => base,
+    };
+    Ok(match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    })
+}
+
 /// The URL without its password, for messages.
 pub(crate) fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -3,6 +3,7 @@
 //! printing each against its target (and `--json` for scripts).
 
 mod capacity;
+mod databases;
 
 use crate::harness::{Api, make_repository, tempfile_dir};
 use anyhow::bail;
@@ -33,6 +34,10 @@ pub struct BenchArgs {
     /// serve` process; 0 skips them).
     #[arg(long, default_value_t = 1000)]
     hold: usize,
+    /// A PostgreSQL server (`postgres://user@host/db`) to measure the database figures on
+    /// beside SQLite's, in the same run; each server gets a fresh database made there.
+    #[arg(long)]
+    database: Option<String>,
 }
 
 /// One way of running sandboxes, compared in the open/close figures.
@@ -185,6 +190,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     figures.extend(measured?);
     if let Some(agent) = measured_agent {
         figures.extend(agent?);
+    }
+    if let Some(database) = &args.database {
+        match databases::compare(database, args.rounds).await {
+            Ok(measured) => figures.extend(measured),
+            Err(error) => skipped.push(format!("databases: {error:#}")),
+        }
     }
     if args.hold > 0 {
         let data = tempfile_dir("bench-capacity")?;
@@ -373,8 +384,9 @@ fn print_table(figures: &[Figure]) {
                 figure.name, figure.p50, figure.p95, figure.p99, figure.target
             );
         } else {
+            let decimals = if figure.unit == "ratio" { 2 } else { 0 };
             println!(
-                "{:<76} {:>10.0} {:>9} {:>9}  {:<18} {met}",
+                "{:<76} {:>10.decimals$} {:>9} {:>9}  {:<18} {met}",
                 figure.name, figure.p50, "", "", figure.target
             );
         }

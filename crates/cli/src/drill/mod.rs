@@ -4,6 +4,7 @@
 mod crash;
 mod faults;
 mod load;
+mod replicas;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,9 @@ pub enum Drill {
     Faults(faults::FaultsArgs),
     /// Many live-channel connections: the server's memory and the fan-out latency.
     Load(load::LoadArgs),
+    /// Two replicas on one PostgreSQL, every session busy; kill -9 of one: its sessions
+    /// end on the other within the lease and 5 s, nothing lost, none left live.
+    Replicas(replicas::ReplicasArgs),
 }
 
 /// Runs `drill` in a temporary directory of its own, removed afterwards.
@@ -28,6 +32,7 @@ pub async fn run(drill: Drill) -> anyhow::Result<ExitCode> {
         Drill::Crash(args) => crash::run(&dir, args).await,
         Drill::Faults(args) => faults::run(&dir, args).await,
         Drill::Load(args) => load::run(&dir, args).await,
+        Drill::Replicas(args) => replicas::run(&dir, args).await,
     };
     let _ = std::fs::remove_dir_all(&dir);
     outcome.map(|()| ExitCode::SUCCESS)
