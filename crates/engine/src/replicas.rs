@@ -133,6 +133,9 @@ impl Engine {
         let scan_every = renew_every.min(TAKE_OVER_SCAN);
         let mut renewed_at = tokio::time::Instant::now();
         let mut next_renewal = renewed_at + renew_every;
+        // Sessions abandoned while the database did not answer: once it does, they are
+        // still this replica's in the database, with no task here to end them.
+        let mut abandoned = false;
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
@@ -142,6 +145,13 @@ impl Engine {
             if now >= next_renewal {
                 next_renewal = now + renew_every;
                 match self.store.renew_lease(now_ms() + millis(lease)).await {
+                    Ok(true) if abandoned => {
+                        abandoned = false;
+                        renewed_at = now;
+                        if let Err(error) = self.join_again().await {
+                            tracing::error!(error = %error, "cannot end the sessions this replica abandoned");
+                        }
+                    }
                     Ok(true) => renewed_at = now,
                     Ok(false) => {
                         self.lease_lost().await;
@@ -154,6 +164,7 @@ impl Engine {
                         // at any moment; they are not ours to go on with.
                         if now.duration_since(renewed_at) >= lease && self.store.is_postgres() {
                             self.abandon_local_sessions().await;
+                            abandoned = true;
                         }
                         continue;
                     }

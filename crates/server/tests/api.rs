@@ -252,3 +252,43 @@ async fn a_database_that_goes_away_answers_503_store_unavailable() {
         "{body}"
     );
 }
+
+/// A replica cut off from its database for longer than its lease abandons its sessions
+/// (another replica may be ending them); when the database answers again, it ends the
+/// ones nobody ended (`replica_lost`) rather than leaving them live without an owner.
+#[tokio::test]
+async fn a_replica_cut_off_from_its_database_past_its_lease_leaves_no_session_live_without_an_owner() {
+    let Some(postgres) = berth_testkit::PostgresDatabase::create() else { return };
+    let proxy = berth_testkit::CuttableProxy::start(&postgres.address).await;
+    let address = proxy.address.clone();
+    let url = postgres.url_via(&address);
+    let server = TestServer::start_with(|config| {
+        config.database_url = url;
+        config.replica.lease = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let alice = server.member("alice").await;
+    let source = berth_testkit::SourceRepo::new();
+    let workspace = alice.ready_workspace(&source.url(), "demo").await;
+    let (status, opened) = alice.post(&format!("/api/workspaces/{workspace}/open"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let session = opened["session"]["id"].as_str().unwrap().to_owned();
+
+    proxy.cut().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.engine.running_sandbox_count() != 0 {
+        assert!(std::time::Instant::now() < deadline, "the session was never abandoned");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let _back = berth_testkit::CuttableProxy::start_on(&address, &postgres.address).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, shown) = alice.get(&format!("/api/sessions/{session}")).await;
+        if shown["state"] == "ended" {
+            assert_eq!(shown["end_reason"], "replica_lost", "{shown}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the abandoned session stayed live: {shown}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -410,7 +410,12 @@ pub struct CuttableProxy {
 
 impl CuttableProxy {
     pub async fn start(target: &str) -> CuttableProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        CuttableProxy::start_on("127.0.0.1:0", target).await
+    }
+
+    /// A proxy on `address` (the one a cut proxy had: the database comes back).
+    pub async fn start_on(address: &str, target: &str) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind(address).await.expect("a loopback port");
         let address = listener.local_addr().expect("its address").to_string();
         let target = target.to_owned();
         let task = tokio::spawn(async move {
