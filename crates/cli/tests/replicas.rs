@@ -408,3 +408,33 @@ async fn sqlite_serves_one_replica_and_refuses_a_second_at_start() {
     assert!(!second.status.success(), "{said}");
     assert!(said.contains("SQLite serves one replica") && said.contains("'first'"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_replicas_docker_sandbox_is_removed_by_the_replica_that_ends_its_session() {
+    if !berth_testkit::have_docker() {
+        return;
+    }
+    let image = berth_testkit::docker_test_image(Path::new(env!("CARGO_BIN_EXE_berth")));
+    let settings = [
+        ("BERTH_SANDBOX", "docker"),
+        ("BERTH_SANDBOX_IMAGE", image.as_str()),
+        ("BERTH_SANDBOX_NETWORK", "outbound"),
+        ("BERTH_AGENT", "exec sleep 2147483647"),
+    ];
+    let Some(mut cluster) = Cluster::start(1, &settings).await else { return };
+    let session = cluster.open(&cluster.a, &cluster.workspaces[0]).await;
+    let containers = || {
+        let listed = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=berth.session={session}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&listed.stdout).lines().count()
+    };
+    assert_eq!(containers(), 1, "the session's container runs");
+    cluster.a.child.kill().unwrap();
+    cluster.a.child.wait().unwrap();
+    assert_eq!(containers(), 1, "a container outlives the replica that made it");
+    let (ended, _) = cluster.until_ended(&cluster.b, &session).await;
+    assert_eq!(ended["end_reason"], "replica_lost");
+    assert_eq!(containers(), 0, "the replica that ended the session removed its container");
+}
