@@ -80,6 +80,10 @@ pub enum EngineError {
     BinaryFile { size: u64 },
     #[error("{what}")]
     Unsupported { what: &'static str },
+    /// The session an open would resume is owned by another replica (it became live
+    /// there a moment ago): the request goes there.
+    #[error("this workspace's session is served by another replica; send the request again")]
+    SessionElsewhere { url: String },
     #[error(
         "SQLite serves one replica, and replica '{other}' holds a lease on this database; \
          several replicas share a PostgreSQL database (database_url = postgres://...)"
@@ -147,6 +151,7 @@ impl EngineError {
             EngineError::BinaryFile { .. } => "binary_file",
             EngineError::Unsupported { .. } => "unsupported",
             EngineError::Store { source: berth_store::StoreError::Unavailable { .. } } => "store_unavailable",
+            EngineError::SessionElsewhere { .. } => "replica_unavailable",
             EngineError::OneReplicaOnly { .. }
             | EngineError::Sandbox { .. }
             | EngineError::Io { .. }

@@ -17,11 +17,24 @@ pub struct ApiError {
     pub extra: Box<Map<String, Value>>,
     /// Seconds for a `Retry-After` header.
     pub retry_after_s: Option<u64>,
+    /// The replica that can answer instead (the session it needs lives there).
+    pub elsewhere: Option<String>,
 }
+
+/// In a response's extensions: the replica that can answer the request instead.
+#[derive(Debug, Clone)]
+pub struct AnswerElsewhere(pub String);
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), extra: Box::default(), retry_after_s: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: Box::default(),
+            retry_after_s: None,
+            elsewhere: None,
+        }
     }
 
     pub fn with(mut self, key: &str, value: Value) -> ApiError {
@@ -70,6 +83,9 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(url) = self.elsewhere {
+            response.extensions_mut().insert(AnswerElsewhere(url));
+        }
         response
     }
 }
@@ -114,6 +130,12 @@ impl From<EngineError> for ApiError {
                 answer
                     .with("limit", Value::from(limit))
                     .with("active_sessions", serde_json::to_value(sessions).unwrap_or(Value::Null))
+            }
+            EngineError::SessionElsewhere { url } => {
+                let mut elsewhere = answer.with("retry_after_s", Value::from(1));
+                elsewhere.retry_after_s = Some(1);
+                elsewhere.elsewhere = Some(url);
+                elsewhere
             }
             EngineError::ControllersBusy { retry_after } => {
                 let seconds = retry_after.as_secs();
@@ -164,7 +186,9 @@ fn status_of(error: &EngineError) -> StatusCode {
         | EngineError::CloseFailed { .. }
         | EngineError::PreviewUnreachable { .. }
         | EngineError::SandboxFailed { .. } => StatusCode::BAD_GATEWAY,
-        EngineError::ControllersBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        EngineError::ControllersBusy { .. } | EngineError::SessionElsewhere { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         EngineError::Store { .. } if error.code() == "store_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         EngineError::Git { .. }
         | EngineError::Io { .. }

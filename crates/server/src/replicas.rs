@@ -6,7 +6,7 @@
 //! answers only to that secret.
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{AnswerElsewhere, ApiError};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -102,16 +102,35 @@ pub async fn forward_to_owner(State(state): State<AppState>, request: Request, n
     let Some(target) = owned_target(request.uri().path()) else {
         return next.run(request).await;
     };
-    let home = match target {
-        Owned::Session(id) => state.engine.session_home(&id).await,
-        Owned::Workspace(id) => state.engine.workspace_home(&id).await,
+    let (home, open) = match target {
+        Owned::Session(id) => (state.engine.session_home(&id).await, false),
+        Owned::Workspace(id) => (state.engine.workspace_home(&id).await, true),
     };
     match home {
-        Ok(SessionHome::Elsewhere { url }) => match forward(&state, &url, request).await {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        },
-        // Here, or the store cannot say: the handler answers as it would anyway.
+        Ok(SessionHome::Elsewhere { url }) => {
+            forward(&state, &url, request).await.unwrap_or_else(IntoResponse::into_response)
+        }
+        // Here, or the store cannot say: the handler answers — and when the session an
+        // open resumes became live on another replica meanwhile (racing an open there),
+        // the request goes there after all.
+        _ if open => {
+            let (parts, body) = request.into_parts();
+            let Ok(body) = axum::body::to_bytes(body, crate::MAX_REQUEST_BODY_BYTES).await else {
+                return ApiError::invalid_request("the request body is too large").into_response();
+            };
+            let mut again = Request::new(Body::from(body.clone()));
+            *again.method_mut() = parts.method.clone();
+            *again.uri_mut() = parts.uri.clone();
+            *again.headers_mut() = parts.headers.clone();
+            let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+            match response.extensions().get::<AnswerElsewhere>() {
+                Some(AnswerElsewhere(url)) => {
+                    let url = url.clone();
+                    forward(&state, &url, again).await.unwrap_or_else(IntoResponse::into_response)
+                }
+                None => response,
+            }
+        }
         _ => next.run(request).await,
     }
 }

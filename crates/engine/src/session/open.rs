@@ -137,8 +137,11 @@ impl Engine {
     pub(crate) async fn resume(&self, id: &SessionId) -> Result<OpenOutcome, EngineError> {
         match self.ask(id, |reply| Command::Resume { reply }).await {
             Some(resumed) => Ok(OpenOutcome::Resumed { session: resumed? }),
-            // It ended between the decision and now.
-            None => Err(EngineError::NotFound { what: "session" }),
+            None => match self.session_home(id).await? {
+                crate::replicas::SessionHome::Elsewhere { url } => Err(EngineError::SessionElsewhere { url }),
+                // It ended between the decision and now.
+                crate::replicas::SessionHome::Here => Err(EngineError::NotFound { what: "session" }),
+            },
         }
     }
 
