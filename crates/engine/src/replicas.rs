@@ -178,7 +178,7 @@ impl Engine {
 
     /// Ends the sessions of every replica whose lease expired (one at a time across
     /// replicas: the first to fence a lost replica ends its sessions).
-    async fn take_over_lost_replicas(&self) -> Result<(), EngineError> {
+    async fn take_over_lost_replicas(self: &Arc<Self>) -> Result<(), EngineError> {
         let now = now_ms();
         let me = &self.config.replica.id;
         for lost in self.store.replicas().await? {
@@ -190,13 +190,18 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) async fn take_over(&self, lost: &ReplicaInfo, now: i64) -> Result<(), EngineError> {
-        let sessions = self.store.take_over(lost, now).await?;
-        tracing::warn!(replica = %lost.id, sessions = sessions.len(), "replica lost: ending its sessions");
-        for session in sessions {
+    pub(crate) async fn take_over(self: &Arc<Self>, lost: &ReplicaInfo, now: i64) -> Result<(), EngineError> {
+        let taken = self.store.take_over(lost, now).await?;
+        tracing::warn!(
+            replica = %lost.id,
+            sessions = taken.sessions.len(),
+            clones = taken.clones.len(),
+            "replica lost: ending its sessions, cloning again what it cloned"
+        );
+        for session in taken.sessions {
             self.end_unowned(&session, EndReason::ReplicaLost).await;
         }
-        Ok(())
+        self.clone_again(taken.clones).await
     }
 
     /// Ends a live session this replica holds no task for (taken over, or left by an
@@ -213,7 +218,7 @@ impl Engine {
 
     /// This replica's lease was taken: its sessions are another's now. Each is
     /// abandoned, then the replica registers again and ends what is still its own.
-    async fn lease_lost(&self) {
+    async fn lease_lost(self: &Arc<Self>) {
         tracing::error!(replica = %self.config.replica.id, "this replica lost its lease; abandoning its sessions");
         self.abandon_local_sessions().await;
         if let Err(error) = self.join_again().await {
@@ -221,16 +226,19 @@ impl Engine {
         }
     }
 
-    async fn join_again(&self) -> Result<(), EngineError> {
+    async fn join_again(self: &Arc<Self>) -> Result<(), EngineError> {
         let replica = &self.config.replica;
         self.store.register_replica(&replica.id, &replica.url, now_ms() + millis(replica.lease)).await?;
         for session in self.store.claim_own_sessions().await? {
             self.end_unowned(&session, EndReason::ReplicaLost).await;
         }
-        Ok(())
+        // Its clones were stopped: whatever no one took over is cloned again here.
+        let interrupted = self.store.interrupted_clones().await?;
+        self.clone_again(interrupted).await
     }
 
     async fn abandon_local_sessions(&self) {
+        self.stop_every_clone();
         let ids: Vec<SessionId> = self.registry().live.keys().cloned().collect();
         for id in ids {
             let _ = self.ask(&id, |reply| Command::Abandon { reply }).await;

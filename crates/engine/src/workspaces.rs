@@ -366,7 +366,7 @@ impl Engine {
     /// At start: a workspace left `initialising` by a stopped or crashed server is cloned
     /// again from scratch, and directories with no workspace record are removed.
     pub(crate) async fn resume_interrupted_initialisations(self: &Arc<Self>) -> Result<(), EngineError> {
-        for workspace in self.store.workspaces_in_state(WorkspaceState::Initialising).await? {
+        for workspace in self.store.interrupted_clones().await? {
             tracing::warn!(workspace_id = %workspace.id, "initialisation was interrupted; cloning again");
             self.store
                 .append_init_log(
@@ -377,6 +377,26 @@ impl Engine {
             self.start_clone(&workspace);
         }
         self.remove_orphan_directories().await
+    }
+
+    /// Clones again what a lost replica was cloning (now this replica's).
+    pub(crate) async fn clone_again(self: &Arc<Self>, workspaces: Vec<Workspace>) -> Result<(), EngineError> {
+        for workspace in workspaces {
+            tracing::warn!(workspace_id = %workspace.id, "the replica cloning it was lost; cloning again");
+            self.store
+                .append_init_log(&workspace.id, "\nberth: the replica cloning it was lost; cloning again\n")
+                .await?;
+            self.start_clone(&workspace);
+        }
+        Ok(())
+    }
+
+    /// Stops every clone of this replica (its lease was lost: another replica clones
+    /// them again), recording nothing.
+    pub(crate) fn stop_every_clone(&self) {
+        for (_, handle) in self.lock_clones().drain() {
+            handle.cancel.cancel();
+        }
     }
 
     async fn remove_orphan_directories(&self) -> Result<(), EngineError> {
@@ -404,7 +424,12 @@ impl Engine {
         let workspace = workspace.clone();
         self.tasks.spawn(async move {
             let id = workspace.id.clone();
-            if let Err(error) = engine.run_clone(&workspace, cancel).await {
+            let claimed = engine.store.claim_clone(&id).await;
+            let cloned = match claimed {
+                Ok(()) => engine.run_clone(&workspace, cancel).await,
+                Err(error) => Err(error.into()),
+            };
+            if let Err(error) = cloned {
                 tracing::error!(workspace_id = %id, error = %error, "initialisation could not be recorded");
             }
             engine.lock_clones().remove(&id);
@@ -488,8 +513,11 @@ impl Engine {
                 InitialisationOutcome::Failed { error: summary }
             }
         };
-        if !self.store.finish_initialisation(&workspace.id, &outcome).await? {
-            // Deleted while cloning: leave nothing behind.
+        if !self.store.finish_initialisation(&workspace.id, &outcome).await?
+            && self.store.workspace(&workspace.id).await?.is_none()
+        {
+            // Deleted while cloning: leave nothing behind. (Not finished but still there:
+            // another replica clones it now, into this directory.)
             remove_dir_if_present(&dir).await?;
         }
         self.notify_workspace_changed(&workspace.id);

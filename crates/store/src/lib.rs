@@ -28,7 +28,7 @@ use sqlx::{PgPool, SqlitePool};
 use std::time::Duration;
 
 pub use postgres::create_database;
-pub use replicas::{Change, Fence, ReplicaInfo};
+pub use replicas::{Change, Fence, ReplicaInfo, TakenOver};
 pub use secrets::SealedCredential;
 pub use sessions::{SessionInsert, UserOpenLock};
 pub use workspaces::InitialisationOutcome;

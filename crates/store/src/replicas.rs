@@ -30,6 +30,15 @@ impl SharedFence {
     }
 }
 
+/// What a replica took over from a lost one.
+#[derive(Debug, Default)]
+pub struct TakenOver {
+    /// Its live sessions, to end.
+    pub sessions: Vec<Session>,
+    /// Its workspaces still initialising, to clone again.
+    pub clones: Vec<berth_core::Workspace>,
+}
+
 /// A replica as the database knows it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ReplicaInfo {
@@ -127,12 +136,12 @@ impl Store {
         .await?))
     }
 
-    /// Takes over the live sessions of replica `lost` if its lease (of epoch
-    /// `lost.epoch`) has expired at `now_ms`: in one transaction its epoch moves on (its
-    /// renewals fail from now on) and its live sessions become this replica's, which
-    /// are returned for ending. Empty when it renewed meanwhile or another replica was
-    /// first.
-    pub async fn take_over(&self, lost: &ReplicaInfo, now_ms: i64) -> Result<Vec<Session>, StoreError> {
+    /// Takes over the live sessions and the clones of replica `lost` if its lease (of
+    /// epoch `lost.epoch`) has expired at `now_ms`: in one transaction its epoch moves on
+    /// (its renewals fail from now on) and its live sessions and initialising workspaces
+    /// become this replica's, returned for ending and cloning again. Empty when it renewed
+    /// meanwhile or another replica was first.
+    pub async fn take_over(&self, lost: &ReplicaInfo, now_ms: i64) -> Result<TakenOver, StoreError> {
         let fence = self.fence();
         let _change = self.reads.change();
         with_pool!(&self.backend, |pool| {
@@ -148,7 +157,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if fenced.rows_affected() != 1 {
-                return Ok(Vec::new());
+                return Ok(TakenOver::default());
             }
             let sessions = crate::sessions::into_sessions(
                 sqlx::query_as(&format!(
@@ -162,8 +171,18 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?,
             )?;
+            let clones = crate::workspaces::into_workspaces(
+                sqlx::query_as(&format!(
+                    "UPDATE workspaces SET cloner = $1 WHERE cloner = $2 AND state = 'initialising' RETURNING {}",
+                    crate::workspaces::WORKSPACE_COLUMNS
+                ))
+                .bind(&fence.replica)
+                .bind(&lost.id)
+                .fetch_all(&mut *tx)
+                .await?,
+            )?;
             tx.commit().await?;
-            Ok(sessions)
+            Ok(TakenOver { sessions, clones })
         })
     }
 

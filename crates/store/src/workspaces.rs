@@ -4,11 +4,11 @@ use crate::{Store, StoreError, is_unique_violation};
 use berth_core::{UserId, Workspace, WorkspaceId, WorkspaceState};
 use chrono::{DateTime, Utc};
 
-const WORKSPACE_COLUMNS: &str =
+pub(crate) const WORKSPACE_COLUMNS: &str =
     "id, owner, name, repo, branch, agent, state, error, created_at, last_opened_at";
 
 #[derive(sqlx::FromRow)]
-struct WorkspaceRow {
+pub(crate) struct WorkspaceRow {
     id: String,
     owner: String,
     name: String,
@@ -43,7 +43,7 @@ impl TryFrom<WorkspaceRow> for Workspace {
     }
 }
 
-fn into_workspaces(rows: Vec<WorkspaceRow>) -> Result<Vec<Workspace>, StoreError> {
+pub(crate) fn into_workspaces(rows: Vec<WorkspaceRow>) -> Result<Vec<Workspace>, StoreError> {
     rows.into_iter().map(Workspace::try_from).collect()
 }
 
@@ -168,19 +168,49 @@ impl Store {
             InitialisationOutcome::Ready { branch } => (WorkspaceState::Ready, branch.as_deref(), None),
             InitialisationOutcome::Failed { error } => (WorkspaceState::Error, None, Some(error.as_str())),
         };
+        let fence = self.fence();
         with_pool!(&self.backend, |pool| {
             let result = sqlx::query(
                 "UPDATE workspaces SET state = $1, branch = COALESCE($2, branch), error = $3
-                     WHERE id = $4 AND state = 'initialising'",
+                     WHERE id = $4 AND state = 'initialising' AND (cloner = $5 OR cloner = '')",
             )
             .bind(state.as_str())
             .bind(branch)
             .bind(error)
             .bind(id.as_str())
+            .bind(&fence.replica)
             .execute(pool)
             .await?;
             Ok(result.rows_affected() == 1)
         })
+    }
+
+    /// Makes this replica the one cloning `id`: from now on only it finishes the clone.
+    pub async fn claim_clone(&self, id: &WorkspaceId) -> Result<(), StoreError> {
+        let fence = self.fence();
+        with_pool!(&self.backend, |pool| {
+            sqlx::query("UPDATE workspaces SET cloner = $1 WHERE id = $2 AND state = 'initialising'")
+                .bind(&fence.replica)
+                .bind(id.as_str())
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Workspaces left `initialising` by an earlier run of this replica (or by no replica
+    /// in particular): their clones start again.
+    pub async fn interrupted_clones(&self) -> Result<Vec<Workspace>, StoreError> {
+        let fence = self.fence();
+        with_pool!(&self.backend, |pool| into_workspaces(
+            sqlx::query_as::<_, WorkspaceRow>(&format!(
+                "SELECT {WORKSPACE_COLUMNS} FROM workspaces
+                  WHERE state = 'initialising' AND (cloner = $1 OR cloner = '') ORDER BY created_at, id"
+            ))
+            .bind(&fence.replica)
+            .fetch_all(pool)
+            .await?,
+        ))
     }
 
     /// Puts a failed workspace back to `initialising` with an empty log, for a retry;

@@ -331,11 +331,30 @@ async fn a_replica_whose_sessions_were_taken_over_can_change_them_no_more() {
         assert_eq!(before.seq, 1);
         let owner = survivor.session_owner(&session.id).await.unwrap().unwrap();
         assert_eq!(owner.id, "lost");
+        // The lost replica was cloning a workspace too.
+        let cloning = workspace(&carol, "cloning");
+        lost.insert_workspace(&cloning).await.unwrap();
+        lost.claim_clone(&cloning.id).await.unwrap();
+        assert!(survivor.interrupted_clones().await.unwrap().is_empty(), "not the survivor's to resume");
         let not_yet = survivor.take_over(&owner, 500).await.unwrap();
-        assert!(not_yet.is_empty(), "a lease that holds is not taken over");
+        assert!(
+            not_yet.sessions.is_empty() && not_yet.clones.is_empty(),
+            "a lease that holds is not taken over"
+        );
         let taken = survivor.take_over(&owner, 2_000).await.unwrap();
-        assert_eq!(taken.iter().map(|s| &s.id).collect::<Vec<_>>(), vec![&session.id], "{}", database.url);
-        assert!(survivor.take_over(&owner, 2_000).await.unwrap().is_empty(), "taken over once");
+        assert_eq!(
+            taken.sessions.iter().map(|s| &s.id).collect::<Vec<_>>(),
+            vec![&session.id],
+            "{}",
+            database.url
+        );
+        assert_eq!(taken.clones.iter().map(|w| &w.id).collect::<Vec<_>>(), vec![&cloning.id]);
+        assert!(survivor.take_over(&owner, 2_000).await.unwrap().sessions.is_empty(), "taken over once");
+        let ready = InitialisationOutcome::Ready { branch: None };
+        assert!(
+            !lost.finish_initialisation(&cloning.id, &ready).await.unwrap(),
+            "the lost clone finishes nothing"
+        );
 
         // Every write of the lost replica to the session now changes nothing.
         let (starting, active) = (SessionState::Starting, SessionState::Active);

@@ -12,6 +12,10 @@ use berth_core::{Event, SessionId, User};
 use chrono::Utc;
 use std::sync::Arc;
 
+/// How long a close waits for the sessions of a lost replica to be ended by whichever
+/// replica sees the loss first (every replica looks each second).
+const LOST_REPLICA_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Engine {
     /// Powers the sandbox of `id` off and ends the session with `reason`. Success when it
     /// had already ended. On a driver failure the session stays live and the failure is
@@ -47,9 +51,35 @@ impl Engine {
                     message: format!("replica '{}' owns it", owner.id),
                 });
             }
-            // Its replica is lost: ending its sessions is this replica's now.
-            self.take_over(&owner, crate::replicas::now_ms()).await?;
-            return self.load_session(id).await;
+            // Its replica is lost: the first replica to see that ends its sessions, within
+            // a second of the lease's expiry.
+            let mut changes = self.subscribe_session_changes();
+            let ended = async {
+                loop {
+                    let session = self.load_session(id).await?;
+                    if !session.state.is_live() {
+                        return Ok::<_, EngineError>(session);
+                    }
+                    // Until this session changes (or too much changed to tell).
+                    loop {
+                        match changes.recv().await {
+                            Ok(changed) if &changed.id == id => break,
+                            Ok(_) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                    }
+                }
+            };
+            return match tokio::time::timeout(LOST_REPLICA_WAIT, ended).await {
+                Ok(ended) => ended,
+                Err(_) => Err(EngineError::CloseFailed {
+                    session_id: id.clone(),
+                    message: format!("replica '{}' stopped answering; its sessions end shortly", owner.id),
+                }),
+            };
         }
         let ended = self.finish(&session, reason, |_| {}).await?;
         self.publish_session(&ended);

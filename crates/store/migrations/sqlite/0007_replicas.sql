@@ -10,4 +10,6 @@ CREATE TABLE replicas (
 );
 ALTER TABLE sessions ADD COLUMN replica_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+-- Which replica clones an initialising workspace (a lost one's clones start again).
+ALTER TABLE workspaces ADD COLUMN cloner TEXT NOT NULL DEFAULT '';
 CREATE INDEX sessions_live_by_replica ON sessions (replica_id) WHERE state <> 'ended';
