@@ -153,6 +153,20 @@ impl Cluster {
         }
     }
 
+    /// The history of session `id` once its closing event is in it (the end is stored
+    /// first, then that event).
+    async fn closed_history(&self, replica: &Replica, id: &str) -> Vec<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let events = self.events(replica, id).await;
+            if events.last().is_some_and(|last| last["data"]["code"] == "session_closed") {
+                return events;
+            }
+            assert!(Instant::now() < deadline, "session {id} has no closing event: {events:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn events(&self, replica: &Replica, id: &str) -> Vec<Value> {
         let (status, page) = self.call(replica, "GET", &format!("/api/sessions/{id}/events"), None).await;
         assert_eq!(status, 200, "{page}");
@@ -266,7 +280,7 @@ async fn a_killed_replicas_sessions_end_on_another_within_the_lease_and_the_work
     let (ended, took) = cluster.until_ended(&cluster.b, &session).await;
     assert_eq!(ended["end_reason"], "replica_lost", "{ended}");
     assert!(took <= LEASE + Duration::from_secs(5), "ended after {took:?}");
-    let events = cluster.events(&cluster.b, &session).await;
+    let events = cluster.closed_history(&cluster.b, &session).await;
     let last = events.last().unwrap();
     assert_eq!(
         (last["kind"].as_str(), last["data"]["reason"].as_str()),
@@ -296,7 +310,7 @@ async fn a_replica_that_lost_its_lease_cannot_change_its_old_sessions() {
     a.signal(Signal::SIGSTOP);
     let (ended, _) = cluster.until_ended(b, &session).await;
     assert_eq!(ended["end_reason"], "replica_lost");
-    let events = cluster.events(b, &session).await;
+    let events = cluster.closed_history(b, &session).await;
     a.signal(Signal::SIGCONT);
     // The paused replica still holds the session's task: whatever it tries is fenced.
     let (status, answer) = cluster.call(a, "POST", &format!("/api/sessions/{session}/close"), None).await;
