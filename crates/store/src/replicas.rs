@@ -46,7 +46,7 @@ pub struct ReplicaInfo {
     /// Where other replicas reach it (`replica.url`).
     pub url: String,
     pub epoch: i64,
-    /// Unix milliseconds; 0 once it stopped or was taken over.
+    /// Unix milliseconds; 0 once it was taken over.
     pub lease_expires_ms: i64,
 }
 
@@ -102,11 +102,12 @@ impl Store {
         })
     }
 
-    /// A clean stop: the lease ends now, so no one waits for it to expire.
+    /// A clean stop: the lease ends now (expired, not 0), so no one waits for it and the
+    /// next replica to look takes over what it left (clones it stopped).
     pub async fn release_lease(&self) -> Result<(), StoreError> {
         let fence = self.fence();
         with_pool!(&self.backend, |pool| {
-            sqlx::query("UPDATE replicas SET lease_expires_ms = 0 WHERE id = $1 AND epoch = $2")
+            sqlx::query("UPDATE replicas SET lease_expires_ms = 1 WHERE id = $1 AND epoch = $2")
                 .bind(&fence.replica)
                 .bind(fence.epoch)
                 .execute(pool)

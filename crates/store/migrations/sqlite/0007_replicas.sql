@@ -5,7 +5,7 @@ CREATE TABLE replicas (
     id                TEXT PRIMARY KEY,
     url               TEXT NOT NULL,
     epoch             INTEGER NOT NULL,
-    -- Unix milliseconds; 0 once the replica stopped or its sessions were taken over.
+    -- Unix milliseconds; 0 once another replica took over what it left.
     lease_expires_ms  INTEGER NOT NULL
 );
 ALTER TABLE sessions ADD COLUMN replica_id TEXT NOT NULL DEFAULT '';
