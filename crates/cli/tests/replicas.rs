@@ -452,3 +452,24 @@ async fn a_killed_replicas_docker_sandbox_is_removed_by_the_replica_that_ends_it
     assert_eq!(ended["end_reason"], "replica_lost");
     assert_eq!(containers(), 0, "the replica that ended the session removed its container");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_browser_signed_in_by_cookie_reaches_a_session_on_another_replica() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let Some(cluster) = Cluster::start(1, &[]).await else { return };
+    let session = cluster.open(&cluster.a, &cluster.workspaces[0]).await;
+    // A page of b's origin opens the live channel with berth's cookie, as browsers do.
+    let url = format!("{}/api/sessions/{session}/live?after=0", cluster.b.base.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("cookie", format!("berth_token={ADMIN}").parse().unwrap());
+    request.headers_mut().insert("origin", cluster.b.base.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let first = tokio::time::timeout(PATIENCE, socket.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(first, Message::Text(_)), "{first:?}");
+    // The same page from another origin is refused, forwarded or not.
+    let url = format!("{}/api/sessions/{session}/live?after=0", cluster.b.base.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("cookie", format!("berth_token={ADMIN}").parse().unwrap());
+    request.headers_mut().insert("origin", "http://evil.example".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_err(), "a cross-origin page is refused");
+}

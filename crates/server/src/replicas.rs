@@ -151,9 +151,8 @@ async fn forward(state: &AppState, url: &str, mut request: Request) -> Result<Re
     if let Ok(secret) = HeaderValue::from_str(state.engine.replica_secret()) {
         parts.headers.insert(REPLICA_SECRET_HEADER, secret);
     }
-    if let Ok(host) = HeaderValue::from_str(authority) {
-        parts.headers.insert(header::HOST, host);
-    }
+    // `Host` stays the one the browser sent: the owner checks a cookie's request
+    // against it (`Origin` must be that host), as the first replica would have.
     let path = parts.uri.path_and_query().map_or("/", |path| path.as_str()).to_owned();
     let mut upstream = hyper::Request::builder()
         .method(parts.method)
