@@ -4,7 +4,7 @@
 //! of the open figures (DESIGN: PostgreSQL's p50 at most 1.5× SQLite's).
 
 use super::capacity::read_throughput;
-use super::{BENCH_TOKEN, BenchServer, Figure, measure, measure_open_close, sandbox_kind};
+use super::{BENCH_TOKEN, BenchServer, Figure, SandboxKind, measure, measure_open_close, sandbox_kind};
 use crate::harness::{Api, ServeProcess, WAITING_AGENT, make_repository, make_workspaces, tempfile_dir};
 use serde_json::json;
 
@@ -22,6 +22,18 @@ impl Backend {
         let name = format!("berth_bench_{}_{n}_{}", std::process::id(), rand::random::<u32>());
         Ok(Some(berth_store::create_database(server, &name).await?))
     }
+
+    /// A bench server on sandboxes of `kind` and a fresh database of this kind.
+    async fn server(&self, name: &str, kind: &SandboxKind, n: usize) -> anyhow::Result<BenchServer> {
+        let url = self.fresh(n).await?;
+        BenchServer::start(name, |config| {
+            kind.adjust(config);
+            if let Some(url) = url {
+                config.database_url = url;
+            }
+        })
+        .await
+    }
 }
 
 pub async fn compare(database: &str, rounds: usize) -> anyhow::Result<Vec<Figure>> {
@@ -37,14 +49,7 @@ pub async fn compare(database: &str, rounds: usize) -> anyhow::Result<Vec<Figure
             name: figure.name.replace("(isolation none)", &format!("(isolation none, {})", backend.label)),
             ..figure
         };
-        let url = backend.fresh(0).await?;
-        let server = BenchServer::start("database-open", |config| {
-            kind.adjust(config);
-            if let Some(url) = url {
-                config.database_url = url;
-            }
-        })
-        .await?;
+        let server = backend.server("database-open", &kind, 0).await?;
         let measured = measure_open_close(&server, &kind, rounds).await;
         server.stop().await?;
         for figure in measured? {
@@ -54,14 +59,7 @@ pub async fn compare(database: &str, rounds: usize) -> anyhow::Result<Vec<Figure
             figures.push(renamed(figure));
         }
 
-        let url = backend.fresh(1).await?;
-        let server = BenchServer::start("database-close-all", |config| {
-            kind.adjust(config);
-            if let Some(url) = url {
-                config.database_url = url;
-            }
-        })
-        .await?;
+        let server = backend.server("database-close-all", &kind, 1).await?;
         let measured = measure(&server.api, &server.repo).await;
         server.stop().await?;
         figures.extend(measured?.into_iter().map(renamed));
