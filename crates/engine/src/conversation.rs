@@ -154,9 +154,6 @@ impl Engine {
     }
 }
 
-/// The tool calls of a session's history (oldest first) still `pending` or `in_progress`,
-/// in the order they were first reported. A `tool_call` without a status is pending
-/// (ACP); a `tool_call_update` with one moves it on.
 /// The questions of a session's history that no `answer` event answered, oldest first.
 pub(crate) fn waiting_questions(events: &[Event]) -> Vec<String> {
     let field = |event: &Event, pointer: &str| {
@@ -174,6 +171,9 @@ pub(crate) fn waiting_questions(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
+/// The tool calls of a session's history (oldest first) still `pending` or `in_progress`,
+/// in the order they were first reported. A `tool_call` without a status is pending
+/// (ACP); a `tool_call_update` with one moves it on.
 pub(crate) fn open_tool_calls(events: &[Event]) -> Vec<String> {
     let mut order: Vec<String> = Vec::new();
     let mut status: HashMap<String, String> = HashMap::new();

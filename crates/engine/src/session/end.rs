@@ -31,9 +31,11 @@ impl Engine {
         self.close_here(id, reason).await
     }
 
-    /// Closes `id` on this replica only: by its owner task, or — live with no owner
-    /// alive anywhere (before the reconciliation at start, or its replica lost) — by
-    /// taking it over. Never asks another replica.
+    /// Closes `id` on this replica only: by its owner task; a session live in the store
+    /// with no task here is ended here when it is this replica's (before the
+    /// reconciliation at start), awaited when its replica is lost (whichever replica sees
+    /// that first ends it), refused when another live replica owns it. Never asks another
+    /// replica.
     pub async fn close_here(&self, id: &SessionId, reason: EndReason) -> Result<Session, EngineError> {
         if let Some(closed) = self.ask(id, |reply| Command::Close { reason, reply }).await {
             return closed;
