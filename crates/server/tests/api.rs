@@ -275,11 +275,7 @@ async fn a_replica_cut_off_from_its_database_past_its_lease_leaves_no_session_li
     let session = opened["session"]["id"].as_str().unwrap().to_owned();
 
     proxy.cut().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while server.engine.running_sandbox_count() != 0 {
-        assert!(std::time::Instant::now() < deadline, "the session was never abandoned");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    server.until_no_sandbox_runs().await;
     let _back = berth_testkit::CuttableProxy::start_on(&address, &postgres.address).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {

@@ -471,7 +471,7 @@ async fn an_agent_that_closes_its_connection_but_runs_on_ends_its_session() {
     let session = ended_session(&alice, opened["session"]["id"].as_str().unwrap()).await;
     assert_eq!(session["end_reason"], "failed");
     assert!(process_gone(pid).await, "the sandbox was powered off");
-    assert_eq!(server.engine.running_sandbox_count(), 0);
+    server.until_no_sandbox_runs().await;
     let (_, history) = alice.get(&format!("/api/workspaces/{demo}/events")).await;
     assert!(
         history["events"]

@@ -63,6 +63,16 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Waits until no sandbox slot is held: a session's end is stored a moment before
+    /// its owner gives its slot back.
+    pub async fn until_no_sandbox_runs(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.engine.running_sandbox_count() != 0 {
+            assert!(std::time::Instant::now() < deadline, "a sandbox slot is still held");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     pub async fn start() -> TestServer {
         TestServer::start_with(|_| {}).await
     }
