@@ -49,9 +49,9 @@ impl Store {
               WHERE EXISTS (SELECT 1 FROM sessions WHERE id = $2 AND replica_id = $6 AND epoch = $7)
              RETURNING seq";
         let fence = self.fence();
-        let seq: Option<i64> = match &self.backend {
-            // One writer at a time on SQLite: the statement is atomic as it is.
-            Backend::Sqlite(pool) => {
+        // The insert with its values, run on a pool or a transaction of either database.
+        macro_rules! insert_on {
+            ($executor:expr) => {
                 sqlx::query_scalar(insert)
                     .bind(workspace.as_str())
                     .bind(session.as_str())
@@ -60,9 +60,13 @@ impl Store {
                     .bind(data)
                     .bind(&fence.replica)
                     .bind(fence.epoch)
-                    .fetch_optional(pool)
+                    .fetch_optional($executor)
                     .await?
-            }
+            };
+        }
+        let seq: Option<i64> = match &self.backend {
+            // One writer at a time on SQLite: the statement is atomic as it is.
+            Backend::Sqlite(pool) => insert_on!(pool),
             // Concurrent writers on PostgreSQL: the workspace's numbering is taken under a
             // lock of its own, held to the commit.
             Backend::Postgres(pool) => {
@@ -71,16 +75,7 @@ impl Store {
                     .bind(workspace.as_str())
                     .execute(&mut *tx)
                     .await?;
-                let seq = sqlx::query_scalar(insert)
-                    .bind(workspace.as_str())
-                    .bind(session.as_str())
-                    .bind(at)
-                    .bind(kind)
-                    .bind(data)
-                    .bind(&fence.replica)
-                    .bind(fence.epoch)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let seq = insert_on!(&mut *tx);
                 tx.commit().await?;
                 seq
             }
