@@ -13,7 +13,7 @@ pub struct DataPaths {
 impl DataPaths {
     pub async fn create(root: &Path) -> Result<DataPaths, EngineError> {
         let paths = DataPaths { root: root.to_owned() };
-        for dir in [paths.root.clone(), paths.workspaces()] {
+        for dir in [paths.root.clone(), paths.workspaces(), paths.repository_formats()] {
             tokio::fs::create_dir_all(&dir)
                 .await
                 .map_err(|source| EngineError::Io { path: dir.clone(), source })?;
@@ -32,6 +32,17 @@ impl DataPaths {
 
     pub fn workspaces(&self) -> PathBuf {
         self.root.join("workspaces")
+    }
+
+    fn repository_formats(&self) -> PathBuf {
+        self.root.join("repository-formats")
+    }
+
+    /// The format of a workspace's repository as berth's clone found it (a record of
+    /// `berth_git::RepositoryFormat`): outside the checkout, so the agent cannot change
+    /// what berth's own git is told.
+    pub fn repository_format(&self, id: &WorkspaceId) -> PathBuf {
+        self.repository_formats().join(id.as_str())
     }
 
     /// The checkout of one workspace; the sandbox sees this directory and nothing else.

@@ -136,8 +136,8 @@ impl Engine {
 
     pub async fn git_status(&self, owner: &User, id: &str) -> Result<WorkspaceGitStatus, EngineError> {
         let workspace = self.with_checkout(owner, id).await?;
-        let dir = self.paths.workspace(&workspace.id);
-        berth_git::status(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir })
+        let (dir, format) = self.checkout_of(&workspace.id).await;
+        berth_git::status(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir, format })
             .await
             .map_err(|source| EngineError::Git { id: workspace.id, source })
     }
@@ -146,8 +146,8 @@ impl Engine {
     /// sandbox of the workspace.
     pub async fn workspace_changes(&self, owner: &User, id: &str) -> Result<berth_git::Changes, EngineError> {
         let workspace = self.with_checkout(owner, id).await?;
-        let dir = self.paths.workspace(&workspace.id);
-        berth_git::changes(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir })
+        let (dir, format) = self.checkout_of(&workspace.id).await;
+        berth_git::changes(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir, format })
             .await
             .map_err(|source| EngineError::Git { id: workspace.id, source })
     }
@@ -163,11 +163,14 @@ impl Engine {
     ) -> Result<WorkspaceFile, EngineError> {
         let path = berth_core::validate::checkout_path(path)?;
         let workspace = self.with_checkout(owner, id).await?;
-        let dir = self.paths.workspace(&workspace.id);
-        let found =
-            berth_git::read_path(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir }, path)
-                .await
-                .map_err(|source| EngineError::Git { id: workspace.id, source })?;
+        let (dir, format) = self.checkout_of(&workspace.id).await;
+        let found = berth_git::read_path(
+            &*self.driver,
+            Checkout { workspace_id: &workspace.id, dir: &dir, format },
+            path,
+        )
+        .await
+        .map_err(|source| EngineError::Git { id: workspace.id, source })?;
         Ok(match found {
             berth_git::CheckoutPath::Dir { entries, truncated } => WorkspaceFile::Dir { entries, truncated },
             berth_git::CheckoutPath::Symlink { target } => WorkspaceFile::Symlink { target },
@@ -191,9 +194,9 @@ impl Engine {
     ) -> Result<berth_git::Committed, EngineError> {
         berth_core::validate::commit_message(message)?;
         let workspace = self.with_checkout(owner, id).await?;
-        let dir = self.paths.workspace(&workspace.id);
+        let (dir, format) = self.checkout_of(&workspace.id).await;
         let email = format!("{}@users.berth.invalid", owner.name);
-        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir };
+        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir, format };
         match berth_git::commit(&*self.driver, checkout, (&owner.name, &email), message).await {
             Ok(committed) => {
                 tracing::info!(workspace_id = %workspace.id, head = %committed.head, "committed");
@@ -222,8 +225,8 @@ impl Engine {
         }
         let credential = self.git_credential(&owner.id, &workspace.repo).await?;
         let ssh = self.ssh_credential(&owner.id, &workspace.repo, None).await?;
-        let dir = self.paths.workspace(&workspace.id);
-        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir };
+        let (dir, format) = self.checkout_of(&workspace.id).await;
+        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir, format };
         let timeout = self.config.clone_timeout;
         match berth_git::push(&*self.driver, checkout, &workspace.repo, credential, ssh, timeout).await {
             Ok(pushed) => {
@@ -246,9 +249,13 @@ impl Engine {
         force: bool,
     ) -> Result<WorkspaceId, EngineError> {
         let workspace = self.workspace(owner, id).await?;
-        let dir = self.paths.workspace(&workspace.id);
+        let (dir, format) = self.checkout_of(&workspace.id).await;
         if workspace.state.has_checkout() && !force {
-            match berth_git::status(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir }).await
+            match berth_git::status(
+                &*self.driver,
+                Checkout { workspace_id: &workspace.id, dir: &dir, format },
+            )
+            .await
             {
                 Ok(status) if status.clean && status.unpushed_commits == 0 => {}
                 Ok(status) => {
@@ -279,6 +286,7 @@ impl Engine {
         self.stop_clone(&workspace.id).await;
         self.store.delete_workspace(&workspace.id).await?;
         remove_dir_if_present(&dir).await?;
+        let _ = tokio::fs::remove_file(self.paths.repository_format(&workspace.id)).await;
         self.notify_workspace_changed(&workspace.id);
         tracing::info!(workspace_id = %workspace.id, forced = force, "workspace deleted");
         Ok(workspace.id)
@@ -335,8 +343,8 @@ impl Engine {
         if self.store.live_session_of_workspace(&workspace.id).await?.is_some() {
             return Err(EngineError::WorkspaceActive);
         }
-        let dir = self.paths.workspace(&workspace.id);
-        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir };
+        let (dir, format) = self.checkout_of(&workspace.id).await;
+        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir, format };
         match berth_git::switch_branch(&*self.driver, checkout, branch).await {
             Ok(()) => Ok(()),
             Err(error @ berth_git::GitError::Failed { .. }) => {
@@ -485,6 +493,7 @@ impl Engine {
         logged?;
         let outcome = match cloned {
             Ok(outcome) => {
+                self.record_repository_format(&workspace.id, outcome.format).await?;
                 let branch = outcome.branch.as_deref().unwrap_or("(detached HEAD)");
                 self.store
                     .append_init_log(&workspace.id, &format!("berth: ready on branch {branch}\n"))
@@ -523,6 +532,25 @@ impl Engine {
         self.notify_workspace_changed(&workspace.id);
         tracing::info!(workspace_id = %workspace.id, outcome = ?outcome, "initialisation finished");
         Ok(())
+    }
+
+    /// Where a workspace's checkout is and the format of its repository (what berth's
+    /// clone recorded; a workspace cloned before formats were recorded has git's default).
+    async fn checkout_of(&self, id: &WorkspaceId) -> (std::path::PathBuf, berth_git::RepositoryFormat) {
+        let record = tokio::fs::read_to_string(self.paths.repository_format(id)).await.unwrap_or_default();
+        let format = berth_git::RepositoryFormat::parse_record(&record).unwrap_or_default();
+        (self.paths.workspace(id), format)
+    }
+
+    async fn record_repository_format(
+        &self,
+        id: &WorkspaceId,
+        format: berth_git::RepositoryFormat,
+    ) -> Result<(), EngineError> {
+        let path = self.paths.repository_format(id);
+        tokio::fs::write(&path, format!("{format}\n"))
+            .await
+            .map_err(|source| EngineError::Io { path, source })
     }
 
     /// What to tell a person whose clone was refused for want of a credential, or because

@@ -91,7 +91,7 @@ pub struct Changes {
 /// What changed in a checkout, read in a sandbox of its workspace.
 pub async fn changes(driver: &dyn SandboxDriver, checkout: Checkout<'_>) -> Result<Changes, GitError> {
     let job = GitJob::on_checkout("diff", CHANGES_SCRIPT, CHANGES_TIMEOUT, MAX_CHANGES_BYTES);
-    let output = job.run(driver, checkout.workspace_id, checkout.dir).await?;
+    let output = job.run(driver, checkout).await?;
     Ok(parse_changes(&output.stdout, output.stdout_truncated))
 }
 
@@ -114,7 +114,7 @@ pub async fn commit(
     let mut job = GitJob::on_checkout("commit", COMMIT_SCRIPT, CHANGES_TIMEOUT, 4096);
     job.args.push(message.to_owned());
     job.identity = Some((author.0.to_owned(), author.1.to_owned()));
-    let output = job.run(driver, checkout.workspace_id, checkout.dir).await?;
+    let output = job.run(driver, checkout).await?;
     let text = String::from_utf8_lossy(&output.stdout);
     let mut lines = text.lines();
     let head = lines

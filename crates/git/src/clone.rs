@@ -4,7 +4,7 @@
 //! else of the host, so no spelling of a path reaches berth's data directory. It has the
 //! host's network, so a git server on the same machine is reachable.
 
-use crate::{GitCredential, GitError, GitJob, SshCredential};
+use crate::{Checkout, GitCredential, GitError, GitJob, RepositoryFormat, SshCredential};
 use berth_core::WorkspaceId;
 use berth_sandbox::{JobNetwork, SandboxDriver};
 use std::path::{Path, PathBuf};
@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 pub struct CloneOutcome {
     /// The branch the checkout is on, `None` when HEAD is detached.
     pub branch: Option<String>,
+    /// The repository's format, for the configuration berth's later jobs run with.
+    pub format: RepositoryFormat,
 }
 
 /// Where a clone comes from.
@@ -47,7 +49,9 @@ pub struct CloneRequest<'a> {
 }
 
 /// `$1` the checkout, `$2` the repository, `$3` the branch (may be empty), then the
-/// exclusion patterns. Prints the branch checked out.
+/// exclusion patterns. Prints the branch checked out (or an empty line), then the object
+/// and reference formats — read now, from the configuration the clone just wrote, before
+/// the agent could change it.
 const CLONE_SCRIPT: &str = r#"set -e
 cd "$1"
 repository=$2 branch=$3
@@ -60,7 +64,9 @@ else
 fi
 mkdir -p .git/info
 for pattern in "$@"; do printf '%s\n' "$pattern" >> .git/info/exclude; done
-git symbolic-ref --quiet --short HEAD || true
+git symbolic-ref --quiet --short HEAD || echo
+git rev-parse --show-object-format
+git rev-parse --show-ref-format 2>/dev/null || echo files
 "#;
 
 /// Clones into `request.destination`, which must exist and be empty. The clone is killed
@@ -108,12 +114,24 @@ pub async fn clone(driver: &dyn SandboxDriver, request: CloneRequest<'_>) -> Res
         ssh: request.ssh,
         identity: None,
     };
-    let output = job.run(driver, request.workspace_id, request.destination).await;
+    let checkout = Checkout {
+        workspace_id: request.workspace_id,
+        dir: request.destination,
+        format: RepositoryFormat::default(),
+    };
+    let output = job.run(driver, checkout).await;
     // The job's end closes the channel: the last of the log is forwarded first.
     let _ = forward.await;
     let output = output?;
-    let branch = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    Ok(CloneOutcome { branch: (!branch.is_empty()).then_some(branch) })
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let (branch, objects, refs) = (lines.next(), lines.next(), lines.next());
+    let format = objects
+        .zip(refs)
+        .and_then(|(objects, refs)| RepositoryFormat::parse(objects, refs))
+        .ok_or_else(|| GitError::Parse { line: text.chars().take(200).collect() })?;
+    let branch = branch.unwrap_or_default().trim();
+    Ok(CloneOutcome { branch: (!branch.is_empty()).then(|| branch.to_owned()), format })
 }
 
 /// Turns byte chunks into text; a chunk may end inside a multi-byte character, whose

@@ -103,7 +103,7 @@ pub async fn read_path(
     let limit = MAX_FILE_BYTES.max((MAX_ENTRIES + 1) * ENTRY_BYTES);
     let mut job = GitJob::on_checkout("read", FILES_SCRIPT, FILES_TIMEOUT, limit + 64);
     job.args = vec![path.to_owned(), limit.to_string()];
-    let output = job.run(driver, checkout.workspace_id, checkout.dir).await?;
+    let output = job.run(driver, checkout).await?;
     parse(&output.stdout)
 }
 

@@ -2,16 +2,19 @@
 //! included (configuration, hooks, filters, submodules, gitfiles, alternates), so no git
 //! command of berth's runs on the host against it: each is a job of the workspace's
 //! sandbox driver ([`berth_sandbox::SandboxDriver::run_job`]), which sees that workspace
-//! and the system directories only. Inside, git runs with `GIT_DIR` and `GIT_WORK_TREE`
-//! explicit, no system or global configuration, no hooks, fsmonitor, submodule recursion,
-//! filters, credential helpers or external diff, within a time limit and with its output
-//! bounded; what it prints is parsed as untrusted text.
+//! and the system directories only. Inside, git runs with `GIT_DIR`, `GIT_COMMON_DIR` and
+//! `GIT_WORK_TREE` explicit, no system or global configuration, and berth's own
+//! configuration over the checkout's `.git/config` ([`RepositoryFormat::config`]): nothing
+//! the agent wrote in the checkout's configuration is read, so no program or place it
+//! names is used. Hooks are off; the job has a time limit and its output is bounded;
+//! what git prints is parsed as untrusted text.
 //!
 //! Callers pass repository strings that `berth_core::validate::repo` accepted; this crate
 //! still puts `--` before every argument that came from a person.
 
 mod changes;
 mod clone;
+mod config;
 mod credential;
 mod files;
 mod push;
@@ -26,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use changes::{ChangedFile, Changes, Commit, Committed, FileChange, changes, commit};
 pub use clone::{CloneOutcome, CloneRequest, CloneSource, clone};
+pub use config::{ObjectFormat, RefFormat, RepositoryFormat};
 pub use credential::{GitCredential, HttpOrigin, http_origin};
 pub use files::{CheckoutPath, Entry, EntryKind, MAX_ENTRIES, MAX_FILE_BYTES, read_path};
 pub use push::{PushOutcome, push};
@@ -75,19 +79,21 @@ impl GitError {
     }
 }
 
-/// A workspace's checkout: which workspace, and its directory on the host (which berth
-/// made and names; what is inside is the agent's).
+/// A workspace's checkout: which workspace, its directory on the host (which berth
+/// made and names; what is inside is the agent's), and its repository's format as
+/// berth's clone recorded it.
 #[derive(Debug, Clone, Copy)]
 pub struct Checkout<'a> {
     pub workspace_id: &'a WorkspaceId,
     pub dir: &'a Path,
+    pub format: RepositoryFormat,
 }
 
 /// The system's program directories: the sandbox's `PATH`.
 pub(crate) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Configuration given on git's command line (it wins over the checkout's): nothing of
-/// what the checkout says may run a program or reach outside it.
+/// Configuration given on git's command line, over berth's own file: what berth's jobs
+/// need whatever git's defaults become.
 const SAFE_CONFIG: [(&str, &str); 8] = [
     ("protocol.ext.allow", "never"),
     ("core.fsmonitor", "false"),
@@ -101,9 +107,10 @@ const SAFE_CONFIG: [(&str, &str); 8] = [
     ("safe.directory", "*"),
 ];
 
-/// Switches off every filter driver the checkout's configuration names (an empty command
-/// is no filter), appending to `GIT_CONFIG_COUNT`; the command's own script follows.
-/// Reading configuration runs nothing.
+/// Switches off every filter driver the configuration names (an empty command is no
+/// filter), appending to `GIT_CONFIG_COUNT`; the command's own script follows. In a
+/// sandbox the configuration is berth's and names none; this is for a driver without
+/// isolation, which cannot show berth's file. Reading configuration runs nothing.
 const FILTERS_OFF: &str = r#"n=$GIT_CONFIG_COUNT
 while IFS= read -r key; do
     [ -n "$key" ] || continue
@@ -159,8 +166,11 @@ fn environment(
     }
     env.push(("GIT_CONFIG_COUNT".to_owned(), count.to_string()));
     if let Some(checkout) = checkout {
-        // Explicit: a `core.worktree` or a gitfile in the checkout decides nothing.
-        env.push(("GIT_DIR".to_owned(), checkout.join(".git").to_string_lossy().into_owned()));
+        // Explicit: a `core.worktree`, a gitfile or a `commondir` file in the checkout
+        // decides nothing (the common directory is where git reads configuration from).
+        let git_dir = checkout.join(".git").to_string_lossy().into_owned();
+        env.push(("GIT_DIR".to_owned(), git_dir.clone()));
+        env.push(("GIT_COMMON_DIR".to_owned(), git_dir));
         env.push(("GIT_WORK_TREE".to_owned(), checkout.to_string_lossy().into_owned()));
     }
     env
@@ -174,7 +184,8 @@ struct GitJob<'a> {
     prelude: &'a str,
     script: &'a str,
     args: Vec<String>,
-    /// On an existing checkout: filters off first, its git directory explicit.
+    /// On an existing checkout: its git directory explicit, berth's configuration over
+    /// the checkout's, filters off.
     on_checkout: bool,
     network: JobNetwork,
     read_only: Vec<PathBuf>,
@@ -216,14 +227,10 @@ impl GitJob<'_> {
         }
     }
 
-    /// Runs the job in `workspace_id`'s sandbox over `dir`. A non-zero exit is
-    /// [`GitError::Failed`] with the end of git's message.
-    async fn run(
-        self,
-        driver: &dyn SandboxDriver,
-        workspace_id: &WorkspaceId,
-        dir: &Path,
-    ) -> Result<JobOutput, GitError> {
+    /// Runs the job in a sandbox of the checkout's workspace over its directory. A
+    /// non-zero exit is [`GitError::Failed`] with the end of git's message.
+    async fn run(self, driver: &dyn SandboxDriver, checkout: Checkout<'_>) -> Result<JobOutput, GitError> {
+        let (workspace_id, dir) = (checkout.workspace_id, checkout.dir);
         let inside = driver.job_workspace_path(dir);
         let filters_off = if self.on_checkout { FILTERS_OFF } else { "" };
         let script = format!("{}{filters_off}{}", self.prelude, self.script);
@@ -258,6 +265,7 @@ impl GitJob<'_> {
                 .chain(self.ssh.iter().flat_map(SshCredential::private_environment))
                 .collect(),
             network: self.network,
+            repository_config: self.on_checkout.then(|| checkout.format.config()),
             read_only: self.read_only,
             timeout: self.timeout,
             max_stdout: self.max_stdout,

@@ -1,6 +1,10 @@
 //! `git push` of the checked-out branch, in a sandbox of the workspace, to the repository
-//! the workspace was made from (berth's record, not the checkout's `origin`, which the
-//! agent may have changed), with the person's credential for that host.
+//! the workspace was made from (berth's record, named on the command line: never a remote
+//! of the checkout's, which the agent may have changed), with the person's credential for
+//! that host. The job has the host's network, so it runs no program the checkout could
+//! name: its configuration is berth's (no `insteadOf`, `askPass`, proxy, `sshCommand`,
+//! header or helper of the agent's), hooks are off, and ssh and the credential helper are
+//! berth's.
 
 use crate::{Checkout, GitCredential, GitError, GitJob, SshCredential};
 use berth_sandbox::JobNetwork;
@@ -19,10 +23,9 @@ repository=$2
 branch=$(git symbolic-ref --quiet --short HEAD) || { echo "error: HEAD is detached: check out a branch to push" >&2; exit 3; }
 head=$(git rev-parse --verify HEAD)
 git push --no-recurse-submodules --porcelain -- "$repository" "refs/heads/$branch:refs/heads/$branch" >&2
-# What `origin` (the same repository) has now, so the unpushed count says so.
-if [ "$(git remote get-url origin 2>/dev/null)" = "$repository" ]; then
-    git update-ref "refs/remotes/origin/$branch" "$head" || true
-fi
+# What berth's clone named `origin` (the same repository) has now, so the unpushed count
+# says so.
+git update-ref "refs/remotes/origin/$branch" "$head" || true
 printf '%s\n%s\n' "$branch" "$head"
 "#;
 
@@ -41,7 +44,7 @@ pub async fn push(
     job.network = JobNetwork::Host;
     job.credential = credential;
     job.ssh = ssh;
-    let output = job.run(driver, checkout.workspace_id, checkout.dir).await?;
+    let output = job.run(driver, checkout).await?;
     let text = String::from_utf8_lossy(&output.stdout);
     let mut lines = text.lines();
     match (lines.next(), lines.next()) {

@@ -123,6 +123,7 @@ pub async fn keyscan(
         ],
         secret_env: Vec::new(),
         network: JobNetwork::Host,
+        repository_config: None,
         read_only: Vec::new(),
         timeout,
         max_stdout: 64 * 1024,

@@ -41,16 +41,20 @@ exit $code
 /// What precedes the count of unpushed commits on the status job's standard error.
 const UNPUSHED: &str = "berth-unpushed=";
 
-/// Switches to `$2` (a local branch, or one a remote has, which git then tracks),
+/// Switches to `$2`: a local branch, else one berth's clone fetched from `origin` (made
+/// local from it, without tracking: the configuration is berth's and read-only),
 /// leaving submodules alone.
-const SWITCH_SCRIPT: &str = r#"exec git switch --no-progress --no-recurse-submodules -- "$2"
+const SWITCH_SCRIPT: &str = r#"if git show-ref --verify --quiet -- "refs/heads/$2" || ! git show-ref --verify --quiet -- "refs/remotes/origin/$2"; then
+    exec git switch --no-progress --no-recurse-submodules -- "$2"
+fi
+exec git switch --no-progress --no-recurse-submodules --no-track -c "$2" "refs/remotes/origin/$2"
 "#;
 
 /// Reads the status of a checkout the agent can write to, in a sandbox of its workspace.
 pub async fn status(driver: &dyn SandboxDriver, checkout: Checkout<'_>) -> Result<GitStatus, GitError> {
     let mut job = GitJob::on_checkout("status", STATUS_SCRIPT, STATUS_TIMEOUT, MAX_STATUS_BYTES);
     job.prelude = STATUS_PRELUDE;
-    let output = job.run(driver, checkout.workspace_id, checkout.dir).await?;
+    let output = job.run(driver, checkout).await?;
     let stderr = String::from_utf8_lossy(&output.stderr_tail);
     parse_status(&output.stdout, output.stdout_truncated, &stderr)
 }
@@ -64,7 +68,7 @@ pub async fn switch_branch(
 ) -> Result<(), GitError> {
     let mut job = GitJob::on_checkout("switch", SWITCH_SCRIPT, SWITCH_TIMEOUT, 64 * 1024);
     job.args.push(branch.to_owned());
-    job.run(driver, checkout.workspace_id, checkout.dir).await.map(drop)
+    job.run(driver, checkout).await.map(drop)
 }
 
 /// Parses what the status job printed: the porcelain status on standard output (cut at its

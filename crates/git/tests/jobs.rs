@@ -21,7 +21,9 @@ async fn status_counts_changes_and_commits_no_remote_has() {
     let (dir, checkout, _source) = cloned();
     let driver = LocalDriver::new(&dir.path().join("sandboxes"), DEFAULT_STOP_TIMEOUT).unwrap();
     let id = WorkspaceId::generate();
-    let read = status(&driver, Checkout { workspace_id: &id, dir: &checkout }).await.unwrap();
+    let read = status(&driver, Checkout { workspace_id: &id, dir: &checkout, format: Default::default() })
+        .await
+        .unwrap();
     assert!(read.clean && read.unpushed_commits == 0, "{read:?}");
     assert_eq!(read.branch.as_deref(), Some("main"));
 
@@ -29,7 +31,9 @@ async fn status_counts_changes_and_commits_no_remote_has() {
     git(&checkout, &["add", "new.txt"]);
     git(&checkout, &["commit", "--quiet", "-m", "local"]);
     std::fs::write(checkout.join("untracked.txt"), "y").unwrap();
-    let read = status(&driver, Checkout { workspace_id: &id, dir: &checkout }).await.unwrap();
+    let read = status(&driver, Checkout { workspace_id: &id, dir: &checkout, format: Default::default() })
+        .await
+        .unwrap();
     assert_eq!((read.uncommitted.as_slice(), read.unpushed_commits), (&["untracked.txt".to_owned()][..], 1));
 }
 
@@ -54,9 +58,17 @@ async fn a_filter_driver_the_checkout_names_never_runs() {
         .set_modified(later)
         .unwrap();
 
-    let read = status(&driver, Checkout { workspace_id: &id, dir: &checkout }).await.unwrap();
+    let read = status(&driver, Checkout { workspace_id: &id, dir: &checkout, format: Default::default() })
+        .await
+        .unwrap();
     assert!(read.clean, "{read:?}");
-    switch_branch(&driver, Checkout { workspace_id: &id, dir: &checkout }, "feature").await.unwrap();
+    switch_branch(
+        &driver,
+        Checkout { workspace_id: &id, dir: &checkout, format: Default::default() },
+        "feature",
+    )
+    .await
+    .unwrap();
     assert!(!marker.exists(), "git ran the checkout's filter command");
     assert_eq!(git(&checkout, &["branch", "--show-current"]), "feature");
 }

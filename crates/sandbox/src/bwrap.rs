@@ -37,13 +37,27 @@ pub struct Layout {
     /// A private environment file ([`crate::secret_env`]) bound read-only inside and
     /// exported before the program runs.
     pub env_file: Option<PathBuf>,
+    /// berth's git configuration for the workspace's repository (a job's): shown read-only
+    /// over `.git/config` of the workspace by a second bubblewrap *inside* the sandbox, so
+    /// the checkout's paths are resolved in the sandbox's own root — the outer one would
+    /// follow a link the agent planted there to the host before its root is pivoted.
+    pub repository_config: Option<PathBuf>,
 }
+
+/// Where a job finds berth's git configuration before it is put over the checkout's.
+pub const REPOSITORY_CONFIG: &str = "/run/berth/gitconfig";
+/// The user a job with [`Layout::repository_config`] runs as inside: not root, which a
+/// nested user namespace refuses to map.
+const JOB_UID: &str = "1000";
 
 /// The arguments of `bwrap` that run `program` (with its arguments) in the sandbox.
 pub fn arguments(layout: &Layout, program: &[OsString]) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]);
+    if layout.repository_config.is_some() {
+        push(&["--uid", JOB_UID, "--gid", JOB_UID]);
+    }
     if layout.network != Network::Host {
         push(&["--unshare-net"]);
     }
@@ -115,6 +129,11 @@ pub fn arguments(layout: &Layout, program: &[OsString]) -> Vec<OsString> {
         }
         None => args.extend(["--setenv".into(), "HOME".into(), format!("{WORKSPACE}/.berth/home").into()]),
     }
+    let mut program = program.to_vec();
+    if let Some(config) = &layout.repository_config {
+        args.extend(["--ro-bind".into(), config.clone().into_os_string(), REPOSITORY_CONFIG.into()]);
+        program = with_repository_config(&program);
+    }
     match &layout.env_file {
         Some(file) => {
             args.extend([
@@ -122,11 +141,35 @@ pub fn arguments(layout: &Layout, program: &[OsString]) -> Vec<OsString> {
                 file.clone().into_os_string(),
                 crate::secret_env::INSIDE.into(),
             ]);
-            args.extend(crate::secret_env::wrap(program));
+            args.extend(crate::secret_env::wrap(&program));
         }
-        None => args.extend(program.iter().cloned()),
+        None => args.extend(program),
     }
     args
+}
+
+/// `program` run by a bubblewrap inside the sandbox that shows [`REPOSITORY_CONFIG`] read
+/// only over the workspace's `.git/config` and changes nothing else. A link there
+/// resolves inside the sandbox (which holds nothing of the host's to harm), and when
+/// `.git` or its `config` is something else the bind fails, and so does the job.
+fn with_repository_config(program: &[OsString]) -> Vec<OsString> {
+    let mut line: Vec<OsString> = [
+        "bwrap",
+        "--unshare-user",
+        "--die-with-parent",
+        "--bind",
+        "/",
+        "/",
+        "--ro-bind",
+        REPOSITORY_CONFIG,
+        &format!("{WORKSPACE}/.git/config"),
+        "--",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    line.extend(program.iter().cloned());
+    line
 }
 
 #[cfg(test)]
@@ -142,6 +185,7 @@ mod tests {
             wait_on_fd_3: false,
             env: None,
             env_file: None,
+            repository_config: None,
         }
     }
 
@@ -195,6 +239,25 @@ mod tests {
         let shown = args.find(&format!("--ro-bind {0} {0}", dir.path().display())).unwrap();
         let covered = args.find(&format!("--tmpfs {}", data.display())).expect(&args);
         assert!(shown < covered, "the cover goes over the bind: {args}");
+    }
+
+    #[test]
+    fn berths_git_configuration_is_put_over_the_checkouts_from_inside() {
+        let mut layout = layout(Network::Isolated);
+        layout.repository_config = Some(PathBuf::from("/var/lib/berth/state/job-1.gitconfig"));
+        let args = text(&arguments(&layout, &shell("git status")));
+        assert!(
+            args.contains("--ro-bind /var/lib/berth/state/job-1.gitconfig /run/berth/gitconfig"),
+            "{args}"
+        );
+        assert!(args.contains("--uid 1000 --gid 1000"), "{args}");
+        // The outer bubblewrap never names a path inside the checkout as a destination.
+        let (outer, inner) = args.split_once(" bwrap ").expect(&args);
+        assert!(!outer.contains("/workspace/.git"), "{outer}");
+        assert!(
+            inner.starts_with("--unshare-user --die-with-parent --bind / / --ro-bind /run/berth/gitconfig /workspace/.git/config -- /bin/sh -c git status"),
+            "{inner}"
+        );
     }
 
     #[test]

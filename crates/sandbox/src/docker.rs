@@ -117,12 +117,18 @@ impl DockerDriver {
         }
     }
 
-    fn job_body(&self, job: &Job) -> ContainerCreateBody {
+    /// A job's container; `repository_config` is the host file of berth's git
+    /// configuration, bound read-only over the checkout's (the engine resolves that
+    /// destination inside the container's root, so a link there leads nowhere outside).
+    fn job_body(&self, job: &Job, repository_config: Option<&Path>) -> ContainerCreateBody {
         let network_mode = match job.network {
             JobNetwork::None => "none",
             JobNetwork::Host => "host",
         };
-        let host_config = self.host_config(&job.workspace_dir, &job.read_only, network_mode);
+        let mut host_config = self.host_config(&job.workspace_dir, &job.read_only, network_mode);
+        if let (Some(binds), Some(config)) = (host_config.binds.as_mut(), repository_config) {
+            binds.push(format!("{}:{}/.git/config:ro", config.display(), bwrap::WORKSPACE));
+        }
         let labels = HashMap::from([
             (LABEL_WORKSPACE.to_owned(), job.workspace_id.to_string()),
             (LABEL_INSTALLATION.to_owned(), self.installation.clone()),
@@ -359,10 +365,21 @@ impl SandboxDriver for DockerDriver {
     async fn run_job(&self, job: Job) -> Result<JobOutput, SandboxError> {
         let name = format!("berth-job-{}-{:016x}", job.workspace_id, rand::random::<u64>());
         let create = CreateContainerOptions { name: Some(name.clone()), ..CreateContainerOptions::default() };
-        self.docker.create_container(Some(create), self.job_body(&job)).await.map_err(engine_error)?;
+        let config_file = match &job.repository_config {
+            Some(config) => {
+                let path = self.options.state_dir.join(format!("{name}.gitconfig"));
+                let state = |source| SandboxError::State { path: path.clone(), source };
+                std::fs::create_dir_all(&self.options.state_dir).map_err(state)?;
+                Some(crate::secret_env::EnvFile::write_text(&path, config).map_err(state)?)
+            }
+            None => None,
+        };
+        let body = self.job_body(&job, config_file.as_ref().map(|file| file.path()));
+        self.docker.create_container(Some(create), body).await.map_err(engine_error)?;
         let ran = within_limits(job.timeout, &job.cancel, self.attach_and_wait(&name, &job)).await;
         // The container goes whatever happened: a job leaves nothing running.
         let removed = self.remove(&name).await;
+        drop(config_file);
         let output = ran??;
         removed?;
         Ok(output)

@@ -39,6 +39,14 @@ pub struct Job {
     /// [`crate::SandboxSpec::secret_env`].
     pub secret_env: Vec<(String, String)>,
     pub network: JobNetwork,
+    /// berth's configuration for the checkout's repository: the job sees this text, read
+    /// only, as `.git/config` of its workspace, never the checkout's own (which the agent
+    /// wrote). The driver puts it there from inside the job's sandbox, so no path of the
+    /// checkout is resolved on the host (bubblewrap follows a symbolic link in a mount's
+    /// destination before its root is the sandbox's). `None` for a job that makes the
+    /// repository (a clone). A driver without isolation cannot show it and ignores it:
+    /// there the agent runs as berth itself.
+    pub repository_config: Option<String>,
     /// Host directories shown read-only at their own path (the source of a local clone).
     pub read_only: Vec<PathBuf>,
     pub timeout: Duration,

@@ -187,6 +187,7 @@ impl LocalDriver {
                     wait_on_fd_3: gate.is_some(),
                     env: None,
                     env_file: env_file.map(Path::to_owned),
+                    repository_config: None,
                 };
                 let mut line = vec![OsString::from("bwrap")];
                 line.extend(bwrap::arguments(&layout, &agent_shell(&spec.agent_command)));
@@ -583,7 +584,7 @@ impl SandboxDriver for LocalDriver {
             let source = std::io::Error::other("the job has no program");
             return Err(SandboxError::Spawn { command: String::new(), source });
         };
-        let mut env_file = None;
+        let (mut env_file, mut config_file) = (None, None);
         let mut command = match self.options.isolation {
             // Trusted single-user setups: the job is a plain process in the checkout.
             Isolation::None => {
@@ -604,13 +605,21 @@ impl SandboxDriver for LocalDriver {
                     wait_on_fd_3: false,
                     env: Some(job.env.clone()),
                     env_file: None,
+                    repository_config: None,
                 };
+                let name = format!("job-{}", hex_nonce());
+                let spawn_error = |source| SandboxError::Spawn { command: job.argv.join(" "), source };
                 if !job.secret_env.is_empty() {
-                    let name = format!("job-{}", hex_nonce());
-                    let file = EnvFile::write(&self.env_file_path(&name), &job.secret_env)
-                        .map_err(|source| SandboxError::Spawn { command: job.argv.join(" "), source })?;
+                    let file =
+                        EnvFile::write(&self.env_file_path(&name), &job.secret_env).map_err(spawn_error)?;
                     layout.env_file = Some(file.path().to_owned());
                     env_file = Some(file);
+                }
+                if let Some(config) = &job.repository_config {
+                    let path = self.state_dir.join(format!("{name}.gitconfig"));
+                    let file = EnvFile::write_text(&path, config).map_err(spawn_error)?;
+                    layout.repository_config = Some(file.path().to_owned());
+                    config_file = Some(file);
                 }
                 let mut command = tokio::process::Command::new("bwrap");
                 command.args(bwrap::arguments(&layout, &program)).current_dir("/").env_clear();
@@ -662,7 +671,7 @@ impl SandboxDriver for LocalDriver {
                 return Err(error);
             }
         };
-        drop(env_file);
+        drop((env_file, config_file));
         let status = status.map_err(|source| SandboxError::Spawn { command: job.argv.join(" "), source })?;
         use std::os::unix::process::ExitStatusExt;
         Ok(JobOutput {

@@ -48,6 +48,12 @@ impl EnvFile {
             let value = value.split('\0').next().unwrap_or_default();
             text.push_str(&format!("{name}='{}'\n", value.replace('\'', r"'\''")));
         }
+        EnvFile::write_text(path, &text)
+    }
+
+    /// Writes `text` as it is to `path` (which must not exist), readable by its owner
+    /// only: another file a sandbox or job is shown (berth's git configuration).
+    pub fn write_text(path: &Path, text: &str) -> std::io::Result<EnvFile> {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
         let file_guard = EnvFile { path: path.to_owned() };
         file.write_all(text.as_bytes())?;
