@@ -157,7 +157,8 @@ fn with_repository_config(program: &[OsString]) -> Vec<OsString> {
         "bwrap",
         "--unshare-user",
         "--die-with-parent",
-        "--bind",
+        // Devices stay devices (a plain bind would mount them `nodev`).
+        "--dev-bind",
         "/",
         "/",
         "--ro-bind",
@@ -255,7 +256,7 @@ mod tests {
         let (outer, inner) = args.split_once(" bwrap ").expect(&args);
         assert!(!outer.contains("/workspace/.git"), "{outer}");
         assert!(
-            inner.starts_with("--unshare-user --die-with-parent --bind / / --ro-bind /run/berth/gitconfig /workspace/.git/config -- /bin/sh -c git status"),
+            inner.starts_with("--unshare-user --die-with-parent --dev-bind / / --ro-bind /run/berth/gitconfig /workspace/.git/config -- /bin/sh -c git status"),
             "{inner}"
         );
     }

@@ -397,7 +397,17 @@ impl DockerDriver {
             ..AttachContainerOptions::default()
         };
         let mut attached = self.docker.attach_container(name, Some(attach)).await.map_err(engine_error)?;
-        self.docker.start_container(name, None).await.map_err(engine_error)?;
+        if let Err(error) = self.docker.start_container(name, None).await {
+            // What the checkout holds can make a mount fail (`.git` not a directory): the
+            // job then fails as `docker run` does (125, the engine's reason), not berth.
+            let message = error.to_string();
+            if job.repository_config.is_some() && message.contains("mount") {
+                let stderr_tail = format!("error: cannot use this checkout: {message}\n").into_bytes();
+                let exit = SandboxExit { code: Some(125), signal: None };
+                return Ok(JobOutput { exit, stdout: Vec::new(), stdout_truncated: false, stderr_tail });
+            }
+            return Err(engine_error(error));
+        }
         let (mut stdout, mut stdout_truncated, mut stderr_tail) = (Vec::new(), false, Vec::new());
         while let Some(chunk) = attached.output.next().await {
             match chunk.map_err(engine_error)? {

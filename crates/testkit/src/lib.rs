@@ -141,7 +141,7 @@ pub fn have_docker() -> bool {
 }
 
 /// Builds (once per test process) a small local image for sandbox tests — no registry
-/// is reachable: busybox, git, and the C libraries `berth` and git need (berth itself is
+/// is reachable: busybox, git, ssh, and the C libraries they and `berth` need (berth itself is
 /// bind mounted by the driver) — with `docker import` of a root file system made here.
 pub fn docker_test_image(berth: &Path) -> String {
     static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -180,8 +180,15 @@ pub fn docker_test_image(berth: &Path) -> String {
                 at(&exec_path.join("git-remote-https").to_string_lossy()),
             )
             .unwrap();
-            // The shared libraries berth and git link, at the paths the loader looks for them.
-            for program in [berth, git.as_path(), remote_http.as_path()] {
+            // ssh, for repositories reached over SSH (and ssh-keyscan, which asks a new
+            // server for its host key).
+            let ssh = which("ssh");
+            std::fs::copy(&ssh, at("/usr/bin/ssh")).unwrap();
+            let keyscan = which("ssh-keyscan");
+            std::fs::copy(&keyscan, at("/usr/bin/ssh-keyscan")).unwrap();
+            // The shared libraries berth, git and ssh link, at the paths the loader looks
+            // for them.
+            for program in [berth, git.as_path(), remote_http.as_path(), ssh.as_path(), keyscan.as_path()] {
                 let ldd = Command::new("ldd").arg(program).output().unwrap();
                 for line in String::from_utf8_lossy(&ldd.stdout).lines() {
                     let library =
