@@ -230,6 +230,35 @@ fn kill_9_then_restart_leaves_no_orphan_and_ends_the_session() {
 }
 
 #[test]
+fn of_the_servers_environment_agents_get_only_the_base_set_and_the_names_passed() {
+    let data = tempfile::tempdir().unwrap();
+    let source = SourceRepo::new();
+    let settings = [
+        ("BERTH_AGENT", STUBBORN_AGENT),
+        ("OPERATOR_SECRET", "operator-only-value"),
+        ("OPERATOR_X", "another-operator-value"),
+        ("MODEL_GATEWAY", "https://gateway.example.invalid"),
+        ("LC_TIME", "C"),
+        ("BERTH_AGENT_PASS_ENV", "MODEL_GATEWAY"),
+    ];
+    let served = serve_with(data.path(), &settings);
+    let created =
+        client(data.path(), &served, ADMIN_TOKEN, &["workspace", "create", &source.url(), "--name", "demo"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let opened = client(data.path(), &served, ADMIN_TOKEN, &["open", "demo"]);
+    assert!(opened.status.success(), "{}", text(&opened.stderr));
+    let checkout = std::fs::read_dir(data.path().join("workspaces")).unwrap().next().unwrap().unwrap().path();
+    pid_in(&checkout, "agent.pid");
+    let env = std::fs::read_to_string(checkout.join(".berth/env.txt")).unwrap();
+    let names: Vec<&str> =
+        env.lines().filter_map(|line| line.split_once('=')).map(|(name, _)| name).collect();
+    assert!(!env.contains("operator-only-value") && !env.contains("another-operator-value"), "{env}");
+    assert!(env.contains("MODEL_GATEWAY=https://gateway.example.invalid"), "{env}");
+    assert!(env.contains("LC_TIME=C") && names.contains(&"PATH"), "{env}");
+    assert!(!names.iter().any(|name| name.starts_with("BERTH_") && !name.ends_with("_ID")), "{env}");
+}
+
+#[test]
 fn session_commands_print_the_outcome_words() {
     let data = tempfile::tempdir().unwrap();
     let source = SourceRepo::new();

@@ -1,6 +1,7 @@
 //! berth's domain: the states, transitions, policies and input rules of §1 of the design,
 //! as plain types and functions. Nothing here does I/O or knows about tokio, SQL or HTTP.
 
+pub mod agent_env;
 pub mod event;
 pub mod ids;
 pub mod limits;

@@ -103,6 +103,9 @@ pub struct Config {
     pub secret_key: Option<crate::sealing::SecretKey>,
     /// The agents offered besides the built-in one, by name (`[agents.NAME]`).
     pub agents: Vec<AgentEntry>,
+    /// Names of the server's environment passed to agents besides `PATH`, `LANG`, `LC_*`
+    /// and `TZ` (`agent.pass_env`).
+    pub agent_pass_env: Vec<String>,
     /// This replica among those sharing the database (`[replica]`).
     pub replica: ReplicaConfig,
 }
@@ -170,6 +173,9 @@ struct AgentEntryFile {
     needs: Vec<String>,
     #[serde(default)]
     description: String,
+    /// Fixed settings of this agent's environment (a company's model gateway).
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
 }
 
 /// An agent of the installation's catalogue (`[agents.NAME]`).
@@ -181,6 +187,9 @@ pub struct AgentEntry {
     /// The secrets it needs (a model provider key), by name.
     pub needs: Vec<String>,
     pub description: String,
+    /// Fixed settings of its environment (`env = { … }`), over the server's variables
+    /// that pass and under the person's secrets.
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -244,6 +253,8 @@ struct SandboxFile {
 #[serde(deny_unknown_fields)]
 struct AgentFile {
     command: Option<String>,
+    /// Comma-separated, as the environment variable.
+    pass_env: Option<String>,
     resume_context: Option<String>,
     turn_timeout: Option<String>,
 }
@@ -468,7 +479,7 @@ impl Config {
             }
             berth_core::validate::agent_command(&entry.command)
                 .map_err(|error| refuse(&entry.command, error.reason))?;
-            for needed in &entry.needs {
+            for needed in entry.needs.iter().chain(entry.env.keys()) {
                 berth_core::validate::secret_name(needed).map_err(|error| refuse(needed, error.reason))?;
             }
             agents.push(AgentEntry {
@@ -476,7 +487,16 @@ impl Config {
                 command: entry.command,
                 needs: entry.needs,
                 description: entry.description,
+                env: entry.env.into_iter().collect(),
             });
+        }
+        let mut agent_pass_env = Vec::new();
+        if let Some(text) = pick("BERTH_AGENT_PASS_ENV", parsed.agent.pass_env) {
+            for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+                berth_core::validate::secret_name(name)
+                    .map_err(|error| invalid("agent.pass_env", name, error.reason))?;
+                agent_pass_env.push(name.to_owned());
+            }
         }
         let secret_key = pick("BERTH_SECRET_KEY", parsed.secrets.key)
             .map(|text| {
@@ -522,6 +542,7 @@ impl Config {
             git_local_roots,
             secret_key,
             agents,
+            agent_pass_env,
             replica,
         })
     }

@@ -185,6 +185,13 @@ impl DockerDriver {
                     format!("HOME={}/.berth/home", bwrap::WORKSPACE),
                 ]
                 .into_iter()
+                // The image has its own PATH; the rest of the spec's, then the secrets.
+                .chain(
+                    spec.env
+                        .iter()
+                        .filter(|(name, _)| name != "PATH")
+                        .map(|(name, value)| format!("{name}={value}")),
+                )
                 .chain(spec.secret_env.iter().map(|(name, value)| format!("{name}={value}")))
                 .collect(),
             ),

@@ -39,6 +39,10 @@ pub struct SandboxSpec {
     pub workspace_dir: PathBuf,
     /// A shell command line that starts the agent.
     pub agent_command: String,
+    /// The agent's environment that is not secret (the base set and the names passed from
+    /// the server's, the catalogue agent's settings: `berth_core::agent_env`): the whole
+    /// of what it inherits — nothing else of the server's environment reaches it.
+    pub env: Vec<(String, String)>,
     /// Environment of the agent that is nobody else's business (the user's secrets, a git
     /// credential): never on a command line, never in a host-side program's environment.
     pub secret_env: Vec<(String, String)>,

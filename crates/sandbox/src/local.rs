@@ -367,19 +367,14 @@ impl SandboxDriver for LocalDriver {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Only what the spec names: the server's own environment (berth's settings,
+            // an operator's credentials) is not the agent's business.
+            .env_clear()
+            .envs(spec.env.iter().map(|(name, value)| (name, value)))
             .env("BERTH_SESSION_ID", spec.session_id.as_str())
             .env("BERTH_WORKSPACE_ID", spec.workspace_id.as_str());
-        // berth's own settings (the admin token, the database URL) are not the agent's
-        // business; the rest of the environment (model provider keys) is.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("BERTH_")
-                && name != "BERTH_SESSION_ID"
-                && name != "BERTH_WORKSPACE_ID"
-            {
-                command.env_remove(name);
-            }
-        }
         if !isolated {
+            command.env("HOME", spec.workspace_dir.join(".berth/home"));
             command.envs(spec.secret_env.iter().map(|(name, value)| (name, value)));
         }
         let mut child = match command.spawn() {

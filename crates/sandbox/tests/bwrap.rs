@@ -64,6 +64,7 @@ fn spec(workspace_dir: &Path, agent_command: String) -> SandboxSpec {
         workspace_id: WorkspaceId::generate(),
         workspace_dir: workspace_dir.to_owned(),
         agent_command,
+        env: std::env::vars().filter(|(name, _)| name == "PATH").collect(),
         secret_env: Vec::new(),
     }
 }

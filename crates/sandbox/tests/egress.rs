@@ -146,6 +146,7 @@ async fn probe_with(allow: &str, host: &TestHost, service_port: u16) -> String {
         workspace_id: WorkspaceId::generate(),
         workspace_dir: workspace.clone(),
         agent_command: command,
+        env: std::env::vars().filter(|(name, _)| name == "PATH").collect(),
         secret_env: Vec::new(),
     };
     let _io = driver.power_on(spec.clone()).await.unwrap();

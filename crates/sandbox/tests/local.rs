@@ -19,6 +19,7 @@ fn spec(workspace_dir: &Path) -> SandboxSpec {
         workspace_id: WorkspaceId::generate(),
         workspace_dir: workspace_dir.to_owned(),
         agent_command: FORKING_AGENT.into(),
+        env: std::env::vars().filter(|(name, _)| name == "PATH").collect(),
         secret_env: Vec::new(),
     }
 }

@@ -190,6 +190,12 @@ impl Engine {
             workspace_id: workspace.id.clone(),
             workspace_dir: self.paths.workspace(&workspace.id),
             agent_command: self.agent_command_for(workspace),
+            env: berth_core::agent_env::environment(
+                std::env::vars_os()
+                    .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?))),
+                &self.config.agent_pass_env,
+                self.catalogue_entry(workspace).map_or(&[][..], |entry| &entry.env),
+            ),
             secret_env,
         };
         let guard = PowerOnGuard { engine: Arc::clone(self), session, commands: Some(commands) };
@@ -210,6 +216,11 @@ impl Engine {
             }
         });
         answer.await.unwrap_or(Err(EngineError::SessionNotActive))
+    }
+
+    /// The catalogue's agent a workspace names, if it names one.
+    fn catalogue_entry(&self, workspace: &berth_core::Workspace) -> Option<&crate::config::AgentEntry> {
+        workspace.agent.as_deref().and_then(|name| self.config.agent(name))
     }
 
     /// The agent command of a workspace: the catalogue's agent it names, or its own
