@@ -303,10 +303,15 @@ async fn the_agents_catalogue_says_what_each_agent_lacks_and_a_workspace_runs_on
     let server = TestServer::start_with(|config| {
         config.agents = vec![berth_engine::AgentEntry {
             name: "scribe".into(),
-            command: "mkdir -p .berth; printenv SCRIBE_KEY > .berth/seen.part; mv .berth/seen.part .berth/seen; echo $$ > .berth/agent.pid; exec sleep 600"
+            command: "mkdir -p .berth; printenv SCRIBE_KEY SCRIBE_GATEWAY > .berth/seen.part; mv .berth/seen.part .berth/seen; echo $$ > .berth/agent.pid; exec sleep 600"
                 .into(),
             needs: vec!["SCRIBE_KEY".into()],
             description: "writes things down".into(),
+            // A fixed setting reaches the agent; the person's own secret wins over one.
+            env: vec![
+                ("SCRIBE_GATEWAY".into(), "https://gateway.example.invalid".into()),
+                ("SCRIBE_KEY".into(), "the-installations-placeholder".into()),
+            ],
         }];
     })
     .await;
@@ -329,7 +334,10 @@ async fn the_agents_catalogue_says_what_each_agent_lacks_and_a_workspace_runs_on
     let id = workspace["id"].as_str().unwrap();
     let (status, opened) = alice.open(id).await;
     assert_eq!(status, StatusCode::CREATED, "{opened}");
-    assert_eq!(file_written(&server.checkout(id).join(".berth/seen")).await, "k-123\n");
+    assert_eq!(
+        file_written(&server.checkout(id).join(".berth/seen")).await,
+        "k-123\nhttps://gateway.example.invalid\n"
+    );
     server.stop().await;
 }
 
@@ -424,6 +432,7 @@ async fn an_agent_asking_for_credentials_is_told_which_secret_to_add() {
             command: "exec python3 needy.py".into(),
             needs: vec!["NEEDY_API_KEY".into()],
             description: String::new(),
+            env: Vec::new(),
         }];
     })
     .await;
@@ -481,6 +490,7 @@ async fn a_real_agent_gets_its_key_from_its_users_secret_not_the_servers_environ
             command: "exec elizacp --deterministic acp".into(),
             needs: vec!["ELIZA_API_KEY".into()],
             description: "a therapist".into(),
+            env: Vec::new(),
         }];
     })
     .await;
