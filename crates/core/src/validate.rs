@@ -279,10 +279,15 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(decoded).ok()
 }
 
-/// Whether the authority of a URL (what follows `scheme://`) carries `user:password@`.
+/// Whether the authority of a URL (what follows `scheme://`) carries `user:password@`,
+/// however it is spelled: the user information is percent-decoded first, so `u%3Apw@`
+/// is a password too (git decodes it before it asks for one). User information that does
+/// not decode is refused the same way: it can only be hiding something.
 fn has_password(after_scheme: &str) -> bool {
     let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or_default();
-    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| percent_decode(userinfo).is_none_or(|decoded| decoded.contains(':')))
 }
 
 /// `<transport>::<address>` makes git run `git-remote-<transport>`; `ext::` runs any command.
@@ -509,9 +514,14 @@ mod tests {
 
     #[test]
     fn a_password_in_a_url_is_refused_with_a_code_of_its_own_and_not_repeated() {
-        for value in
-            ["https://me:s3cret@example.com/o/r.git", "http://x:y@127.0.0.1:8080/r", "ssh://git:pw@host/r"]
-        {
+        for value in [
+            "https://me:s3cret@example.com/o/r.git",
+            "http://x:y@127.0.0.1:8080/r",
+            "ssh://git:pw@host/r",
+            "https://u%3As3cret@example.com/x",
+            "https://u%3as3cret@example.com/x",
+            "https://u%3%41s3cret@example.com/x",
+        ] {
             let refusal = repo(value).expect_err(value);
             assert_eq!(refusal.field.error_code(), "credentials_in_url");
             assert!(!refusal.reason.contains("s3cret") && !refusal.reason.contains(value));

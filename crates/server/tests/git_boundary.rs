@@ -268,11 +268,18 @@ async fn members_clone_local_paths_only_under_local_roots() {
 async fn a_password_in_a_repository_url_is_refused_and_not_repeated() {
     let server = TestServer::start().await;
     let alice = server.member("alice").await;
-    let (status, body) =
-        alice.post("/api/workspaces", json!({ "repo": "https://alice:hunter2@example.com/o/r.git" })).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(body["error"]["code"], "credentials_in_url");
-    assert!(!body.to_string().contains("hunter2"), "{body}");
+    for repo in [
+        "https://alice:hunter2@example.com/o/r.git",
+        "https://alice%3Ahunter2@example.com/o/r.git",
+        "https://alice%3ahunter2@example.com/o/r.git",
+    ] {
+        let (status, body) = alice.post("/api/workspaces", json!({ "repo": repo })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{repo}: {body}");
+        assert_eq!(body["error"]["code"], "credentials_in_url", "{repo}");
+        assert!(!body.to_string().contains("hunter2"), "{body}");
+    }
+    let (_, listed) = alice.get("/api/workspaces").await;
+    assert!(!listed.to_string().contains("hunter2"), "nothing was stored: {listed}");
 }
 
 /// Deleting removes the checkout's own entries: a symlink the agent left there is
