@@ -458,10 +458,11 @@ async fn a_browser_signed_in_by_cookie_reaches_a_session_on_another_replica() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let Some(cluster) = Cluster::start(1, &[]).await else { return };
     let session = cluster.open(&cluster.a, &cluster.workspaces[0]).await;
+    let cookie = berth_testkit::sign_in_cookie(&cluster.b.base, ADMIN).await;
     // A page of b's origin opens the live channel with berth's cookie, as browsers do.
     let url = format!("{}/api/sessions/{session}/live?after=0", cluster.b.base.replacen("http", "ws", 1));
     let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("cookie", format!("berth_token={ADMIN}").parse().unwrap());
+    request.headers_mut().insert("cookie", cookie.parse().unwrap());
     request.headers_mut().insert("origin", cluster.b.base.parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let first = tokio::time::timeout(PATIENCE, socket.next()).await.unwrap().unwrap().unwrap();
@@ -469,7 +470,7 @@ async fn a_browser_signed_in_by_cookie_reaches_a_session_on_another_replica() {
     // The same page from another origin is refused, forwarded or not.
     let url = format!("{}/api/sessions/{session}/live?after=0", cluster.b.base.replacen("http", "ws", 1));
     let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("cookie", format!("berth_token={ADMIN}").parse().unwrap());
+    request.headers_mut().insert("cookie", cookie.parse().unwrap());
     request.headers_mut().insert("origin", "http://evil.example".parse().unwrap());
     assert!(tokio_tungstenite::connect_async(request).await.is_err(), "a cross-origin page is refused");
 }

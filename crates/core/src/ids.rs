@@ -62,6 +62,7 @@ id_type!(WorkspaceId, "w_");
 id_type!(SessionId, "s_");
 id_type!(TokenId, "t_");
 id_type!(CredentialId, "c_");
+id_type!(SignInId, "si_");
 
 #[cfg(test)]
 mod tests {

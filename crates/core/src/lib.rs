@@ -12,8 +12,8 @@ pub mod validate;
 pub mod workspace;
 
 pub use event::Event;
-pub use ids::{CredentialId, SessionId, TokenId, UserId, WorkspaceId};
+pub use ids::{CredentialId, SessionId, SignInId, TokenId, UserId, WorkspaceId};
 pub use limits::{Limits, OnUserLimit, PromptWindow};
 pub use session::{EndReason, Session, SessionState};
-pub use user::{Account, CredentialInfo, Role, SecretInfo, TokenInfo, User};
+pub use user::{Account, CredentialInfo, Role, SecretInfo, SignInInfo, SignInVia, TokenInfo, User};
 pub use workspace::{Workspace, WorkspaceEvent, WorkspaceState, WorkspaceTransitionError};

@@ -1,6 +1,6 @@
 //! People who use berth and what they may do.
 
-use crate::ids::{CredentialId, TokenId, UserId};
+use crate::ids::{CredentialId, SignInId, TokenId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +48,48 @@ pub struct Account {
     pub user: User,
     /// A disabled user's tokens do not authenticate.
     pub disabled: bool,
+}
+
+/// How a browser signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInVia {
+    /// A login link's token (the sign-in ends with the token).
+    Token,
+    /// An OpenID Connect provider.
+    Oidc,
+}
+
+impl SignInVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInVia::Token => "token",
+            SignInVia::Oidc => "oidc",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<SignInVia> {
+        match value {
+            "token" => Some(SignInVia::Token),
+            "oidc" => Some(SignInVia::Oidc),
+            _ => None,
+        }
+    }
+}
+
+/// A browser's sign-in: its own secret (in the cookie, stored hashed), never a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInInfo {
+    pub id: SignInId,
+    pub user_id: UserId,
+    pub via: SignInVia,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// It ends then at the latest (and earlier with the token it was made from).
+    pub expires_at: DateTime<Utc>,
+    /// The browser, as it named itself (cut short).
+    pub user_agent: String,
+    /// Where it signed in from.
+    pub address: String,
 }
 
 /// What is known of a token besides its secret, which is never kept.

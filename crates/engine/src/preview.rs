@@ -9,19 +9,16 @@ use crate::users::hash_token;
 use crate::{Engine, EngineError};
 use berth_core::{User, WorkspaceId};
 use berth_sandbox::SandboxError;
-use std::collections::HashMap;
-use std::sync::Mutex;
 
-/// The engine's preview passes: the signing key and the tickets already used.
+/// The engine's preview passes: the signing key (the tickets already used are in the
+/// store).
 pub(crate) struct PreviewPasses {
     key: PassKey,
-    /// Nonce → expiry of every ticket redeemed and not yet expired.
-    redeemed: Mutex<HashMap<String, i64>>,
 }
 
 impl PreviewPasses {
     pub(crate) fn new(key: PassKey) -> PreviewPasses {
-        PreviewPasses { key, redeemed: Mutex::new(HashMap::new()) }
+        PreviewPasses { key }
     }
 }
 
@@ -78,12 +75,9 @@ impl Engine {
             .open(ticket, PassKind::Ticket, now)
             .filter(|pass| pass.workspace == workspace.as_str())
             .ok_or_else(expired)?;
-        {
-            let mut redeemed = self.previews.redeemed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            redeemed.retain(|_, expires_at| *expires_at > now);
-            if redeemed.insert(pass.nonce.clone(), pass.expires_at).is_some() {
-                return Err(expired());
-            }
+        // Once for the whole installation: every replica records it in the store.
+        if !self.store.redeem_ticket(&pass.nonce, pass.expires_at, now).await? {
+            return Err(expired());
         }
         self.pass_holder(&pass).await?;
         let cookie = self.previews.key.seal(&Pass {

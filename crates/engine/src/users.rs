@@ -84,7 +84,7 @@ impl TokenCache {
         entries.insert(hash, (user, std::time::Instant::now(), expires_at));
     }
 
-    fn forget(&self, hash: &str) {
+    pub(crate) fn forget(&self, hash: &str) {
         self.lock().remove(hash);
     }
 
@@ -158,19 +158,11 @@ impl Engine {
     pub async fn revoke_token(&self, user: &User, id: &str) -> Result<(), EngineError> {
         let not_found = || EngineError::NotFound { what: "token" };
         let id = TokenId::parse(id).ok_or_else(not_found)?;
-        let hash = self.store.delete_token(&user.id, &id).await?.ok_or_else(not_found)?;
-        self.tokens.forget(&hash);
+        self.store.delete_token(&user.id, &id).await?.ok_or_else(not_found)?;
+        // The browser sign-ins made from it end with it: nothing cached is trusted.
+        self.tokens.forget_all();
         self.tell_replicas(berth_store::Change::Access);
         tracing::info!(user_id = %user.id, token_id = %id, "token revoked");
-        Ok(())
-    }
-
-    /// Revokes `token` itself (a browser signing out).
-    pub async fn logout(&self, token: &str) -> Result<(), EngineError> {
-        let hash = hash_token(token);
-        self.store.delete_token_by_hash(&hash).await?;
-        self.tokens.forget(&hash);
-        self.tell_replicas(berth_store::Change::Access);
         Ok(())
     }
 
@@ -219,7 +211,8 @@ impl Engine {
         Ok(Account { user: User { role, ..current.user }, disabled })
     }
 
-    /// The user a bearer token belongs to, if it is valid now.
+    /// The user a bearer token or a browser sign-in's secret belongs to, if it is valid
+    /// now.
     pub async fn authenticate(&self, token: &str) -> Result<Option<User>, EngineError> {
         if token.is_empty() || token.len() > 256 {
             return Ok(None);
@@ -227,15 +220,18 @@ impl Engine {
         self.authenticate_hash(&hash_token(token)).await
     }
 
-    /// [`Engine::authenticate`] for a token known by its hash (a preview pass names the
-    /// login token it came from that way).
+    /// [`Engine::authenticate`] for a token or sign-in known by its hash (a preview pass
+    /// names the credential it came from that way).
     pub(crate) async fn authenticate_hash(&self, hash: &str) -> Result<Option<User>, EngineError> {
         if let Some(user) = self.tokens.get(hash) {
             return Ok(Some(user));
         }
-        let Some((user, expires_at)) = self.store.authenticate(hash, Utc::now()).await? else {
-            return Ok(None);
+        let now = Utc::now();
+        let found = match self.store.authenticate(hash, now).await? {
+            Some(found) => Some(found),
+            None => self.store.authenticate_sign_in(hash, now).await?.map(|(user, ends)| (user, Some(ends))),
         };
+        let Some((user, expires_at)) = found else { return Ok(None) };
         self.tokens.put(hash.to_owned(), user.clone(), expires_at);
         Ok(Some(user))
     }

@@ -97,3 +97,19 @@ mod tests {
         assert_eq!(envelope["error"]["code"], "uri_too_long");
     }
 }
+
+/// The peer of a connection accepted by an [`EnvelopedListener`], for handlers that keep
+/// where a request came from (a browser sign-in).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddress(pub std::net::SocketAddr);
+
+impl<'a, L> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, EnvelopedListener<L>>>
+    for PeerAddress
+where
+    L: Listener<Addr = std::net::SocketAddr>,
+    L::Io: Unpin,
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'a, EnvelopedListener<L>>) -> PeerAddress {
+        PeerAddress(*stream.remote_addr())
+    }
+}

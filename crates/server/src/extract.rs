@@ -82,7 +82,10 @@ impl FromRequestParts<AppState> for Caller {
         let token = match bearer_token(&parts.headers) {
             Some(token) => token,
             None => {
-                let token = cookie_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+                // The cookie holds a browser sign-in's secret, never a token.
+                let token = cookie_token(&parts.headers)
+                    .filter(|secret| berth_engine::is_sign_in_secret(secret))
+                    .ok_or_else(ApiError::unauthorized)?;
                 if !same_origin_or_safe(parts) {
                     return Err(ApiError::new(
                         StatusCode::FORBIDDEN,
@@ -108,6 +111,22 @@ fn same_origin_or_safe(parts: &Parts) -> bool {
     let websocket = parts.headers.get(header::UPGRADE).is_some();
     if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) && !websocket {
         return true;
+    }
+    same_origin(parts)
+}
+
+/// Whether a request that changes something came from berth's own pages: its `Origin`,
+/// when it has one (browsers send it with every such request), is the host it was sent
+/// to, and the browser does not call it cross-site.
+pub(crate) fn same_origin(parts: &Parts) -> bool {
+    use axum::http::header;
+    let cross_site = parts
+        .headers
+        .get("sec-fetch-site")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|site| site.eq_ignore_ascii_case("cross-site"));
+    if cross_site {
+        return false;
     }
     let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else {
         return true;

@@ -124,7 +124,12 @@ pub async fn run(
         }
     });
     let listener = enveloped::EnvelopedListener(listener);
-    let api = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown.clone());
+    // The peer's address is kept with a browser sign-in ("from where").
+    let api = axum::serve(
+        listener,
+        router(state.clone()).into_make_service_with_connect_info::<enveloped::PeerAddress>(),
+    )
+    .with_graceful_shutdown(shutdown.clone());
     let previews = async {
         match preview_listener {
             Some(listener) => {

@@ -3,12 +3,14 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, TOKEN_COOKIE, is_local_path, wants_html};
+use crate::extract::{ApiQuery, TOKEN_COOKIE, cookie_token, is_local_path, wants_html};
+use axum::extract::FromRequestParts;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use berth_engine::{Browser, is_sign_in_secret};
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
@@ -16,7 +18,7 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/openapi.json", get(openapi))
-        .route("/login", get(login))
+        .route("/login", get(login).post(switch_login))
         .route("/logout", post(logout))
 }
 
@@ -87,42 +89,204 @@ fn local_page(next: Option<&str>) -> &str {
 }
 
 #[utoipa::path(get, path = "/login", tag = "users", security(()), params(LoginQuery),
-    responses((status = 303, description = "signed in: the cookie is set, on to the dashboard (a refused token sends a browser to /signin)"),
+    responses((status = 303, description = "signed in: a browser sign-in of its own is made and its cookie set, on to `next` (a refused token sends a browser to /signin)"),
+        (status = 200, description = "the browser is signed in as another person: a page naming both accounts, with a button that switches (a POST to /login)", content_type = "text/html", body = String),
         (status = 400, body = crate::wire::ErrorEnvelope), (status = 401, body = crate::wire::ErrorEnvelope)))]
-/// The one-time login link: checks the token, keeps it in an HTTP-only cookie and goes to
-/// the dashboard, so the token leaves the address bar and the history.
-/// A refused token sends a browser back to the sign-in page with the reason; other
-/// clients get the `401`.
+/// The login link: trades the token for a browser sign-in of its own (a random secret in
+/// an HTTP-only cookie, stored hashed; never the token) and goes on to `next`, so the
+/// token leaves the address bar and the history. A browser already signed in as another
+/// person is not switched by a link (someone may have sent it to sign the browser in as
+/// themselves): it gets a page naming both accounts, and switching takes a POST from
+/// berth's own page. A refused token sends a browser back to the sign-in page with the
+/// reason; other clients get the `401`.
 pub async fn login(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    ApiQuery(query): ApiQuery<LoginQuery>,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    if state.engine.authenticate(&query.token).await?.is_none() {
-        let browser = wants_html(&headers);
-        if browser {
-            // Where the person was going, when it was a page of berth, goes along.
-            let mut again = form_urlencoded::Serializer::new(String::new());
-            again.append_pair("refused", "1");
-            if let Some(next) = query.next.as_deref().filter(|next| is_local_path(next, MAX_NEXT)) {
-                again.append_pair("next", next);
-            }
-            let again = again.finish();
-            return Ok(Redirect::to(&format!("/signin?{again}")).into_response());
+    let (mut parts, _) = request.into_parts();
+    let ApiQuery(query) = ApiQuery::<LoginQuery>::from_request_parts(&mut parts, &state).await?;
+    let headers = &parts.headers;
+    let next = local_page(query.next.as_deref());
+    let Some(arriving) = state.engine.token_user(&query.token).await? else {
+        return refused(headers, query.next.as_deref());
+    };
+    let signed_in = match cookie_token(headers).filter(|secret| is_sign_in_secret(secret)) {
+        Some(secret) => state.engine.authenticate(secret).await?,
+        None => None,
+    };
+    match signed_in {
+        Some(current) if current.id == arriving.id => Ok(Redirect::to(next).into_response()),
+        Some(current) => Ok(switch_page(&current.name, &arriving.name, &query.token, next)),
+        None => sign_in(&state, &parts, &query.token, next).await,
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchLogin {
+    /// A token of the person to sign in as.
+    token: String,
+    /// The page of berth to go on to.
+    next: Option<String>,
+}
+
+/// Signs the browser in with `token`, in place of whoever it was signed in as: what the
+/// page of `GET /login` sends (a form), or a script of berth's own page (JSON). Only from
+/// berth's own origin — another site's form cannot sign a browser in as someone else.
+#[utoipa::path(post, path = "/login", tag = "users", security(()), request_body = SwitchLogin,
+    responses((status = 303, description = "signed in as the token's user, on to `next`"),
+        (status = 400, body = crate::wire::ErrorEnvelope), (status = 401, body = crate::wire::ErrorEnvelope),
+        (status = 403, body = crate::wire::ErrorEnvelope)))]
+pub async fn switch_login(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    if !crate::extract::same_origin(&parts) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "a sign-in can only be switched from berth's own page",
+        ));
+    }
+    let body = axum::body::to_bytes(body, crate::MAX_REQUEST_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::invalid_request("the request body is too large"))?;
+    let form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+    let switch: SwitchLogin = if form {
+        serde_urlencoded_form(&body)?
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|error| ApiError::invalid_request(format!("the request body is not valid: {error}")))?
+    };
+    if state.engine.token_user(&switch.token).await?.is_none() {
+        return refused(&parts.headers, switch.next.as_deref());
+    }
+    // The sign-in being replaced ends: switching is signing out, then in.
+    if let Some(secret) = cookie_token(&parts.headers) {
+        state.engine.sign_out(secret).await?;
+    }
+    sign_in(&state, &parts, &switch.token, local_page(switch.next.as_deref())).await
+}
+
+/// Reads a form body of `token` and `next`.
+fn serde_urlencoded_form(body: &[u8]) -> Result<SwitchLogin, ApiError> {
+    let mut token = None;
+    let mut next = None;
+    for (name, value) in form_urlencoded::parse(body) {
+        match name.as_ref() {
+            "token" => token = Some(value.into_owned()),
+            "next" => next = Some(value.into_owned()),
+            _ => return Err(ApiError::invalid_request(format!("unknown field '{name}'"))),
         }
+    }
+    let token = token.ok_or_else(|| ApiError::invalid_request("the token is missing"))?;
+    Ok(SwitchLogin { token, next })
+}
+
+/// A refused token: a browser goes back to the sign-in page with the reason (and where it
+/// was going); other clients get the `401`.
+fn refused(headers: &axum::http::HeaderMap, next: Option<&str>) -> Result<Response, ApiError> {
+    if !wants_html(headers) {
         return Err(ApiError::unauthorized());
     }
-    let cookie = login_cookie(&query.token, state.engine.config().cookie_ttl.as_secs(), over_https(&headers));
-    let mut response = Redirect::to(local_page(query.next.as_deref())).into_response();
+    let mut again = form_urlencoded::Serializer::new(String::new());
+    again.append_pair("refused", "1");
+    if let Some(next) = next.filter(|next| is_local_path(next, MAX_NEXT)) {
+        again.append_pair("next", next);
+    }
+    Ok(Redirect::to(&format!("/signin?{}", again.finish())).into_response())
+}
+
+/// Makes a browser sign-in from `token` and answers with its cookie, on to `next`.
+async fn sign_in(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    token: &str,
+    next: &str,
+) -> Result<Response, ApiError> {
+    let headers = &parts.headers;
+    let user_agent =
+        headers.get(header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let address = client_address(parts);
+    let browser = Browser { user_agent, address: &address };
+    let Some((_, made)) = state.engine.sign_in_with_token(token, browser).await? else {
+        return refused(headers, Some(next));
+    };
+    let cookie = login_cookie(&made.secret, made.max_age.as_secs(), over_https(headers));
+    let mut response = Redirect::to(next).into_response();
     let cookie =
         HeaderValue::from_str(&cookie).map_err(|_| ApiError::invalid_request("the token is not valid"))?;
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
 
-/// Signs the browser out: revokes the cookie's token and clears the cookie.
+/// Where a request came from: the first address a proxy in front names
+/// (`X-Forwarded-For`), else the connection's peer. Shown to the person only.
+fn client_address(parts: &axum::http::request::Parts) -> String {
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(',').next())
+        .map(str::trim)
+        .filter(|value| !value.is_empty());
+    match forwarded {
+        Some(address) => address.to_owned(),
+        None => parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<crate::enveloped::PeerAddress>>()
+            .map(|info| info.0.0.ip().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// The page a login link opened in a browser signed in as someone else gets: who is
+/// signed in, who the link is for, and a button that switches (a form posted from this
+/// very page, so from berth's origin). No script; everything said is escaped.
+fn switch_page(current: &str, arriving: &str, token: &str, next: &str) -> Response {
+    let escape = |text: &str| {
+        text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    };
+    let (current, arriving) = (escape(current), escape(arriving));
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Switch account? · berth</title><link rel=\"stylesheet\" href=\"/assets/app.css\"></head>\
+         <body><main class=\"switch-account\"><h1>You are signed in as {current}</h1>\
+         <p>This login link signs in as <strong>{arriving}</strong>. This browser stays signed in as \
+         <strong>{current}</strong> unless you switch.</p>\
+         <p>Switch only if you opened this link yourself: a link someone sent you could sign you in to \
+         their account, where what you save would be theirs.</p>\
+         <form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+         <input type=\"hidden\" name=\"next\" value=\"{}\">\
+         <button type=\"submit\" class=\"danger\">Sign out {current} and sign in as {arriving}</button></form>\
+         <p><a href=\"{}\">Stay signed in as {current}</a></p></main></body></html>\n",
+        escape(token),
+        escape(next),
+        escape(next),
+    );
+    let mut response = (StatusCode::OK, axum::response::Html(page)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// Signs the browser out: ends this browser's sign-in (never the token it was made from,
+/// so a login link works again) and clears the cookie.
 #[utoipa::path(post, path = "/logout", tag = "users",
-    responses((status = 204, description = "the token is revoked and the cookie cleared"),
+    responses((status = 204, description = "the sign-in is ended and the cookie cleared"),
         (status = 401, body = crate::wire::ErrorEnvelope), (status = 403, body = crate::wire::ErrorEnvelope)))]
 pub async fn logout(
     State(state): State<AppState>,
@@ -130,8 +294,8 @@ pub async fn logout(
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let (parts, _) = request.into_parts();
-    if let Some(token) = crate::extract::cookie_token(&parts.headers) {
-        state.engine.logout(token).await?;
+    if let Some(secret) = cookie_token(&parts.headers) {
+        state.engine.sign_out(secret).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     let cleared = HeaderValue::from_str(&login_cookie("", 0, over_https(&parts.headers)))

@@ -1,11 +1,11 @@
-//! `/api/me`, `/api/users`, `/api/tokens`.
+//! `/api/me`, `/api/users`, `/api/tokens`, `/api/sign-ins`.
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::wire::{
-    AccountBody, AccountList, CreateTokenRequest, CreateUserRequest, CreatedUser, ErrorEnvelope, TokenBody,
-    TokenInfoBody, TokenList, UpdateUserRequest, UserBody,
+    AccountBody, AccountList, CreateTokenRequest, CreateUserRequest, CreatedUser, ErrorEnvelope, SignInBody,
+    SignInList, TokenBody, TokenInfoBody, TokenList, UpdateUserRequest, UserBody,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,6 +20,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/users/{id}", patch(update_user))
         .route("/api/tokens", post(create_token).get(list_tokens))
         .route("/api/tokens/{id}", delete(revoke_token))
+        .route("/api/sign-ins", get(list_sign_ins))
+        .route("/api/sign-ins/{id}", delete(end_sign_in))
 }
 
 /// The caller.
@@ -87,6 +89,34 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.engine.revoke_token(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's browser sign-ins, the asking browser's marked `current`.
+#[utoipa::path(get, path = "/api/sign-ins", tag = "users",
+    responses((status = 200, body = SignInList), (status = 401, body = ErrorEnvelope)))]
+pub async fn list_sign_ins(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<SignInList>, ApiError> {
+    let current = crate::extract::cookie_token(&headers);
+    let sign_ins = state.engine.sign_ins(&caller, current).await?;
+    Ok(Json(SignInList {
+        sign_ins: sign_ins.iter().map(|(sign_in, current)| SignInBody::new(sign_in, *current)).collect(),
+    }))
+}
+
+/// Ends one of the caller's browser sign-ins; that browser is signed out at once.
+#[utoipa::path(delete, path = "/api/sign-ins/{id}", tag = "users",
+    params(("id" = String, Path, description = "sign-in id")),
+    responses((status = 204), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn end_sign_in(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.end_sign_in(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -104,6 +104,43 @@ pub struct TokenList {
     pub tokens: Vec<TokenInfoBody>,
 }
 
+/// A browser's sign-in as its owner sees it: never its secret.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SignInBody {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The browser, as it named itself.
+    pub user_agent: String,
+    /// Where it signed in from.
+    pub address: String,
+    /// `token` (a login link) or `oidc`.
+    pub via: String,
+    /// The sign-in of the browser asking.
+    pub current: bool,
+}
+
+impl SignInBody {
+    pub fn new(sign_in: &berth_core::SignInInfo, current: bool) -> SignInBody {
+        SignInBody {
+            id: sign_in.id.to_string(),
+            created_at: sign_in.created_at,
+            last_seen_at: sign_in.last_seen_at,
+            expires_at: sign_in.expires_at,
+            user_agent: sign_in.user_agent.clone(),
+            address: sign_in.address.clone(),
+            via: sign_in.via.as_str().to_owned(),
+            current,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SignInList {
+    pub sign_ins: Vec<SignInBody>,
+}
+
 /// A user as an administrator sees them.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AccountBody {

@@ -76,7 +76,7 @@ async fn every_screen_is_the_page_shell_with_a_strict_content_policy() {
 async fn the_login_cookie_counts_only_for_requests_from_berths_own_origin() {
     let server = TestServer::start().await;
     let preview_origin = "http://w_0123456789abcdefghjk.preview.localhost:7071";
-    let cookie = format!("berth_token={}", common::ADMIN_TOKEN);
+    let cookie = berth_testkit::sign_in_cookie(&server.url, common::ADMIN_TOKEN).await;
     let http = reqwest::Client::new();
     let post = |origin: Option<&str>| {
         let mut request = http.post(format!("{}/api/tokens", server.url)).header("cookie", &cookie);

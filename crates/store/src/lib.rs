@@ -20,6 +20,7 @@ mod reads;
 mod replicas;
 mod secrets;
 mod sessions;
+mod sign_ins;
 mod sqlite;
 mod users;
 mod workspaces;

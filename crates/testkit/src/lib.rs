@@ -491,3 +491,13 @@ impl PostgresDatabase {
         format!("{}{address}/{}", self.user, self.name)
     }
 }
+
+/// Signs a browser in at the berth server `base` with a login link's `token`, as a
+/// browser does: the `berth_token=…` pair of the sign-in's cookie (never the token).
+pub async fn sign_in_cookie(base: &str, token: &str) -> String {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = http.get(format!("{base}/login?token={token}")).send().await.unwrap();
+    assert_eq!(login.status(), reqwest::StatusCode::SEE_OTHER, "the login link was refused");
+    let cookie = login.headers()[reqwest::header::SET_COOKIE].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}

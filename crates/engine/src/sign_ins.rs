@@ -1,0 +1,124 @@
+//! Browser sign-ins. A login link's token is traded for a sign-in of the browser's own: a
+//! random secret in its cookie, stored hashed, listed on the account page with when and
+//! from where, ended one by one. Signing out ends that sign-in only — never the token, so
+//! the login link printed at the first start still works afterwards. A sign-in ends
+//! with the token it was made from (revoked or expired) and with its user (disabled).
+
+use crate::users::hash_token;
+use crate::{Engine, EngineError};
+use berth_core::{SignInId, SignInInfo, SignInVia, User};
+use chrono::Utc;
+use rand::Rng;
+
+/// How a sign-in's secret starts, so the cookie holds nothing a token could be.
+pub const SIGN_IN_PREFIX: &str = "berth_signin_";
+/// The most of a browser's name kept with its sign-in.
+const MAX_USER_AGENT_CHARS: usize = 200;
+
+/// Where a browser signs in from, as the request says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Browser<'a> {
+    pub user_agent: &'a str,
+    pub address: &'a str,
+}
+
+/// A sign-in's secret, for the browser's cookie only, and how long it lasts.
+#[derive(Debug)]
+pub struct NewSignIn {
+    pub secret: String,
+    pub max_age: std::time::Duration,
+}
+
+/// Whether a cookie's value is a sign-in's secret at all (a token never is).
+pub fn is_sign_in_secret(value: &str) -> bool {
+    value.starts_with(SIGN_IN_PREFIX)
+}
+
+impl Engine {
+    /// Trades a login link's `token` for a browser sign-in of its user; `None` when the
+    /// token is not valid now. The sign-in lasts `auth.cookie_ttl`, and never beyond the
+    /// token's own expiry.
+    pub async fn sign_in_with_token(
+        &self,
+        token: &str,
+        browser: Browser<'_>,
+    ) -> Result<Option<(User, NewSignIn)>, EngineError> {
+        if token.is_empty() || token.len() > 256 || is_sign_in_secret(token) {
+            return Ok(None);
+        }
+        let token_hash = hash_token(token);
+        let now = Utc::now();
+        let Some((user, token_expires_at)) = self.store.authenticate(&token_hash, now).await? else {
+            return Ok(None);
+        };
+        let ttl = chrono::Duration::from_std(self.config.cookie_ttl).unwrap_or(chrono::Duration::days(30));
+        let expires_at = token_expires_at.map_or(now + ttl, |token_expiry| token_expiry.min(now + ttl));
+        let secret = format!("{SIGN_IN_PREFIX}{}", hex::encode(rand::rng().random::<[u8; 32]>()));
+        let sign_in = SignInInfo {
+            id: SignInId::generate(),
+            user_id: user.id.clone(),
+            via: SignInVia::Token,
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+            user_agent: browser
+                .user_agent
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_USER_AGENT_CHARS)
+                .collect(),
+            address: browser.address.chars().take(64).collect(),
+        };
+        self.store.insert_sign_in(&sign_in, &hash_token(&secret), Some(&token_hash)).await?;
+        tracing::info!(user_id = %user.id, sign_in_id = %sign_in.id, "signed in with a token");
+        let max_age = (expires_at - now).to_std().unwrap_or_default();
+        Ok(Some((user, NewSignIn { secret, max_age })))
+    }
+
+    /// The user a login link's token belongs to, if it is a valid token (a sign-in's
+    /// secret is not one).
+    pub async fn token_user(&self, token: &str) -> Result<Option<User>, EngineError> {
+        if is_sign_in_secret(token) {
+            return Ok(None);
+        }
+        self.authenticate(token).await
+    }
+
+    /// Ends the sign-in whose secret the browser holds (signing out); its token stays.
+    pub async fn sign_out(&self, secret: &str) -> Result<(), EngineError> {
+        if !is_sign_in_secret(secret) {
+            return Ok(());
+        }
+        let hash = hash_token(secret);
+        self.store.delete_sign_in_by_hash(&hash).await?;
+        self.tokens.forget(&hash);
+        self.tell_replicas(berth_store::Change::Access);
+        Ok(())
+    }
+
+    /// The caller's sign-ins, each with whether it is the one `current` (a cookie's
+    /// secret) names.
+    pub async fn sign_ins(
+        &self,
+        user: &User,
+        current: Option<&str>,
+    ) -> Result<Vec<(SignInInfo, bool)>, EngineError> {
+        let current = current.filter(|secret| is_sign_in_secret(secret)).map(hash_token);
+        let sign_ins = self.store.sign_ins_of(&user.id, Utc::now()).await?;
+        Ok(sign_ins
+            .into_iter()
+            .map(|(info, hash)| (info, current.as_deref() == Some(hash.as_str())))
+            .collect())
+    }
+
+    /// Ends one of the caller's sign-ins; it stops working at once.
+    pub async fn end_sign_in(&self, user: &User, id: &str) -> Result<(), EngineError> {
+        let not_found = || EngineError::NotFound { what: "sign-in" };
+        let id = SignInId::parse(id).ok_or_else(not_found)?;
+        let hash = self.store.delete_sign_in(&user.id, &id).await?.ok_or_else(not_found)?;
+        self.tokens.forget(&hash);
+        self.tell_replicas(berth_store::Change::Access);
+        tracing::info!(user_id = %user.id, sign_in_id = %id, "sign-in ended");
+        Ok(())
+    }
+}

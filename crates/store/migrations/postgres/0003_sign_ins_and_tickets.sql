@@ -1,0 +1,24 @@
+-- Browser sign-ins: a random secret of their own in the browser's cookie (stored as its
+-- hash), never the token they were made from. A sign-in made from a token goes with it
+-- (revoked: the row is deleted, and so are its sign-ins).
+CREATE TABLE sign_ins (
+    id            TEXT PRIMARY KEY,
+    secret_hash   TEXT NOT NULL UNIQUE,
+    user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    token_hash    TEXT REFERENCES tokens (hash) ON DELETE CASCADE,
+    via           TEXT NOT NULL CHECK (via IN ('token', 'oidc')),
+    created_at    TIMESTAMPTZ NOT NULL,
+    last_seen_at  TIMESTAMPTZ NOT NULL,
+    expires_at    TIMESTAMPTZ NOT NULL,
+    user_agent    TEXT NOT NULL DEFAULT '',
+    address       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX sign_ins_by_user ON sign_ins (user_id);
+CREATE INDEX sign_ins_by_token ON sign_ins (token_hash);
+
+-- Preview tickets already traded for a preview cookie, kept until they expire, so a
+-- ticket is good once for the whole installation (every replica looks here).
+CREATE TABLE redeemed_tickets (
+    nonce       TEXT PRIMARY KEY,
+    expires_at  BIGINT NOT NULL
+);
