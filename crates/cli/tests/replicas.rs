@@ -402,6 +402,37 @@ async fn a_preview_is_served_by_any_replica_through_the_sessions_owner() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_preview_ticket_is_good_once_for_the_whole_installation() {
+    let Some(cluster) = Cluster::start(1, &[]).await else { return };
+    let workspace = &cluster.workspaces[0];
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let sent = http
+        .get(format!("{}/api/workspaces/{workspace}/preview?port=3000", cluster.a.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), reqwest::StatusCode::SEE_OTHER);
+    let location = sent.headers()[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let query = location.split_once("/_berth/auth?").unwrap().1.to_owned();
+    // The same ticket on each replica's preview host: the first trade works, the second
+    // (on the other replica) is refused.
+    let mut answers = Vec::new();
+    for replica in [&cluster.a, &cluster.b] {
+        let (host, port) = replica.preview.split_once(':').unwrap();
+        let name = format!("{workspace}.preview.localhost");
+        let preview = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(&name, format!("{host}:{port}").parse().unwrap())
+            .build()
+            .unwrap();
+        let answer = preview.get(format!("http://{name}:{port}/_berth/auth?{query}")).send().await.unwrap();
+        answers.push(answer.status());
+    }
+    assert_eq!(answers, [reqwest::StatusCode::SEE_OTHER, reqwest::StatusCode::UNAUTHORIZED]);
+}
+
 #[tokio::test]
 async fn sqlite_serves_one_replica_and_refuses_a_second_at_start() {
     let data = tempfile::tempdir().unwrap();
