@@ -1013,7 +1013,7 @@ async fn signing_in_shows_no_null_and_returns_to_the_page_asked_for() {
     }
     let _one = ONE_AT_A_TIME.lock().await;
     let server = start(|_| {}).await;
-    // Signing out revokes the browser's token: another one signs in again.
+    // Signing out ends the browser's sign-in; another token signs in again.
     let (status, made) =
         server.call(reqwest::Method::POST, "/api/tokens", Some(json!({ "name": "again" }))).await;
     assert_eq!(status, 201, "{made}");
@@ -1327,10 +1327,18 @@ async fn tokens_are_made_and_revoked_a_user_disabled_and_sign_out_ends_the_brows
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Sign out: the browser's own token is revoked and the sign-in page says so.
+    // The bar names who is signed in; the account page lists this browser's sign-in.
+    browser.text_in("#signed-in-as", "dana").await;
+    browser.text_in("#sign-ins tr.current", "this browser").await;
+    // Sign out: this browser's sign-in ends, never the token it came from, so the same
+    // login link signs in again.
     browser.click("#sign-out").await;
-    browser.text_in("#signed-out", "signed out").await;
-    assert_eq!(as_token(dana).await, 401, "the browser's token is revoked");
+    browser.text_in("#signed-out", "login link and tokens still work").await;
+    assert_eq!(as_token(dana.clone()).await, 200, "signing out revoked the token");
+    browser.goto(&server, "/account").await;
+    browser.element("#token").await;
+    browser.goto(&server, &format!("/login?token={dana}")).await;
+    browser.text_in("#signed-in-as", "dana").await;
     browser.close().await;
 
     // An administrator disables Erin from the admin page.
@@ -1342,6 +1350,40 @@ async fn tokens_are_made_and_revoked_a_user_disabled_and_sign_out_ends_the_brows
     admin.screenshot("admin-users").await;
     assert_eq!(as_token(erin).await, 401, "a disabled user's token stops");
     admin.close().await;
+    server.finish().await;
+}
+
+/// Login CSRF: a login link someone sent (their own token) opened in a browser signed in
+/// as another person does not switch it; a page names both, and only its button does.
+#[tokio::test]
+async fn a_login_link_opened_in_a_signed_in_browser_does_not_switch_it() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let (status, created) =
+        server.call(reqwest::Method::POST, "/api/users", Some(json!({ "name": "mallory" }))).await;
+    assert_eq!(status, 201, "{created}");
+    let mallory = created["token"].as_str().unwrap().to_owned();
+    let browser = Browser::open(&server, "login-link-while-signed-in").await;
+    browser.text_in("#signed-in-as", "admin").await;
+
+    browser.goto(&server, &format!("/login?token={mallory}&next=/account")).await;
+    let page = browser.text_in("main", "You are signed in as admin").await;
+    assert!(page.contains("mallory"), "{page}");
+    browser.screenshot("switch-account").await;
+    // Staying is the default: the browser is still admin's.
+    browser.goto(&server, "/account").await;
+    browser.text_in("#user-name", "admin").await;
+    browser.text_in("#signed-in-as", "admin").await;
+
+    // Switching is a deliberate press of the page's button.
+    browser.goto(&server, &format!("/login?token={mallory}&next=/account")).await;
+    browser.click("form[action='/login'] button[type='submit']").await;
+    browser.text_in("#user-name", "mallory").await;
+    browser.text_in("#signed-in-as", "mallory").await;
+    browser.close().await;
     server.finish().await;
 }
 

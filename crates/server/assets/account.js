@@ -82,9 +82,34 @@ export function account() {
         h("button", { type: "submit" }, "Create a token")),
       token,
       h("table", { id: "tokens" }, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Token"), h("th", {}, "Created"), h("th", {}, "Last used"), h("th", {}, "Expires"), h("th", {}, h("span", { class: "skip" }, "Actions")))), tokenRows)));
-  main.append(...gitCredentialsPanel(), ...secretsPanel());
+  main.append(...signInsPanel(), ...gitCredentialsPanel(), ...secretsPanel());
   refreshTokens();
   return workspaceFeed(showSessions);
+}
+
+/** Browser sign-ins: each browser signed in as this person, from where and when, ended one
+ * by one (this browser's too, which signs it out). */
+export function signInsPanel() {
+  const rows = h("tbody", {});
+  const refresh = async () => {
+    const answer = await api("GET", "/api/sign-ins");
+    if (answer.status !== 200) return;
+    rows.replaceChildren(...answer.body.sign_ins.map((item) => h("tr", { "data-sign-in": item.id, class: item.current ? "current" : "" },
+      h("td", {}, item.user_agent || "unknown browser", item.current ? h("span", { class: "badge" }, "this browser") : ""),
+      h("td", {}, item.address || "unknown"), h("td", {}, when(item.created_at)), h("td", {}, when(item.last_seen_at)),
+      h("td", {}, item.via === "oidc" ? "single sign-on" : "login link"),
+      h("td", {}, h("button", { "data-action": "end-sign-in", onclick: async () => {
+        const ended = await api("DELETE", `/api/sign-ins/${item.id}`);
+        if (ended.status !== 204) return toast(`Sign-out failed: ${errorMessage(ended)}`, "bad");
+        if (item.current) return location.assign("/signin?signed_out=1");
+        refresh();
+      } }, item.current ? "Sign out" : "End")))));
+    if (!answer.body.sign_ins.length) rows.append(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No browser is signed in.")));
+  };
+  refresh();
+  return [h("h2", { id: "sign-ins-title" }, "Browser sign-ins"),
+    h("div", { class: "panel" }, h("p", {}, "Each browser signed in as you. Ending one signs that browser out at once; the login link or token it came from keeps working."),
+      h("table", { id: "sign-ins" }, h("thead", {}, h("tr", {}, h("th", {}, "Browser"), h("th", {}, "From"), h("th", {}, "Signed in"), h("th", {}, "Last seen"), h("th", {}, "With"), h("th", {}, h("span", { class: "skip" }, "Actions")))), rows))];
 }
 
 /** Git credentials: one per host, its secret never shown again. */

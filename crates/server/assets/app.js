@@ -33,10 +33,12 @@ function drawNav() {
   const link = (href, text) => h("a", { href, "data-link": true, "aria-current": here === href ? "page" : false }, text);
   nav.append(link("/", "Workspaces"), link("/account", "Account"));
   if (shell.me.role === "admin") nav.append(link("/admin", "Admin"));
-  nav.append(h("button", { id: "sign-out", class: "link", onclick: signOut }, "Sign out"));
+  nav.append(h("span", { id: "signed-in-as", class: "muted", title: "Signed in as" }, shell.me.name),
+    h("button", { id: "sign-out", class: "link", onclick: signOut }, "Sign out"));
 }
 
-/** Revokes this browser's token and goes to the sign-in page. */
+/** Ends this browser's sign-in (never the token it came from) and goes to the sign-in
+ * page. */
 async function signOut() {
   const answer = await api("POST", "/logout");
   if (answer.status !== 204) return toast(`Sign out failed: ${errorMessage(answer)}`, "bad");

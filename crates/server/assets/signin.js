@@ -13,7 +13,7 @@ export function signIn() {
   main.append(...[
     h("h1", {}, "Sign in to berth"),
     params.has("refused") ? h("p", { class: "notice bad", id: "signin-refused" }, "That login link or token is not valid.") : null,
-    params.has("signed_out") ? h("p", { class: "notice", id: "signed-out" }, "You are signed out; that browser token is revoked.") : null,
+    params.has("signed_out") ? h("p", { class: "notice", id: "signed-out" }, "You are signed out of this browser. Your login link and tokens still work: open the link again to come back.") : null,
     h("div", { class: "panel" },
       h("p", {}, "Open the login link that ", h("code", {}, "berth serve"), " printed, or paste a token here. ",
         "A token is made with ", h("code", {}, "berth user add NAME"), "."),
