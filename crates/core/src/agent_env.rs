@@ -28,6 +28,18 @@ pub fn environment(
     env
 }
 
+/// The variables that make the agent's own `git commit` carry the person: author and
+/// committer, name and email.
+pub fn git_identity(name: &str, email: &str) -> [(String, String); 4] {
+    let pair = |variable: &str, value: &str| (variable.to_owned(), value.to_owned());
+    [
+        pair("GIT_AUTHOR_NAME", name),
+        pair("GIT_AUTHOR_EMAIL", email),
+        pair("GIT_COMMITTER_NAME", name),
+        pair("GIT_COMMITTER_EMAIL", email),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,5 +15,5 @@ pub use event::Event;
 pub use ids::{CredentialId, SessionId, SignInId, TokenId, UserId, WorkspaceId};
 pub use limits::{Limits, OnUserLimit, PromptWindow};
 pub use session::{EndReason, Session, SessionState};
-pub use user::{Account, CredentialInfo, Role, SecretInfo, SignInInfo, SignInVia, TokenInfo, User};
+pub use user::{Account, CredentialInfo, Profile, Role, SecretInfo, SignInInfo, SignInVia, TokenInfo, User};
 pub use workspace::{Workspace, WorkspaceEvent, WorkspaceState, WorkspaceTransitionError};

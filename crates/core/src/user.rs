@@ -42,6 +42,31 @@ impl User {
     }
 }
 
+/// What a person is called and reached at: what their commits carry. A person who signs
+/// in through an OpenID Connect provider gets both from it (`from_provider`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub display_name: String,
+    pub email: String,
+    /// Set by an OpenID Connect provider at each sign-in; not the person's to change here.
+    pub from_provider: bool,
+}
+
+impl Profile {
+    /// The name and email berth's commits and the agent's carry: the display name, else
+    /// the user name; the email, else an address under `users.berth.invalid` that says
+    /// which user it was (and reaches nobody).
+    pub fn git_identity(&self, user: &User) -> (String, String) {
+        let name = if self.display_name.is_empty() { user.name.clone() } else { self.display_name.clone() };
+        let email = if self.email.is_empty() {
+            format!("{}@users.berth.invalid", user.name)
+        } else {
+            self.email.clone()
+        };
+        (name, email)
+    }
+}
+
 /// A user as an administrator sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {

@@ -29,6 +29,9 @@ pub enum Field {
     CommitMessage,
     /// A path inside a checkout, for the file browser.
     FilePath,
+    /// A person's display name (what their commits carry).
+    DisplayName,
+    Email,
 }
 
 impl Field {
@@ -46,6 +49,8 @@ impl Field {
             Field::Credential => "invalid_credential",
             Field::CommitMessage => "invalid_message",
             Field::FilePath => "invalid_path",
+            Field::DisplayName => "invalid_display_name",
+            Field::Email => "invalid_email",
         }
     }
 }
@@ -126,6 +131,43 @@ pub fn commit_message(value: &str) -> Result<(), InputError> {
             Field::CommitMessage,
             format!("a commit message is at most {MAX_COMMIT_MESSAGE_LEN} bytes, without NUL"),
         );
+    }
+    Ok(())
+}
+
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+pub const MAX_EMAIL_LEN: usize = 254;
+
+/// A person's display name: at most 100 characters, none of them a control character or
+/// `<`/`>` (git's author line would drop them, or be cut by them). Empty clears it.
+pub fn display_name(value: &str) -> Result<(), InputError> {
+    if value.chars().count() > MAX_DISPLAY_NAME_CHARS
+        || value.chars().any(|c| c.is_control() || c == '<' || c == '>')
+        || value.trim() != value
+    {
+        return refuse(
+            Field::DisplayName,
+            format!(
+                "a display name is at most {MAX_DISPLAY_NAME_CHARS} characters, without '<', '>', control characters or surrounding spaces"
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// An email address as commits carry it: `local@domain`, one `@`, no spaces, control
+/// characters, `<` or `>`, at most 254 bytes. Empty clears it.
+pub fn email(value: &str) -> Result<(), InputError> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    let well_formed = value.len() <= MAX_EMAIL_LEN
+        && !value.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | '"'))
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !domain.starts_with('.')
+        });
+    if !well_formed {
+        return refuse(Field::Email, "an email address is local@domain, without spaces, at most 254 bytes");
     }
     Ok(())
 }
@@ -525,6 +567,22 @@ mod tests {
             let refusal = repo(value).expect_err(value);
             assert_eq!(refusal.field.error_code(), "credentials_in_url");
             assert!(!refusal.reason.contains("s3cret") && !refusal.reason.contains(value));
+        }
+    }
+
+    #[test]
+    fn display_names_and_emails() {
+        for good in ["", "Ada Lovelace", "Zoë O'Brien", "李雷"] {
+            assert_eq!(display_name(good), Ok(()), "{good}");
+        }
+        for bad in ["Eve <eve@x>", "a\nb", " padded", &"x".repeat(101)] {
+            assert!(display_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["", "ada@example.com", "a+b@sub.example.org"] {
+            assert_eq!(email(good), Ok(()), "{good}");
+        }
+        for bad in ["ada", "@x", "a@", "a@@b", "a b@c", "a@b>", "a@.b", "a@b\n"] {
+            assert_eq!(email(bad).map_err(|error| error.field.error_code()), Err("invalid_email"), "{bad:?}");
         }
     }
 

@@ -58,6 +58,8 @@ pub enum EngineError {
     InvalidExpiry { max_days: u64 },
     #[error("an administrator cannot disable or demote themselves; ask another administrator")]
     CannotChangeYourself,
+    #[error("your {field} comes from your identity provider at each sign-in; change it there")]
+    ManagedByProvider { field: &'static str },
     #[error("there is nothing to commit")]
     NothingToCommit,
     #[error("close the workspace's session before switching its branch")]
@@ -139,6 +141,7 @@ impl EngineError {
             EngineError::InvalidTokenName { .. } => "invalid_token_name",
             EngineError::InvalidExpiry { .. } => "invalid_expiry",
             EngineError::CannotChangeYourself => "cannot_change_yourself",
+            EngineError::ManagedByProvider { .. } => "managed_by_provider",
             EngineError::NothingToCommit => "nothing_to_commit",
             EngineError::WorkspaceActive => "workspace_active",
             EngineError::BranchSwitchFailed { .. } => "branch_switch_failed",

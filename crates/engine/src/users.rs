@@ -166,6 +166,38 @@ impl Engine {
         Ok(())
     }
 
+    /// What the caller is called and reached at.
+    pub async fn profile(&self, user: &User) -> Result<berth_core::Profile, EngineError> {
+        self.store.profile(&user.id).await?.ok_or(EngineError::NotFound { what: "user" })
+    }
+
+    /// Changes the caller's display name or email (`None` keeps it, empty clears it). A
+    /// person whose provider sets them cannot (`managed_by_provider`).
+    pub async fn update_profile(
+        &self,
+        user: &User,
+        display_name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<berth_core::Profile, EngineError> {
+        let current = self.profile(user).await?;
+        if current.from_provider {
+            if let Some(field) = [(display_name, "display name"), (email, "email")]
+                .into_iter()
+                .find_map(|(given, field)| given.is_some().then_some(field))
+            {
+                return Err(EngineError::ManagedByProvider { field });
+            }
+            return Ok(current);
+        }
+        let display_name = display_name.unwrap_or(&current.display_name);
+        let email = email.unwrap_or(&current.email);
+        validate::display_name(display_name)?;
+        validate::email(email)?;
+        self.store.update_profile(&user.id, display_name, email).await?;
+        tracing::info!(user_id = %user.id, "profile changed");
+        self.profile(user).await
+    }
+
     /// Every user of the installation (administrators only).
     pub async fn accounts(&self, caller: &User) -> Result<Vec<Account>, EngineError> {
         if !caller.is_admin() {

@@ -195,9 +195,9 @@ impl Engine {
         berth_core::validate::commit_message(message)?;
         let workspace = self.with_checkout(owner, id).await?;
         let (dir, format) = self.checkout_of(&workspace.id).await;
-        let email = format!("{}@users.berth.invalid", owner.name);
+        let (name, email) = self.profile(owner).await?.git_identity(owner);
         let checkout = Checkout { workspace_id: &workspace.id, dir: &dir, format };
-        match berth_git::commit(&*self.driver, checkout, (&owner.name, &email), message).await {
+        match berth_git::commit(&*self.driver, checkout, (&name, &email), message).await {
             Ok(committed) => {
                 tracing::info!(workspace_id = %workspace.id, head = %committed.head, "committed");
                 self.notify_workspace_changed(&workspace.id);

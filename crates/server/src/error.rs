@@ -177,6 +177,7 @@ fn status_of(error: &EngineError) -> StatusCode {
         | EngineError::InvalidTokenName { .. }
         | EngineError::InvalidExpiry { .. }
         | EngineError::CannotChangeYourself
+        | EngineError::ManagedByProvider { .. }
         | EngineError::NothingToCommit
         | EngineError::WorkspaceActive
         | EngineError::BranchSwitchFailed { .. }

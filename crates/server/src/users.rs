@@ -4,8 +4,9 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::wire::{
-    AccountBody, AccountList, CreateTokenRequest, CreateUserRequest, CreatedUser, ErrorEnvelope, SignInBody,
-    SignInList, TokenBody, TokenInfoBody, TokenList, UpdateUserRequest, UserBody,
+    AccountBody, AccountList, CreateTokenRequest, CreateUserRequest, CreatedUser, ErrorEnvelope, MeBody,
+    SignInBody, SignInList, TokenBody, TokenInfoBody, TokenList, UpdateMeRequest, UpdateUserRequest,
+    UserBody,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,7 +16,7 @@ use berth_core::Role;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/me", get(me))
+        .route("/api/me", get(me).patch(update_me))
         .route("/api/users", post(create_user).get(list_users))
         .route("/api/users/{id}", patch(update_user))
         .route("/api/tokens", post(create_token).get(list_tokens))
@@ -24,11 +25,27 @@ pub fn router() -> Router<AppState> {
         .route("/api/sign-ins/{id}", delete(end_sign_in))
 }
 
-/// The caller.
+/// The caller, with the display name and email their commits carry.
 #[utoipa::path(get, path = "/api/me", tag = "users",
-    responses((status = 200, body = UserBody), (status = 401, body = ErrorEnvelope)))]
-pub async fn me(Caller(user): Caller) -> Json<UserBody> {
-    Json(UserBody::from(&user))
+    responses((status = 200, body = MeBody), (status = 401, body = ErrorEnvelope)))]
+pub async fn me(State(state): State<AppState>, Caller(user): Caller) -> Result<Json<MeBody>, ApiError> {
+    let profile = state.engine.profile(&user).await?;
+    Ok(Json(MeBody::new(&user, &profile)))
+}
+
+/// Changes the caller's display name or email (a person whose identity provider sets them
+/// cannot: `409 managed_by_provider`).
+#[utoipa::path(patch, path = "/api/me", tag = "users", request_body = UpdateMeRequest,
+    responses((status = 200, body = MeBody), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn update_me(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    ApiJson(body): ApiJson<UpdateMeRequest>,
+) -> Result<Json<MeBody>, ApiError> {
+    let profile =
+        state.engine.update_profile(&user, body.display_name.as_deref(), body.email.as_deref()).await?;
+    Ok(Json(MeBody::new(&user, &profile)))
 }
 
 /// Creates a user with a first token (administrators only).

@@ -22,6 +22,44 @@ impl From<&User> for UserBody {
     }
 }
 
+/// The caller, with what they are called and reached at (what their commits carry).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MeBody {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = String, example = "member")]
+    pub role: Role,
+    /// Empty until set; commits then carry the user name.
+    pub display_name: String,
+    /// Empty until set; commits then carry `<name>@users.berth.invalid`.
+    pub email: String,
+    /// An identity provider sets both at each sign-in (`PATCH /api/me` refuses them).
+    pub managed_by_provider: bool,
+}
+
+impl MeBody {
+    pub fn new(user: &User, profile: &berth_core::Profile) -> MeBody {
+        MeBody {
+            id: user.id.to_string(),
+            name: user.name.clone(),
+            role: user.role,
+            display_name: profile.display_name.clone(),
+            email: profile.email.clone(),
+            managed_by_provider: profile.from_provider,
+        }
+    }
+}
+
+/// `PATCH /api/me`: either field may be left out (kept) or empty (cleared).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {

@@ -278,3 +278,48 @@ impl Store {
         })
     }
 }
+
+#[derive(sqlx::FromRow)]
+struct ProfileRow {
+    display_name: String,
+    email: String,
+    oidc_issuer: Option<String>,
+}
+
+impl Store {
+    /// What `user_id` is called and reached at; `None` for an unknown user.
+    pub async fn profile(&self, user_id: &UserId) -> Result<Option<berth_core::Profile>, StoreError> {
+        with_pool!(&self.backend, |pool| {
+            let row = sqlx::query_as::<_, ProfileRow>(
+                "SELECT display_name, email, oidc_issuer FROM users WHERE id = $1",
+            )
+            .bind(user_id.as_str())
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|row| berth_core::Profile {
+                display_name: row.display_name,
+                email: row.email,
+                from_provider: row.oidc_issuer.is_some(),
+            }))
+        })
+    }
+
+    /// Sets what `user_id` is called and reached at; whether there is such a user.
+    pub async fn update_profile(
+        &self,
+        user_id: &UserId,
+        display_name: &str,
+        email: &str,
+    ) -> Result<bool, StoreError> {
+        with_pool!(&self.backend, |pool| Ok(sqlx::query(
+            "UPDATE users SET display_name = $1, email = $2 WHERE id = $3"
+        )
+        .bind(display_name)
+        .bind(email)
+        .bind(user_id.as_str())
+        .execute(pool)
+        .await?
+        .rows_affected()
+            > 0))
+    }
+}

@@ -163,8 +163,10 @@ impl Engine {
             grace_expires_at: None,
             agent_running: false,
         };
-        // Read before anything is taken: the caller's secrets and git credential.
+        // Read before anything is taken: the caller's secrets and git credential, and who
+        // the agent's own commits are by.
         let secret_env = self.agent_private_env(&caller.id, workspace).await?;
+        let (author, email) = self.profile(caller).await?.git_identity(caller);
         let Some(commands) = self.take_slot(&session) else {
             return Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER });
         };
@@ -195,7 +197,10 @@ impl Engine {
                     .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?))),
                 &self.config.agent_pass_env,
                 self.catalogue_entry(workspace).map_or(&[][..], |entry| &entry.env),
-            ),
+            )
+            .into_iter()
+            .chain(berth_core::agent_env::git_identity(&author, &email))
+            .collect(),
             secret_env,
         };
         let guard = PowerOnGuard { engine: Arc::clone(self), session, commands: Some(commands) };

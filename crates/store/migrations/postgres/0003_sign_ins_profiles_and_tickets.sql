@@ -7,9 +7,9 @@ CREATE TABLE sign_ins (
     user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     token_hash    TEXT REFERENCES tokens (hash) ON DELETE CASCADE,
     via           TEXT NOT NULL CHECK (via IN ('token', 'oidc')),
-    created_at    TEXT NOT NULL,
-    last_seen_at  TEXT NOT NULL,
-    expires_at    TEXT NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL,
+    last_seen_at  TIMESTAMPTZ NOT NULL,
+    expires_at    TIMESTAMPTZ NOT NULL,
     user_agent    TEXT NOT NULL DEFAULT '',
     address       TEXT NOT NULL DEFAULT ''
 );
@@ -20,5 +20,14 @@ CREATE INDEX sign_ins_by_token ON sign_ins (token_hash);
 -- ticket is good once for the whole installation (every replica looks here).
 CREATE TABLE redeemed_tickets (
     nonce       TEXT PRIMARY KEY,
-    expires_at  INTEGER NOT NULL
+    expires_at  BIGINT NOT NULL
 );
+
+-- What a person is called and reached at (their commits carry it), and, for a person who
+-- signs in through an OpenID Connect provider, who they are there: the pair (issuer,
+-- subject), which stays when their name or email change.
+ALTER TABLE users ADD COLUMN display_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN oidc_issuer TEXT;
+ALTER TABLE users ADD COLUMN oidc_subject TEXT;
+CREATE UNIQUE INDEX users_by_oidc ON users (oidc_issuer, oidc_subject);
