@@ -5,6 +5,7 @@ pub mod agent_env;
 pub mod event;
 pub mod ids;
 pub mod limits;
+pub mod oidc;
 pub mod preview;
 pub mod session;
 pub mod user;

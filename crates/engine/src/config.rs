@@ -95,6 +95,11 @@ pub struct Config {
     pub clone_timeout: Duration,
     /// How long the login cookie lives.
     pub cookie_ttl: Duration,
+    /// Where browsers reach berth (`public_url`): OpenID Connect's redirect URI is
+    /// `<public_url>/auth/oidc/callback`.
+    pub public_url: String,
+    /// Sign-in through an OpenID Connect provider, when configured.
+    pub oidc: Option<OidcSettings>,
     /// Directories under which members may clone local repositories (admins may clone
     /// any path outside the data directory). Empty: members clone no local path.
     pub git_local_roots: Vec<PathBuf>,
@@ -139,6 +144,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     listen: Option<String>,
+    public_url: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     admin_token: Option<String>,
@@ -210,6 +216,64 @@ struct SecretsFile {
 #[serde(deny_unknown_fields)]
 struct AuthFile {
     cookie_ttl: Option<String>,
+    #[serde(default)]
+    oidc: OidcFile,
+}
+
+/// `[auth.oidc]`: lists are comma- or space-separated strings, as their variables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OidcFile {
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    display_name: Option<String>,
+    scopes: Option<String>,
+    username_claim: Option<String>,
+    groups_claim: Option<String>,
+    allowed_groups: Option<String>,
+    allowed_email_domains: Option<String>,
+    admin_groups: Option<String>,
+}
+
+/// Sign-in through an OpenID Connect provider (`[auth.oidc]`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The provider's issuer URL; its discovery document is at
+    /// `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// What the sign-in button says: "Sign in with <display_name>".
+    pub display_name: String,
+    pub scopes: Vec<String>,
+    /// The claim a new user's name is made from (`preferred_username`).
+    pub username_claim: String,
+    /// The claim listing a person's groups (`groups`).
+    pub groups_claim: String,
+    /// Empty: anyone the provider signs in; else only members of one of them.
+    pub allowed_groups: Vec<String>,
+    /// Empty: any email; else only these domains.
+    pub allowed_email_domains: Vec<String>,
+    /// Members of these are administrators (at every sign-in).
+    pub admin_groups: Vec<String>,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<hidden>"))
+            .field("display_name", &self.display_name)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A list setting: comma- or space-separated, empty parts dropped.
+fn list(text: Option<String>) -> Vec<String> {
+    text.unwrap_or_default().split([',', ' ']).map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -460,6 +524,44 @@ impl Config {
                 Some(text) => count("limits.prompts_per_second", &text, 1)?,
                 None => DEFAULT_PROMPTS_PER_SECOND,
             };
+        let public_url = pick("BERTH_PUBLIC_URL", parsed.public_url).unwrap_or_else(|| format!("http://{listen_text}"));
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) || public_url.contains(['?', '#']) {
+            return Err(invalid("public_url", &public_url, "expected an http:// or https:// address without query"));
+        }
+        let oidc_file = parsed.auth.oidc;
+        let oidc = match pick("BERTH_OIDC_ISSUER", oidc_file.issuer) {
+            Some(issuer) => {
+                let client_id = pick("BERTH_OIDC_CLIENT_ID", oidc_file.client_id)
+                    .ok_or_else(|| invalid("auth.oidc.client_id", "", "an OpenID Connect issuer needs a client id"))?;
+                if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                    return Err(invalid("auth.oidc.issuer", &issuer, "expected an http:// or https:// URL"));
+                }
+                let scopes = match pick("BERTH_OIDC_SCOPES", oidc_file.scopes) {
+                    Some(text) => list(Some(text)),
+                    None => ["openid", "profile", "email"].map(str::to_owned).to_vec(),
+                };
+                Some(OidcSettings {
+                    issuer,
+                    client_id,
+                    client_secret: pick("BERTH_OIDC_CLIENT_SECRET", oidc_file.client_secret),
+                    display_name: pick("BERTH_OIDC_DISPLAY_NAME", oidc_file.display_name)
+                        .unwrap_or_else(|| "Single sign-on".to_owned()),
+                    scopes,
+                    username_claim: pick("BERTH_OIDC_USERNAME_CLAIM", oidc_file.username_claim)
+                        .unwrap_or_else(|| "preferred_username".to_owned()),
+                    groups_claim: pick("BERTH_OIDC_GROUPS_CLAIM", oidc_file.groups_claim)
+                        .unwrap_or_else(|| "groups".to_owned()),
+                    allowed_groups: list(pick("BERTH_OIDC_ALLOWED_GROUPS", oidc_file.allowed_groups)),
+                    allowed_email_domains: list(pick(
+                        "BERTH_OIDC_ALLOWED_EMAIL_DOMAINS",
+                        oidc_file.allowed_email_domains,
+                    )),
+                    admin_groups: list(pick("BERTH_OIDC_ADMIN_GROUPS", oidc_file.admin_groups)),
+                })
+            }
+            None => None,
+        };
         let cookie_ttl = match pick("BERTH_COOKIE_TTL", parsed.auth.cookie_ttl) {
             Some(text) => duration("auth.cookie_ttl", &text)?,
             None => DEFAULT_COOKIE_TTL,
@@ -539,6 +641,8 @@ impl Config {
             turn_timeout,
             clone_timeout,
             cookie_ttl,
+            public_url,
+            oidc,
             git_local_roots,
             secret_key,
             agents,

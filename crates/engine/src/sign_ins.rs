@@ -6,7 +6,8 @@
 
 use crate::users::hash_token;
 use crate::{Engine, EngineError};
-use berth_core::{SignInId, SignInInfo, SignInVia, User};
+use berth_core::{Role, SignInId, SignInInfo, SignInVia, User, UserId};
+use berth_store::PendingOidcLogin;
 use chrono::Utc;
 use rand::Rng;
 
@@ -29,12 +30,143 @@ pub struct NewSignIn {
     pub max_age: std::time::Duration,
 }
 
+/// A provider's display name made to fit berth's rules (no `<`, `>`, control characters;
+/// at most 100 characters).
+fn fitting_display_name(name: &str) -> String {
+    let kept: String = name.chars().filter(|c| !c.is_control() && !matches!(c, '<' | '>')).take(100).collect();
+    kept.trim().to_owned()
+}
+
 /// Whether a cookie's value is a sign-in's secret at all (a token never is).
 pub fn is_sign_in_secret(value: &str) -> bool {
     value.starts_with(SIGN_IN_PREFIX)
 }
 
+/// What an OpenID Connect provider said of a person, once the ID token's signature,
+/// issuer, audience, expiry and nonce were checked.
+#[derive(Debug, Clone, Default)]
+pub struct OidcIdentity {
+    pub issuer: String,
+    pub subject: String,
+    /// The claim a new user's name is made from (`auth.oidc.username_claim`).
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// How an OpenID Connect sign-in ended.
+#[derive(Debug)]
+pub enum OidcSignIn {
+    SignedIn(User, NewSignIn),
+    /// The installation does not let this person in; the reason is for them to read.
+    Refused(String),
+}
+
+/// How long a sign-in through a provider may take, from start to callback.
+pub const OIDC_LOGIN_SECS: i64 = 600;
+
 impl Engine {
+    /// Records an OpenID Connect sign-in under way (its `state`, the browser binding's
+    /// hash, PKCE verifier, nonce and `next`).
+    pub async fn begin_oidc_login(&self, login: &PendingOidcLogin) -> Result<(), EngineError> {
+        Ok(self.store.insert_oidc_login(login).await?)
+    }
+
+    /// Takes the sign-in under way with `state`, once, if the browser that came back holds
+    /// the binding secret of the one that started it.
+    pub async fn take_oidc_login(
+        &self,
+        state: &str,
+        binding: Option<&str>,
+    ) -> Result<Option<PendingOidcLogin>, EngineError> {
+        let Some(login) = self.store.take_oidc_login(state, Utc::now().timestamp()).await? else {
+            return Ok(None);
+        };
+        Ok(binding.is_some_and(|binding| hash_token(binding) == login.binding_hash).then_some(login))
+    }
+
+    /// Signs a browser in as the person a provider vouched for: the same user as before
+    /// for the same (issuer, subject) — name, email and role updated from the claims — or
+    /// a new member (an administrator in `admin_groups`) with a name of their own.
+    pub async fn sign_in_with_oidc(
+        &self,
+        identity: &OidcIdentity,
+        browser: Browser<'_>,
+    ) -> Result<OidcSignIn, EngineError> {
+        let Some(settings) = &self.config.oidc else {
+            return Ok(OidcSignIn::Refused("single sign-on is not configured".into()));
+        };
+        let policy = berth_core::oidc::Policy {
+            allowed_groups: &settings.allowed_groups,
+            allowed_email_domains: &settings.allowed_email_domains,
+            admin_groups: &settings.admin_groups,
+        };
+        let role = match berth_core::oidc::admit(policy, identity.email.as_deref(), &identity.groups) {
+            Ok(role) => role,
+            Err(reason) => return Ok(OidcSignIn::Refused(reason)),
+        };
+        let display_name = fitting_display_name(identity.display_name.as_deref().unwrap_or_default());
+        let email = identity
+            .email
+            .as_deref()
+            .filter(|email| berth_core::validate::email(email).is_ok())
+            .unwrap_or_default()
+            .to_owned();
+        let user = match self.store.user_by_oidc(&identity.issuer, &identity.subject).await? {
+            Some((_, true)) => return Ok(OidcSignIn::Refused("your berth account is disabled".into())),
+            Some((user, false)) => {
+                self.store.update_oidc_user(&user.id, role, &display_name, &email).await?;
+                self.tokens.forget_user(&user.id);
+                User { role, ..user }
+            }
+            None => self.create_oidc_user(identity, role, &display_name, &email).await?,
+        };
+        let now = Utc::now();
+        let ttl = chrono::Duration::from_std(self.config.cookie_ttl).unwrap_or(chrono::Duration::days(30));
+        let secret = format!("{SIGN_IN_PREFIX}{}", hex::encode(rand::rng().random::<[u8; 32]>()));
+        let sign_in = SignInInfo {
+            id: SignInId::generate(),
+            user_id: user.id.clone(),
+            via: SignInVia::Oidc,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + ttl,
+            user_agent: browser.user_agent.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT_CHARS).collect(),
+            address: browser.address.chars().take(64).collect(),
+        };
+        self.store.insert_sign_in(&sign_in, &hash_token(&secret), None).await?;
+        tracing::info!(user_id = %user.id, sign_in_id = %sign_in.id, "signed in through OpenID Connect");
+        Ok(OidcSignIn::SignedIn(user, NewSignIn { secret, max_age: self.config.cookie_ttl }))
+    }
+
+    /// A new user for a provider's person: the first free name made from the claims.
+    async fn create_oidc_user(
+        &self,
+        identity: &OidcIdentity,
+        role: Role,
+        display_name: &str,
+        email: &str,
+    ) -> Result<User, EngineError> {
+        let claim = identity
+            .username
+            .as_deref()
+            .or(identity.email.as_deref())
+            .unwrap_or(identity.subject.as_str());
+        for name in berth_core::oidc::username_candidates(claim).take(100) {
+            let user = User { id: UserId::generate(), name, role, created_at: Utc::now() };
+            match self.store.insert_oidc_user(&user, &identity.issuer, &identity.subject, display_name, email).await {
+                Ok(()) => {
+                    tracing::info!(user_id = %user.id, name = %user.name, role = role.as_str(), "user created by single sign-on");
+                    return Ok(user);
+                }
+                Err(berth_store::StoreError::NameTaken { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(EngineError::NameTaken { name: claim.chars().take(64).collect() })
+    }
+
     /// Trades a login link's `token` for a browser sign-in of its user; `None` when the
     /// token is not valid now. The sign-in lasts `auth.cookie_ttl`, and never beyond the
     /// token's own expiry.

@@ -88,7 +88,7 @@ impl TokenCache {
         self.lock().remove(hash);
     }
 
-    fn forget_user(&self, user_id: &UserId) {
+    pub(crate) fn forget_user(&self, user_id: &UserId) {
         self.lock().retain(|_, (user, _, _)| &user.id != user_id);
     }
 

@@ -1,5 +1,6 @@
 // The sign-in page.
 
+import { api } from "./api.js";
 import { h } from "./dom.js";
 import { setTitle } from "./format.js";
 import { main } from "./shell.js";
@@ -23,4 +24,16 @@ export function signIn() {
         h("p", {}, h("button", { class: "primary", type: "submit" }, "Sign in")))),
   ].filter(Boolean));
   input.focus();
+  // The team's identity provider first, when the installation has one.
+  api("GET", "/api/sign-in-options").then((answer) => {
+    const oidc = answer.status === 200 ? answer.body.oidc : null;
+    if (!oidc) return;
+    const start = `/auth/oidc/start${next ? `?next=${encodeURIComponent(next)}` : ""}`;
+    const panel = h("div", { class: "panel", id: "oidc-panel" }, ...[
+      h("p", {}, h("a", { class: "button primary", id: "oidc-sign-in", href: start }, `Sign in with ${oidc.display_name}`)),
+      oidc.reachable ? null : h("p", { class: "notice bad", id: "oidc-unreachable" }, `${oidc.display_name} cannot be reached right now; berth keeps trying.`),
+      h("p", { class: "muted" }, "Or use a login link or token:"),
+    ].filter(Boolean));
+    main.querySelector("h1").after(panel);
+  });
 }

@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod live;
 mod metrics;
+mod oidc;
 mod openapi;
 mod ops;
 mod preview;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub preview: Option<PreviewHosts>,
     /// Turns true when the server stops: long-lived answers (the change feed) end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The OpenID Connect provider people sign in with, when one is configured.
+    pub oidc: Option<Arc<oidc::Oidc>>,
 }
 
 /// After the shutdown signal, open connections get this long to finish before the
@@ -52,6 +55,8 @@ pub fn router(state: AppState) -> Router {
     metrics::install();
     Router::new()
         .merge(ops::router())
+        .merge(oidc::router())
+        .route("/api/sign-in-options", axum::routing::get(oidc::sign_in_options))
         .merge(ui::router())
         .merge(users::router())
         .merge(account::router())
@@ -110,7 +115,17 @@ pub async fn run(
         tracing::info!(address = %listener.local_addr()?, "previews listening");
     }
     let (stop_feeds, stopping) = tokio::sync::watch::channel(false);
-    let state = AppState { engine: Arc::clone(&engine), preview, stopping };
+    let oidc = match &engine.config().oidc {
+        Some(settings) => Some(Arc::new(
+            oidc::Oidc::new(settings, &engine.config().public_url).map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
+    if let Some(oidc) = &oidc {
+        // A provider that does not answer yet stops nothing: discovery is tried again.
+        tokio::spawn(Arc::clone(oidc).discover_until_found(stopping.clone()));
+    }
+    let state = AppState { engine: Arc::clone(&engine), preview, stopping, oidc };
     let shutdown = async move {
         shutdown.await;
         let _ = stop_feeds.send(true);

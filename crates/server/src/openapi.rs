@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers and wire types.
 
-use crate::{account, changes, live, metrics, ops, preview, sessions, users, wire, workspaces};
+use crate::{account, changes, live, metrics, oidc, ops, preview, sessions, users, wire, workspaces};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         ops::healthz, ops::readyz, ops::login, metrics::render, live::live,
         users::me, users::update_me, users::create_user, users::create_token, users::list_tokens, users::revoke_token, users::list_sign_ins, users::end_sign_in,
-        users::list_users, users::update_user, ops::logout, ops::switch_login,
+        users::list_users, users::update_user, ops::logout, ops::switch_login, oidc::sign_in_options,
         workspaces::create_workspace, workspaces::list_workspaces, workspaces::show_workspace, workspaces::update_workspace,
         changes::workspace_changes, changes::admin_session_changes, workspaces::workspace_files, workspaces::init_log, workspaces::git_status, workspaces::delete_workspace, workspaces::retry_workspace,
         preview::open_preview, workspaces::push_workspace, workspaces::workspace_diff, workspaces::commit_workspace,
@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(
         wire::UserBody, wire::CreateUserRequest, wire::CreatedUser, wire::TokenBody,
-        wire::CreateTokenRequest, wire::TokenInfoBody, wire::TokenList, wire::MeBody, wire::UpdateMeRequest, wire::SignInBody, wire::SignInList, wire::AccountBody, wire::AccountList, wire::UpdateUserRequest,
+        wire::CreateTokenRequest, wire::TokenInfoBody, wire::TokenList, oidc::SignInOptions, oidc::OidcOption, wire::MeBody, wire::UpdateMeRequest, wire::SignInBody, wire::SignInList, wire::AccountBody, wire::AccountList, wire::UpdateUserRequest,
         wire::WorkspaceBody, wire::WorkspaceList, wire::CreateWorkspaceRequest, wire::UpdateWorkspaceRequest, wire::GitStatusBody,
         wire::DeletedBody, wire::ErrorEnvelope, wire::ErrorBody,
         wire::SessionBody, wire::SessionList, wire::AdminSessionBody, wire::AdminSessionList, wire::OpenBody, wire::CloseBody, wire::CloseAllRequest,

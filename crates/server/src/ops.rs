@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
 
 /// Whether the browser reached berth over https (berth behind a TLS proxy says so with
 /// `X-Forwarded-Proto` or `Forwarded`): the cookie is then `Secure`.
-fn over_https(headers: &axum::http::HeaderMap) -> bool {
+pub(crate) fn over_https(headers: &axum::http::HeaderMap) -> bool {
     let forwarded_proto = headers
         .get("x-forwarded-proto")
         .and_then(|value| value.to_str().ok())
@@ -38,7 +38,7 @@ fn over_https(headers: &axum::http::HeaderMap) -> bool {
 
 /// The login cookie: host-only (no `Domain`), HTTP-only, `SameSite=Lax`, living `max_age`
 /// seconds (0 clears it), `Secure` over https.
-fn login_cookie(value: &str, max_age: u64, secure: bool) -> String {
+pub(crate) fn login_cookie(value: &str, max_age: u64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
     format!("{TOKEN_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
@@ -227,7 +227,7 @@ async fn sign_in(
 
 /// Where a request came from: the first address a proxy in front names
 /// (`X-Forwarded-For`), else the connection's peer. Shown to the person only.
-fn client_address(parts: &axum::http::request::Parts) -> String {
+pub(crate) fn client_address(parts: &axum::http::request::Parts) -> String {
     let forwarded = parts
         .headers
         .get("x-forwarded-for")

@@ -32,6 +32,7 @@ pub use postgres::create_database;
 pub use replicas::{Change, Fence, ReplicaInfo, TakenOver};
 pub use secrets::SealedCredential;
 pub use sessions::{SessionInsert, UserOpenLock};
+pub use sign_ins::PendingOidcLogin;
 pub use workspaces::InitialisationOutcome;
 
 #[derive(Debug, thiserror::Error)]

@@ -184,3 +184,134 @@ impl Store {
         })
     }
 }
+
+/// An OpenID Connect sign-in under way, as the browser's start left it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PendingOidcLogin {
+    pub state: String,
+    /// The hash of the secret of the browser's binding cookie.
+    pub binding_hash: String,
+    pub verifier: String,
+    pub nonce: String,
+    pub next: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct OidcUserRow {
+    id: String,
+    name: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    disabled: bool,
+}
+
+impl Store {
+    pub async fn insert_oidc_login(&self, login: &PendingOidcLogin) -> Result<(), StoreError> {
+        with_pool!(&self.backend, |pool| {
+            sqlx::query(
+                "INSERT INTO oidc_logins (state, binding_hash, verifier, nonce, next, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&login.state)
+            .bind(&login.binding_hash)
+            .bind(&login.verifier)
+            .bind(&login.nonce)
+            .bind(&login.next)
+            .bind(login.expires_at)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Takes the sign-in under way with `state` (once: it is gone after), unless it has
+    /// expired; expired ones are forgotten on the way.
+    pub async fn take_oidc_login(&self, state: &str, now: i64) -> Result<Option<PendingOidcLogin>, StoreError> {
+        with_pool!(&self.backend, |pool| {
+            sqlx::query("DELETE FROM oidc_logins WHERE expires_at <= $1").bind(now).execute(pool).await?;
+            Ok(sqlx::query_as::<_, PendingOidcLogin>(
+                "DELETE FROM oidc_logins WHERE state = $1
+                 RETURNING state, binding_hash, verifier, nonce, next, expires_at",
+            )
+            .bind(state)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
+    /// The user a provider's person (issuer, subject) is, and whether they are disabled.
+    pub async fn user_by_oidc(&self, issuer: &str, subject: &str) -> Result<Option<(User, bool)>, StoreError> {
+        with_pool!(&self.backend, |pool| {
+            let row = sqlx::query_as::<_, OidcUserRow>(
+                "SELECT id, name, role, created_at, disabled FROM users WHERE oidc_issuer = $1 AND oidc_subject = $2",
+            )
+            .bind(issuer)
+            .bind(subject)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let role = berth_core::Role::parse(&row.role)
+                .ok_or_else(|| StoreError::Corrupt { what: format!("role '{}'", row.role) })?;
+            let user = User { id: UserId::from_trusted(row.id), name: row.name, role, created_at: row.created_at };
+            Ok(Some((user, row.disabled)))
+        })
+    }
+
+    /// Makes the user a provider's person (issuer, subject) is, with what the provider
+    /// says of them. A name another user has is `NameTaken`.
+    pub async fn insert_oidc_user(
+        &self,
+        user: &User,
+        issuer: &str,
+        subject: &str,
+        display_name: &str,
+        email: &str,
+    ) -> Result<(), StoreError> {
+        with_pool!(&self.backend, |pool| {
+            sqlx::query(
+                "INSERT INTO users (id, name, role, created_at, display_name, email, oidc_issuer, oidc_subject)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(user.id.as_str())
+            .bind(&user.name)
+            .bind(user.role.as_str())
+            .bind(user.created_at)
+            .bind(display_name)
+            .bind(email)
+            .bind(issuer)
+            .bind(subject)
+            .execute(pool)
+            .await
+            .map_err(|error| {
+                if crate::is_unique_violation(&error) {
+                    StoreError::NameTaken { name: user.name.clone() }
+                } else {
+                    error.into()
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    /// What the provider says of a person at a later sign-in: name, email and role.
+    pub async fn update_oidc_user(
+        &self,
+        id: &UserId,
+        role: berth_core::Role,
+        display_name: &str,
+        email: &str,
+    ) -> Result<(), StoreError> {
+        with_pool!(&self.backend, |pool| {
+            sqlx::query("UPDATE users SET role = $1, display_name = $2, email = $3 WHERE id = $4")
+                .bind(role.as_str())
+                .bind(display_name)
+                .bind(email)
+                .bind(id.as_str())
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+}

@@ -31,3 +31,15 @@ ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN oidc_issuer TEXT;
 ALTER TABLE users ADD COLUMN oidc_subject TEXT;
 CREATE UNIQUE INDEX users_by_oidc ON users (oidc_issuer, oidc_subject);
+
+-- OpenID Connect sign-ins under way: the `state` sent to the provider, the hash of the
+-- browser's binding cookie (the callback must come back to the browser that started),
+-- the PKCE verifier and nonce, and where to go after. Taken once, then gone.
+CREATE TABLE oidc_logins (
+    state         TEXT PRIMARY KEY,
+    binding_hash  TEXT NOT NULL,
+    verifier      TEXT NOT NULL,
+    nonce         TEXT NOT NULL,
+    next          TEXT NOT NULL,
+    expires_at    BIGINT NOT NULL
+);
