@@ -49,6 +49,22 @@ if ! command -v elizacp >/dev/null 2>&1; then
     cargo install elizacp --locked
 fi
 
+# npm packages the tests run (a real OpenID provider), cached between runs in
+# BERTH_TEST_NODE; node itself comes with Debian's nodejs when it is missing.
+export BERTH_TEST_NODE="${BERTH_TEST_NODE:-${XDG_CACHE_HOME:-$HOME/.cache}/berth-test-node}"
+if ! command -v npm >/dev/null 2>&1; then
+    echo "== installing nodejs and npm"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+fi
+node_packages=(oidc-provider@9.13.3)
+if [ ! -f "$BERTH_TEST_NODE/node_modules/oidc-provider/package.json" ]; then
+    echo "== installing ${node_packages[*]} into $BERTH_TEST_NODE"
+    mkdir -p "$BERTH_TEST_NODE"
+    [ -f "$BERTH_TEST_NODE/package.json" ] || echo '{"private": true}' >"$BERTH_TEST_NODE/package.json"
+    (cd "$BERTH_TEST_NODE" && npm install --no-audit --no-fund --loglevel=error "${node_packages[@]}")
+fi
+
 # What the script started, stopped when it ends however it ends.
 cleanups=()
 run_cleanups() { for cleanup in "${cleanups[@]}"; do "$cleanup"; done; }

@@ -26,7 +26,8 @@ pub fn admit(policy: Policy<'_>, email: Option<&str>, groups: &[String]) -> Resu
         ));
     }
     if !policy.allowed_email_domains.is_empty() {
-        let domain = email.and_then(|email| email.rsplit_once('@')).map(|(_, domain)| domain.to_ascii_lowercase());
+        let domain =
+            email.and_then(|email| email.rsplit_once('@')).map(|(_, domain)| domain.to_ascii_lowercase());
         let allowed = domain.is_some_and(|domain| {
             policy.allowed_email_domains.iter().any(|allowed| allowed.eq_ignore_ascii_case(&domain))
         });
@@ -49,10 +50,17 @@ pub fn username_candidates(claim: &str) -> impl Iterator<Item = String> {
         .next()
         .unwrap_or_default()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let trimmed = cleaned.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
-    let base: String = if trimmed.is_empty() { "user".to_owned() } else { trimmed.chars().take(MAX_NAME_LEN - 8).collect() };
+    let base: String =
+        if trimmed.is_empty() { "user".to_owned() } else { trimmed.chars().take(MAX_NAME_LEN - 8).collect() };
     std::iter::once(base.clone()).chain((2..).map(move |n| format!("{base}-{n}")))
 }
 
@@ -66,8 +74,10 @@ mod tests {
 
     #[test]
     fn groups_and_domains_decide_who_signs_in_and_as_what() {
-        let (allowed, domains, admins) = (strings(&["dev", "ops"]), strings(&["example.com"]), strings(&["ops"]));
-        let policy = Policy { allowed_groups: &allowed, allowed_email_domains: &domains, admin_groups: &admins };
+        let (allowed, domains, admins) =
+            (strings(&["dev", "ops"]), strings(&["example.com"]), strings(&["ops"]));
+        let policy =
+            Policy { allowed_groups: &allowed, allowed_email_domains: &domains, admin_groups: &admins };
         assert_eq!(admit(policy, Some("a@example.com"), &strings(&["dev"])), Ok(Role::Member));
         assert_eq!(admit(policy, Some("a@EXAMPLE.com"), &strings(&["ops"])), Ok(Role::Admin));
         assert!(admit(policy, Some("a@example.com"), &strings(&["sales"])).is_err());

@@ -273,7 +273,12 @@ impl std::fmt::Debug for OidcSettings {
 
 /// A list setting: comma- or space-separated, empty parts dropped.
 fn list(text: Option<String>) -> Vec<String> {
-    text.unwrap_or_default().split([',', ' ']).map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+    text.unwrap_or_default()
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -524,16 +529,24 @@ impl Config {
                 Some(text) => count("limits.prompts_per_second", &text, 1)?,
                 None => DEFAULT_PROMPTS_PER_SECOND,
             };
-        let public_url = pick("BERTH_PUBLIC_URL", parsed.public_url).unwrap_or_else(|| format!("http://{listen_text}"));
+        let public_url =
+            pick("BERTH_PUBLIC_URL", parsed.public_url).unwrap_or_else(|| format!("http://{listen_text}"));
         let public_url = public_url.trim_end_matches('/').to_owned();
-        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) || public_url.contains(['?', '#']) {
-            return Err(invalid("public_url", &public_url, "expected an http:// or https:// address without query"));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://"))
+            || public_url.contains(['?', '#'])
+        {
+            return Err(invalid(
+                "public_url",
+                &public_url,
+                "expected an http:// or https:// address without query",
+            ));
         }
         let oidc_file = parsed.auth.oidc;
         let oidc = match pick("BERTH_OIDC_ISSUER", oidc_file.issuer) {
             Some(issuer) => {
-                let client_id = pick("BERTH_OIDC_CLIENT_ID", oidc_file.client_id)
-                    .ok_or_else(|| invalid("auth.oidc.client_id", "", "an OpenID Connect issuer needs a client id"))?;
+                let client_id = pick("BERTH_OIDC_CLIENT_ID", oidc_file.client_id).ok_or_else(|| {
+                    invalid("auth.oidc.client_id", "", "an OpenID Connect issuer needs a client id")
+                })?;
                 if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
                     return Err(invalid("auth.oidc.issuer", &issuer, "expected an http:// or https:// URL"));
                 }

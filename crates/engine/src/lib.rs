@@ -31,12 +31,12 @@ pub use config::{AgentEntry, Config};
 
 /// The name of the agent every installation offers: berth's own (`berth agent`).
 pub const BUILTIN_AGENT: &str = "builtin";
+pub use berth_store::PendingOidcLogin;
 pub use conversation::{LiveAttachment, LiveMessage, LiveSubscription};
 pub use credentials::OfferedAgent;
 pub use error::EngineError;
 pub use paths::DataPaths;
 pub use session::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};
-pub use berth_store::PendingOidcLogin;
 pub use sign_ins::{Browser, NewSignIn, OIDC_LOGIN_SECS, OidcIdentity, OidcSignIn, is_sign_in_secret};
 pub use ssh::SshPublicKey;
 pub use users::{NewToken, hash_token};

@@ -33,7 +33,8 @@ pub struct NewSignIn {
 /// A provider's display name made to fit berth's rules (no `<`, `>`, control characters;
 /// at most 100 characters).
 fn fitting_display_name(name: &str) -> String {
-    let kept: String = name.chars().filter(|c| !c.is_control() && !matches!(c, '<' | '>')).take(100).collect();
+    let kept: String =
+        name.chars().filter(|c| !c.is_control() && !matches!(c, '<' | '>')).take(100).collect();
     kept.trim().to_owned()
 }
 
@@ -132,7 +133,12 @@ impl Engine {
             created_at: now,
             last_seen_at: now,
             expires_at: now + ttl,
-            user_agent: browser.user_agent.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT_CHARS).collect(),
+            user_agent: browser
+                .user_agent
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_USER_AGENT_CHARS)
+                .collect(),
             address: browser.address.chars().take(64).collect(),
         };
         self.store.insert_sign_in(&sign_in, &hash_token(&secret), None).await?;
@@ -148,14 +154,15 @@ impl Engine {
         display_name: &str,
         email: &str,
     ) -> Result<User, EngineError> {
-        let claim = identity
-            .username
-            .as_deref()
-            .or(identity.email.as_deref())
-            .unwrap_or(identity.subject.as_str());
+        let claim =
+            identity.username.as_deref().or(identity.email.as_deref()).unwrap_or(identity.subject.as_str());
         for name in berth_core::oidc::username_candidates(claim).take(100) {
             let user = User { id: UserId::generate(), name, role, created_at: Utc::now() };
-            match self.store.insert_oidc_user(&user, &identity.issuer, &identity.subject, display_name, email).await {
+            match self
+                .store
+                .insert_oidc_user(&user, &identity.issuer, &identity.subject, display_name, email)
+                .await
+            {
                 Ok(()) => {
                     tracing::info!(user_id = %user.id, name = %user.name, role = role.as_str(), "user created by single sign-on");
                     return Ok(user);

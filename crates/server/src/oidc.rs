@@ -11,11 +11,11 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, cookie_token, cookies, is_local_path, wants_html};
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use base64::Engine as _;
 use berth_engine::config::OidcSettings;
 use berth_engine::{Browser, OIDC_LOGIN_SECS, OidcIdentity, OidcSignIn};
@@ -92,7 +92,10 @@ impl Oidc {
         }
     }
 
-    fn client(&self, metadata: CoreProviderMetadata) -> CoreClient<
+    fn client(
+        &self,
+        metadata: CoreProviderMetadata,
+    ) -> CoreClient<
         openidconnect::EndpointSet,
         openidconnect::EndpointNotSet,
         openidconnect::EndpointNotSet,
@@ -122,7 +125,11 @@ struct StartQuery {
 const MAX_NEXT: usize = 2048;
 
 /// Sends the browser to the provider, having recorded the sign-in under way.
-async fn start(State(state): State<AppState>, headers: HeaderMap, ApiQuery(query): ApiQuery<StartQuery>) -> Result<Response, ApiError> {
+async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<StartQuery>,
+) -> Result<Response, ApiError> {
     let Some(oidc) = state.oidc.clone() else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "single sign-on is not configured"));
     };
@@ -140,7 +147,11 @@ async fn start(State(state): State<AppState>, headers: HeaderMap, ApiQuery(query
     };
     let client = oidc.client(metadata);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let mut request = client.authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random);
+    let mut request = client.authorize_url(
+        CoreAuthenticationFlow::AuthorizationCode,
+        CsrfToken::new_random,
+        Nonce::new_random,
+    );
     for scope in oidc.settings.scopes.iter().filter(|scope| scope.as_str() != "openid") {
         request = request.add_scope(Scope::new(scope.clone()));
     }
@@ -179,9 +190,14 @@ async fn callback(
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let (mut parts, _) = request.into_parts();
-    let ApiQuery(query) = <ApiQuery<CallbackQuery> as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await?;
+    let ApiQuery(query) =
+        <ApiQuery<CallbackQuery> as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+            &mut parts, &state,
+        )
+        .await?;
     let headers = &parts.headers;
-    let refused = |message: &str| page(headers, StatusCode::BAD_REQUEST, "oidc_failed", "Sign-in failed", message);
+    let refused =
+        |message: &str| page(headers, StatusCode::BAD_REQUEST, "oidc_failed", "Sign-in failed", message);
     let Some(oidc) = state.oidc.clone() else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "single sign-on is not configured"));
     };
@@ -191,22 +207,30 @@ async fn callback(
         None => None,
     };
     let Some(login) = login else {
-        return Ok(refused("This sign-in link is not valid here, or was used already. Start again from berth's sign-in page."));
+        return Ok(refused(
+            "This sign-in link is not valid here, or was used already. Start again from berth's sign-in page.",
+        ));
     };
     if let Some(error) = &query.error {
         let said = query.error_description.as_deref().unwrap_or(error);
         tracing::info!(error = %error, "the OpenID Connect provider refused a sign-in");
-        return Ok(refused(&format!("The sign-in service said: {}", said.chars().take(200).collect::<String>())));
+        return Ok(refused(&format!(
+            "The sign-in service said: {}",
+            said.chars().take(200).collect::<String>()
+        )));
     }
     let Some(code) = query.code.clone() else { return Ok(refused("The sign-in service sent no code.")) };
     let identity = match oidc.identity(code, &login).await {
         Ok(identity) => identity,
         Err(reason) => {
             tracing::warn!(reason = %reason, "an OpenID Connect sign-in was refused");
-            return Ok(refused("The sign-in service's answer could not be verified. Start again from berth's sign-in page."));
+            return Ok(refused(
+                "The sign-in service's answer could not be verified. Start again from berth's sign-in page.",
+            ));
         }
     };
-    let user_agent = headers.get(header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let user_agent =
+        headers.get(header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or_default();
     let address = crate::ops::client_address(&parts);
     match state.engine.sign_in_with_oidc(&identity, Browser { user_agent, address: &address }).await? {
         OidcSignIn::Refused(reason) => {
@@ -231,7 +255,11 @@ async fn callback(
 impl Oidc {
     /// Trades `code` for tokens and checks the ID token; what the provider says of the
     /// person (the ID token's claims, completed from the user info endpoint).
-    async fn identity(&self, code: String, login: &berth_engine::PendingOidcLogin) -> Result<OidcIdentity, String> {
+    async fn identity(
+        &self,
+        code: String,
+        login: &berth_engine::PendingOidcLogin,
+    ) -> Result<OidcIdentity, String> {
         let metadata = self.metadata().await.ok_or("the provider cannot be reached")?;
         let client = self.client(metadata.clone());
         let tokens = client
@@ -263,7 +291,9 @@ impl Oidc {
         }
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let groups = match claims.get(&self.settings.groups_claim) {
-            Some(Value::Array(groups)) => groups.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Some(Value::Array(groups)) => {
+                groups.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+            }
             Some(Value::String(group)) => vec![group.clone()],
             _ => Vec::new(),
         };
@@ -279,14 +309,13 @@ impl Oidc {
         })
     }
 
-    async fn user_info(&self, url: &str, token: &AccessToken) -> Result<serde_json::Map<String, Value>, String> {
-        let answer = self
-            .http
-            .get(url)
-            .bearer_auth(token.secret())
-            .send()
-            .await
-            .map_err(|error| error.to_string())?;
+    async fn user_info(
+        &self,
+        url: &str,
+        token: &AccessToken,
+    ) -> Result<serde_json::Map<String, Value>, String> {
+        let answer =
+            self.http.get(url).bearer_auth(token.secret()).send().await.map_err(|error| error.to_string())?;
         if !answer.status().is_success() {
             return Err(format!("user info answered {}", answer.status()));
         }
@@ -297,7 +326,8 @@ impl Oidc {
 /// The claims of a JWT whose signature was checked already.
 fn jwt_payload(jwt: &str) -> Option<serde_json::Map<String, Value>> {
     let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -314,7 +344,9 @@ fn page(headers: &HeaderMap, status: StatusCode, code: &'static str, title: &str
     if !wants_html(headers) {
         return ApiError::new(status, code, message.to_owned()).into_response();
     }
-    let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let escape = |text: &str| {
+        text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    };
     let body = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -329,7 +361,9 @@ fn page(headers: &HeaderMap, status: StatusCode, code: &'static str, title: &str
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
     );
     response
 }

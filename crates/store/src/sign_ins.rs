@@ -228,7 +228,11 @@ impl Store {
 
     /// Takes the sign-in under way with `state` (once: it is gone after), unless it has
     /// expired; expired ones are forgotten on the way.
-    pub async fn take_oidc_login(&self, state: &str, now: i64) -> Result<Option<PendingOidcLogin>, StoreError> {
+    pub async fn take_oidc_login(
+        &self,
+        state: &str,
+        now: i64,
+    ) -> Result<Option<PendingOidcLogin>, StoreError> {
         with_pool!(&self.backend, |pool| {
             sqlx::query("DELETE FROM oidc_logins WHERE expires_at <= $1").bind(now).execute(pool).await?;
             Ok(sqlx::query_as::<_, PendingOidcLogin>(
@@ -242,7 +246,11 @@ impl Store {
     }
 
     /// The user a provider's person (issuer, subject) is, and whether they are disabled.
-    pub async fn user_by_oidc(&self, issuer: &str, subject: &str) -> Result<Option<(User, bool)>, StoreError> {
+    pub async fn user_by_oidc(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<(User, bool)>, StoreError> {
         with_pool!(&self.backend, |pool| {
             let row = sqlx::query_as::<_, OidcUserRow>(
                 "SELECT id, name, role, created_at, disabled FROM users WHERE oidc_issuer = $1 AND oidc_subject = $2",
@@ -254,7 +262,8 @@ impl Store {
             let Some(row) = row else { return Ok(None) };
             let role = berth_core::Role::parse(&row.role)
                 .ok_or_else(|| StoreError::Corrupt { what: format!("role '{}'", row.role) })?;
-            let user = User { id: UserId::from_trusted(row.id), name: row.name, role, created_at: row.created_at };
+            let user =
+                User { id: UserId::from_trusted(row.id), name: row.name, role, created_at: row.created_at };
             Ok(Some((user, row.disabled)))
         })
     }

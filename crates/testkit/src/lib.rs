@@ -501,3 +501,84 @@ pub async fn sign_in_cookie(base: &str, token: &str) -> String {
     let cookie = login.headers()[reqwest::header::SET_COOKIE].to_str().unwrap();
     cookie.split(';').next().unwrap().to_owned()
 }
+
+/// Where the test script installs the npm packages tests run (`oidc-provider`):
+/// `BERTH_TEST_NODE`, else `~/.cache/berth-test-node`.
+pub fn node_packages() -> PathBuf {
+    std::env::var_os("BERTH_TEST_NODE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/berth-test-node")
+    })
+}
+
+/// Whether the npm package `name` is installed for the tests. When it is not, the test
+/// fails in CI (`scripts/test.sh` installs it) and is skipped locally with the reason.
+pub fn have_node_package(name: &str) -> bool {
+    let found = have_program("node", "scripts/test.sh")
+        && node_packages().join("node_modules").join(name).join("package.json").is_file();
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "the npm package {name} is not installed; scripts/test.sh installs it"
+        );
+        eprintln!("skipped: the npm package {name} is not installed (scripts/test.sh installs it)");
+    }
+    found
+}
+
+/// A real OpenID Connect provider (panva's `oidc-provider`) on a loopback port, with one
+/// client and the accounts given; `tamper` is fault injection beside it (`""`,
+/// `"wrong-nonce"`, `"other-key"`). Stopped when dropped.
+pub struct OidcProvider {
+    child: std::process::Child,
+    pub port: u16,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl OidcProvider {
+    /// Starts the provider on `port` (0: a free one) for a client whose redirect URI is
+    /// `redirect_uri`; `accounts` maps each login to its claims.
+    pub fn start(port: u16, redirect_uri: &str, accounts: &serde_json::Value, tamper: &str) -> OidcProvider {
+        let port = if port == 0 { free_port() } else { port };
+        // An ES module finds its packages beside it: the script goes where they are.
+        let dir = node_packages();
+        let script = dir.join(format!("berth-oidc-provider-{}.mjs", std::process::id()));
+        std::fs::write(&script, include_str!("oidc_provider.mjs")).unwrap();
+        let (client_id, client_secret) = ("berth-test".to_owned(), "berth-test-client-secret".to_owned());
+        let mut child = Command::new("node")
+            .arg(&script)
+            .env("PORT", port.to_string())
+            .env("CLIENT_ID", &client_id)
+            .env("CLIENT_SECRET", &client_secret)
+            .env("REDIRECT_URI", redirect_uri)
+            .env("ACCOUNTS", accounts.to_string())
+            .env("TAMPER", tamper)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(line.starts_with("ready"), "the OpenID provider did not start: {line}");
+        // What it prints later (its notices) is read and dropped: a closed pipe kills it.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        OidcProvider { child, port, client_id, client_secret }
+    }
+
+    /// The issuer URL (where discovery is).
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

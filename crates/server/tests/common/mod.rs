@@ -85,6 +85,18 @@ impl TestServer {
         TestServer::start_in(data, config, None).await
     }
 
+    /// A server that knows its own address before it starts (`public_url`, and what
+    /// `adjust` makes of it: an OpenID provider's redirect address).
+    pub async fn start_with_url(adjust: impl FnOnce(&mut Config, &str)) -> TestServer {
+        let data = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = test_config(data.path());
+        config.public_url = url.clone();
+        adjust(&mut config, &url);
+        TestServer::serve(data, config, None, listener).await
+    }
+
     /// A server whose sandboxes go through a fault injector around the real local driver.
     pub async fn start_faulty(adjust: impl FnOnce(&mut Config)) -> (TestServer, Arc<FaultyDriver>) {
         let data = tempfile::tempdir().unwrap();
@@ -102,6 +114,15 @@ impl TestServer {
         driver: Option<Arc<dyn SandboxDriver>>,
     ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TestServer::serve(data, config, driver, listener).await
+    }
+
+    async fn serve(
+        data: tempfile::TempDir,
+        config: Config,
+        driver: Option<Arc<dyn SandboxDriver>>,
+        listener: tokio::net::TcpListener,
+    ) -> TestServer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let engine = match driver {
             Some(driver) => Engine::start_with_driver(config, driver).await.unwrap(),
