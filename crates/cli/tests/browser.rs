@@ -47,9 +47,12 @@ async fn start_with_sandboxes(
     sandboxes: impl FnOnce(&mut berth_sandbox::LocalOptions),
 ) -> Server {
     let data = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
     let mut config = Config::for_data_dir(data.path());
     config.admin_token = Some(TOKEN.into());
     config.agent_command = Some(format!("'{}' agent", env!("CARGO_BIN_EXE_berth")));
+    config.public_url = base.clone();
     adjust(&mut config);
     let mut options = berth_sandbox::LocalOptions::unisolated(DEFAULT_STOP_TIMEOUT);
     options.hidden = vec![data.path().to_owned()];
@@ -58,8 +61,6 @@ async fn start_with_sandboxes(
     let faults = Arc::new(FaultyDriver::new(Arc::new(real)));
     let engine = Engine::start_with_driver(config, faults.clone() as Arc<dyn SandboxDriver>).await.unwrap();
     engine.ensure_admin().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(berth_server::run(listener, engine, async {
         let _ = stopped.await;
@@ -133,6 +134,17 @@ impl Browser {
     /// A browser signed in at `base` with `token`.
     async fn open_as(base: &str, flow: &str, token: &str) -> Browser {
         Browser::open_with(base, flow, token, &[]).await
+    }
+
+    /// A browser signed in as nobody yet.
+    async fn signed_out(flow: &str) -> Browser {
+        let (client, driver) = berth_testkit::headless_chromium_with(&[]).await;
+        let shots = std::env::var_os("BERTH_SCREENSHOTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots"))
+            .join(flow);
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser { client, driver, shots }
     }
 
     /// [`Browser::open_as`] with more Chromium switches.
@@ -1350,6 +1362,63 @@ async fn tokens_are_made_and_revoked_a_user_disabled_and_sign_out_ends_the_brows
     admin.screenshot("admin-users").await;
     assert_eq!(as_token(erin).await, 401, "a disabled user's token stops");
     admin.close().await;
+    server.finish().await;
+}
+
+/// Signing in through the team's identity provider: berth's sign-in page offers it first,
+/// the provider's own login and consent pages (a real OpenID provider on loopback) do the
+/// rest, and the person lands on the page they asked for, signed in with their name.
+#[tokio::test]
+async fn a_person_signs_in_through_the_identity_providers_own_pages() {
+    if !have_browser() || !berth_testkit::have_node_package("oidc-provider") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let port = berth_testkit::free_port();
+    let accounts = json!({ "alice": { "name": "Alice Liddell", "email": "alice@example.com",
+        "email_verified": true, "preferred_username": "alice", "groups": ["dev"] } });
+    let mut provider = None;
+    let server = start(|config| {
+        let started = berth_testkit::OidcProvider::start(
+            port,
+            &format!("{}/auth/oidc/callback", config.public_url),
+            &accounts,
+            "",
+        );
+        config.oidc = Some(berth_engine::config::OidcSettings {
+            issuer: started.issuer(),
+            client_id: started.client_id.clone(),
+            client_secret: Some(started.client_secret.clone()),
+            display_name: "Example SSO".into(),
+            scopes: ["openid", "profile", "email", "groups"].map(str::to_owned).to_vec(),
+            username_claim: "preferred_username".into(),
+            groups_claim: "groups".into(),
+            allowed_groups: vec!["dev".into()],
+            allowed_email_domains: Vec::new(),
+            admin_groups: Vec::new(),
+        });
+        provider = Some(started);
+    })
+    .await;
+    let browser = Browser::signed_out("single-sign-on").await;
+    browser.goto(&server, "/account").await;
+    browser.text_in("#oidc-sign-in", "Sign in with Example SSO").await;
+    browser.screenshot("sign-in-page").await;
+    browser.click("#oidc-sign-in").await;
+    // The provider's own login page, then its consent page.
+    browser.element("input[name='login']").await.send_keys("alice").await.unwrap();
+    browser.element("input[name='password']").await.send_keys("anything").await.unwrap();
+    browser.screenshot("provider-login").await;
+    browser.click("button[type='submit']").await;
+    browser.text_in("button[type='submit']", "Continue").await;
+    browser.click("button[type='submit']").await;
+    // Back on berth, on the page asked for, as alice with her name and email.
+    browser.text_in("#user-name", "alice").await;
+    browser.text_in("#signed-in-as", "alice").await;
+    browser.text_in("#profile", "alice@example.com").await;
+    browser.screenshot("signed-in").await;
+    browser.close().await;
+    drop(provider);
     server.finish().await;
 }
 

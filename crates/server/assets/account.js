@@ -61,6 +61,7 @@ export function account() {
   };
   main.append(h("h1", {}, "Account"),
     h("p", {}, "Signed in as ", h("strong", { id: "user-name" }, shell.me.name), ` (${shell.me.role}).`),
+    ...profilePanel(),
     h("h2", {}, "Active sessions"),
     h("table", { id: "sessions" }, h("thead", {}, h("tr", {}, h("th", {}, "Workspace"), h("th", {}, "State"), h("th", {}, "Started"), h("th", {}, h("span", { class: "skip" }, "Actions")))), rows),
     h("p", { class: "row" }, closeAll), result,
@@ -85,6 +86,38 @@ export function account() {
   main.append(...signInsPanel(), ...gitCredentialsPanel(), ...secretsPanel());
   refreshTokens();
   return workspaceFeed(showSessions);
+}
+
+/** What the person is called and reached at: what their commits (berth's and the
+ * agent's) carry. A person whose identity provider sets them sees them, read-only. */
+export function profilePanel() {
+  const me = shell.me;
+  const shows = h("p", { id: "commit-identity" });
+  const showIdentity = (profile) => {
+    const name = profile.display_name || me.name;
+    const email = profile.email || `${me.name}@users.berth.invalid`;
+    shows.replaceChildren("Your commits show ", h("code", {}, `${name} <${email}>`),
+      profile.email ? "." : " — add an email so that they point to you.");
+  };
+  const managed = me.managed_by_provider;
+  const nameInput = h("input", { name: "display_name", maxlength: 100, value: me.display_name || "", placeholder: me.name, disabled: managed });
+  const emailInput = h("input", { name: "email", type: "email", maxlength: 254, value: me.email || "", placeholder: "you@example.com", disabled: managed });
+  const said = h("div", { "aria-live": "polite" });
+  showIdentity(me);
+  const form = h("form", { id: "profile-form", class: "row", onsubmit: async (event) => {
+    event.preventDefault();
+    const answer = await api("PATCH", "/api/me", { display_name: nameInput.value.trim(), email: emailInput.value.trim() });
+    if (answer.status !== 200) return said.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+    Object.assign(shell.me, answer.body);
+    showIdentity(answer.body);
+    said.replaceChildren(h("p", { class: "notice" }, "Saved."));
+  } },
+    h("label", {}, "Display name ", nameInput), h("label", {}, "Email ", emailInput),
+    managed ? null : h("button", { type: "submit" }, "Save"));
+  return [h("h2", { id: "profile-title" }, "Profile"),
+    h("div", { class: "panel", id: "profile" }, ...[
+      managed ? h("p", { class: "muted" }, "Your name and email come from your identity provider at each sign-in.") : null,
+      form, shows, said].filter(Boolean))];
 }
 
 /** Browser sign-ins: each browser signed in as this person, from where and when, ended one
