@@ -1297,7 +1297,7 @@ async fn settings_rename_and_switch_the_branch_and_lead_to_delete() {
 }
 
 #[tokio::test]
-async fn tokens_are_made_and_revoked_a_user_disabled_and_sign_out_ends_the_browser_token() {
+async fn tokens_are_made_and_revoked_users_made_changed_and_disabled_and_sign_out_keeps_the_token() {
     if !have_browser() {
         return;
     }
@@ -1359,8 +1359,32 @@ async fn tokens_are_made_and_revoked_a_user_disabled_and_sign_out_ends_the_brows
     admin.click("#admin-users tr[data-user='erin'] button[data-action='disable']").await;
     admin.client.accept_alert().await.unwrap();
     admin.element("#admin-users tr[data-user='erin'] button[data-action='enable']").await;
-    admin.screenshot("admin-users").await;
     assert_eq!(as_token(erin).await, 401, "a disabled user's token stops");
+    // Makes a user, whose login link is shown once, and makes Dana an administrator.
+    admin.element("#new-user input[name='name']").await.send_keys("frank").await.unwrap();
+    admin.click("#new-user button[type='submit']").await;
+    let link = admin.text_in("#new-user-link", "/login?token=").await;
+    let frank = link.split("token=").nth(1).unwrap().to_owned();
+    assert_eq!(as_token(frank).await, 200, "the login link's token signs frank in");
+    admin.text_in("#admin-users tr[data-user='frank']", "login link").await;
+    admin
+        .element("#admin-users tr[data-user='dana'] select[data-action='role'] option[value='admin']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, users) = server.call(reqwest::Method::GET, "/api/users", None).await;
+        let dana =
+            users["users"].as_array().unwrap().iter().find(|user| user["name"] == "dana").cloned().unwrap();
+        if dana["role"] == "admin" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "dana never became an administrator: {dana}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin.screenshot("admin-users").await;
     admin.close().await;
     server.finish().await;
 }

@@ -73,6 +73,8 @@ pub struct Account {
     pub user: User,
     /// A disabled user's tokens do not authenticate.
     pub disabled: bool,
+    /// They sign in through the OpenID Connect provider (else with login links and tokens).
+    pub from_provider: bool,
 }
 
 /// How a browser signed in.

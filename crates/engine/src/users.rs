@@ -240,7 +240,7 @@ impl Engine {
             }
         }
         tracing::info!(user_id = %id, disabled, role = role.as_str(), "user changed");
-        Ok(Account { user: User { role, ..current.user }, disabled })
+        Ok(Account { user: User { role, ..current.user }, disabled, ..current })
     }
 
     /// The user a bearer token or a browser sign-in's secret belongs to, if it is valid

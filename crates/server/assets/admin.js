@@ -33,7 +33,9 @@ export function admin() {
     const answer = await api("GET", "/api/users");
     if (answer.status !== 200) return;
     userRows.replaceChildren(...answer.body.users.map((user) => h("tr", { "data-user": user.name },
-      h("td", {}, user.name), h("td", {}, user.role), h("td", {}, user.disabled ? "disabled" : "active"), h("td", {}, when(user.created_at)),
+      h("td", {}, user.name), h("td", {}, user.signs_in_with === "oidc" ? "single sign-on" : "login link"),
+      h("td", {}, user.id === shell.me.id ? user.role : roleSelect(user, refreshUsers)),
+      h("td", {}, user.disabled ? "disabled" : "active"), h("td", {}, when(user.created_at)),
       h("td", {}, user.id === shell.me.id ? h("span", { class: "muted" }, "you") : h("button", { "data-action": user.disabled ? "enable" : "disable", onclick: async () => {
         if (!user.disabled && !confirm(`Disable ${user.name}? Their tokens stop and their live sessions close.`)) return;
         const changed = await api("PATCH", `/api/users/${user.id}`, { disabled: !user.disabled });
@@ -52,7 +54,40 @@ export function admin() {
       if (answer.status === 200) result.replaceChildren(closeAllMessage(answer.body, (id) => id));
     } }, "Close every session")), result,
     h("h2", {}, "Users"),
-    h("table", { id: "admin-users" }, h("thead", {}, h("tr", {}, h("th", {}, "User"), h("th", {}, "Role"), h("th", {}, "State"), h("th", {}, "Created"), h("th", {}, ""))), userRows));
+    newUserForm(refreshUsers),
+    h("table", { id: "admin-users" }, h("thead", {}, h("tr", {}, h("th", {}, "User"), h("th", {}, "Signs in with"), h("th", {}, "Role"), h("th", {}, "State"), h("th", {}, "Created"), h("th", {}, ""))), userRows));
   refreshUsers();
   return () => feed.close();
+}
+
+/** A user's role, changed as it is picked (an administrator's role comes from the
+ * identity provider's groups for people who sign in there, at their next sign-in). */
+function roleSelect(user, refresh) {
+  const select = h("select", { "data-action": "role", "aria-label": `Role of ${user.name}`, onchange: async () => {
+    const changed = await api("PATCH", `/api/users/${user.id}`, { role: select.value });
+    if (changed.status !== 200) toast(errorMessage(changed), "bad");
+    refresh();
+  } }, h("option", { value: "member" }, "member"), h("option", { value: "admin" }, "admin"));
+  select.value = user.role;
+  return select;
+}
+
+/** Makes a user who signs in with a login link: the link (with their first token) is
+ * shown once, to be handed to them. */
+function newUserForm(refresh) {
+  const shown = h("div", { id: "new-user-result", "aria-live": "polite" });
+  const form = h("form", { id: "new-user", class: "row", onsubmit: async (event) => {
+    event.preventDefault();
+    const answer = await api("POST", "/api/users", { name: form.name.value.trim(), role: form.role.value });
+    if (answer.status !== 201) return shown.replaceChildren(h("p", { class: "error-text" }, errorMessage(answer)));
+    const link = `${location.origin}/login?token=${encodeURIComponent(answer.body.token)}`;
+    shown.replaceChildren(h("p", {}, "Made ", h("strong", {}, answer.body.user.name),
+      ". Give them this login link; it is shown once: ", h("code", { id: "new-user-link" }, link)));
+    form.reset();
+    refresh();
+  } },
+    h("label", {}, "Name ", h("input", { name: "name", required: true, maxlength: 64, placeholder: "ada" })),
+    h("label", {}, "Role ", h("select", { name: "role" }, h("option", { value: "member" }, "member"), h("option", { value: "admin" }, "admin"))),
+    h("button", { type: "submit" }, "Create a user"));
+  return h("div", { class: "panel" }, form, shown);
 }

@@ -188,6 +188,8 @@ pub struct AccountBody {
     pub role: Role,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// How they sign in: `oidc` (the identity provider) or `token` (login links).
+    pub signs_in_with: String,
 }
 
 impl From<&berth_core::Account> for AccountBody {
@@ -198,6 +200,7 @@ impl From<&berth_core::Account> for AccountBody {
             role: account.user.role,
             disabled: account.disabled,
             created_at: account.user.created_at,
+            signs_in_with: if account.from_provider { "oidc" } else { "token" }.to_owned(),
         }
     }
 }

@@ -28,6 +28,7 @@ struct AccountRow {
     role: String,
     created_at: DateTime<Utc>,
     disabled: bool,
+    from_provider: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -213,16 +214,17 @@ impl Store {
     pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         with_pool!(&self.backend, |pool| {
             let rows = sqlx::query_as::<_, AccountRow>(
-                "SELECT id, name, role, created_at, disabled FROM users ORDER BY created_at, id",
+                "SELECT id, name, role, created_at, disabled, oidc_issuer IS NOT NULL AS from_provider
+                     FROM users ORDER BY created_at, id",
             )
             .fetch_all(pool)
             .await?;
             rows.into_iter()
                 .map(|row| {
-                    let disabled = row.disabled;
+                    let (disabled, from_provider) = (row.disabled, row.from_provider);
                     let user =
                         UserRow { id: row.id, name: row.name, role: row.role, created_at: row.created_at };
-                    Ok(Account { user: User::try_from(user)?, disabled })
+                    Ok(Account { user: User::try_from(user)?, disabled, from_provider })
                 })
                 .collect()
         })
