@@ -944,6 +944,40 @@ resume_context = "auto"
     }
 
     #[test]
+    fn single_sign_on_is_set_by_file_or_variables_and_its_secret_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(
+            &file,
+            "public_url = \"https://berth.example.com/\"\n[auth.oidc]\nissuer = \"https://id.example.com/realms/x\"\n\
+             client_id = \"berth\"\nclient_secret = \"s3cret-of-the-client\"\nadmin_groups = \"ops, platform\"\n",
+        )
+        .unwrap();
+        let env = env_of(&[
+            ("BERTH_DATA", "/tmp/b"),
+            ("BERTH_OIDC_ALLOWED_GROUPS", "dev ops"),
+            ("BERTH_OIDC_DISPLAY_NAME", "Keycloak"),
+        ]);
+        let config = Config::load(Some(&file), env, HostTools::NONE).unwrap();
+        assert_eq!(config.public_url, "https://berth.example.com");
+        let oidc = config.oidc.clone().unwrap();
+        assert_eq!((oidc.client_id.as_str(), oidc.display_name.as_str()), ("berth", "Keycloak"));
+        assert_eq!(oidc.scopes, ["openid", "profile", "email"]);
+        assert_eq!(
+            (oidc.allowed_groups, oidc.admin_groups),
+            (vec!["dev".to_owned(), "ops".to_owned()], vec!["ops".to_owned(), "platform".to_owned()])
+        );
+        assert!(!format!("{config:?}").contains("s3cret"), "the client secret is printed");
+        let without_client = [("BERTH_DATA", "/tmp/b"), ("BERTH_OIDC_ISSUER", "https://id.example.com")];
+        let error = Config::load(None, env_of(&without_client), HostTools::NONE).unwrap_err().to_string();
+        assert!(error.contains("auth.oidc.client_id"), "{error}");
+        assert_eq!(
+            Config::load(None, env_of(&[("BERTH_DATA", "/tmp/b")]), HostTools::NONE).unwrap().oidc,
+            None
+        );
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("berth.toml");
