@@ -414,3 +414,83 @@ async fn a_database_that_goes_away_is_unavailable_not_a_failed_query() {
     assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
     assert_eq!(error.to_string(), "the database does not answer");
 }
+
+/// The quoted words of a CHECK constraint's text, in any spelling either database gives it.
+fn quoted_words(text: &str) -> std::collections::BTreeSet<String> {
+    text.split('\'').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// Both migration histories end in the same schema: the same tables with the same
+/// columns, and every CHECK list of states, roles and sign-in kinds equal to core's.
+#[tokio::test]
+async fn both_migration_histories_make_the_same_schema_and_the_states_of_core() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let Some(postgres) = berth_testkit::PostgresDatabase::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}/berth.db", dir.path().display());
+    drop(Store::open(&sqlite_url).await.unwrap());
+    drop(Store::open(&postgres.url()).await.unwrap());
+
+    let sqlite = sqlx::SqlitePool::connect(&sqlite_url).await.unwrap();
+    let pg = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
+    let mut sqlite_schema: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%'",
+    )
+    .fetch_all(&sqlite)
+    .await
+    .unwrap();
+    for table in tables {
+        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?)")
+            .bind(&table)
+            .fetch_all(&sqlite)
+            .await
+            .unwrap();
+        sqlite_schema.insert(table, columns.into_iter().collect());
+    }
+    let mut pg_schema: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name NOT LIKE '_sqlx%'",
+    )
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    for (table, column) in rows {
+        pg_schema.entry(table).or_default().insert(column);
+    }
+    assert_eq!(sqlite_schema, pg_schema, "the SQLite and PostgreSQL schemas differ");
+
+    let words = |items: &[&str]| items.iter().map(|item| (*item).to_owned()).collect::<BTreeSet<_>>();
+    let expected: [(&str, &str, BTreeSet<String>); 4] = [
+        ("workspaces", "state", WorkspaceState::ALL.iter().map(|state| state.as_str().to_owned()).collect()),
+        ("sessions", "state", SessionState::ALL.iter().map(|state| state.as_str().to_owned()).collect()),
+        ("users", "role", words(&[Role::Member.as_str(), Role::Admin.as_str()])),
+        ("sign_ins", "via", words(&["token", "oidc"])),
+    ];
+    for (table, column, core) in expected {
+        let sqlite_sql: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = ?")
+            .bind(table)
+            .fetch_one(&sqlite)
+            .await
+            .unwrap();
+        let check = sqlite_sql
+            .split("CHECK")
+            .find(|part| part.trim_start().starts_with(&format!("({column} IN")))
+            .unwrap_or_else(|| panic!("{table}.{column} has no CHECK on SQLite: {sqlite_sql}"));
+        let sqlite_words = quoted_words(check.split(')').next().unwrap());
+        assert_eq!(sqlite_words, core, "SQLite's {table}.{column}");
+        let definitions: Vec<String> = sqlx::query_scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'",
+        )
+        .bind(table)
+        .fetch_all(&pg)
+        .await
+        .unwrap();
+        let definition = definitions
+            .iter()
+            .find(|text| text.contains(&format!("({column} =")))
+            .unwrap_or_else(|| panic!("{table}.{column} has no CHECK on PostgreSQL: {definitions:?}"));
+        assert_eq!(quoted_words(definition), core, "PostgreSQL's {table}.{column}");
+    }
+}
