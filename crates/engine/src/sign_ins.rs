@@ -123,27 +123,10 @@ impl Engine {
             }
             None => self.create_oidc_user(identity, role, &display_name, &email).await?,
         };
-        let now = Utc::now();
-        let ttl = chrono::Duration::from_std(self.config.cookie_ttl).unwrap_or(chrono::Duration::days(30));
-        let secret = format!("{SIGN_IN_PREFIX}{}", hex::encode(rand::rng().random::<[u8; 32]>()));
-        let sign_in = SignInInfo {
-            id: SignInId::generate(),
-            user_id: user.id.clone(),
-            via: SignInVia::Oidc,
-            created_at: now,
-            last_seen_at: now,
-            expires_at: now + ttl,
-            user_agent: browser
-                .user_agent
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_USER_AGENT_CHARS)
-                .collect(),
-            address: browser.address.chars().take(64).collect(),
-        };
-        self.store.insert_sign_in(&sign_in, &hash_token(&secret), None).await?;
-        tracing::info!(user_id = %user.id, sign_in_id = %sign_in.id, "signed in through OpenID Connect");
-        Ok(OidcSignIn::SignedIn(user, NewSignIn { secret, max_age: self.config.cookie_ttl }))
+        let ends = Utc::now() + self.cookie_lifetime();
+        let made = self.make_sign_in(&user, SignInVia::Oidc, ends, None, browser).await?;
+        tracing::info!(user_id = %user.id, "signed in through OpenID Connect");
+        Ok(OidcSignIn::SignedIn(user, made))
     }
 
     /// A new user for a provider's person: the first free name made from the claims.
@@ -190,16 +173,37 @@ impl Engine {
         let Some((user, token_expires_at)) = self.store.authenticate(&token_hash, now).await? else {
             return Ok(None);
         };
-        let ttl = chrono::Duration::from_std(self.config.cookie_ttl).unwrap_or(chrono::Duration::days(30));
-        let expires_at = token_expires_at.map_or(now + ttl, |token_expiry| token_expiry.min(now + ttl));
+        let longest = now + self.cookie_lifetime();
+        let expires_at = token_expires_at.map_or(longest, |token_expiry| token_expiry.min(longest));
+        let made = self.make_sign_in(&user, SignInVia::Token, expires_at, Some(&token_hash), browser).await?;
+        tracing::info!(user_id = %user.id, "signed in with a token");
+        Ok(Some((user, made)))
+    }
+
+    /// How long a sign-in lasts at most (`auth.cookie_ttl`).
+    fn cookie_lifetime(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.cookie_ttl).unwrap_or(chrono::Duration::days(30))
+    }
+
+    /// Records a new sign-in of `user` until `ends` (made from the token hashing to
+    /// `token_hash`, if any) and returns its secret, for the browser's cookie only.
+    async fn make_sign_in(
+        &self,
+        user: &User,
+        via: SignInVia,
+        ends: chrono::DateTime<Utc>,
+        token_hash: Option<&str>,
+        browser: Browser<'_>,
+    ) -> Result<NewSignIn, EngineError> {
+        let now = Utc::now();
         let secret = format!("{SIGN_IN_PREFIX}{}", hex::encode(rand::rng().random::<[u8; 32]>()));
         let sign_in = SignInInfo {
             id: SignInId::generate(),
             user_id: user.id.clone(),
-            via: SignInVia::Token,
+            via,
             created_at: now,
             last_seen_at: now,
-            expires_at,
+            expires_at: ends,
             user_agent: browser
                 .user_agent
                 .chars()
@@ -208,10 +212,11 @@ impl Engine {
                 .collect(),
             address: browser.address.chars().take(64).collect(),
         };
-        self.store.insert_sign_in(&sign_in, &hash_token(&secret), Some(&token_hash)).await?;
-        tracing::info!(user_id = %user.id, sign_in_id = %sign_in.id, "signed in with a token");
-        let max_age = (expires_at - now).to_std().unwrap_or_default();
-        Ok(Some((user, NewSignIn { secret, max_age })))
+        self.store.insert_sign_in(&sign_in, &hash_token(&secret), token_hash).await?;
+        tracing::debug!(user_id = %user.id, sign_in_id = %sign_in.id, via = via.as_str(), "sign-in made");
+        // Whole seconds, rounded up: the cookie lives as long as the sign-in.
+        let seconds = ((ends - now).num_milliseconds().max(0) as u64).div_ceil(1000);
+        Ok(NewSignIn { secret, max_age: std::time::Duration::from_secs(seconds) })
     }
 
     /// The user a login link's token belongs to, if it is a valid token (a sign-in's
