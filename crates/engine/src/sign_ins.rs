@@ -117,6 +117,9 @@ impl Engine {
         let user = match self.store.user_by_oidc(&identity.issuer, &identity.subject).await? {
             Some((_, true)) => return Ok(OidcSignIn::Refused("your berth account is disabled".into())),
             Some((user, false)) => {
+                // The groups decide the role only where the installation names admin
+                // groups; otherwise the role an administrator gave stays.
+                let role = if settings.admin_groups.is_empty() { user.role } else { role };
                 self.store.update_oidc_user(&user.id, role, &display_name, &email).await?;
                 self.tokens.forget_user(&user.id);
                 User { role, ..user }

@@ -129,6 +129,19 @@ async fn people_are_made_and_kept_by_issuer_and_subject_and_the_groups_decide() 
     assert_eq!(alice["managed_by_provider"], true);
     let (_, again) = sign_in(&server.url, "alice").await;
     assert_eq!(again.unwrap()["id"], alice["id"], "the same person is the same user");
+    // With admin groups named, the groups decide the role at every sign-in.
+    let made_admin = server
+        .admin()
+        .send(
+            server
+                .admin()
+                .request(reqwest::Method::PATCH, &format!("/api/users/{}", alice["id"].as_str().unwrap()))
+                .json(&json!({ "role": "admin" })),
+        )
+        .await;
+    assert_eq!(made_admin.0, StatusCode::OK, "{}", made_admin.1);
+    let (_, again) = sign_in(&server.url, "alice").await;
+    assert_eq!(again.unwrap()["role"], "member", "dev is no admin group");
 
     let (_, carol) = sign_in(&server.url, "carol").await;
     let carol = carol.unwrap();
@@ -236,7 +249,16 @@ async fn berth_starts_while_the_provider_is_down_and_uses_it_once_it_answers() {
     let _provider = OidcProvider::start(port, &redirect, &accounts(), "");
     let (status, signed_in) = sign_in(&server.url, "alice").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    assert_eq!(signed_in.unwrap()["name"], "alice");
+    let alice = signed_in.unwrap();
+    assert_eq!(alice["name"], "alice");
+    // No admin groups named: a role an administrator gives stays across sign-ins.
+    let promote = server
+        .admin()
+        .request(reqwest::Method::PATCH, &format!("/api/users/{}", alice["id"].as_str().unwrap()))
+        .json(&json!({ "role": "admin" }));
+    assert_eq!(server.admin().send(promote).await.0, StatusCode::OK);
+    let (_, again) = sign_in(&server.url, "alice").await;
+    assert_eq!(again.unwrap()["role"], "admin");
     let (_, options) = server.anonymous().get("/api/sign-in-options").await;
     assert_eq!(options["oidc"]["reachable"], true, "{options}");
 }
