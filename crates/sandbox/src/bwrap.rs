@@ -31,7 +31,8 @@ pub struct Layout {
     pub hidden: Vec<PathBuf>,
     /// Hold the agent until a byte arrives on descriptor 3 (the network is being set up).
     pub wait_on_fd_3: bool,
-    /// `Some`: the whole environment inside (a job); `None`: the server's, with `HOME` in
+    /// `Some`: the whole environment inside (a job); `None`: bubblewrap's own (the
+    /// agent's, which the driver sets from the spec), with `HOME` in
     /// the workspace (an agent).
     pub env: Option<Vec<(String, String)>>,
     /// A private environment file ([`crate::secret_env`]) bound read-only inside and

@@ -158,7 +158,7 @@ pub async fn switch_login(
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
     let switch: SwitchLogin = if form {
-        serde_urlencoded_form(&body)?
+        switch_form(&body)?
     } else {
         serde_json::from_slice(&body)
             .map_err(|error| ApiError::invalid_request(format!("the request body is not valid: {error}")))?
@@ -174,7 +174,7 @@ pub async fn switch_login(
 }
 
 /// Reads a form body of `token` and `next`.
-fn serde_urlencoded_form(body: &[u8]) -> Result<SwitchLogin, ApiError> {
+fn switch_form(body: &[u8]) -> Result<SwitchLogin, ApiError> {
     let mut token = None;
     let mut next = None;
     for (name, value) in form_urlencoded::parse(body) {
