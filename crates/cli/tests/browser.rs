@@ -1324,6 +1324,13 @@ async fn tokens_are_made_and_revoked_users_made_changed_and_disabled_and_sign_ou
     // Dana makes a named token on the account page, sees it listed, and revokes it.
     let browser = Browser::open_as(&server.base, "tokens", &dana).await;
     browser.goto(&server, "/account").await;
+    // An expiry to come reads as one: "in 7 days", not "just now".
+    browser.element("#new-token input[name='name']").await.send_keys("weekly").await.unwrap();
+    browser.element("#new-token input[name='days']").await.send_keys("7").await.unwrap();
+    browser.click("#new-token button[type='submit']").await;
+    let listed = browser.text_in("#tokens", "weekly").await;
+    let weekly = listed.lines().find(|line| line.starts_with("weekly")).unwrap_or_default();
+    assert!(weekly.ends_with("in 7 days Revoke"), "the expiry: {listed}");
     browser.element("#new-token input[name='name']").await.send_keys("ci-runner").await.unwrap();
     browser.click("#new-token button[type='submit']").await;
     let secret = browser.text_in("#new-token-secret", "berth_").await;

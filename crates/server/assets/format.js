@@ -18,9 +18,21 @@ export function shownState(workspace) {
 export function when(time) {
   if (!time) return "never";
   const seconds = Math.round((Date.now() - new Date(time).getTime()) / 1000);
+  if (seconds < -30) return ahead(-seconds, time);
   if (seconds < 60) return "just now";
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
   if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return new Date(time).toLocaleString();
+}
+
+/** A time still to come (a token's expiry), `seconds` from now. */
+function ahead(seconds, time) {
+  if (seconds < 3600) return `in ${Math.max(1, Math.round(seconds / 60))} min`;
+  if (seconds < 86400) return `in ${Math.round(seconds / 3600)} h`;
+  if (seconds < 60 * 86400) {
+    const days = Math.round(seconds / 86400);
+    return days === 1 ? "in 1 day" : `in ${days} days`;
+  }
   return new Date(time).toLocaleString();
 }
 
