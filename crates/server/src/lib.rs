@@ -13,6 +13,7 @@ mod metrics;
 mod oidc;
 mod openapi;
 mod ops;
+mod page;
 mod preview;
 mod replicas;
 mod sessions;

@@ -14,7 +14,7 @@ use crate::extract::{ApiQuery, cookie_token, cookies, is_local_path, wants_html}
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use berth_engine::config::OidcSettings;
@@ -344,28 +344,13 @@ fn page(headers: &HeaderMap, status: StatusCode, code: &'static str, title: &str
     if !wants_html(headers) {
         return ApiError::new(status, code, message.to_owned()).into_response();
     }
-    let escape = |text: &str| {
-        text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-    };
-    let body = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · berth</title><link rel=\"stylesheet\" href=\"/assets/app.css\"></head>\
-         <body><main class=\"switch-account\"><h1 id=\"oidc-title\">{title}</h1><p id=\"oidc-message\">{}</p>\
-         <p><a href=\"/signin\">Back to sign-in</a></p></main></body></html>\n",
+    use crate::page::escape_html as escape;
+    let main = format!(
+        "<h1 id=\"oidc-title\">{}</h1><p id=\"oidc-message\">{}</p><p><a href=\"/signin\">Back to sign-in</a></p>",
+        escape(title),
         escape(message),
-        title = escape(title),
     );
-    let mut response = (status, Html(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    response
+    crate::page::server_page(status, title, &main)
 }
 
 /// What the sign-in page offers: the provider's button, when there is one.

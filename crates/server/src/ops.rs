@@ -249,15 +249,10 @@ pub(crate) fn client_address(parts: &axum::http::request::Parts) -> String {
 /// signed in, who the link is for, and a button that switches (a form posted from this
 /// very page, so from berth's origin). No script; everything said is escaped.
 fn switch_page(current: &str, arriving: &str, token: &str, next: &str) -> Response {
-    let escape = |text: &str| {
-        text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-    };
+    use crate::page::escape_html as escape;
     let (current, arriving) = (escape(current), escape(arriving));
-    let page = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Switch account? · berth</title><link rel=\"stylesheet\" href=\"/assets/app.css\"></head>\
-         <body><main class=\"switch-account\"><h1>You are signed in as {current}</h1>\
+    let main = format!(
+        "<h1>You are signed in as {current}</h1>\
          <p>This login link signs in as <strong>{arriving}</strong>. This browser stays signed in as \
          <strong>{current}</strong> unless you switch.</p>\
          <p>Switch only if you opened this link yourself: a link someone sent you could sign you in to \
@@ -265,23 +260,15 @@ fn switch_page(current: &str, arriving: &str, token: &str, next: &str) -> Respon
          <form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
          <input type=\"hidden\" name=\"next\" value=\"{}\">\
          <button type=\"submit\" class=\"danger\">Sign out {current} and sign in as {arriving}</button></form>\
-         <p><a href=\"{}\">Stay signed in as {current}</a></p></main></body></html>\n",
+         <p><a href=\"{}\">Stay signed in as {current}</a></p>",
         escape(token),
         escape(next),
         escape(next),
     );
-    let mut response = (StatusCode::OK, axum::response::Html(page)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    let mut response = crate::page::server_page(StatusCode::OK, "Switch account?", &main);
     // Not `no-referrer`: a browser then sends `Origin: null` with the form, which is
     // refused. The address (with its token) never goes to another site all the same.
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     response
 }
 

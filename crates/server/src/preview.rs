@@ -216,7 +216,7 @@ fn page_when_unreachable(navigation: bool, answer: Result<Response, ApiError>) -
                  @media (prefers-color-scheme:dark){{body{{background:#111;color:#ddd}}}}</style></head>\
                  <body><h1>Nothing answers on this port yet</h1><p>{}</p>\
                  <p>This page tries again every two seconds.</p></body></html>",
-                escape_html(&error.message)
+                crate::page::escape_html(&error.message)
             );
             let mut response = (StatusCode::BAD_GATEWAY, page).into_response();
             let headers = response.headers_mut();
@@ -226,10 +226,6 @@ fn page_when_unreachable(navigation: bool, answer: Result<Response, ApiError>) -
         }
         answer => answer,
     }
-}
-
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 async fn proxy(
