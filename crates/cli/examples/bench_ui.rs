@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     config.admin_token = Some(TOKEN.into());
     config.agent_command = Some(format!("'{}' agent", berth.display()));
     let engine = Engine::start(config).await?;
-    engine.ensure_admin().await?;
+    engine.accounts.ensure_admin().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

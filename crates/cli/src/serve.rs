@@ -49,7 +49,7 @@ pub async fn run(config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let engine = Engine::start(config).await.context("cannot start berth")?;
     let shutdown = shutdown_signal()?;
     let base_url = base_url(address);
-    match engine.ensure_admin().await? {
+    match engine.accounts.ensure_admin().await? {
         Some((admin, token)) => {
             println!("Created the administrator '{}'. Log in at:", admin.name);
             println!("    {base_url}/login?token={}", token.0);

@@ -69,7 +69,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<ExitCode> {
             let engine = Engine::open_offline(config).await.context("cannot open berth's data directory")?;
             let first = engine.store().count_users().await? == 0;
             let role = if admin || first { Role::Admin } else { Role::Member };
-            let created = engine.create_user(&name, role).await;
+            let created = engine.accounts.create_user(&name, role).await;
             engine.shutdown().await;
             let (user, token) = created?;
             println!("Created {} '{}' ({}).", role.as_str(), user.name, user.id);

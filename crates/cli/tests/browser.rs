@@ -60,7 +60,7 @@ async fn start_with_sandboxes(
     let real = LocalDriver::with_options(&data.path().join("sandboxes"), options).unwrap();
     let faults = Arc::new(FaultyDriver::new(Arc::new(real)));
     let engine = Engine::start_with_driver(config, faults.clone() as Arc<dyn SandboxDriver>).await.unwrap();
-    engine.ensure_admin().await.unwrap();
+    engine.accounts.ensure_admin().await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(berth_server::run(listener, engine, async {
         let _ = stopped.await;

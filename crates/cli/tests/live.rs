@@ -41,7 +41,7 @@ async fn start_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let engine = Engine::start(config).await.unwrap();
-    engine.ensure_admin().await.unwrap();
+    engine.accounts.ensure_admin().await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(berth_server::run(listener, std::sync::Arc::clone(&engine), async {
         let _ = stopped.await;
@@ -541,14 +541,14 @@ async fn the_built_in_agent_works_inside_bubblewrap_with_its_own_network() {
 async fn two_prompts_at_the_same_instant_start_exactly_one_turn() {
     let server = start_with(|config| config.prompts_per_second = 1000).await;
     let (_source, server, session, mut socket) = ready_session(server).await;
-    let caller = server.engine.authenticate(TOKEN).await.unwrap().unwrap();
+    let caller = server.engine.accounts.authenticate(TOKEN).await.unwrap().unwrap();
     for round in 0..30 {
         let prompt = || {
             let (engine, caller, session) =
                 (std::sync::Arc::clone(&server.engine), caller.clone(), session.clone());
-            tokio::spawn(
-                async move { engine.prompt(&caller, &session, "$ true").await.map_err(|e| e.code()) },
-            )
+            tokio::spawn(async move {
+                engine.sessions.prompt(&caller, &session, "$ true").await.map_err(|e| e.code())
+            })
         };
         let (first, second) = (prompt(), prompt());
         let outcomes = [first.await.unwrap(), second.await.unwrap()];

@@ -715,7 +715,7 @@ fn replica(
         return Err(invalid("replica.id", &id, "expected 1-63 letters, digits, '-', '.' or '_'"));
     }
     let url = url.unwrap_or_else(|| format!("http://{listen}"));
-    let parsed = reqwest::Url::parse(&url).ok().filter(|parsed| {
+    let parsed = url::Url::parse(&url).ok().filter(|parsed| {
         matches!(parsed.scheme(), "http" | "https")
             && parsed.host_str().is_some()
             && parsed.path() == "/"

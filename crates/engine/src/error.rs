@@ -85,7 +85,7 @@ pub enum EngineError {
     /// The session an open would resume is owned by another replica (it became live
     /// there a moment ago): the request goes there.
     #[error("this workspace's session is served by another replica; send the request again")]
-    SessionElsewhere { url: String },
+    SessionElsewhere { peer: crate::Peer },
     #[error(
         "SQLite serves one replica, and replica '{other}' holds a lease on this database; \
          several replicas share a PostgreSQL database (database_url = postgres://...)"

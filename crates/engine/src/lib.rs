@@ -2,9 +2,8 @@
 //! owns the store and the background work (clones today; sessions, sandboxes and agents
 //! as they arrive), and is what the HTTP server and the offline CLI commands call.
 
+mod accounts;
 pub mod config;
-mod conversation;
-mod credentials;
 mod error;
 mod paths;
 mod preview;
@@ -12,62 +11,121 @@ mod preview_pass;
 pub mod replicas;
 pub mod sealing;
 mod session;
-mod sign_ins;
-mod sources;
-mod ssh;
-mod users;
 mod workspaces;
 
 use berth_core::WorkspaceId;
 use berth_sandbox::SandboxDriver;
 use berth_store::Store;
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use accounts::{
+    Accounts, Browser, NewSignIn, NewToken, OIDC_LOGIN_SECS, OfferedAgent, OidcIdentity, OidcSignIn,
+    SshPublicKey, hash_token, is_sign_in_secret,
+};
+pub use berth_store::PendingOidcLogin;
 pub use config::{AgentEntry, Config};
+pub use error::EngineError;
+pub use paths::DataPaths;
+pub use preview::Previews;
+pub use replicas::{Peer, PeerStream, Peers, Replicas};
+pub use session::{
+    CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, LiveAttachment, LiveMessage,
+    LiveSubscription, OpenOutcome, Owner, Sessions,
+};
+pub use workspaces::{
+    NewWorkspace, PushedBranch, WorkspaceFile, WorkspaceGitStatus, WorkspaceSettings, Workspaces,
+};
 
 /// The name of the agent every installation offers: berth's own (`berth agent`).
 pub const BUILTIN_AGENT: &str = "builtin";
-pub use berth_store::PendingOidcLogin;
-pub use conversation::{LiveAttachment, LiveMessage, LiveSubscription};
-pub use credentials::OfferedAgent;
-pub use error::EngineError;
-pub use paths::DataPaths;
-pub use session::{CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, OpenOutcome};
-pub use sign_ins::{Browser, NewSignIn, OIDC_LOGIN_SECS, OidcIdentity, OidcSignIn, is_sign_in_secret};
-pub use ssh::SshPublicKey;
-pub use users::{NewToken, hash_token};
-pub use workspaces::{NewWorkspace, PushedBranch, WorkspaceFile, WorkspaceGitStatus, WorkspaceSettings};
 
-/// The running core of a berth server. Shared as `Arc<Engine>`.
+/// The running core of a berth server, shared as `Arc<Engine>`: a plain struct of
+/// services. Each HTTP module and CLI command uses the services it needs; the services
+/// reach one another through their public methods only.
 pub struct Engine {
+    /// Live sessions: opening, the owner task of each, the conversation, the endings.
+    pub sessions: Sessions,
+    /// Workspaces: clones, git jobs, files, deletion.
+    pub workspaces: Workspaces,
+    /// Users, tokens, sign-ins, profiles, credentials and secrets.
+    pub accounts: Accounts,
+    /// Passes to preview hosts and connections into sandboxes' ports.
+    pub previews: Previews,
+    /// This replica among the others: registration, lease, take-over, peers, changes.
+    pub replicas: Replicas,
+    shared: Arc<Shared>,
+}
+
+/// What every service works with: the configuration, the store, the data directory, the
+/// sandbox driver and the background tasks, and each service's own state (kept here so a
+/// service is a cheap handle, and read only by that service's module). Opaque outside the
+/// engine.
+pub struct Shared {
     pub(crate) config: Config,
-    store: Store,
-    paths: DataPaths,
-    driver: Arc<dyn SandboxDriver>,
-    /// Live sessions' in-memory side: slots and the way to each session's owner task.
-    sessions: Mutex<session::SessionRegistry>,
-    session_changes: tokio::sync::broadcast::Sender<berth_core::Session>,
-    /// Clones under way, so a delete can stop one and wait for it.
-    clones: Mutex<HashMap<WorkspaceId, workspaces::CloneHandle>>,
+    pub(crate) store: Store,
+    pub(crate) paths: DataPaths,
+    pub(crate) driver: Arc<dyn SandboxDriver>,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
     /// Tells whoever listens (tests, live dashboards) that a workspace changed.
-    workspace_changes: tokio::sync::broadcast::Sender<WorkspaceId>,
-    /// Tokens recently seen to be valid (by hash), so that reads do not each cost a
-    /// database query for authentication.
-    tokens: users::TokenCache,
+    pub(crate) workspace_changes: tokio::sync::broadcast::Sender<WorkspaceId>,
+    /// The sessions' in-memory side: slots, owner tasks, users' open locks.
+    pub(crate) live: session::LiveRegistry,
+    /// Clones under way.
+    pub(crate) clones: workspaces::Clones,
+    /// What authentication keeps: recently seen tokens, the sealer of secrets.
+    pub(crate) access: accounts::Access,
     /// Signs and checks the passes to preview hosts.
-    previews: preview::PreviewPasses,
-    /// Seals users' secrets and credentials at rest.
-    sealer: sealing::Sealer,
-    /// What one replica shows another to be believed (derived from `secrets.key`).
-    replica_secret: String,
-    /// Calls to other replicas (closing a session one of them owns).
-    replica_client: reqwest::Client,
+    pub(crate) passes: preview::PreviewPasses,
+    /// The replicas' shared secret, the peers, the change feed.
+    pub(crate) replica: replicas::ReplicaLink,
+}
+
+/// Declares a service: a handle on the engine's [`Shared`] parts, cheap to clone (into a
+/// task), which reaches its sibling services through [`Services`].
+macro_rules! service {
+    ($service:ident) => {
+        #[derive(Clone)]
+        pub struct $service(pub(crate) std::sync::Arc<crate::Shared>);
+
+        impl std::ops::Deref for $service {
+            type Target = crate::Shared;
+            fn deref(&self) -> &crate::Shared {
+                &self.0
+            }
+        }
+
+        impl crate::Services for $service {
+            fn shared(&self) -> &std::sync::Arc<crate::Shared> {
+                &self.0
+            }
+        }
+    };
+}
+pub(crate) use service;
+
+/// How one service reaches another (through its public methods).
+pub(crate) trait Services {
+    fn shared(&self) -> &Arc<Shared>;
+
+    fn sessions(&self) -> Sessions {
+        Sessions(Arc::clone(self.shared()))
+    }
+
+    fn workspaces(&self) -> Workspaces {
+        Workspaces(Arc::clone(self.shared()))
+    }
+
+    fn accounts(&self) -> Accounts {
+        Accounts(Arc::clone(self.shared()))
+    }
+
+    fn replicas(&self) -> Replicas {
+        Replicas(Arc::clone(self.shared()))
+    }
 }
 
 impl Engine {
@@ -84,11 +142,11 @@ impl Engine {
         driver: Arc<dyn SandboxDriver>,
     ) -> Result<Arc<Engine>, EngineError> {
         let engine = Engine::open_with_driver(config, driver).await?;
-        engine.join_replicas().await?;
-        engine.spawn_replica_listener().await?;
-        engine.reconcile_sessions().await?;
-        engine.spawn_lease_keeper();
-        engine.resume_interrupted_initialisations().await?;
+        engine.replicas.join().await?;
+        engine.replicas.spawn_listener().await?;
+        engine.sessions.reconcile().await?;
+        engine.replicas.spawn_lease_keeper();
+        engine.workspaces.resume_interrupted_initialisations().await?;
         Ok(engine)
     }
 
@@ -112,64 +170,55 @@ impl Engine {
                 sealing::SecretKey::load_or_make(&path).map_err(|source| EngineError::Io { path, source })?
             }
         };
-        let engine = Arc::new(Engine {
+        let feed = store.change_feed();
+        let shared = Arc::new(Shared {
             config,
             store,
             paths,
             driver,
-            sessions: Mutex::new(session::SessionRegistry::default()),
-            session_changes: tokio::sync::broadcast::channel(4096).0,
-            clones: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             workspace_changes: tokio::sync::broadcast::channel(1024).0,
-            tokens: users::TokenCache::default(),
-            previews: preview::PreviewPasses::new(preview_pass::PassKey::from_bytes(
+            live: session::LiveRegistry::default(),
+            clones: workspaces::Clones::default(),
+            access: accounts::Access::new(&key),
+            passes: preview::PreviewPasses::new(preview_pass::PassKey::from_bytes(
                 key.derive("berth preview passes"),
             )),
-            sealer: sealing::Sealer::new(&key),
-            replica_secret: hex::encode(key.derive("berth replica link")),
-            replica_client: reqwest::Client::new(),
+            replica: replicas::ReplicaLink::new(hex::encode(key.derive("berth replica link")), feed),
         });
-        Ok(engine)
+        Ok(Arc::new(Engine {
+            sessions: Sessions(Arc::clone(&shared)),
+            workspaces: Workspaces(Arc::clone(&shared)),
+            accounts: Accounts(Arc::clone(&shared)),
+            previews: Previews(Arc::clone(&shared)),
+            replicas: Replicas(Arc::clone(&shared)),
+            shared,
+        }))
     }
 
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.shared.config
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.shared.store
     }
 
     pub fn paths(&self) -> &DataPaths {
-        &self.paths
-    }
-
-    /// The ids of workspaces as they change (state, log). A slow listener misses
-    /// notices (`Lagged`) and should re-read what it shows.
-    pub fn subscribe_workspace_changes(&self) -> tokio::sync::broadcast::Receiver<WorkspaceId> {
-        self.workspace_changes.subscribe()
-    }
-
-    fn notify_workspace_changed(&self, id: &WorkspaceId) {
-        // No listener is not an error.
-        let _ = self.workspace_changes.send(id.clone());
-        self.tell_replicas(berth_store::Change::Workspace(id.clone()));
+        &self.shared.paths
     }
 
     /// Ends every live session (powering its sandbox off), stops background work and
     /// waits for it, then closes the store. Clones stopped here are resumed by the next
     /// [`Engine::start`].
     pub async fn shutdown(&self) {
-        self.close_every_session().await;
-        self.shutdown.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
-        if let Err(error) = self.store.release_lease().await {
-            tracing::warn!(error = %error, "cannot give this replica's lease back");
-        }
-        self.store.close().await;
+        self.sessions.close_every_session().await;
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+        self.replicas.leave().await;
+        self.shared.store.close().await;
     }
 }
 

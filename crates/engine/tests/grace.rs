@@ -49,15 +49,17 @@ async fn working_session() -> Harness {
     config.agent_command = Some(AGENT.into());
     config.reconnect_grace = GRACE;
     let engine = Engine::start(config).await.unwrap();
-    let (alice, _) = engine.create_user("alice", Role::Member).await.unwrap();
-    let mut changes = engine.subscribe_workspace_changes();
+    let (alice, _) = engine.accounts.create_user("alice", Role::Member).await.unwrap();
+    let mut changes = engine.workspaces.subscribe_changes();
     let request = NewWorkspace { repo: source.url(), ..NewWorkspace::default() };
-    let workspace = engine.create_workspace(&alice, request).await.unwrap();
-    while engine.workspace(&alice, workspace.id.as_str()).await.unwrap().state == WorkspaceState::Initialising
+    let workspace = engine.workspaces.create(&alice, request).await.unwrap();
+    while engine.workspaces.workspace(&alice, workspace.id.as_str()).await.unwrap().state
+        == WorkspaceState::Initialising
     {
         changes.recv().await.unwrap();
     }
-    let OpenOutcome::Opened { session, .. } = engine.open(&alice, workspace.id.as_str()).await.unwrap()
+    let OpenOutcome::Opened { session, .. } =
+        engine.sessions.open(&alice, workspace.id.as_str()).await.unwrap()
     else {
         panic!("a new session");
     };
@@ -68,25 +70,25 @@ async fn working_session() -> Harness {
         }
         tokio::task::yield_now().await;
     };
-    engine.set_agent_running(&session.id, true).await.unwrap();
+    engine.sessions.set_agent_running(&session.id, true).await.unwrap();
     Harness { _data: data, _source: source, engine, alice, session, agent_pid }
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_session_ends_when_the_grace_window_expires() {
     let harness = working_session().await;
-    let mut changes = harness.engine.subscribe_session_changes();
+    let mut changes = harness.engine.sessions.subscribe_session_changes();
     let _busy = pause_clock();
     let left_at = tokio::time::Instant::now();
 
-    let left = harness.engine.leave(&harness.alice, harness.session.id.as_str()).await.unwrap();
+    let left = harness.engine.sessions.leave(&harness.alice, harness.session.id.as_str()).await.unwrap();
     assert_eq!(left.state, SessionState::Disconnected);
     let expires = left.grace_expires_at.expect("a grace deadline");
     assert!(expires > left.started_at + chrono::Duration::seconds(299));
     assert!(process_runs(harness.agent_pid), "the agent keeps running during the grace window");
 
     tokio::time::advance(GRACE - Duration::from_secs(1)).await;
-    let still = harness.engine.session(&harness.alice, harness.session.id.as_str()).await.unwrap();
+    let still = harness.engine.sessions.session(&harness.alice, harness.session.id.as_str()).await.unwrap();
     assert_eq!(still.state, SessionState::Disconnected, "a second before the deadline");
     // Timers fire on millisecond ticks, rounded up: one tick past the deadline.
     tokio::time::advance(Duration::from_secs(1) + Duration::from_millis(1)).await;
@@ -103,8 +105,12 @@ async fn the_session_ends_when_the_grace_window_expires() {
         assert!(std::time::Instant::now() < deadline, "the sandbox was powered off");
         tokio::task::yield_now().await;
     }
-    let workspace =
-        harness.engine.workspace(&harness.alice, harness.session.workspace_id.as_str()).await.unwrap();
+    let workspace = harness
+        .engine
+        .workspaces
+        .workspace(&harness.alice, harness.session.workspace_id.as_str())
+        .await
+        .unwrap();
     assert_eq!(workspace.state, WorkspaceState::Idle);
 }
 
@@ -112,18 +118,19 @@ async fn the_session_ends_when_the_grace_window_expires() {
 async fn a_reconnect_within_the_window_restores_the_session() {
     let harness = working_session().await;
     let _busy = pause_clock();
-    let left = harness.engine.leave(&harness.alice, harness.session.id.as_str()).await.unwrap();
+    let left = harness.engine.sessions.leave(&harness.alice, harness.session.id.as_str()).await.unwrap();
     assert_eq!(left.state, SessionState::Disconnected);
     tokio::time::advance(GRACE / 2).await;
 
-    let resumed = harness.engine.open(&harness.alice, harness.session.workspace_id.as_str()).await.unwrap();
+    let resumed =
+        harness.engine.sessions.open(&harness.alice, harness.session.workspace_id.as_str()).await.unwrap();
     let OpenOutcome::Resumed { session } = resumed else { panic!("the live session is resumed") };
     assert_eq!(session.id, harness.session.id);
     assert_eq!((session.state, session.grace_expires_at), (SessionState::Active, None));
 
     // Well past the old deadline, the session is still there.
     tokio::time::advance(GRACE * 2).await;
-    let later = harness.engine.session(&harness.alice, harness.session.id.as_str()).await.unwrap();
+    let later = harness.engine.sessions.session(&harness.alice, harness.session.id.as_str()).await.unwrap();
     assert_eq!(later.state, SessionState::Active);
     assert!(process_runs(harness.agent_pid));
 }
@@ -131,8 +138,8 @@ async fn a_reconnect_within_the_window_restores_the_session() {
 #[tokio::test]
 async fn leaving_without_a_run_ends_at_once() {
     let harness = working_session().await;
-    harness.engine.set_agent_running(&harness.session.id, false).await.unwrap();
-    let left = harness.engine.leave(&harness.alice, harness.session.id.as_str()).await.unwrap();
+    harness.engine.sessions.set_agent_running(&harness.session.id, false).await.unwrap();
+    let left = harness.engine.sessions.leave(&harness.alice, harness.session.id.as_str()).await.unwrap();
     assert_eq!((left.state, left.end_reason), (SessionState::Ended, Some(EndReason::Left)));
-    assert_eq!(harness.engine.running_sandbox_count(), 0);
+    assert_eq!(harness.engine.sessions.running_sandbox_count(), 0);
 }

@@ -18,7 +18,7 @@ impl Harness {
     async fn start() -> Harness {
         let data = tempfile::tempdir().unwrap();
         let engine = Engine::start(Config::for_data_dir(data.path())).await.unwrap();
-        let (alice, _) = engine.create_user("alice", Role::Member).await.unwrap();
+        let (alice, _) = engine.accounts.create_user("alice", Role::Member).await.unwrap();
         Harness { data, engine, alice }
     }
 
@@ -31,16 +31,17 @@ impl Harness {
     async fn create(&self, repo: &str, branch: Option<&str>) -> Workspace {
         let request =
             NewWorkspace { repo: repo.into(), branch: branch.map(Into::into), ..NewWorkspace::default() };
-        self.engine.create_workspace(&self.alice, request).await.unwrap()
+        self.engine.workspaces.create(&self.alice, request).await.unwrap()
     }
 
     /// Waits (bounded) until the workspace has left `initialising`, woken by the engine's
     /// change notices rather than by polling.
     async fn settled(&self, workspace: &Workspace) -> Workspace {
-        let mut changes = self.engine.subscribe_workspace_changes();
+        let mut changes = self.engine.workspaces.subscribe_changes();
         tokio::time::timeout(Duration::from_secs(60), async {
             loop {
-                let current = self.engine.workspace(&self.alice, workspace.id.as_str()).await.unwrap();
+                let current =
+                    self.engine.workspaces.workspace(&self.alice, workspace.id.as_str()).await.unwrap();
                 if current.state != WorkspaceState::Initialising {
                     return current;
                 }
@@ -52,7 +53,7 @@ impl Harness {
     }
 
     async fn log(&self, workspace: &Workspace) -> String {
-        self.engine.init_log(&self.alice, workspace.id.as_str()).await.unwrap()
+        self.engine.workspaces.init_log(&self.alice, workspace.id.as_str()).await.unwrap()
     }
 
     fn checkout(&self, workspace: &Workspace) -> std::path::PathBuf {
@@ -79,7 +80,7 @@ async fn a_local_repository_clones_to_ready_with_its_log() {
     // berth's own folder inside the checkout never shows up as unsaved work.
     std::fs::create_dir(harness.checkout(&ready).join(".berth")).unwrap();
     std::fs::write(harness.checkout(&ready).join(".berth/history.json"), "[]").unwrap();
-    let status = harness.engine.git_status(&harness.alice, ready.id.as_str()).await.unwrap();
+    let status = harness.engine.workspaces.git_status(&harness.alice, ready.id.as_str()).await.unwrap();
     assert!(status.clean, "{status:?}");
     assert_eq!(status.head, Some(source.head()));
 }
@@ -120,7 +121,7 @@ async fn a_missing_branch_ends_in_error_naming_it() {
 async fn a_missing_path_is_refused_at_once() {
     let harness = Harness::start().await;
     let request = NewWorkspace { repo: "/nonexistent/berth/repo".into(), ..NewWorkspace::default() };
-    let refused = harness.engine.create_workspace(&harness.alice, request).await.unwrap_err();
+    let refused = harness.engine.workspaces.create(&harness.alice, request).await.unwrap_err();
     assert_eq!(refused.code(), "invalid_repo");
     assert!(refused.to_string().contains("does not exist"), "{refused}");
 }
@@ -132,7 +133,7 @@ async fn a_failed_workspace_can_be_retried() {
     let failed = harness.settled(&harness.create(&source.url(), Some("later")).await).await;
     assert_eq!(failed.state, WorkspaceState::Error);
     git(&source.path, &["branch", "later"]);
-    let retried = harness.engine.retry_workspace(&harness.alice, failed.id.as_str()).await.unwrap();
+    let retried = harness.engine.workspaces.retry(&harness.alice, failed.id.as_str()).await.unwrap();
     assert_eq!(retried.state, WorkspaceState::Initialising);
     assert_eq!(harness.settled(&retried).await.state, WorkspaceState::Ready);
     assert!(!harness.log(&retried).await.contains("initialisation failed"));
@@ -150,7 +151,7 @@ async fn git_status_reports_uncommitted_files_and_unpushed_commits() {
     git(&checkout, &["commit", "--quiet", "-m", "local work"]);
     std::fs::write(checkout.join("notes with space.txt"), "draft\n").unwrap();
 
-    let status = harness.engine.git_status(&harness.alice, ready.id.as_str()).await.unwrap();
+    let status = harness.engine.workspaces.git_status(&harness.alice, ready.id.as_str()).await.unwrap();
     assert_eq!(status.branch.as_deref(), Some("main"));
     assert!(!status.clean);
     assert_eq!(status.uncommitted, ["notes with space.txt"]);
@@ -166,7 +167,7 @@ async fn delete_refuses_unsaved_work_unless_forced_and_never_touches_the_remote(
     let checkout = harness.checkout(&ready);
     std::fs::write(checkout.join("draft.txt"), "unsaved\n").unwrap();
 
-    let refused = harness.engine.delete_workspace(&harness.alice, ready.id.as_str(), false).await;
+    let refused = harness.engine.workspaces.delete(&harness.alice, ready.id.as_str(), false).await;
     match refused {
         Err(EngineError::UnsavedWork { status: Some(status), .. }) => {
             assert_eq!(status.uncommitted, ["draft.txt"])
@@ -175,11 +176,11 @@ async fn delete_refuses_unsaved_work_unless_forced_and_never_touches_the_remote(
     }
     assert!(checkout.join("draft.txt").exists(), "a refused delete keeps the files");
 
-    let deleted = harness.engine.delete_workspace(&harness.alice, ready.id.as_str(), true).await.unwrap();
+    let deleted = harness.engine.workspaces.delete(&harness.alice, ready.id.as_str(), true).await.unwrap();
     assert_eq!(deleted, ready.id);
     assert!(!checkout.exists());
     assert!(matches!(
-        harness.engine.workspace(&harness.alice, ready.id.as_str()).await,
+        harness.engine.workspaces.workspace(&harness.alice, ready.id.as_str()).await,
         Err(EngineError::NotFound { .. })
     ));
     assert_eq!(source.head(), source_head);
@@ -191,7 +192,7 @@ async fn a_clean_workspace_deletes_without_force() {
     let source = SourceRepo::new();
     let harness = Harness::start().await;
     let ready = harness.settled(&harness.create(&source.url(), None).await).await;
-    harness.engine.delete_workspace(&harness.alice, ready.id.as_str(), false).await.unwrap();
+    harness.engine.workspaces.delete(&harness.alice, ready.id.as_str(), false).await.unwrap();
     assert!(!harness.checkout(&ready).exists());
 }
 
@@ -200,15 +201,18 @@ async fn another_users_workspace_is_not_found() {
     let source = SourceRepo::new();
     let harness = Harness::start().await;
     let ready = harness.settled(&harness.create(&source.url(), None).await).await;
-    let (bob, _) = harness.engine.create_user("bob", Role::Member).await.unwrap();
+    let (bob, _) = harness.engine.accounts.create_user("bob", Role::Member).await.unwrap();
     let id = ready.id.as_str();
-    assert!(matches!(harness.engine.workspace(&bob, id).await, Err(EngineError::NotFound { .. })));
-    assert!(matches!(harness.engine.git_status(&bob, id).await, Err(EngineError::NotFound { .. })));
+    assert!(matches!(harness.engine.workspaces.workspace(&bob, id).await, Err(EngineError::NotFound { .. })));
     assert!(matches!(
-        harness.engine.delete_workspace(&bob, id, true).await,
+        harness.engine.workspaces.git_status(&bob, id).await,
         Err(EngineError::NotFound { .. })
     ));
-    assert!(harness.engine.workspaces(&bob).await.unwrap().is_empty());
+    assert!(matches!(
+        harness.engine.workspaces.delete(&bob, id, true).await,
+        Err(EngineError::NotFound { .. })
+    ));
+    assert!(harness.engine.workspaces.list(&bob).await.unwrap().is_empty());
     assert!(harness.checkout(&ready).exists());
 }
 
@@ -219,9 +223,9 @@ async fn a_repository_inside_the_data_directory_is_refused() {
     let ready = harness.settled(&harness.create(&source.url(), None).await).await;
     let inside = harness.checkout(&ready).to_string_lossy().into_owned();
     let attempt = NewWorkspace { repo: inside, ..NewWorkspace::default() };
-    let refused = harness.engine.create_workspace(&harness.alice, attempt).await;
+    let refused = harness.engine.workspaces.create(&harness.alice, attempt).await;
     assert!(matches!(refused, Err(EngineError::Invalid(_))), "{refused:?}");
-    assert_eq!(harness.engine.workspaces(&harness.alice).await.unwrap().len(), 1);
+    assert_eq!(harness.engine.workspaces.list(&harness.alice).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

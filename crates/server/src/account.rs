@@ -30,7 +30,7 @@ pub async fn ssh_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<SshKeyBody>, ApiError> {
-    let key = state.engine.ssh_public_key(&caller).await?;
+    let key = state.engine.accounts.ssh_public_key(&caller).await?;
     Ok(Json(SshKeyBody { public_key: key.public_key, fingerprint: key.fingerprint }))
 }
 
@@ -41,7 +41,7 @@ pub async fn list_agents(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<AgentList>, ApiError> {
-    let agents = state.engine.agents(&caller).await?;
+    let agents = state.engine.accounts.agents(&caller).await?;
     let agents = agents
         .into_iter()
         .map(|agent| AgentBody {
@@ -63,8 +63,11 @@ pub async fn add_credential(
     Caller(caller): Caller,
     ApiJson(request): ApiJson<CreateCredentialRequest>,
 ) -> Result<(StatusCode, Json<CredentialBody>), ApiError> {
-    let info =
-        state.engine.add_credential(&caller, &request.host, &request.username, &request.secret).await?;
+    let info = state
+        .engine
+        .accounts
+        .add_credential(&caller, &request.host, &request.username, &request.secret)
+        .await?;
     Ok((StatusCode::CREATED, Json(CredentialBody::from(&info))))
 }
 
@@ -75,7 +78,7 @@ pub async fn list_credentials(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<CredentialList>, ApiError> {
-    let credentials = state.engine.credentials(&caller).await?;
+    let credentials = state.engine.accounts.credentials(&caller).await?;
     Ok(Json(CredentialList { credentials: credentials.iter().map(CredentialBody::from).collect() }))
 }
 
@@ -87,7 +90,7 @@ pub async fn remove_credential(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.remove_credential(&caller, &id).await?;
+    state.engine.accounts.remove_credential(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -103,7 +106,7 @@ pub async fn set_secret(
     Path(name): Path<String>,
     ApiJson(request): ApiJson<SetSecretRequest>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.set_secret(&caller, &name, &request.value).await?;
+    state.engine.accounts.set_secret(&caller, &name, &request.value).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -113,7 +116,7 @@ pub async fn list_secrets(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<SecretList>, ApiError> {
-    let secrets = state.engine.secrets(&caller).await?;
+    let secrets = state.engine.accounts.secrets(&caller).await?;
     let secrets = secrets
         .into_iter()
         .map(|secret| SecretBody { name: secret.name, updated_at: secret.updated_at })
@@ -129,6 +132,6 @@ pub async fn remove_secret(
     Caller(caller): Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.remove_secret(&caller, &name).await?;
+    state.engine.accounts.remove_secret(&caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -43,7 +43,7 @@ pub async fn workspace_changes(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let changes = state.engine.subscribe_workspace_changes();
+    let changes = state.engine.workspaces.subscribe_changes();
     let first = serde_json::to_string(&workspace_list(&state.engine, state.preview.as_ref(), &caller).await?)
         .unwrap_or_default();
     let (events, received) = mpsc::channel::<Event>(16);
@@ -130,7 +130,7 @@ pub async fn admin_session_changes(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let mut changes = state.engine.subscribe_workspace_changes();
+    let mut changes = state.engine.workspaces.subscribe_changes();
     let list = |engine: Arc<Engine>, caller: User| async move {
         let sessions = admin_session_list(&engine, &caller).await?;
         Ok::<_, ApiError>(serde_json::to_string(&sessions).unwrap_or_default())

@@ -18,12 +18,12 @@ pub struct ApiError {
     /// Seconds for a `Retry-After` header.
     pub retry_after_s: Option<u64>,
     /// The replica that can answer instead (the session it needs lives there).
-    pub elsewhere: Option<String>,
+    pub elsewhere: Option<berth_engine::Peer>,
 }
 
 /// In a response's extensions: the replica that can answer the request instead.
 #[derive(Debug, Clone)]
-pub struct AnswerElsewhere(pub String);
+pub struct AnswerElsewhere(pub berth_engine::Peer);
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
@@ -83,8 +83,8 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(url) = self.elsewhere {
-            response.extensions_mut().insert(AnswerElsewhere(url));
+        if let Some(peer) = self.elsewhere {
+            response.extensions_mut().insert(AnswerElsewhere(peer));
         }
         response
     }
@@ -131,10 +131,10 @@ impl From<EngineError> for ApiError {
                     .with("limit", Value::from(limit))
                     .with("active_sessions", serde_json::to_value(sessions).unwrap_or(Value::Null))
             }
-            EngineError::SessionElsewhere { url } => {
+            EngineError::SessionElsewhere { peer } => {
                 let mut elsewhere = answer.with("retry_after_s", Value::from(1));
                 elsewhere.retry_after_s = Some(1);
-                elsewhere.elsewhere = Some(url);
+                elsewhere.elsewhere = Some(peer);
                 elsewhere
             }
             EngineError::ControllersBusy { retry_after } => {

@@ -96,7 +96,7 @@ impl FromRequestParts<AppState> for Caller {
                 token
             }
         };
-        match state.engine.authenticate(token).await? {
+        match state.engine.accounts.authenticate(token).await? {
             Some(user) => Ok(Caller(user)),
             None => Err(ApiError::unauthorized()),
         }

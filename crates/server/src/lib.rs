@@ -45,6 +45,8 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// The OpenID Connect provider people sign in with, when one is configured.
     pub oidc: Option<Arc<oidc::Oidc>>,
+    /// How this replica reaches the others.
+    pub peers: Arc<replicas::HttpPeers>,
 }
 
 /// After the shutdown signal, open connections get this long to finish before the
@@ -68,9 +70,9 @@ pub fn router(state: AppState) -> Router {
         .merge(live::router())
         .merge(metrics::router())
         .merge(replicas::router())
+        .merge(replicas::owner_routes(&state, sessions::owner_router().merge(live::owner_router())))
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), replicas::forward_to_owner))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
@@ -126,7 +128,9 @@ pub async fn run(
         // A provider that does not answer yet stops nothing: discovery is tried again.
         tokio::spawn(Arc::clone(oidc).discover_until_found(stopping.clone()));
     }
-    let state = AppState { engine: Arc::clone(&engine), preview, stopping, oidc };
+    let peers = Arc::new(replicas::HttpPeers::new(engine.replicas.secret()));
+    engine.replicas.reach_peers_with(Arc::clone(&peers) as Arc<dyn berth_engine::Peers>);
+    let state = AppState { engine: Arc::clone(&engine), preview, stopping, oidc, peers };
     let shutdown = async move {
         shutdown.await;
         let _ = stop_feeds.send(true);

@@ -28,9 +28,13 @@ const MAX_FRAME_BYTES: usize = 256 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/sessions/{id}/live", get(live))
         .route("/api/sessions/{id}/events", get(session_events))
         .route("/api/workspaces/{id}/events", get(workspace_events))
+}
+
+/// What only the session's owner serves ([`crate::replicas::owner_routes`]).
+pub fn owner_router() -> Router<AppState> {
+    Router::new().route("/api/sessions/{id}/live", get(live))
 }
 
 fn page(events: Vec<berth_core::Event>, after: i64) -> EventPage {
@@ -53,7 +57,7 @@ pub async fn session_events(
     ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     let (after, limit) = bounds(&query);
-    Ok(Json(page(state.engine.session_events(&caller, &id, after, limit).await?, after)))
+    Ok(Json(page(state.engine.sessions.session_events(&caller, &id, after, limit).await?, after)))
 }
 
 /// A workspace's whole history across its sessions, oldest first.
@@ -67,7 +71,7 @@ pub async fn workspace_events(
     ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     let (after, limit) = bounds(&query);
-    Ok(Json(page(state.engine.workspace_events(&caller, &id, after, limit).await?, after)))
+    Ok(Json(page(state.engine.sessions.workspace_events(&caller, &id, after, limit).await?, after)))
 }
 
 #[derive(serde::Deserialize)]
@@ -101,7 +105,7 @@ pub async fn live(
         )
     })?;
     // Attach before upgrading, so a refusal is an ordinary HTTP error.
-    let subscription = state.engine.attach_live(&caller, &id).await?;
+    let subscription = state.engine.sessions.attach_live(&caller, &id).await?;
     let engine = Arc::clone(&state.engine);
     let after = query.after.unwrap_or(0).max(0);
     // Client frames are small commands: small buffers keep 1,000 connections cheap (the
@@ -137,7 +141,11 @@ async fn serve_live(
     let mut last = after;
     loop {
         // The whole conversation of the workspace, across its sessions, comes back.
-        let events = match engine.workspace_events(&caller, session.workspace_id.as_str(), last, PAGE).await {
+        let events = match engine
+            .sessions
+            .workspace_events(&caller, session.workspace_id.as_str(), last, PAGE)
+            .await
+        {
             Ok(events) => events,
             Err(error) => {
                 sink.send(error_frame("internal", &error.to_string())).await?;
@@ -205,10 +213,10 @@ async fn handle_command(engine: &Engine, caller: &User, session_id: &str, text: 
         Err(error) => return Some(error_frame("invalid_frame", &format!("not a command: {error}"))),
     };
     let outcome = match command {
-        LiveCommand::Prompt { text } => engine.prompt(caller, session_id, &text).await.map(drop),
-        LiveCommand::Cancel => engine.cancel(caller, session_id).await,
+        LiveCommand::Prompt { text } => engine.sessions.prompt(caller, session_id, &text).await.map(drop),
+        LiveCommand::Cancel => engine.sessions.cancel(caller, session_id).await,
         LiveCommand::Answer { question_id, option_id } => {
-            engine.answer(caller, session_id, &question_id, &option_id).await.map(drop)
+            engine.sessions.answer(caller, session_id, &question_id, &option_id).await.map(drop)
         }
     };
     outcome.err().map(|error| {

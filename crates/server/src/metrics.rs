@@ -53,6 +53,6 @@ pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, 
         let count = counts.iter().find(|(s, _)| *s == session_state).map_or(0, |(_, n)| *n);
         metrics::gauge!("berth_sessions", "state" => session_state.as_str()).set(count as f64);
     }
-    metrics::gauge!("berth_running_sandboxes").set(f64::from(state.engine.running_sandbox_count()));
+    metrics::gauge!("berth_running_sandboxes").set(f64::from(state.engine.sessions.running_sandbox_count()));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render()))
 }

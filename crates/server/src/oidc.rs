@@ -166,7 +166,7 @@ async fn start(
         next: next.to_owned(),
         expires_at: chrono::Utc::now().timestamp() + OIDC_LOGIN_SECS,
     };
-    state.engine.begin_oidc_login(&login).await?;
+    state.engine.accounts.begin_oidc_login(&login).await?;
     let mut response = Redirect::to(url.as_str()).into_response();
     let cookie = format!(
         "{BINDING_COOKIE}={binding}; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age={OIDC_LOGIN_SECS}{}",
@@ -203,7 +203,7 @@ async fn callback(
     };
     let binding = cookies(headers).find_map(|(name, value)| (name == BINDING_COOKIE).then_some(value));
     let login = match &query.state {
-        Some(state_value) => state.engine.take_oidc_login(state_value, binding).await?,
+        Some(state_value) => state.engine.accounts.take_oidc_login(state_value, binding).await?,
         None => None,
     };
     let Some(login) = login else {
@@ -232,14 +232,19 @@ async fn callback(
     let user_agent =
         headers.get(header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or_default();
     let address = crate::ops::client_address(&parts);
-    match state.engine.sign_in_with_oidc(&identity, Browser { user_agent, address: &address }).await? {
+    match state
+        .engine
+        .accounts
+        .sign_in_with_oidc(&identity, Browser { user_agent, address: &address })
+        .await?
+    {
         OidcSignIn::Refused(reason) => {
             Ok(page(headers, StatusCode::FORBIDDEN, "not_allowed", "You cannot sign in to berth", &reason))
         }
         OidcSignIn::SignedIn(_, made) => {
             // The browser's earlier sign-in, if any, ends: it started this one itself.
             if let Some(earlier) = cookie_token(headers) {
-                state.engine.sign_out(earlier).await?;
+                state.engine.accounts.sign_out(earlier).await?;
             }
             let secure = crate::ops::over_https(headers);
             let mut response = Redirect::to(&login.next).into_response();

@@ -107,11 +107,11 @@ pub async fn login(
     let ApiQuery(query) = ApiQuery::<LoginQuery>::from_request_parts(&mut parts, &state).await?;
     let headers = &parts.headers;
     let next = local_page(query.next.as_deref());
-    let Some(arriving) = state.engine.token_user(&query.token).await? else {
+    let Some(arriving) = state.engine.accounts.token_user(&query.token).await? else {
         return refused(headers, query.next.as_deref());
     };
     let signed_in = match cookie_token(headers).filter(|secret| is_sign_in_secret(secret)) {
-        Some(secret) => state.engine.authenticate(secret).await?,
+        Some(secret) => state.engine.accounts.authenticate(secret).await?,
         None => None,
     };
     match signed_in {
@@ -163,12 +163,12 @@ pub async fn switch_login(
         serde_json::from_slice(&body)
             .map_err(|error| ApiError::invalid_request(format!("the request body is not valid: {error}")))?
     };
-    if state.engine.token_user(&switch.token).await?.is_none() {
+    if state.engine.accounts.token_user(&switch.token).await?.is_none() {
         return refused(&parts.headers, switch.next.as_deref());
     }
     // The sign-in being replaced ends: switching is signing out, then in.
     if let Some(secret) = cookie_token(&parts.headers) {
-        state.engine.sign_out(secret).await?;
+        state.engine.accounts.sign_out(secret).await?;
     }
     sign_in(&state, &parts, &switch.token, local_page(switch.next.as_deref())).await
 }
@@ -214,7 +214,7 @@ async fn sign_in(
         headers.get(header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or_default();
     let address = client_address(parts);
     let browser = Browser { user_agent, address: &address };
-    let Some((_, made)) = state.engine.sign_in_with_token(token, browser).await? else {
+    let Some((_, made)) = state.engine.accounts.sign_in_with_token(token, browser).await? else {
         return refused(headers, Some(next));
     };
     let cookie = login_cookie(&made.secret, made.max_age.as_secs(), over_https(headers));
@@ -284,7 +284,7 @@ pub async fn logout(
 ) -> Result<Response, ApiError> {
     let (parts, _) = request.into_parts();
     if let Some(secret) = cookie_token(&parts.headers) {
-        state.engine.sign_out(secret).await?;
+        state.engine.accounts.sign_out(secret).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     let cleared = HeaderValue::from_str(&login_cookie("", 0, over_https(&parts.headers)))

@@ -89,7 +89,7 @@ pub async fn open_preview(
         return Err(ApiError::invalid_request("path must be a path on the preview, starting with one '/'"));
     }
     let token = request_token(&headers).ok_or_else(ApiError::unauthorized)?;
-    let ticket = state.engine.preview_ticket(token, &id).await?;
+    let ticket = state.engine.previews.ticket(token, &id).await?;
     let workspace = WorkspaceId::parse(&id).ok_or(EngineError::NotFound { what: "workspace" })?;
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("ticket", &ticket)
@@ -114,7 +114,7 @@ async fn redeem_ticket(
     if !is_local_path(&query.next, MAX_PATH) {
         return Err(ApiError::invalid_request("next must be a path on this preview host"));
     }
-    let (cookie, max_age) = state.engine.preview_redeem(&query.ticket, &workspace).await?;
+    let (cookie, max_age) = state.engine.previews.redeem(&query.ticket, &workspace).await?;
     // An iframe in berth's page is a third-party context: there the cookie must be
     // `SameSite=None` (so `Secure`), kept apart per top-level site (`Partitioned`).
     let attributes =
@@ -164,11 +164,11 @@ async fn preview_caller(
     workspace: &WorkspaceId,
 ) -> Result<User, ApiError> {
     if let Some(token) = bearer_token(headers) {
-        return state.engine.authenticate(token).await?.ok_or_else(ApiError::unauthorized);
+        return state.engine.accounts.authenticate(token).await?.ok_or_else(ApiError::unauthorized);
     }
     let mut refusal = None;
     for (_, pass) in cookies(headers).filter(|(name, _)| *name == PREVIEW_COOKIE) {
-        match state.engine.preview_caller(pass, workspace).await {
+        match state.engine.previews.caller(pass, workspace).await {
             Ok(user) => return Ok(user),
             Err(error) => refusal = Some(error),
         }
@@ -236,7 +236,7 @@ async fn proxy(
 ) -> Result<Response, ApiError> {
     let (_, workspace) = preview_host(&state, request.headers())?;
     let caller = preview_caller(&state, request.headers(), &workspace).await?;
-    let stream = state.engine.preview_connect(&caller, workspace.as_str(), &port).await?;
+    let stream = state.engine.previews.connect(&caller, workspace.as_str(), &port).await?;
     let prefix = format!("/{port}");
     let query = request.uri().query().map(|query| format!("?{query}")).unwrap_or_default();
     let inner_uri: Uri = format!("/{path}{query}")

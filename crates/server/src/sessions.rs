@@ -19,15 +19,20 @@ use serde_json::{Value, json};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/workspaces/{id}/open", post(open_workspace))
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/close-all", post(close_all))
         .route("/api/sessions/{id}", get(show_session))
-        .route("/api/sessions/{id}/ports", get(session_ports))
         .route("/api/sessions/{id}/close", post(close_session))
-        .route("/api/sessions/{id}/leave", post(leave_session))
         .route("/api/admin/sessions", get(admin_list_sessions))
         .route("/api/admin/sessions/close-all", post(admin_close_all))
+}
+
+/// What only the session's owner serves ([`crate::replicas::owner_routes`]).
+pub fn owner_router() -> Router<AppState> {
+    Router::new()
+        .route("/api/workspaces/{id}/open", post(open_workspace))
+        .route("/api/sessions/{id}/ports", get(session_ports))
+        .route("/api/sessions/{id}/leave", post(leave_session))
 }
 
 fn open_body(outcome: &OpenOutcome) -> OpenBody {
@@ -57,7 +62,7 @@ pub async fn open_workspace(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let outcome = state.engine.open(&caller, &id).await?;
+    let outcome = state.engine.sessions.open(&caller, &id).await?;
     let status = match outcome {
         OpenOutcome::Opened { .. } => StatusCode::CREATED,
         OpenOutcome::Resumed { .. } => StatusCode::OK,
@@ -77,7 +82,7 @@ pub async fn list_sessions(
     if query.state.as_deref().is_some_and(|wanted| wanted != "live") {
         return Err(ApiError::invalid_request("state must be 'live'"));
     }
-    let sessions = state.engine.live_sessions(&caller).await?;
+    let sessions = state.engine.sessions.live_sessions(&caller).await?;
     Ok(Json(SessionList { sessions: sessions.iter().map(SessionBody::from).collect() }))
 }
 
@@ -90,7 +95,7 @@ pub async fn show_session(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<SessionBody>, ApiError> {
-    Ok(Json(SessionBody::from(&state.engine.session(&caller, &id).await?)))
+    Ok(Json(SessionBody::from(&state.engine.sessions.session(&caller, &id).await?)))
 }
 
 /// Closes exactly this session and powers its sandbox off. Idempotent.
@@ -103,7 +108,7 @@ pub async fn close_session(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CloseBody>, ApiError> {
-    let session = state.engine.close(&caller, &id).await?;
+    let session = state.engine.sessions.close(&caller, &id).await?;
     Ok(Json(CloseBody { outcome: "workspace_closed".into(), session: SessionBody::from(&session) }))
 }
 
@@ -117,7 +122,7 @@ pub async fn leave_session(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.leave(&caller, &id).await?;
+    state.engine.sessions.leave(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -131,7 +136,8 @@ pub async fn close_all(
     body: Bytes,
 ) -> Result<Json<CloseAllBody>, ApiError> {
     let request: CloseAllRequest = crate::extract::optional_object(&body)?;
-    let report = state.engine.close_all(&caller, CloseAllScope::Own, request.retry_open.as_deref()).await?;
+    let report =
+        state.engine.sessions.close_all(&caller, CloseAllScope::Own, request.retry_open.as_deref()).await?;
     Ok(Json(close_all_body(report)))
 }
 
@@ -151,7 +157,7 @@ pub(crate) async fn admin_session_list(
     engine: &berth_engine::Engine,
     caller: &berth_core::User,
 ) -> Result<AdminSessionList, ApiError> {
-    let sessions = engine.all_live_sessions_named(caller).await?;
+    let sessions = engine.sessions.all_live_sessions_named(caller).await?;
     let body = |(session, names): (berth_core::Session, Option<(String, String)>)| {
         let (user_name, workspace_name) = names.unzip();
         AdminSessionBody { session: SessionBody::from(&session), user_name, workspace_name }
@@ -168,8 +174,11 @@ pub async fn admin_close_all(
     body: Bytes,
 ) -> Result<Json<CloseAllBody>, ApiError> {
     let request: CloseAllRequest = crate::extract::optional_object(&body)?;
-    let report =
-        state.engine.close_all(&caller, CloseAllScope::Installation, request.retry_open.as_deref()).await?;
+    let report = state
+        .engine
+        .sessions
+        .close_all(&caller, CloseAllScope::Installation, request.retry_open.as_deref())
+        .await?;
     Ok(Json(close_all_body(report)))
 }
 
@@ -212,5 +221,5 @@ pub async fn session_ports(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<PortsBody>, ApiError> {
-    Ok(Json(PortsBody { ports: state.engine.session_ports(&caller, &id).await? }))
+    Ok(Json(PortsBody { ports: state.engine.previews.ports(&caller, &id).await? }))
 }

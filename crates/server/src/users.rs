@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/api/me", tag = "users",
     responses((status = 200, body = MeBody), (status = 401, body = ErrorEnvelope)))]
 pub async fn me(State(state): State<AppState>, Caller(user): Caller) -> Result<Json<MeBody>, ApiError> {
-    let profile = state.engine.profile(&user).await?;
+    let profile = state.engine.accounts.profile(&user).await?;
     Ok(Json(MeBody::new(&user, &profile)))
 }
 
@@ -43,8 +43,11 @@ pub async fn update_me(
     Caller(user): Caller,
     ApiJson(body): ApiJson<UpdateMeRequest>,
 ) -> Result<Json<MeBody>, ApiError> {
-    let profile =
-        state.engine.update_profile(&user, body.display_name.as_deref(), body.email.as_deref()).await?;
+    let profile = state
+        .engine
+        .accounts
+        .update_profile(&user, body.display_name.as_deref(), body.email.as_deref())
+        .await?;
     Ok(Json(MeBody::new(&user, &profile)))
 }
 
@@ -58,7 +61,7 @@ pub async fn create_user(
     ApiJson(request): ApiJson<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     let role = request.role.unwrap_or(Role::Member);
-    let (user, token) = state.engine.create_user_as(&caller, &request.name, role).await?;
+    let (user, token) = state.engine.accounts.create_user_as(&caller, &request.name, role).await?;
     Ok((StatusCode::CREATED, Json(CreatedUser { user: UserBody::from(&user), token: token.0 })))
 }
 
@@ -74,7 +77,8 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<TokenBody>), ApiError> {
     let request: CreateTokenRequest = crate::extract::optional_object(&body)?;
     let lifetime = request.expires_in_s.map(std::time::Duration::from_secs);
-    let (record, token) = state.engine.create_token(&caller, request.name.as_deref(), lifetime).await?;
+    let (record, token) =
+        state.engine.accounts.create_token(&caller, request.name.as_deref(), lifetime).await?;
     let body = TokenBody {
         id: record.id.to_string(),
         token: token.0,
@@ -92,7 +96,7 @@ pub async fn list_tokens(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<TokenList>, ApiError> {
-    let tokens = state.engine.tokens(&caller).await?;
+    let tokens = state.engine.accounts.tokens(&caller).await?;
     Ok(Json(TokenList { tokens: tokens.iter().map(TokenInfoBody::from).collect() }))
 }
 
@@ -105,7 +109,7 @@ pub async fn revoke_token(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.revoke_token(&caller, &id).await?;
+    state.engine.accounts.revoke_token(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -118,7 +122,7 @@ pub async fn list_sign_ins(
     headers: axum::http::HeaderMap,
 ) -> Result<Json<SignInList>, ApiError> {
     let current = crate::extract::cookie_token(&headers);
-    let sign_ins = state.engine.sign_ins(&caller, current).await?;
+    let sign_ins = state.engine.accounts.sign_ins(&caller, current).await?;
     Ok(Json(SignInList {
         sign_ins: sign_ins.iter().map(|(sign_in, current)| SignInBody::new(sign_in, *current)).collect(),
     }))
@@ -133,7 +137,7 @@ pub async fn end_sign_in(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.end_sign_in(&caller, &id).await?;
+    state.engine.accounts.end_sign_in(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -145,7 +149,7 @@ pub async fn list_users(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<AccountList>, ApiError> {
-    let accounts = state.engine.accounts(&caller).await?;
+    let accounts = state.engine.accounts.accounts(&caller).await?;
     Ok(Json(AccountList { users: accounts.iter().map(AccountBody::from).collect() }))
 }
 
@@ -163,6 +167,6 @@ pub async fn update_user(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<UpdateUserRequest>,
 ) -> Result<Json<AccountBody>, ApiError> {
-    let account = state.engine.update_account(&caller, &id, request.disabled, request.role).await?;
+    let account = state.engine.accounts.update_account(&caller, &id, request.disabled, request.role).await?;
     Ok(Json(AccountBody::from(&account)))
 }

@@ -44,7 +44,7 @@ pub async fn create_workspace(
 ) -> Result<(StatusCode, Json<WorkspaceBody>), ApiError> {
     let request =
         NewWorkspace { repo: request.repo, branch: request.branch, name: request.name, agent: request.agent };
-    let workspace = state.engine.create_workspace(&caller, request).await?;
+    let workspace = state.engine.workspaces.create(&caller, request).await?;
     Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::new(&workspace, None, state.preview.as_ref()))))
 }
 
@@ -65,8 +65,8 @@ pub async fn workspace_list(
     previews: Option<&PreviewHosts>,
     caller: &User,
 ) -> Result<WorkspaceList, ApiError> {
-    let workspaces = engine.workspaces(caller).await?;
-    let live = engine.live_sessions(caller).await?;
+    let workspaces = engine.workspaces.list(caller).await?;
+    let live = engine.sessions.live_sessions(caller).await?;
     let live: std::collections::HashMap<_, _> =
         live.iter().map(|session| (&session.workspace_id, session)).collect();
     let body = |workspace: &berth_core::Workspace| {
@@ -84,8 +84,8 @@ pub async fn show_workspace(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WorkspaceBody>, ApiError> {
-    let workspace = state.engine.workspace(&caller, &id).await?;
-    let live = state.engine.live_session_of_workspace(&workspace.id).await?;
+    let workspace = state.engine.workspaces.workspace(&caller, &id).await?;
+    let live = state.engine.sessions.live_session_of_workspace(&workspace.id).await?;
     Ok(Json(WorkspaceBody::new(&workspace, live.as_ref(), state.preview.as_ref())))
 }
 
@@ -103,8 +103,8 @@ pub async fn update_workspace(
     ApiJson(request): ApiJson<UpdateWorkspaceRequest>,
 ) -> Result<Json<WorkspaceBody>, ApiError> {
     let settings = WorkspaceSettings { name: request.name, branch: request.branch, agent: request.agent };
-    let workspace = state.engine.update_workspace(&caller, &id, settings).await?;
-    let live = state.engine.live_session_of_workspace(&workspace.id).await?;
+    let workspace = state.engine.workspaces.update(&caller, &id, settings).await?;
+    let live = state.engine.sessions.live_session_of_workspace(&workspace.id).await?;
     Ok(Json(WorkspaceBody::new(&workspace, live.as_ref(), state.preview.as_ref())))
 }
 
@@ -117,7 +117,7 @@ pub async fn init_log(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let log = state.engine.init_log(&caller, &id).await?;
+    let log = state.engine.workspaces.init_log(&caller, &id).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))
 }
 
@@ -132,7 +132,7 @@ pub async fn git_status(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<GitStatusBody>, ApiError> {
-    Ok(Json(GitStatusBody::from(state.engine.git_status(&caller, &id).await?)))
+    Ok(Json(GitStatusBody::from(state.engine.workspaces.git_status(&caller, &id).await?)))
 }
 
 /// Destroys the workspace's files and record; never touches the remote repository.
@@ -147,7 +147,7 @@ pub async fn delete_workspace(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<Json<DeletedBody>, ApiError> {
-    let deleted = state.engine.delete_workspace(&caller, &id, query.force).await?;
+    let deleted = state.engine.workspaces.delete(&caller, &id, query.force).await?;
     Ok(Json(DeletedBody { deleted: deleted.to_string() }))
 }
 
@@ -161,7 +161,7 @@ pub async fn retry_workspace(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<WorkspaceBody>), ApiError> {
-    let workspace = state.engine.retry_workspace(&caller, &id).await?;
+    let workspace = state.engine.workspaces.retry(&caller, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(WorkspaceBody::new(&workspace, None, state.preview.as_ref()))))
 }
 
@@ -177,7 +177,7 @@ pub async fn push_workspace(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<PushBody>, ApiError> {
-    let pushed = state.engine.push_workspace(&caller, &id).await?;
+    let pushed = state.engine.workspaces.push(&caller, &id).await?;
     Ok(Json(PushBody { remote: pushed.remote, branch: pushed.branch, head: pushed.head }))
 }
 
@@ -193,7 +193,7 @@ pub async fn workspace_diff(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ChangesBody>, ApiError> {
-    Ok(Json(ChangesBody::from(&state.engine.workspace_changes(&caller, &id).await?)))
+    Ok(Json(ChangesBody::from(&state.engine.workspaces.changes(&caller, &id).await?)))
 }
 
 /// The file browser: a directory's entries or a file's text, read in a sandbox of the
@@ -211,7 +211,7 @@ pub async fn workspace_files(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<FilesQuery>,
 ) -> Result<Json<FileBody>, ApiError> {
-    let file = state.engine.workspace_path(&caller, &id, &query.path).await?;
+    let file = state.engine.workspaces.path(&caller, &id, &query.path).await?;
     Ok(Json(FileBody::new(&query.path, file)))
 }
 
@@ -228,6 +228,6 @@ pub async fn commit_workspace(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<CommitRequest>,
 ) -> Result<Json<CommittedBody>, ApiError> {
-    let committed = state.engine.commit_workspace(&caller, &id, &request.message).await?;
+    let committed = state.engine.workspaces.commit(&caller, &id, &request.message).await?;
     Ok(Json(CommittedBody { head: committed.head, branch: committed.branch }))
 }

@@ -294,7 +294,7 @@ async fn two_hundred_concurrent_opens_by_one_user_end_with_one_live_session() {
             .map(id_of)
             .collect();
         assert_eq!(active.len(), 1, "{policy:?}: exactly one workspace is active");
-        assert_eq!(server.engine.running_sandbox_count(), 1, "{policy:?}");
+        assert_eq!(server.engine.sessions.running_sandbox_count(), 1, "{policy:?}");
     }
 }
 
@@ -364,13 +364,13 @@ async fn deleting_an_open_workspace_ends_its_session() {
     assert_eq!(status, StatusCode::OK);
     assert!(process_gone(pid).await);
     assert_eq!(alice.get(&format!("/api/sessions/{session}")).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(server.engine.running_sandbox_count(), 0);
+    assert_eq!(server.engine.sessions.running_sandbox_count(), 0);
 }
 
 #[tokio::test]
 async fn an_agent_that_dies_ends_its_session_as_failed() {
     let OpenDemo { _source, server, alice, demo, session, pid } = open_demo().await;
-    let mut changes = server.engine.subscribe_session_changes();
+    let mut changes = server.engine.sessions.subscribe_session_changes();
 
     // A crash of the agent, from outside berth.
     let killed = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
@@ -387,7 +387,7 @@ async fn an_agent_that_dies_ends_its_session_as_failed() {
     .expect("the session ends when its agent dies");
     assert_eq!(ended.end_reason, Some(berth_core::EndReason::Failed));
     assert_eq!(alice.get(&format!("/api/workspaces/{demo}")).await.1["state"], "idle");
-    assert_eq!(server.engine.running_sandbox_count(), 0);
+    assert_eq!(server.engine.sessions.running_sandbox_count(), 0);
 }
 
 #[tokio::test]
@@ -435,7 +435,7 @@ async fn a_store_failure_after_power_on_powers_off_frees_the_slot_and_fails_the_
 
     let (status, refused) = alice.open(&demo).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{refused}");
-    assert_eq!(server.engine.running_sandbox_count(), 0, "the slot is free");
+    assert_eq!(server.engine.sessions.running_sandbox_count(), 0, "the slot is free");
     assert!(berth_sandbox::SandboxDriver::running(&*faults).await.unwrap().is_empty(), "the sandbox is off");
     let (_, history) = alice.get(&format!("/api/workspaces/{demo}/events")).await;
     let failure = history["events"]

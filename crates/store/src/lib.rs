@@ -15,6 +15,7 @@ macro_rules! with_pool {
 }
 
 mod events;
+mod feed;
 mod postgres;
 mod reads;
 mod replicas;
@@ -28,8 +29,9 @@ mod workspaces;
 use sqlx::{PgPool, SqlitePool};
 use std::time::Duration;
 
+pub use feed::{Change, ChangeFeed, InProcess, Notify};
 pub use postgres::create_database;
-pub use replicas::{Change, Fence, ReplicaInfo, TakenOver};
+pub use replicas::{Fence, ReplicaInfo, TakenOver};
 pub use secrets::SealedCredential;
 pub use sessions::{SessionInsert, UserOpenLock};
 pub use sign_ins::PendingOidcLogin;
@@ -109,7 +111,7 @@ impl Store {
 
     /// Whether several replicas can share this database (PostgreSQL) or only one can
     /// use it (SQLite).
-    pub fn is_postgres(&self) -> bool {
+    pub(crate) fn is_postgres(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
     }
 

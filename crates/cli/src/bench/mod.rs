@@ -143,7 +143,7 @@ impl BenchServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let engine = Engine::start(config).await?;
-        engine.ensure_admin().await?;
+        engine.accounts.ensure_admin().await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(berth_server::run(listener, engine, async {
             let _ = stopped.await;

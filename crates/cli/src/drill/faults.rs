@@ -48,7 +48,7 @@ pub async fn run(dir: &Path, args: &FaultsArgs) -> anyhow::Result<()> {
     let real = Arc::new(LocalDriver::new(&data.join("sandboxes"), Duration::from_secs(3))?);
     let faulty = Arc::new(FaultyDriver::new(real.clone()));
     let engine = Engine::start_with_driver(config, faulty.clone()).await?;
-    engine.ensure_admin().await?;
+    engine.accounts.ensure_admin().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,34 +1,40 @@
 //! Ending sessions: closing one (the owner task does it), closing all in parallel with an
 //! exact report, leaving, and [`Engine::finish`] — the body of every ending.
 
+use super::conversation::{close_open_tool_calls, store_event, system};
 use super::runtime::Command;
-use super::{CloseAllReport, CloseAllScope, CloseFailure};
-use crate::conversation::system;
-use crate::replicas::SessionHome;
-use crate::{Engine, EngineError};
+use super::{CloseAllReport, CloseAllScope, CloseFailure, Owner, Sessions};
+use crate::{EngineError, Services};
 use berth_core::event::{EventKind, SystemCode};
 use berth_core::session::{CloseAllOutcome, EndReason, Session};
 use berth_core::{Event, SessionId, User};
 use chrono::Utc;
-use std::sync::Arc;
 
 /// How long a close waits for the sessions of a lost replica to be ended by whichever
 /// replica sees the loss first (every replica looks each second).
 const LOST_REPLICA_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-impl Engine {
-    /// Powers the sandbox of `id` off and ends the session with `reason`. Success when it
-    /// had already ended. On a driver failure the session stays live and the failure is
-    /// returned, so it can be retried.
+/// Whether a session being ended has a sandbox to power off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sandbox {
+    /// Its sandbox ran (or may run): it is powered off before the end is recorded.
+    Started,
+    /// The driver refused to start it: there is nothing to power off.
+    NeverStarted,
+}
+
+impl Sessions {
+    /// Powers the sandbox of `id` off and ends the session with `reason`, wherever its
+    /// owner runs. Success when it had already ended. On a driver failure the session
+    /// stays live and the failure is returned, so it can be retried.
     pub async fn close_session(&self, id: &SessionId, reason: EndReason) -> Result<Session, EngineError> {
-        if let Some(closed) = self.ask(id, |reply| Command::Close { reason, reply }).await {
-            return closed;
+        match self.owner(id).await? {
+            Owner::There(peer) => {
+                self.replicas().peers().close(&peer, id, reason).await?;
+                self.load_session(id).await
+            }
+            Owner::Here(_) => self.close_here(id, reason).await,
         }
-        if let SessionHome::Elsewhere { url } = self.session_home(id).await? {
-            self.close_on(&url, id, reason).await?;
-            return self.load_session(id).await;
-        }
-        self.close_here(id, reason).await
     }
 
     /// Closes `id` on this replica only: by its owner task; a session live in the store
@@ -53,51 +59,80 @@ impl Engine {
                     message: format!("replica '{}' owns it", owner.id),
                 });
             }
-            // Its replica is lost: the first replica to see that ends its sessions, within
-            // a second of the lease's expiry.
-            let mut changes = self.subscribe_session_changes();
-            let ended = async {
+            return self.await_lost_replicas_end(id, &owner.id).await;
+        }
+        self.end_without_owner(&session, reason, Sandbox::Started).await
+    }
+
+    /// A lost replica's session: the first replica to see the loss ends its sessions,
+    /// within a second of the lease's expiry.
+    async fn await_lost_replicas_end(&self, id: &SessionId, replica: &str) -> Result<Session, EngineError> {
+        let mut changes = self.subscribe_session_changes();
+        let ended = async {
+            loop {
+                let session = self.load_session(id).await?;
+                if !session.state.is_live() {
+                    return Ok::<_, EngineError>(session);
+                }
+                // Until this session changes (or too much changed to tell).
                 loop {
-                    let session = self.load_session(id).await?;
-                    if !session.state.is_live() {
-                        return Ok::<_, EngineError>(session);
-                    }
-                    // Until this session changes (or too much changed to tell).
-                    loop {
-                        match changes.recv().await {
-                            Ok(changed) if &changed.id == id => break,
-                            Ok(_) => continue,
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                                std::future::pending::<()>().await;
-                            }
+                    match changes.recv().await {
+                        Ok(changed) if &changed.id == id => break,
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await;
                         }
                     }
                 }
-            };
-            return match tokio::time::timeout(LOST_REPLICA_WAIT, ended).await {
-                Ok(ended) => ended,
-                Err(_) => Err(EngineError::CloseFailed {
-                    session_id: id.clone(),
-                    message: format!("replica '{}' stopped answering; its sessions end shortly", owner.id),
-                }),
-            };
+            }
+        };
+        match tokio::time::timeout(LOST_REPLICA_WAIT, ended).await {
+            Ok(ended) => ended,
+            Err(_) => Err(EngineError::CloseFailed {
+                session_id: id.clone(),
+                message: format!("replica '{replica}' stopped answering; its sessions end shortly"),
+            }),
         }
-        let ended = self.finish(&session, reason, |_| {}).await?;
-        self.publish_session(&ended);
+    }
+
+    /// Ends a live session this replica holds no task for (taken over, left by an
+    /// earlier run): [`Sessions::finish`], then told.
+    pub(crate) async fn end_without_owner(
+        &self,
+        session: &Session,
+        reason: EndReason,
+        sandbox: Sandbox,
+    ) -> Result<Session, EngineError> {
+        let ended = self.finish(session, reason, sandbox, |_| {}).await?;
+        self.publish(&ended);
         Ok(ended)
     }
 
-    /// The body of every ending, run by the session's owner (or for a session that has
-    /// none): the sandbox powered off, every open tool call closed (each closing event
-    /// handed to `told`), the end stored. The caller tells the world and frees the slot.
+    /// [`Sessions::end_without_owner`] for background work, which can only log a failure:
+    /// the session then stays live, for a close, a close-all or the next start to retry.
+    pub(crate) async fn end_unowned(&self, session: &Session, reason: EndReason) {
+        if let Err(error) = self.end_without_owner(session, reason, Sandbox::Started).await {
+            tracing::error!(session_id = %session.id, error = %error, "cannot end a session without its owner");
+        }
+    }
+
+    /// The body of every ending — a close, the owner's own end, a power on that failed,
+    /// a take-over, the reconciliation at start. One rule: the end is recorded only once
+    /// the sandbox is off. When powering it off fails, the session stays live and the
+    /// failure is returned, so it can be retried (nothing is marked ended while its agent
+    /// may still run). Then every open tool call is closed (each closing event handed to
+    /// `told`), and the end stored. The caller tells the world.
     pub(crate) async fn finish(
         &self,
         session: &Session,
         reason: EndReason,
+        sandbox: Sandbox,
         told: impl Fn(Event),
     ) -> Result<Session, EngineError> {
-        if let Err(error) = self.driver.power_off(&session.id).await {
+        if sandbox == Sandbox::Started
+            && let Err(error) = self.driver.power_off(&session.id).await
+        {
             metrics::counter!("berth_sandbox_failures_total", "operation" => "power_off").increment(1);
             metrics::counter!("berth_session_closes_total", "outcome" => "failed").increment(1);
             tracing::error!(session_id = %session.id, error = %error, "sandbox failed to power off");
@@ -109,12 +144,12 @@ impl Engine {
         // Before the end is recorded: a crash in between leaves a live session, which the
         // next start reconciles (closing what is still open), never an ended one with a
         // tool call left running.
-        for event in self.close_open_tool_calls(session).await? {
+        for event in close_open_tool_calls(&self.store, session).await? {
             told(event);
         }
         self.store.end_session(&session.id, reason, Utc::now()).await?;
         let closed = system(SystemCode::SessionClosed, serde_json::json!({ "reason": reason.as_str() }));
-        told(self.store_event(session, EventKind::System, closed).await?);
+        told(store_event(&self.store, session, EventKind::System, closed).await?);
         metrics::counter!("berth_session_closes_total", "outcome" => "closed", "reason" => reason.as_str())
             .increment(1);
         tracing::info!(session_id = %session.id, reason = reason.as_str(), "session ended");
@@ -132,7 +167,7 @@ impl Engine {
     /// Closes every live session in `scope` in parallel and says exactly which closed and
     /// which failed; then, when asked, opens `retry_open` again.
     pub async fn close_all(
-        self: &Arc<Self>,
+        &self,
         caller: &User,
         scope: CloseAllScope,
         retry_open: Option<&str>,

@@ -12,22 +12,27 @@
 //! `open.rs` opens and powers on (all or nothing), `end.rs` closes, leaves and ends,
 //! `reconcile.rs` cleans up after a crash and at shutdown.
 
+mod conversation;
 mod end;
+mod live;
 mod open;
 mod reconcile;
 pub(crate) mod runtime;
 
-use crate::{Engine, EngineError};
+use crate::replicas::Peer;
+use crate::{EngineError, Services};
 use berth_core::session::{CloseAllOutcome, Session};
 use berth_core::{SessionId, User, UserId, WorkspaceId};
 use runtime::{Command, SessionHandle};
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 
+pub use conversation::{LiveAttachment, LiveMessage, LiveSubscription};
 pub(crate) use open::PowerOnGuard;
+
+crate::service!(Sessions);
 
 /// The hint given with `controllers_busy`: sessions end at human pace, so a few seconds.
 pub const CONTROLLERS_BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -73,69 +78,146 @@ pub enum CloseAllScope {
     Installation,
 }
 
+/// Where a live session's owner task runs, seen from this replica.
+pub enum Owner {
+    /// Here: its task (`None` when it has none here: not live, or left by an earlier run
+    /// of this replica).
+    Here(Option<SessionHandle>),
+    /// On another live replica.
+    There(Peer),
+}
+
 /// A sandbox slot held by a live (or powering-on) session, and the way to its owner.
-pub(crate) struct Slot {
+struct Slot {
     user_id: UserId,
     workspace_id: WorkspaceId,
     handle: SessionHandle,
 }
 
-/// The in-memory side of the sessions: slots and the users' open locks.
+/// The in-memory side of the sessions: slots, the users' open locks, and the feed of
+/// session changes.
+pub(crate) struct LiveRegistry {
+    slots: Mutex<Slots>,
+    changes: tokio::sync::broadcast::Sender<Session>,
+}
+
 #[derive(Default)]
-pub(crate) struct SessionRegistry {
-    pub(crate) live: HashMap<SessionId, Slot>,
+struct Slots {
+    live: HashMap<SessionId, Slot>,
     user_locks: HashMap<UserId, Arc<AsyncMutex<()>>>,
 }
 
-impl Engine {
-    pub(crate) fn registry(&self) -> std::sync::MutexGuard<'_, SessionRegistry> {
+impl Default for LiveRegistry {
+    fn default() -> LiveRegistry {
+        LiveRegistry { slots: Mutex::default(), changes: tokio::sync::broadcast::channel(4096).0 }
+    }
+}
+
+impl LiveRegistry {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         // Every critical section below leaves the registry consistent before anything can
         // panic, so a poisoned lock is used as it is.
-        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
 
+/// A sandbox slot taken for one session: given back when dropped — by whoever holds it
+/// last (the power on that failed, or the session's owner task as it ends). The one
+/// place a slot is given back.
+pub(crate) struct SlotGuard {
+    sessions: Sessions,
+    id: SessionId,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.sessions.live.slots().live.remove(&self.id);
+    }
+}
+
+impl Sessions {
     fn user_lock(&self, user: &UserId) -> Arc<AsyncMutex<()>> {
-        Arc::clone(self.registry().user_locks.entry(user.clone()).or_default())
+        Arc::clone(self.live.slots().user_locks.entry(user.clone()).or_default())
     }
 
     /// Sandboxes powered on or powering on now, each holding one slot.
     pub fn running_sandbox_count(&self) -> u32 {
-        u32::try_from(self.registry().live.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.live.slots().live.len()).unwrap_or(u32::MAX)
     }
 
     /// Takes a sandbox slot for `session` if one is free; the commands sent to it wait
     /// in the returned channel until its owner task runs.
-    fn take_slot(&self, session: &Session) -> Option<mpsc::UnboundedReceiver<Command>> {
-        let mut registry = self.registry();
-        if registry.live.len() >= self.config.limits.running_sandboxes as usize {
+    fn take_slot(&self, session: &Session) -> Option<(SlotGuard, mpsc::UnboundedReceiver<Command>)> {
+        let mut slots = self.live.slots();
+        if slots.live.len() >= self.config.limits.running_sandboxes as usize {
             return None;
         }
         let (commands, received) = mpsc::unbounded_channel();
-        let handle = SessionHandle { commands, reconnecting: Arc::new(AtomicBool::new(false)) };
-        let slot =
-            Slot { user_id: session.user_id.clone(), workspace_id: session.workspace_id.clone(), handle };
-        registry.live.insert(session.id.clone(), slot);
-        Some(received)
+        let slot = Slot {
+            user_id: session.user_id.clone(),
+            workspace_id: session.workspace_id.clone(),
+            handle: SessionHandle { commands },
+        };
+        slots.live.insert(session.id.clone(), slot);
+        Some((SlotGuard { sessions: self.clone(), id: session.id.clone() }, received))
     }
 
-    /// Gives the slot of `session` back; a no-op the second time.
-    pub(crate) fn release_slot(&self, session: &SessionId) {
-        self.registry().live.remove(session);
+    fn handle(&self, session: &SessionId) -> Option<SessionHandle> {
+        self.live.slots().live.get(session).map(|slot| slot.handle.clone())
     }
 
-    pub(crate) fn handle(&self, session: &SessionId) -> Option<SessionHandle> {
-        self.registry().live.get(session).map(|slot| slot.handle.clone())
+    /// Whether the owner task of session `id` runs here.
+    pub(crate) fn runs_here(&self, id: &SessionId) -> bool {
+        self.handle(id).is_some()
     }
 
-    /// Marks the caller's live session on `workspace` as being reconnected to,
-    /// synchronously, before anything is awaited: a reconnect that has begun must not
-    /// lose the race against the grace window's expiry.
-    pub(crate) fn hold_grace_for_reconnect(&self, user: &UserId, workspace: &WorkspaceId) {
-        let registry = self.registry();
+    /// The live sessions whose owner task runs here.
+    fn owned_here(&self) -> Vec<SessionId> {
+        self.live.slots().live.keys().cloned().collect()
+    }
+
+    /// Where the owner of session `id` runs: here (with its task, if it has one here), or
+    /// on another live replica.
+    pub async fn owner(&self, id: &SessionId) -> Result<Owner, EngineError> {
+        if let Some(handle) = self.handle(id) {
+            return Ok(Owner::Here(Some(handle)));
+        }
+        Ok(match self.replicas().peer_owning(id).await? {
+            Some(peer) => Owner::There(peer),
+            None => Owner::Here(None),
+        })
+    }
+
+    /// Where the owner of workspace `id`'s live session runs (here when it has none).
+    pub async fn owner_of_workspace(&self, id: &WorkspaceId) -> Result<Owner, EngineError> {
+        let here = self
+            .live
+            .slots()
+            .live
+            .values()
+            .find(|slot| &slot.workspace_id == id)
+            .map(|slot| slot.handle.clone());
+        if let Some(handle) = here {
+            return Ok(Owner::Here(Some(handle)));
+        }
+        if !self.replicas().has_peers() {
+            return Ok(Owner::Here(None));
+        }
+        match self.store.live_session_of_workspace(id).await? {
+            Some(session) => self.owner(&session.id).await,
+            None => Ok(Owner::Here(None)),
+        }
+    }
+
+    /// Tells the owner of the caller's live session on `workspace` that they are coming
+    /// back, synchronously, before anything is awaited: a reconnect that has begun must
+    /// not lose the race against the grace window's expiry.
+    fn hold_grace_for_reconnect(&self, user: &UserId, workspace: &WorkspaceId) {
+        let slots = self.live.slots();
         if let Some(slot) =
-            registry.live.values().find(|slot| &slot.user_id == user && &slot.workspace_id == workspace)
+            slots.live.values().find(|slot| &slot.user_id == user && &slot.workspace_id == workspace)
         {
-            slot.handle.reconnecting.store(true, Ordering::SeqCst);
+            let _ = slot.handle.commands.send(Command::Reconnecting);
         }
     }
 
@@ -153,22 +235,24 @@ impl Engine {
         answer.await.ok()
     }
 
-    /// Attaches a live-channel connection to the owner of `id`.
-    pub(crate) async fn attach(&self, id: &SessionId) -> Option<Result<runtime::Attached, EngineError>> {
-        let commands = self.handle(id)?.commands;
-        self.ask(id, |reply| Command::Attach { commands, reply }).await
-    }
-
     pub fn subscribe_session_changes(&self) -> tokio::sync::broadcast::Receiver<Session> {
-        self.session_changes.subscribe()
+        self.live.changes.subscribe()
     }
 
     /// Tells the dashboards and whoever follows sessions that `session` changed (its
     /// owner tells its live clients itself).
-    pub(crate) fn publish_session(&self, session: &Session) {
-        let _ = self.session_changes.send(session.clone());
-        self.tell_replicas(berth_store::Change::Session(session.id.clone()));
-        self.notify_workspace_changed(&session.workspace_id);
+    pub(crate) fn publish(&self, session: &Session) {
+        let _ = self.live.changes.send(session.clone());
+        self.replicas().tell(berth_store::Change::Session(session.id.clone()));
+        self.workspaces().changed(&session.workspace_id);
+    }
+
+    /// Another replica changed session `id`: this replica's followers hear of it.
+    pub(crate) async fn heard_of(&self, id: &SessionId) {
+        if let Ok(session) = self.load_session(id).await {
+            let _ = self.live.changes.send(session.clone());
+            self.workspaces().heard_of(session.workspace_id);
+        }
     }
 
     pub(crate) async fn load_session(&self, id: &SessionId) -> Result<Session, EngineError> {

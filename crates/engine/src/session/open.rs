@@ -2,75 +2,61 @@
 //! the oldest sessions under `replace` — all or nothing: a [`PowerOnGuard`] owns the slot
 //! and the sandbox until the owner task has the session live.
 
+use super::conversation::{agent_error, store_event};
+use super::end::Sandbox;
 use super::runtime::{Command, SessionActor};
-use super::{CONTROLLERS_BUSY_RETRY_AFTER, OpenOutcome};
-use crate::conversation::agent_error;
-use crate::{Engine, EngineError};
+use super::{CONTROLLERS_BUSY_RETRY_AFTER, OpenOutcome, Owner, Sessions, SlotGuard};
+use crate::{EngineError, Services};
 use berth_core::event::{AgentErrorReason, EventKind};
 use berth_core::session::{EndReason, LiveSessionSummary, OpenDecision, Session, SessionState, decide_open};
 use berth_core::{SessionId, User, WorkspaceId};
 use berth_sandbox::SandboxSpec;
 use berth_store::SessionInsert;
 use chrono::Utc;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Owns a session's slot and, once it runs, its sandbox, until the session is live.
 /// [`PowerOnGuard::fail`] undoes everything: the sandbox off, the session `failed` with
 /// the reason in its history, the slot free.
 pub(crate) struct PowerOnGuard {
-    pub(crate) engine: Arc<Engine>,
+    pub(crate) sessions: Sessions,
     pub(crate) session: Session,
-    commands: Option<mpsc::UnboundedReceiver<Command>>,
+    slot: SlotGuard,
 }
 
 impl PowerOnGuard {
-    /// The session is live: the guard lets go. Returns the flag a reconnect sets.
-    pub(crate) fn disarm(self) -> Arc<AtomicBool> {
-        let slot = self
-            .engine
-            .registry()
-            .live
-            .get(&self.session.id)
-            .map(|slot| Arc::clone(&slot.handle.reconnecting));
-        slot.unwrap_or_default()
+    /// The session is live: the guard lets go of the slot, which the owner task keeps.
+    pub(crate) fn disarm(self) -> SlotGuard {
+        self.slot
     }
 
-    /// Undoes the power on after `error`, and returns it.
-    pub(crate) async fn fail(self, error: EngineError) -> EngineError {
-        let engine = &self.engine;
-        let id = &self.session.id;
-        tracing::error!(session_id = %id, error = %error, "the session could not start");
-        // Whatever half-started goes too; its failure is already the story.
-        if let Err(off) = engine.driver.power_off(id).await {
-            tracing::error!(session_id = %id, error = %off, "cannot power off a sandbox that failed to start");
-        }
+    /// Undoes the power on after `error` (the sandbox as far as it got), and returns the
+    /// error. The session ends `failed` with the reason in its history, by the one ending.
+    pub(crate) async fn fail(self, error: EngineError, sandbox: Sandbox) -> EngineError {
+        let sessions = &self.sessions;
+        let session = &self.session;
+        tracing::error!(session_id = %session.id, error = %error, "the session could not start");
         let failed = agent_error(
             AgentErrorReason::StartFailed,
             "The session could not start; open the workspace again.",
         );
-        let _ = engine.store_event(&self.session, EventKind::System, failed).await;
-        let _ = engine.store.end_session(id, EndReason::Failed, Utc::now()).await;
-        engine.release_slot(id);
-        if let Ok(ended) = engine.load_session(id).await {
-            engine.publish_session(&ended);
+        if let Err(error) = store_event(&sessions.store, session, EventKind::System, failed).await {
+            tracing::error!(session_id = %session.id, error = %error, "cannot record a failed start");
         }
-        // Commands that waited for the session are answered by their channel closing.
-        drop(self.commands);
+        if let Err(error) = sessions.end_without_owner(session, EndReason::Failed, sandbox).await {
+            tracing::error!(session_id = %session.id, error = %error, "cannot end a session that failed to start");
+        }
+        // The slot goes with the guard.
+        drop(self.slot);
         error
     }
 }
 
-impl Engine {
+impl Sessions {
     /// Opens the caller's workspace: resumes its live session if there is one, else
     /// powers a sandbox on (after powering the oldest sessions off under `replace`).
-    pub async fn open(
-        self: &Arc<Self>,
-        caller: &User,
-        workspace_id: &str,
-    ) -> Result<OpenOutcome, EngineError> {
+    pub async fn open(&self, caller: &User, workspace_id: &str) -> Result<OpenOutcome, EngineError> {
         let started = Instant::now();
         if let Some(id) = WorkspaceId::parse(workspace_id) {
             self.hold_grace_for_reconnect(&caller.id, &id);
@@ -88,17 +74,13 @@ impl Engine {
         outcome
     }
 
-    async fn open_serialised(
-        self: &Arc<Self>,
-        caller: &User,
-        workspace_id: &str,
-    ) -> Result<OpenOutcome, EngineError> {
+    async fn open_serialised(&self, caller: &User, workspace_id: &str) -> Result<OpenOutcome, EngineError> {
         let user_lock = self.user_lock(&caller.id);
         let _one_open_per_user_at_a_time = user_lock.lock().await;
         // The same across replicas: the database's lock of this user's opens, and their
         // live sessions as the database has them now.
         let _one_open_per_user_on_every_replica = self.store.lock_user_opens(&caller.id).await?;
-        let workspace = self.workspace(caller, workspace_id).await?;
+        let workspace = self.workspaces().workspace(caller, workspace_id).await?;
         let users_live = self.store.live_sessions_of_now(&caller.id).await?;
         let summaries: Vec<LiveSessionSummary> = users_live
             .iter()
@@ -137,10 +119,10 @@ impl Engine {
     pub(crate) async fn resume(&self, id: &SessionId) -> Result<OpenOutcome, EngineError> {
         match self.ask(id, |reply| Command::Resume { reply }).await {
             Some(resumed) => Ok(OpenOutcome::Resumed { session: resumed? }),
-            None => match self.session_home(id).await? {
-                crate::replicas::SessionHome::Elsewhere { url } => Err(EngineError::SessionElsewhere { url }),
+            None => match self.owner(id).await? {
+                Owner::There(peer) => Err(EngineError::SessionElsewhere { peer }),
                 // It ended between the decision and now.
-                crate::replicas::SessionHome::Here => Err(EngineError::NotFound { what: "session" }),
+                Owner::Here(_) => Err(EngineError::NotFound { what: "session" }),
             },
         }
     }
@@ -148,7 +130,7 @@ impl Engine {
     /// Powers a sandbox on for a new session of `workspace`. The work runs in a task of
     /// its own, so a caller that goes away (a dropped request) cannot stop it half-way.
     async fn power_on(
-        self: &Arc<Self>,
+        &self,
         caller: &User,
         workspace: &berth_core::Workspace,
     ) -> Result<Session, EngineError> {
@@ -165,26 +147,25 @@ impl Engine {
         };
         // Read before anything is taken: the caller's secrets and git credential, and who
         // the agent's own commits are by.
-        let secret_env = self.agent_private_env(&caller.id, workspace).await?;
-        let (author, email) = self.profile(caller).await?.git_identity(caller);
-        let Some(commands) = self.take_slot(&session) else {
+        let accounts = self.accounts();
+        let secret_env = accounts.agent_private_env(&caller.id, workspace).await?;
+        let (author, email) = accounts.profile(caller).await?.git_identity(caller);
+        // Given back when dropped, on any way out below until the owner task has it.
+        let Some((slot, commands)) = self.take_slot(&session) else {
             return Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER });
         };
-        match self.store.insert_session(&session, workspace.state, self.config.limits.running_sandboxes).await
+        match self
+            .store
+            .insert_session(&session, workspace.state, self.config.limits.running_sandboxes)
+            .await?
         {
-            Ok(SessionInsert::Inserted) => {}
-            Ok(SessionInsert::NoSandboxSlot) => {
-                self.release_slot(&session.id);
+            SessionInsert::Inserted => {}
+            SessionInsert::NoSandboxSlot => {
                 return Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER });
             }
-            Ok(SessionInsert::WorkspaceNotReady) => {
-                self.release_slot(&session.id);
-                let state = self.workspace(caller, workspace.id.as_str()).await?.state;
+            SessionInsert::WorkspaceNotReady => {
+                let state = self.workspaces().workspace(caller, workspace.id.as_str()).await?.state;
                 return Err(EngineError::WrongState { id: workspace.id.clone(), state });
-            }
-            Err(error) => {
-                self.release_slot(&session.id);
-                return Err(error.into());
             }
         }
         let spec = SandboxSpec {
@@ -203,20 +184,18 @@ impl Engine {
             .collect(),
             secret_env,
         };
-        let guard = PowerOnGuard { engine: Arc::clone(self), session, commands: Some(commands) };
+        let guard = PowerOnGuard { sessions: self.clone(), session, slot };
         let (opened, answer) = oneshot::channel();
         self.tasks.spawn(async move {
-            let engine = Arc::clone(&guard.engine);
-            match engine.driver.power_on(spec).await {
-                Ok(io) => {
-                    let mut guard = guard;
-                    let commands = guard.commands.take().unwrap_or_else(|| mpsc::unbounded_channel().1);
-                    SessionActor::start(guard, io, commands, opened).await;
-                }
+            match guard.sessions.driver.power_on(spec).await {
+                Ok(io) => SessionActor::start(guard, io, commands, opened).await,
                 Err(error) => {
                     metrics::counter!("berth_sandbox_failures_total", "operation" => "power_on").increment(1);
                     let error = EngineError::SandboxFailed { message: error.to_string() };
-                    let _ = opened.send(Err(guard.fail(error).await));
+                    let _ = opened.send(Err(guard.fail(error, Sandbox::NeverStarted).await));
+                    // Commands that waited for the session are answered by their channel
+                    // closing.
+                    drop(commands);
                 }
             }
         });

@@ -5,9 +5,13 @@
 //! deadline and the turn's time-out: every trigger of a session's work is in
 //! [`SessionActor::run`], and one turn at a time follows from there being one loop.
 
-use super::PowerOnGuard;
-use crate::conversation::{LiveMessage, PendingQuestion, agent_error, question_body, system, turn_failure};
-use crate::{Engine, EngineError};
+use super::conversation::{
+    LiveMessage, PendingQuestion, agent_error, needs_credentials, question_body, store_event, store_text,
+    system, turn_failure,
+};
+use super::end::Sandbox;
+use super::{PowerOnGuard, Sessions, SlotGuard};
+use crate::{EngineError, Services};
 use berth_agent::client::{AgentConnection, AgentEvent};
 use berth_core::event::{AgentErrorReason, EventKind, SystemCode};
 use berth_core::session::{EndReason, LeaveOutcome, SessionEvent, SessionState, decide_leave};
@@ -17,7 +21,6 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
@@ -100,15 +103,15 @@ pub(crate) enum Command {
     Abandon {
         reply: Reply<()>,
     },
+    /// A reconnect has begun (sent synchronously, before it awaits anything): the grace
+    /// deadline then waits for it instead of ending the session under it.
+    Reconnecting,
 }
 
-/// How the rest of the engine reaches a live session's owner.
+/// How the rest of the engine reaches a live session's owner task.
 #[derive(Clone)]
-pub(crate) struct SessionHandle {
+pub struct SessionHandle {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
-    /// Set, synchronously, when a reconnect has begun: the grace deadline then waits for
-    /// it instead of ending the session under it.
-    pub(crate) reconnecting: Arc<AtomicBool>,
 }
 
 /// Whether the loop goes on after a trigger.
@@ -119,8 +122,10 @@ enum Flow {
 
 /// The owner of one live session.
 pub(crate) struct SessionActor {
-    engine: Arc<Engine>,
+    sessions: Sessions,
     session: Session,
+    /// The sandbox slot this session holds, given back as it ends.
+    slot: Option<SlotGuard>,
     agent: AgentConnection,
     /// The live broadcast: made when the first client attaches, dropped with the last.
     live: Option<broadcast::Sender<Arc<LiveMessage>>>,
@@ -139,7 +144,8 @@ pub(crate) struct SessionActor {
     turn_deadline: Option<Instant>,
     /// The agent connection closed: the session ends at this time if the sandbox has not.
     agent_gone_deadline: Option<Instant>,
-    reconnecting: Arc<AtomicBool>,
+    /// A reconnect has begun and not arrived yet.
+    reconnecting: bool,
 }
 
 impl SessionActor {
@@ -152,44 +158,44 @@ impl SessionActor {
         commands: mpsc::UnboundedReceiver<Command>,
         opened: oneshot::Sender<Result<Session, EngineError>>,
     ) {
-        let engine = Arc::clone(&guard.engine);
+        let sessions = guard.sessions.clone();
         let made_live = async {
             let session = &guard.session;
             let to = session.state.on(SessionEvent::SandboxRunning).map_err(EngineError::from)?;
-            if !engine.store.update_live_session(&session.id, session.state, to, None).await? {
+            if !sessions.store.update_live_session(&session.id, session.state, to, None).await? {
                 return Err(EngineError::SessionNotActive);
             }
-            let resume = match engine.config.resume_context {
+            let resume = match sessions.config.resume_context {
                 crate::config::ResumeContext::Auto => {
-                    engine.store.agent_session_id(&session.workspace_id).await?
+                    sessions.store.agent_session_id(&session.workspace_id).await?
                 }
                 crate::config::ResumeContext::Never => None,
             };
-            engine
-                .store_event(session, EventKind::System, system(SystemCode::SessionStarted, json!({})))
-                .await?;
-            Ok::<_, EngineError>((engine.load_session(&session.id).await?, resume))
+            let started = system(SystemCode::SessionStarted, json!({}));
+            store_event(&sessions.store, session, EventKind::System, started).await?;
+            Ok::<_, EngineError>((sessions.load_session(&session.id).await?, resume))
         };
         let (session, resume) = match made_live.await {
             Ok(live) => live,
             Err(error) => {
-                let _ = opened.send(Err(guard.fail(error).await));
+                let _ = opened.send(Err(guard.fail(error, Sandbox::Started).await));
                 return;
             }
         };
-        let reconnecting = guard.disarm();
+        let slot = guard.disarm();
         let AgentIo { stdin, stdout, mut stderr, exited, workspace_path, mut notices } = io;
         let roots = berth_agent::client::WorkspaceRoots {
-            host: engine.paths.workspace(&session.workspace_id),
+            host: sessions.paths.workspace(&session.workspace_id),
             agent: workspace_path,
         };
         let (agent, mut agent_events) = berth_agent::client::connect(stdin, stdout, roots, resume);
         tracing::info!(session_id = %session.id, workspace_id = %session.workspace_id, "session opened");
-        engine.publish_session(&session);
+        sessions.publish(&session);
         let _ = opened.send(Ok(session.clone()));
         let mut actor = SessionActor {
-            engine,
+            sessions,
             session,
+            slot: Some(slot),
             agent,
             live: None,
             connections: 0,
@@ -201,7 +207,7 @@ impl SessionActor {
             grace_deadline: None,
             turn_deadline: None,
             agent_gone_deadline: None,
-            reconnecting,
+            reconnecting: false,
         };
         // The sandbox's end, with the tail of what the agent wrote to its error output.
         let mut exited = exited;
@@ -226,7 +232,7 @@ impl SessionActor {
         sandbox_ended: impl std::future::Future<Output = (String, String)>,
     ) {
         tokio::pin!(sandbox_ended);
-        let shutdown = self.engine.shutdown.clone();
+        let shutdown = self.sessions.shutdown.clone();
         let mut agent_open = true;
         let mut notices_open = true;
         // A finished future is not polled again.
@@ -318,13 +324,14 @@ impl SessionActor {
                 let _ = reply.send(self.set_running(running).await);
             }
             Command::Abandon { reply } => {
-                if let Err(error) = self.engine.driver.power_off(&self.session.id).await {
+                if let Err(error) = self.sessions.driver.power_off(&self.session.id).await {
                     tracing::error!(session_id = %self.session.id, error = %error, "cannot power off an abandoned session's sandbox");
                 }
-                self.engine.release_slot(&self.session.id);
+                self.slot = None;
                 let _ = reply.send(Ok(()));
                 return Flow::Ended;
             }
+            Command::Reconnecting => self.reconnecting = true,
             Command::Close { reason, reply } => {
                 let closed = self.end(reason).await;
                 let ended = closed.is_ok();
@@ -347,14 +354,14 @@ impl SessionActor {
         if self.turn_active {
             return Err(EngineError::TurnInProgress);
         }
-        let per_second = self.engine.config.prompts_per_second;
+        let per_second = self.sessions.config.prompts_per_second;
         if !self.prompts.admit(Instant::now().into_std(), per_second) {
             return Err(EngineError::RateLimited { per_second });
         }
         self.set_running(true).await?;
         let event = self.record(EventKind::UserMessage, json!({ "text": text })).await?;
         self.turn_active = true;
-        self.turn_deadline = Some(Instant::now() + self.engine.config.turn_timeout);
+        self.turn_deadline = Some(Instant::now() + self.sessions.config.turn_timeout);
         self.agent.prompt(text);
         Ok(event)
     }
@@ -382,7 +389,7 @@ impl SessionActor {
         if self.session.state == SessionState::Disconnected {
             self.resume().await?;
         }
-        self.reconnecting.store(false, Ordering::SeqCst);
+        self.reconnecting = false;
         // Counted once attached: a refused attach leaves no connection to wait for.
         self.connections += 1;
         let counted = Detacher { commands };
@@ -395,13 +402,13 @@ impl SessionActor {
         if self.session.state != SessionState::Active {
             return Ok(self.session.clone());
         }
-        match decide_leave(self.running, self.engine.config.reconnect_grace) {
+        match decide_leave(self.running, self.sessions.config.reconnect_grace) {
             LeaveOutcome::End => self.end(EndReason::Left).await,
             LeaveOutcome::Disconnect { grace } => {
                 let expires = Utc::now() + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
                 self.change_state(SessionEvent::LeftDuringRun, Some(expires)).await?;
                 self.grace_deadline = Some(Instant::now() + grace);
-                self.reconnecting.store(false, Ordering::SeqCst);
+                self.reconnecting = false;
                 tracing::info!(session_id = %self.session.id, grace_s = grace.as_secs(), "left during a run; grace window open");
                 Ok(self.session.clone())
             }
@@ -410,7 +417,7 @@ impl SessionActor {
 
     /// A disconnected session becomes active again.
     async fn resume(&mut self) -> Result<Session, EngineError> {
-        self.reconnecting.store(false, Ordering::SeqCst);
+        self.reconnecting = false;
         if self.session.state == SessionState::Disconnected {
             self.grace_deadline = None;
             self.change_state(SessionEvent::Reconnected, None).await?;
@@ -421,7 +428,7 @@ impl SessionActor {
     }
 
     async fn on_grace_expired(&mut self) -> Flow {
-        if self.reconnecting.load(Ordering::SeqCst) {
+        if self.reconnecting {
             // A reconnect has begun: give it a moment to arrive.
             self.grace_deadline = Some(Instant::now() + std::time::Duration::from_secs(5));
             return Flow::Continue;
@@ -434,7 +441,7 @@ impl SessionActor {
 
     async fn on_agent_event(&mut self, event: AgentEvent) -> Flow {
         if self.turn_active {
-            self.turn_deadline = Some(Instant::now() + self.engine.config.turn_timeout);
+            self.turn_deadline = Some(Instant::now() + self.sessions.config.turn_timeout);
         }
         if let Err(error) = self.agent_event(event).await {
             tracing::error!(session_id = %self.session.id, error = %error, "cannot record what the agent did");
@@ -446,7 +453,10 @@ impl SessionActor {
         match event {
             AgentEvent::Ready { agent_session_id, resumed } => {
                 self.ready = true;
-                self.engine.store.set_agent_session_id(&self.session.workspace_id, &agent_session_id).await?;
+                self.sessions
+                    .store
+                    .set_agent_session_id(&self.session.workspace_id, &agent_session_id)
+                    .await?;
                 if resumed {
                     self.say(SystemCode::AgentContextResumed, json!({})).await?;
                 }
@@ -454,7 +464,8 @@ impl SessionActor {
             }
             AgentEvent::Update(update) => {
                 if self.ready {
-                    let event = self.engine.store_text(&self.session, &update.kind, &update.data).await?;
+                    let event =
+                        store_text(&self.sessions.store, &self.session, &update.kind, &update.data).await?;
                     self.broadcast(LiveMessage::Event(event));
                 }
             }
@@ -476,9 +487,7 @@ impl SessionActor {
             AgentEvent::TurnFailed(failure) => {
                 self.end_turn();
                 let said = match failure {
-                    berth_agent::client::TurnFailure::AuthRequired => {
-                        self.engine.needs_credentials(&self.session).await?
-                    }
+                    berth_agent::client::TurnFailure::AuthRequired => self.needs_credentials().await?,
                     failure => turn_failure(&failure),
                 };
                 self.set_running(false).await?;
@@ -486,7 +495,7 @@ impl SessionActor {
                 self.record(EventKind::TurnEnd, json!({ "stop_reason": "error" })).await?;
             }
             AgentEvent::NeedsCredentials => {
-                let said = self.engine.needs_credentials(&self.session).await?;
+                let said = self.needs_credentials().await?;
                 self.record(EventKind::System, said).await?;
             }
             AgentEvent::Closed { error } => {
@@ -497,6 +506,18 @@ impl SessionActor {
             }
         }
         Ok(())
+    }
+
+    /// What the person is told when their agent asks for credentials: the secrets its
+    /// catalogue entry needs that they have not set.
+    async fn needs_credentials(&self) -> Result<Value, EngineError> {
+        let workspace = self.sessions.store.workspace(&self.session.workspace_id).await?;
+        let needs = workspace
+            .and_then(|workspace| workspace.agent)
+            .and_then(|name| self.sessions.config.agent(&name).map(|entry| entry.needs.clone()))
+            .unwrap_or_default();
+        let have = self.sessions.accounts().secret_names(&self.session.user_id).await?;
+        Ok(needs_credentials(needs.into_iter().filter(|name| !have.contains(name)).collect()))
     }
 
     fn end_turn(&mut self) {
@@ -511,7 +532,7 @@ impl SessionActor {
         self.end_turn();
         let message = format!(
             "the agent sent nothing for {} s; its turn is cancelled",
-            self.engine.config.turn_timeout.as_secs()
+            self.sessions.config.turn_timeout.as_secs()
         );
         let recorded = self.say(SystemCode::TurnTimeout, json!({ "message": message })).await;
         if let Err(error) = recorded.map(drop).and(self.cancel_questions().await) {
@@ -522,7 +543,7 @@ impl SessionActor {
 
     /// A limit of the sandbox was hit: said in the conversation instead of a silent hang.
     async fn on_limit(&mut self, notice: SandboxNotice) {
-        let resources = self.engine.config.resources;
+        let resources = self.sessions.config.resources;
         let (reason, message) = match notice {
             SandboxNotice::MemoryLimit { killed } => (
                 AgentErrorReason::MemoryLimit,
@@ -578,8 +599,8 @@ impl SessionActor {
 
     async fn set_running(&mut self, running: bool) -> Result<(), EngineError> {
         self.running = running;
-        if self.engine.store.set_agent_running(&self.session.id, running).await? {
-            self.session = self.engine.load_session(&self.session.id).await?;
+        if self.sessions.store.set_agent_running(&self.session.id, running).await? {
+            self.session = self.sessions.load_session(&self.session.id).await?;
             self.publish();
         }
         Ok(())
@@ -594,10 +615,10 @@ impl SessionActor {
     ) -> Result<(), EngineError> {
         let from = self.session.state;
         let to = from.on(event)?;
-        if !self.engine.store.update_live_session(&self.session.id, from, to, grace_expires_at).await? {
+        if !self.sessions.store.update_live_session(&self.session.id, from, to, grace_expires_at).await? {
             return Err(EngineError::SessionNotActive);
         }
-        self.session = self.engine.load_session(&self.session.id).await?;
+        self.session = self.sessions.load_session(&self.session.id).await?;
         self.publish();
         Ok(())
     }
@@ -610,7 +631,7 @@ impl SessionActor {
 
     fn publish(&self) {
         self.broadcast(LiveMessage::Session(self.session.clone()));
-        self.engine.publish_session(&self.session);
+        self.sessions.publish(&self.session);
     }
 
     /// A `system` event with `code` and what `extra` adds.
@@ -620,7 +641,7 @@ impl SessionActor {
 
     /// Stores an event of this session, then sends it to its live clients.
     async fn record(&self, kind: EventKind, data: Value) -> Result<Event, EngineError> {
-        let event = self.engine.store_event(&self.session, kind, data).await?;
+        let event = store_event(&self.sessions.store, &self.session, kind, data).await?;
         self.broadcast(LiveMessage::Event(event.clone()));
         Ok(event)
     }
@@ -651,14 +672,16 @@ impl SessionActor {
     async fn end(&mut self, reason: EndReason) -> Result<Session, EngineError> {
         self.cancel_questions().await?;
         let ended = self
-            .engine
-            .finish(&self.session, reason, |event| self.broadcast(LiveMessage::Event(event)))
+            .sessions
+            .finish(&self.session, reason, Sandbox::Started, |event| {
+                self.broadcast(LiveMessage::Event(event))
+            })
             .await?;
         self.session = ended.clone();
         // Live clients hear of the end before the session's channel goes with its slot.
         self.broadcast(LiveMessage::Session(ended.clone()));
-        self.engine.release_slot(&ended.id);
-        self.engine.publish_session(&ended);
+        self.slot = None;
+        self.sessions.publish(&ended);
         Ok(ended)
     }
 }

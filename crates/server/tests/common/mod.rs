@@ -67,7 +67,7 @@ impl TestServer {
     /// its owner gives its slot back.
     pub async fn until_no_sandbox_runs(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while self.engine.running_sandbox_count() != 0 {
+        while self.engine.sessions.running_sandbox_count() != 0 {
             assert!(std::time::Instant::now() < deadline, "a sandbox slot is still held");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -128,7 +128,7 @@ impl TestServer {
             Some(driver) => Engine::start_with_driver(config, driver).await.unwrap(),
             None => Engine::start(config).await.unwrap(),
         };
-        engine.ensure_admin().await.unwrap();
+        engine.accounts.ensure_admin().await.unwrap();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(berth_server::run(listener, Arc::clone(&engine), async {
             let _ = stop.await;

@@ -1,12 +1,13 @@
 //! The conversation of a session: events stored before anyone sees them, what live
-//! clients are sent, questions as people see them, failures as sentences, tool calls
-//! closed when a session ends, and the history. People's prompts, answers and cancels go
-//! to the session's owner task (`session::runtime`).
+//! clients are sent, questions as people see them, failures as sentences, and tool calls
+//! closed when a session ends. Plain functions over the store: the owner task
+//! (`runtime`) and the endings (`end`) use them; people's prompts, answers and cancels
+//! reach the owner task through `live`.
 
-use crate::session::runtime::Command;
-use crate::{Engine, EngineError};
+use crate::EngineError;
 use berth_core::event::{AgentErrorReason, EventKind, SystemCode};
-use berth_core::{Event, Session, User};
+use berth_core::{Event, Session};
+use berth_store::Store;
 use chrono::Utc;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ pub(crate) struct PendingQuestion {
 /// tells the session's owner, which decides (the last one going is a leave, with the
 /// grace window if a run is in progress).
 pub struct LiveAttachment {
-    _counted: crate::session::runtime::Detacher,
+    pub(crate) _counted: super::runtime::Detacher,
 }
 
 /// What a client gets when it attaches: a subscription taken before the history is read
@@ -67,91 +68,82 @@ pub(crate) fn agent_error(reason: AgentErrorReason, message: impl Into<String>) 
     system(SystemCode::AgentError, json!({ "reason": reason, "message": message.into() }))
 }
 
-impl Engine {
-    /// Stores an event of `session`, taking the workspace's next `seq`. Its owner task
-    /// sends it to the live clients.
-    pub(crate) async fn store_event(
-        &self,
-        session: &Session,
-        kind: EventKind,
-        data: Value,
-    ) -> Result<Event, EngineError> {
-        self.store_text(session, kind.as_str(), &data.to_string()).await
-    }
+/// What a person reads when their agent asks for credentials: which of the secrets its
+/// catalogue entry needs they have not set (`missing`), and where to set them.
+pub(crate) fn needs_credentials(missing: Vec<String>) -> Value {
+    let message = match missing.as_slice() {
+        [] => "The agent asks for credentials it does not have. Check the secrets it needs on your account \
+               page (Secrets); they reach it from its next start."
+            .to_owned(),
+        names => format!(
+            "The agent needs {} to work. Add {} on your account page (Secrets) or with `berth secret set {}`, \
+             then open the workspace again.",
+            names.join(", "),
+            if names.len() == 1 { "it" } else { "them" },
+            names[0]
+        ),
+    };
+    system(SystemCode::AgentNeedsCredentials, json!({ "message": message, "missing": missing }))
+}
 
-    /// Stores an event whose body is JSON text already (an agent's update, passed through
-    /// as the agent crate serialised it).
-    pub(crate) async fn store_text(
-        &self,
-        session: &Session,
-        kind: &str,
-        data: &str,
-    ) -> Result<Event, EngineError> {
-        Ok(self.store.append_event(&session.workspace_id, &session.id, Utc::now(), kind, data).await?)
-    }
+/// Stores an event of `session`, taking the workspace's next `seq`. Its owner task sends
+/// it to the live clients.
+pub(crate) async fn store_event(
+    store: &Store,
+    session: &Session,
+    kind: EventKind,
+    data: Value,
+) -> Result<Event, EngineError> {
+    store_text(store, session, kind.as_str(), &data.to_string()).await
+}
 
-    /// What a person reads when their agent asks for credentials: which of the secrets
-    /// its catalogue entry needs they have not set, and where to set them.
-    pub(crate) async fn needs_credentials(
-        &self,
-        session: &Session,
-    ) -> Result<serde_json::Value, EngineError> {
-        let workspace = self.store.workspace(&session.workspace_id).await?;
-        let needs = workspace
-            .and_then(|workspace| workspace.agent)
-            .and_then(|name| self.config.agent(&name).map(|entry| entry.needs.clone()))
-            .unwrap_or_default();
-        let have = self.secret_names(&session.user_id).await?;
-        let missing: Vec<String> = needs.into_iter().filter(|name| !have.contains(name)).collect();
-        let message = match missing.as_slice() {
-            [] => {
-                "The agent asks for credentials it does not have. Check the secrets it needs on your account \
-                   page (Secrets); they reach it from its next start."
-                    .to_owned()
-            }
-            names => format!(
-                "The agent needs {} to work. Add {} on your account page (Secrets) or with `berth secret set {}`, \
-                 then open the workspace again.",
-                names.join(", "),
-                if names.len() == 1 { "it" } else { "them" },
-                names[0]
-            ),
-        };
-        Ok(system(SystemCode::AgentNeedsCredentials, json!({ "message": message, "missing": missing })))
-    }
+/// Stores an event whose body is JSON text already (an agent's update, passed through as
+/// the agent crate serialised it).
+pub(crate) async fn store_text(
+    store: &Store,
+    session: &Session,
+    kind: &str,
+    data: &str,
+) -> Result<Event, EngineError> {
+    Ok(store.append_event(&session.workspace_id, &session.id, Utc::now(), kind, data).await?)
+}
 
-    /// Ends every tool call of `session` still pending or in progress with a closing
-    /// `tool_call_update` (`failed`, `reason: session_ended`), and answers every question
-    /// still waiting `cancelled`: the session ended, so none of them can finish, and none
-    /// may show as running or waiting forever. (Its owner cancels its questions itself;
-    /// this finds those of a session ended without it: a crash, a replica lost.)
-    pub(crate) async fn close_open_tool_calls(&self, session: &Session) -> Result<Vec<Event>, EngineError> {
-        let mut events = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.store.session_events(&session.id, after, 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            events.extend(page.into_iter().filter(|e| {
+/// Ends every tool call of `session` still pending or in progress with a closing
+/// `tool_call_update` (`failed`, `reason: session_ended`), and answers every question
+/// still waiting `cancelled`: the session ended, so none of them can finish, and none may
+/// show as running or waiting forever. (Its owner cancels its questions itself; this
+/// finds those of a session ended without it: a crash, a replica lost.)
+pub(crate) async fn close_open_tool_calls(
+    store: &Store,
+    session: &Session,
+) -> Result<Vec<Event>, EngineError> {
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.session_events(&session.id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        events.extend(
+            page.into_iter().filter(|e| {
                 matches!(e.kind.as_str(), "tool_call" | "tool_call_update" | "question" | "answer")
-            }));
-        }
-        let mut closed = Vec::new();
-        for id in waiting_questions(&events) {
-            let cancelled = json!({ "question_id": id, "outcome": "cancelled" });
-            closed.push(self.store_event(session, EventKind::Answer, cancelled).await?);
-        }
-        for id in open_tool_calls(&events) {
-            let closing = json!({
-                "sessionUpdate": "tool_call_update",
-                "toolCallId": id,
-                "status": "failed",
-                "reason": "session_ended",
-            });
-            closed.push(self.store_event(session, EventKind::ToolCallUpdate, closing).await?);
-        }
-        Ok(closed)
+            }),
+        );
     }
+    let mut closed = Vec::new();
+    for id in waiting_questions(&events) {
+        let cancelled = json!({ "question_id": id, "outcome": "cancelled" });
+        closed.push(store_event(store, session, EventKind::Answer, cancelled).await?);
+    }
+    for id in open_tool_calls(&events) {
+        let closing = json!({
+            "sessionUpdate": "tool_call_update",
+            "toolCallId": id,
+            "status": "failed",
+            "reason": "session_ended",
+        });
+        closed.push(store_event(store, session, EventKind::ToolCallUpdate, closing).await?);
+    }
+    Ok(closed)
 }
 
 /// The questions of a session's history that no `answer` event answered, oldest first.
@@ -198,83 +190,6 @@ pub(crate) fn open_tool_calls(events: &[Event]) -> Vec<String> {
         .into_iter()
         .filter(|id| matches!(status.get(id).map(String::as_str), Some("pending" | "in_progress")))
         .collect()
-}
-
-impl Engine {
-    /// A person's prompt: stored, then sent to the agent. Refused while a turn runs.
-    pub async fn prompt(&self, caller: &User, session_id: &str, text: &str) -> Result<Event, EngineError> {
-        let session = self.own_session(caller, session_id).await?;
-        let text = text.to_owned();
-        let prompted = self.ask(&session.id, |reply| Command::Prompt { text, reply }).await;
-        prompted.unwrap_or(Err(EngineError::SessionNotActive))
-    }
-
-    /// Answers a waiting question; the first answer wins.
-    pub async fn answer(
-        &self,
-        caller: &User,
-        session_id: &str,
-        question_id: &str,
-        option_id: &str,
-    ) -> Result<Event, EngineError> {
-        let session = self.own_session(caller, session_id).await?;
-        let (question_id, option_id) = (question_id.to_owned(), option_id.to_owned());
-        let answered = self.ask(&session.id, |reply| Command::Answer { question_id, option_id, reply }).await;
-        answered.unwrap_or(Err(EngineError::QuestionNotPending))
-    }
-
-    /// Asks the agent to stop its turn; questions still waiting are answered `cancelled`.
-    pub async fn cancel(&self, caller: &User, session_id: &str) -> Result<(), EngineError> {
-        let session = self.own_session(caller, session_id).await?;
-        self.ask(&session.id, |reply| Command::Cancel { reply }).await.unwrap_or(Ok(()))
-    }
-
-    /// Attaches a live-channel client to the caller's session. A disconnected session
-    /// becomes active again.
-    pub async fn attach_live(
-        self: &Arc<Self>,
-        caller: &User,
-        session_id: &str,
-    ) -> Result<LiveSubscription, EngineError> {
-        let session = self.own_session(caller, session_id).await?;
-        if !session.state.is_live() {
-            return Err(EngineError::SessionEnded);
-        }
-        self.hold_grace_for_reconnect(&session.user_id, &session.workspace_id);
-        let attached = self.attach(&session.id).await.unwrap_or(Err(EngineError::SessionEnded))?;
-        let crate::session::runtime::Attached { session, messages, pending_questions, counted } = attached;
-        Ok(LiveSubscription {
-            session,
-            messages,
-            pending_questions,
-            attachment: LiveAttachment { _counted: counted },
-        })
-    }
-
-    /// History of one of the caller's own sessions, after `after`, at most `limit`. The
-    /// conversation is private: administrators can close anyone's session, not read it.
-    pub async fn session_events(
-        &self,
-        caller: &User,
-        session_id: &str,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<Event>, EngineError> {
-        let session = self.own_session(caller, session_id).await?;
-        Ok(self.store.session_events(&session.id, after, limit).await?)
-    }
-
-    /// History of one of the caller's workspaces across its sessions.
-    pub async fn workspace_events(
-        &self,
-        caller: &User,
-        workspace_id: &str,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<Event>, EngineError> {
-        let workspace = self.workspace(caller, workspace_id).await?;
-        Ok(self.store.workspace_events(&workspace.id, after, limit).await?)
-    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! the login link printed at the first start still works afterwards. A sign-in ends
 //! with the token it was made from (revoked or expired) and with its user (disabled).
 
-use crate::users::hash_token;
-use crate::{Engine, EngineError};
+use super::Accounts;
+use super::users::hash_token;
+use crate::EngineError;
 use berth_core::{Role, SignInId, SignInInfo, SignInVia, User, UserId};
 use berth_store::PendingOidcLogin;
 use chrono::Utc;
@@ -67,7 +68,7 @@ pub enum OidcSignIn {
 /// How long a sign-in through a provider may take, from start to callback.
 pub const OIDC_LOGIN_SECS: i64 = 600;
 
-impl Engine {
+impl Accounts {
     /// Records an OpenID Connect sign-in under way (its `state`, the browser binding's
     /// hash, PKCE verifier, nonce and `next`).
     pub async fn begin_oidc_login(&self, login: &PendingOidcLogin) -> Result<(), EngineError> {
@@ -121,7 +122,7 @@ impl Engine {
                 // groups; otherwise the role an administrator gave stays.
                 let role = if settings.admin_groups.is_empty() { user.role } else { role };
                 self.store.update_oidc_user(&user.id, role, &display_name, &email).await?;
-                self.tokens.forget_user(&user.id);
+                self.access.tokens.forget_user(&user.id);
                 User { role, ..user }
             }
             None => self.create_oidc_user(identity, role, &display_name, &email).await?,
@@ -238,8 +239,7 @@ impl Engine {
         }
         let hash = hash_token(secret);
         self.store.delete_sign_in_by_hash(&hash).await?;
-        self.tokens.forget(&hash);
-        self.tell_replicas(berth_store::Change::Access);
+        self.access_changed(|tokens| tokens.forget(&hash));
         Ok(())
     }
 
@@ -263,8 +263,7 @@ impl Engine {
         let not_found = || EngineError::NotFound { what: "sign-in" };
         let id = SignInId::parse(id).ok_or_else(not_found)?;
         let hash = self.store.delete_sign_in(&user.id, &id).await?.ok_or_else(not_found)?;
-        self.tokens.forget(&hash);
-        self.tell_replicas(berth_store::Change::Access);
+        self.access_changed(|tokens| tokens.forget(&hash));
         tracing::info!(user_id = %user.id, sign_in_id = %id, "sign-in ended");
         Ok(())
     }

@@ -6,7 +6,8 @@
 //! only thing reachable there. Sources are directories of the host that no sandbox
 //! writes (the data directory is refused), read here with bounded reads.
 
-use crate::{Engine, EngineError};
+use super::Workspaces;
+use crate::EngineError;
 use berth_core::User;
 use berth_core::validate::{self, Field, InputError, RepoSource};
 use berth_git::CloneSource;
@@ -21,7 +22,7 @@ fn refuse(reason: impl Into<String>) -> EngineError {
     InputError { field: Field::Repo, reason: reason.into() }.into()
 }
 
-impl Engine {
+impl Workspaces {
     /// What `repo` (a string `validate::repo` accepts) clones from for `owner`, or why it
     /// may not be cloned.
     pub(crate) async fn clone_source(&self, owner: &User, repo: &str) -> Result<CloneSource, EngineError> {

@@ -2,7 +2,8 @@
 //! sealed at rest ([`crate::sealing`]); opened only to hand them to that user's own git
 //! jobs and agents, privately ([`berth_sandbox::SandboxSpec::secret_env`]).
 
-use crate::{Engine, EngineError};
+use super::Accounts;
+use crate::EngineError;
 use berth_core::validate;
 use berth_core::{CredentialId, CredentialInfo, SecretInfo, User, UserId, Workspace};
 use berth_git::GitCredential;
@@ -16,7 +17,7 @@ fn credential_context(owner: &UserId, host: &str) -> String {
     format!("credential:{owner}:{host}")
 }
 
-impl Engine {
+impl Accounts {
     /// Stores the caller's credential for `host`, replacing the one they had for it.
     pub async fn add_credential(
         &self,
@@ -34,7 +35,7 @@ impl Engine {
             username: username.to_owned(),
             created_at: Utc::now(),
         };
-        let sealed = self.sealer.seal(&credential_context(&caller.id, host), secret.as_bytes());
+        let sealed = self.access.sealer.seal(&credential_context(&caller.id, host), secret.as_bytes());
         self.store.put_credential(&caller.id, &info, &sealed).await?;
         tracing::info!(user_id = %caller.id, host, credential_id = %info.id, "credential stored");
         Ok(info)
@@ -57,7 +58,7 @@ impl Engine {
     pub async fn set_secret(&self, caller: &User, name: &str, value: &str) -> Result<(), EngineError> {
         validate::secret_name(name)?;
         validate::secret_value(value)?;
-        let sealed = self.sealer.seal(&secret_context(&caller.id, name), value.as_bytes());
+        let sealed = self.access.sealer.seal(&secret_context(&caller.id, name), value.as_bytes());
         self.store.put_secret(&caller.id, name, &sealed, Utc::now()).await?;
         tracing::info!(user_id = %caller.id, name, "secret set");
         Ok(())
@@ -84,7 +85,7 @@ impl Engine {
         let Some(origin) = berth_git::http_origin(repo) else { return Ok(None) };
         let host = origin.host.as_str();
         let Some(sealed) = self.store.credential_for(owner, host).await? else { return Ok(None) };
-        match self.sealer.open(&credential_context(owner, host), &sealed.sealed_secret) {
+        match self.access.sealer.open(&credential_context(owner, host), &sealed.sealed_secret) {
             Ok(secret) => Ok(Some(GitCredential {
                 origin: origin.url(),
                 username: sealed.info.username,
@@ -106,7 +107,7 @@ impl Engine {
     ) -> Result<Vec<(String, String)>, EngineError> {
         let mut env = Vec::new();
         for (name, sealed) in self.store.sealed_secrets_of(owner).await? {
-            match self.sealer.open(&secret_context(owner, &name), &sealed) {
+            match self.access.sealer.open(&secret_context(owner, &name), &sealed) {
                 Ok(value) => env.push((name, String::from_utf8_lossy(&value).into_owned())),
                 Err(error) => {
                     tracing::warn!(user_id = %owner, name, error = %error, "a stored secret does not open; skipped");

@@ -2,7 +2,8 @@
 //! they are named, may expire, are revoked one by one (at once: the cache of valid
 //! tokens forgets them), and stop when an administrator disables their user.
 
-use crate::{Engine, EngineError};
+use super::Accounts;
+use crate::{EngineError, Services};
 use berth_core::{Account, EndReason, Role, TokenId, TokenInfo, User, UserId, validate};
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -98,7 +99,7 @@ impl TokenCache {
     }
 }
 
-impl Engine {
+impl Accounts {
     /// Creates a user with one fresh token.
     pub async fn create_user(&self, name: &str, role: Role) -> Result<(User, NewToken), EngineError> {
         validate::name(name)?;
@@ -160,8 +161,7 @@ impl Engine {
         let id = TokenId::parse(id).ok_or_else(not_found)?;
         self.store.delete_token(&user.id, &id).await?.ok_or_else(not_found)?;
         // The browser sign-ins made from it end with it: nothing cached is trusted.
-        self.tokens.forget_all();
-        self.tell_replicas(berth_store::Change::Access);
+        self.access_changed(|tokens| tokens.forget_all());
         tracing::info!(user_id = %user.id, token_id = %id, "token revoked");
         Ok(())
     }
@@ -230,11 +230,10 @@ impl Engine {
         if !self.store.update_account(&id, role, disabled).await? {
             return Err(not_found());
         }
-        self.tokens.forget_user(&id);
-        self.tell_replicas(berth_store::Change::Access);
+        self.access_changed(|tokens| tokens.forget_user(&id));
         if disabled {
             for session in self.store.live_sessions_of(&id).await? {
-                if let Err(error) = self.close_session(&session.id, EndReason::Admin).await {
+                if let Err(error) = self.sessions().close_session(&session.id, EndReason::Admin).await {
                     tracing::warn!(session_id = %session.id, error = %error, "a disabled user's session did not close");
                 }
             }
@@ -255,7 +254,7 @@ impl Engine {
     /// [`Engine::authenticate`] for a token or sign-in known by its hash (a preview pass
     /// names the credential it came from that way).
     pub(crate) async fn authenticate_hash(&self, hash: &str) -> Result<Option<User>, EngineError> {
-        if let Some(user) = self.tokens.get(hash) {
+        if let Some(user) = self.access.tokens.get(hash) {
             return Ok(Some(user));
         }
         let now = Utc::now();
@@ -264,7 +263,7 @@ impl Engine {
             None => self.store.authenticate_sign_in(hash, now).await?.map(|(user, ends)| (user, Some(ends))),
         };
         let Some((user, expires_at)) = found else { return Ok(None) };
-        self.tokens.put(hash.to_owned(), user.clone(), expires_at);
+        self.access.tokens.put(hash.to_owned(), user.clone(), expires_at);
         Ok(Some(user))
     }
 

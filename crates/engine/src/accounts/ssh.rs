@@ -2,7 +2,8 @@
 //! half sealed like a secret), and the host keys of the servers this installation reached,
 //! recorded at first use and never replaced — a server whose key changed is refused.
 
-use crate::{Engine, EngineError};
+use super::Accounts;
+use crate::EngineError;
 use berth_core::{User, UserId, WorkspaceId};
 use berth_git::{SshCredential, SshTarget};
 use chrono::Utc;
@@ -27,7 +28,7 @@ fn key_error(error: ssh_key::Error) -> EngineError {
     EngineError::Io { path: "ssh-key".into(), source: std::io::Error::other(error.to_string()) }
 }
 
-impl Engine {
+impl Accounts {
     /// The caller's SSH public key, made on first use.
     pub async fn ssh_public_key(&self, caller: &User) -> Result<SshPublicKey, EngineError> {
         let (public_key, _) = self.ssh_key_pair(&caller.id, &caller.name).await?;
@@ -42,13 +43,13 @@ impl Engine {
             key.set_comment(format!("berth:{name}"));
             let private = key.to_openssh(LineEnding::LF).map_err(key_error)?;
             let public = key.public_key().to_openssh().map_err(key_error)?;
-            let sealed = self.sealer.seal(&private_key_context(owner), private.as_bytes());
+            let sealed = self.access.sealer.seal(&private_key_context(owner), private.as_bytes());
             self.store.insert_ssh_key(owner, &public, &sealed, Utc::now()).await?;
             tracing::info!(user_id = %owner, "SSH key made");
         }
         let (public, sealed) =
             self.store.ssh_key_of(owner).await?.ok_or(EngineError::NotFound { what: "SSH key" })?;
-        let private = self.sealer.open(&private_key_context(owner), &sealed).map_err(|error| {
+        let private = self.access.sealer.open(&private_key_context(owner), &sealed).map_err(|error| {
             EngineError::Io { path: "ssh-key".into(), source: std::io::Error::other(error.to_string()) }
         })?;
         Ok((public, String::from_utf8_lossy(&private).into_owned()))

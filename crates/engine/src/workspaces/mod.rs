@@ -1,14 +1,13 @@
 //! Workspaces: creating one clones its repository in the background with the whole
 //! output kept as the initialisation log; deleting one checks for unsaved work first.
 
-use crate::{Engine, EngineError};
+use crate::{EngineError, Services};
 use berth_core::validate;
 use berth_core::{User, Workspace, WorkspaceId, WorkspaceState};
 use berth_git::Checkout;
 use berth_store::InitialisationOutcome;
 use chrono::Utc;
 use std::path::Path;
-use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -46,19 +45,41 @@ pub struct WorkspaceSettings {
     pub agent: Option<String>,
 }
 
+mod sources;
+
+crate::service!(Workspaces);
+
 /// A clone under way: how to stop it and how to know it has stopped.
-pub(crate) struct CloneHandle {
+struct CloneHandle {
     cancel: CancellationToken,
     finished: watch::Receiver<bool>,
 }
 
-impl Engine {
+/// The clones under way on this replica, so a delete can stop one and wait for it.
+#[derive(Default)]
+pub(crate) struct Clones(std::sync::Mutex<std::collections::HashMap<WorkspaceId, CloneHandle>>);
+
+impl Workspaces {
+    /// The ids of workspaces as they change (state, log). A slow listener misses
+    /// notices (`Lagged`) and should re-read what it shows.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<WorkspaceId> {
+        self.workspace_changes.subscribe()
+    }
+
+    /// Tells this replica's listeners and the other replicas that workspace `id` changed.
+    pub(crate) fn changed(&self, id: &WorkspaceId) {
+        // No listener is not an error.
+        let _ = self.workspace_changes.send(id.clone());
+        self.replicas().tell(berth_store::Change::Workspace(id.clone()));
+    }
+
+    /// Another replica changed workspace `id`: this replica's listeners hear of it.
+    pub(crate) fn heard_of(&self, id: WorkspaceId) {
+        let _ = self.workspace_changes.send(id);
+    }
+
     /// Checks the request, records the workspace as `initialising` and starts cloning.
-    pub async fn create_workspace(
-        self: &Arc<Self>,
-        owner: &User,
-        request: NewWorkspace,
-    ) -> Result<Workspace, EngineError> {
+    pub async fn create(&self, owner: &User, request: NewWorkspace) -> Result<Workspace, EngineError> {
         validate::repo(&request.repo)?;
         if let Some(branch) = &request.branch {
             validate::branch(branch)?;
@@ -104,7 +125,7 @@ impl Engine {
     }
 
     /// The caller's workspaces, oldest first.
-    pub async fn workspaces(&self, owner: &User) -> Result<Vec<Workspace>, EngineError> {
+    pub async fn list(&self, owner: &User) -> Result<Vec<Workspace>, EngineError> {
         Ok(self.store.workspaces_of(&owner.id).await?)
     }
 
@@ -144,7 +165,7 @@ impl Engine {
 
     /// Each uncommitted file's diff against HEAD and the commits no remote has, read in a
     /// sandbox of the workspace.
-    pub async fn workspace_changes(&self, owner: &User, id: &str) -> Result<berth_git::Changes, EngineError> {
+    pub async fn changes(&self, owner: &User, id: &str) -> Result<berth_git::Changes, EngineError> {
         let workspace = self.with_checkout(owner, id).await?;
         let (dir, format) = self.checkout_of(&workspace.id).await;
         berth_git::changes(&*self.driver, Checkout { workspace_id: &workspace.id, dir: &dir, format })
@@ -155,12 +176,7 @@ impl Engine {
     /// What `path` is in the checkout — a directory's entries, a text file, a link (not
     /// followed) — read in a sandbox of the workspace. A binary file is refused
     /// (`binary_file`), a file over 1 MiB is cut (`truncated`).
-    pub async fn workspace_path(
-        &self,
-        owner: &User,
-        id: &str,
-        path: &str,
-    ) -> Result<WorkspaceFile, EngineError> {
+    pub async fn path(&self, owner: &User, id: &str, path: &str) -> Result<WorkspaceFile, EngineError> {
         let path = berth_core::validate::checkout_path(path)?;
         let workspace = self.with_checkout(owner, id).await?;
         let (dir, format) = self.checkout_of(&workspace.id).await;
@@ -186,7 +202,7 @@ impl Engine {
 
     /// Commits everything in the checkout as the caller, with `message`, in a sandbox of
     /// the workspace (hooks off).
-    pub async fn commit_workspace(
+    pub async fn commit(
         &self,
         owner: &User,
         id: &str,
@@ -195,12 +211,12 @@ impl Engine {
         berth_core::validate::commit_message(message)?;
         let workspace = self.with_checkout(owner, id).await?;
         let (dir, format) = self.checkout_of(&workspace.id).await;
-        let (name, email) = self.profile(owner).await?.git_identity(owner);
+        let (name, email) = self.accounts().profile(owner).await?.git_identity(owner);
         let checkout = Checkout { workspace_id: &workspace.id, dir: &dir, format };
         match berth_git::commit(&*self.driver, checkout, (&name, &email), message).await {
             Ok(committed) => {
                 tracing::info!(workspace_id = %workspace.id, head = %committed.head, "committed");
-                self.notify_workspace_changed(&workspace.id);
+                self.changed(&workspace.id);
                 Ok(committed)
             }
             Err(berth_git::GitError::Failed { ref stderr, .. }) if stderr.contains("nothing to commit") => {
@@ -212,7 +228,7 @@ impl Engine {
 
     /// Pushes the checkout's branch, from a sandbox of the workspace, to the repository
     /// it was made from, with the caller's credential for that host.
-    pub async fn push_workspace(&self, owner: &User, id: &str) -> Result<PushedBranch, EngineError> {
+    pub async fn push(&self, owner: &User, id: &str) -> Result<PushedBranch, EngineError> {
         let workspace = self.with_checkout(owner, id).await?;
         if matches!(
             berth_core::validate::repo(&workspace.repo),
@@ -223,8 +239,8 @@ impl Engine {
                     .into(),
             });
         }
-        let credential = self.git_credential(&owner.id, &workspace.repo).await?;
-        let ssh = self.ssh_credential(&owner.id, &workspace.repo, None).await?;
+        let credential = self.accounts().git_credential(&owner.id, &workspace.repo).await?;
+        let ssh = self.accounts().ssh_credential(&owner.id, &workspace.repo, None).await?;
         let (dir, format) = self.checkout_of(&workspace.id).await;
         let checkout = Checkout { workspace_id: &workspace.id, dir: &dir, format };
         let timeout = self.config.clone_timeout;
@@ -242,12 +258,7 @@ impl Engine {
 
     /// Destroys the workspace's files and record. Unless `force`, refuses while the
     /// checkout has uncommitted changes or commits no remote has. Never touches the remote.
-    pub async fn delete_workspace(
-        &self,
-        owner: &User,
-        id: &str,
-        force: bool,
-    ) -> Result<WorkspaceId, EngineError> {
+    pub async fn delete(&self, owner: &User, id: &str, force: bool) -> Result<WorkspaceId, EngineError> {
         let workspace = self.workspace(owner, id).await?;
         let (dir, format) = self.checkout_of(&workspace.id).await;
         if workspace.state.has_checkout() && !force {
@@ -281,13 +292,13 @@ impl Engine {
             }
         }
         if let Some(session) = self.store.live_session_of_workspace(&workspace.id).await? {
-            self.close_session(&session.id, berth_core::EndReason::Deleted).await?;
+            self.sessions().close_session(&session.id, berth_core::EndReason::Deleted).await?;
         }
         self.stop_clone(&workspace.id).await;
         self.store.delete_workspace(&workspace.id).await?;
         remove_dir_if_present(&dir).await?;
         let _ = tokio::fs::remove_file(self.paths.repository_format(&workspace.id)).await;
-        self.notify_workspace_changed(&workspace.id);
+        self.changed(&workspace.id);
         tracing::info!(workspace_id = %workspace.id, forced = force, "workspace deleted");
         Ok(workspace.id)
     }
@@ -296,7 +307,7 @@ impl Engine {
     /// switches its checkout to another branch. A branch switch needs a checkout and no
     /// live session (the agent works in that tree); git itself refuses a switch that
     /// would overwrite uncommitted changes.
-    pub async fn update_workspace(
+    pub async fn update(
         &self,
         owner: &User,
         id: &str,
@@ -331,7 +342,7 @@ impl Engine {
         {
             return Err(EngineError::NotFound { what: "workspace" });
         }
-        self.notify_workspace_changed(&workspace.id);
+        self.changed(&workspace.id);
         tracing::info!(workspace_id = %workspace.id, "workspace settings changed");
         self.workspace(owner, id).await
     }
@@ -355,7 +366,7 @@ impl Engine {
     }
 
     /// Clones a workspace whose initialisation failed again, from an empty log.
-    pub async fn retry_workspace(self: &Arc<Self>, owner: &User, id: &str) -> Result<Workspace, EngineError> {
+    pub async fn retry(&self, owner: &User, id: &str) -> Result<Workspace, EngineError> {
         let workspace = self.workspace(owner, id).await?;
         let not_retryable = |state| EngineError::NotRetryable { id: workspace.id.clone(), state };
         workspace
@@ -373,7 +384,7 @@ impl Engine {
 
     /// At start: a workspace left `initialising` by a stopped or crashed server is cloned
     /// again from scratch, and directories with no workspace record are removed.
-    pub(crate) async fn resume_interrupted_initialisations(self: &Arc<Self>) -> Result<(), EngineError> {
+    pub(crate) async fn resume_interrupted_initialisations(&self) -> Result<(), EngineError> {
         for workspace in self.store.interrupted_clones().await? {
             tracing::warn!(workspace_id = %workspace.id, "initialisation was interrupted; cloning again");
             self.store
@@ -388,7 +399,7 @@ impl Engine {
     }
 
     /// Clones again what a lost replica was cloning (now this replica's).
-    pub(crate) async fn clone_again(self: &Arc<Self>, workspaces: Vec<Workspace>) -> Result<(), EngineError> {
+    pub(crate) async fn clone_again(&self, workspaces: Vec<Workspace>) -> Result<(), EngineError> {
         for workspace in workspaces {
             tracing::warn!(workspace_id = %workspace.id, "the replica cloning it was lost; cloning again");
             self.store
@@ -424,11 +435,11 @@ impl Engine {
         Ok(())
     }
 
-    fn start_clone(self: &Arc<Self>, workspace: &Workspace) {
+    fn start_clone(&self, workspace: &Workspace) {
         let cancel = self.shutdown.child_token();
         let (finished_sender, finished) = watch::channel(false);
         self.lock_clones().insert(workspace.id.clone(), CloneHandle { cancel: cancel.clone(), finished });
-        let engine = Arc::clone(self);
+        let engine = self.clone();
         let workspace = workspace.clone();
         self.tasks.spawn(async move {
             let id = workspace.id.clone();
@@ -448,7 +459,7 @@ impl Engine {
     fn lock_clones(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<WorkspaceId, CloneHandle>> {
         // A panic while holding this lock leaves only a map of handles behind, which is
         // still consistent, so a poisoned lock is used as it is.
-        self.clones.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.clones.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Stops the clone of `id`, if one runs, and waits until it has stopped.
@@ -482,8 +493,11 @@ impl Engine {
                 timeout: self.config.clone_timeout,
                 log: log_sender,
                 cancel,
-                credential: self.git_credential(&owner.id, &workspace.repo).await?,
-                ssh: self.ssh_credential(&owner.id, &workspace.repo, Some((&workspace.id, &dir))).await?,
+                credential: self.accounts().git_credential(&owner.id, &workspace.repo).await?,
+                ssh: self
+                    .accounts()
+                    .ssh_credential(&owner.id, &workspace.repo, Some((&workspace.id, &dir)))
+                    .await?,
             };
             berth_git::clone(&*self.driver, request)
                 .await
@@ -529,7 +543,7 @@ impl Engine {
             // another replica clones it now, into this directory.)
             remove_dir_if_present(&dir).await?;
         }
-        self.notify_workspace_changed(&workspace.id);
+        self.changed(&workspace.id);
         tracing::info!(workspace_id = %workspace.id, outcome = ?outcome, "initialisation finished");
         Ok(())
     }
@@ -583,7 +597,7 @@ impl Engine {
             return Ok(None);
         }
         let host = &origin.host;
-        let hint = match self.git_credential(&workspace.owner, &workspace.repo).await? {
+        let hint = match self.accounts().git_credential(&workspace.owner, &workspace.repo).await? {
             Some(_) => format!(
                 "{host} refused your credential; replace it on your account page (Git credentials) \
                  or with `berth credential add {host}`, then retry"
@@ -623,7 +637,7 @@ impl Engine {
             }
             written += text.len();
             self.store.append_init_log(id, &text).await?;
-            self.notify_workspace_changed(id);
+            self.changed(id);
         }
         Ok(())
     }
