@@ -23,6 +23,7 @@ mod secrets;
 mod sessions;
 mod sign_ins;
 mod sqlite;
+mod states;
 mod users;
 mod workspaces;
 

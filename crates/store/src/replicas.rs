@@ -6,7 +6,7 @@
 //! ended its sessions — changes nothing, even if it comes back.
 
 use crate::{Store, StoreError};
-use berth_core::Session;
+use berth_core::{Session, WorkspaceState};
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// Which replica (and which of its epochs) this store writes as.
@@ -127,11 +127,12 @@ impl Store {
 
     /// The replica that owns live session `id`, if it is live.
     pub async fn session_owner(&self, id: &berth_core::SessionId) -> Result<Option<ReplicaInfo>, StoreError> {
-        with_pool!(&self.backend, |pool| Ok(sqlx::query_as::<_, ReplicaInfo>(
+        with_pool!(&self.backend, |pool| Ok(sqlx::query_as::<_, ReplicaInfo>(&format!(
             "SELECT replicas.id, replicas.url, replicas.epoch, replicas.lease_expires_ms
                FROM sessions JOIN replicas ON replicas.id = sessions.replica_id
-              WHERE sessions.id = $1 AND sessions.state <> 'ended'"
-        )
+              WHERE sessions.id = $1 AND {}",
+            *crate::states::SESSIONS_LIVE
+        ))
         .bind(id.as_str())
         .fetch_optional(pool)
         .await?))
@@ -163,7 +164,8 @@ impl Store {
             let sessions = crate::sessions::into_sessions(
                 sqlx::query_as(&format!(
                     "UPDATE sessions SET replica_id = $1, epoch = $2
-                      WHERE replica_id = $3 AND state <> 'ended' RETURNING {}",
+                      WHERE replica_id = $3 AND {} RETURNING {}",
+                    *crate::states::LIVE,
                     crate::sessions::SESSION_COLUMNS
                 ))
                 .bind(&fence.replica)
@@ -174,7 +176,8 @@ impl Store {
             )?;
             let clones = crate::workspaces::into_workspaces(
                 sqlx::query_as(&format!(
-                    "UPDATE workspaces SET cloner = $1 WHERE cloner = $2 AND state = 'initialising' RETURNING {}",
+                    "UPDATE workspaces SET cloner = $1 WHERE cloner = $2 AND state = '{}' RETURNING {}",
+                    crate::states::workspace(WorkspaceState::Initialising),
                     crate::workspaces::WORKSPACE_COLUMNS
                 ))
                 .bind(&fence.replica)
@@ -195,7 +198,8 @@ impl Store {
         with_pool!(&self.backend, |pool| crate::sessions::into_sessions(
             sqlx::query_as(&format!(
                 "UPDATE sessions SET replica_id = $1, epoch = $2
-                  WHERE (replica_id = $1 OR replica_id = '') AND state <> 'ended' RETURNING {}",
+                  WHERE (replica_id = $1 OR replica_id = '') AND {} RETURNING {}",
+                *crate::states::LIVE,
                 crate::sessions::SESSION_COLUMNS
             ))
             .bind(&fence.replica)
@@ -207,9 +211,10 @@ impl Store {
 
     /// How many sessions are live on every replica together.
     pub async fn live_session_count(&self) -> Result<i64, StoreError> {
-        with_pool!(&self.backend, |pool| Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sessions WHERE state <> 'ended'"
-        )
+        with_pool!(&self.backend, |pool| Ok(sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM sessions WHERE {}",
+            *crate::states::LIVE
+        ))
         .fetch_one(pool)
         .await?))
     }

@@ -1,8 +1,9 @@
 //! Session records. The engine decides; this file only remembers.
 
+use crate::states::{LIVE, SESSIONS_LIVE};
 use crate::{Store, StoreError};
 use berth_core::session::{EndReason, Session, SessionState};
-use berth_core::{SessionId, UserId, WorkspaceId, WorkspaceState};
+use berth_core::{SessionId, UserId, WorkspaceEvent, WorkspaceId, WorkspaceState};
 use chrono::{DateTime, Utc};
 
 pub(crate) const SESSION_COLUMNS: &str =
@@ -89,18 +90,22 @@ impl Store {
             if postgres {
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SLOTS_LOCK).execute(&mut *tx).await?;
             }
+            let Some(to) = crate::states::workspace_after(from, WorkspaceEvent::SessionOpened) else {
+                return Ok(SessionInsert::WorkspaceNotReady);
+            };
             let moved = sqlx::query(
-                "UPDATE workspaces SET state = 'active', last_opened_at = $1 WHERE id = $2 AND state = $3",
+                "UPDATE workspaces SET state = $4, last_opened_at = $1 WHERE id = $2 AND state = $3",
             )
             .bind(session.started_at)
             .bind(session.workspace_id.as_str())
             .bind(from.as_str())
+            .bind(to)
             .execute(&mut *tx)
             .await?;
             if moved.rows_affected() != 1 {
                 return Ok(SessionInsert::WorkspaceNotReady);
             }
-            let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE state <> 'ended'")
+            let live: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM sessions WHERE {}", *LIVE))
                 .fetch_one(&mut *tx)
                 .await?;
             if live >= i64::from(running_sandboxes) {
@@ -152,7 +157,8 @@ impl Store {
         with_pool!(&self.backend, |pool| {
             into_sessions(
             sqlx::query_as::<_, SessionRow>(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND state <> 'ended' ORDER BY started_at, id"
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND {} ORDER BY started_at, id",
+                *LIVE
             ))
             .bind(user.as_str())
             .fetch_all(pool)
@@ -187,7 +193,8 @@ impl Store {
     pub async fn live_sessions(&self) -> Result<Vec<Session>, StoreError> {
         with_pool!(&self.backend, |pool| into_sessions(
             sqlx::query_as::<_, SessionRow>(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE state <> 'ended' ORDER BY started_at, id"
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE {} ORDER BY started_at, id",
+                *LIVE
             ))
             .fetch_all(pool)
             .await?,
@@ -198,12 +205,13 @@ impl Store {
     /// administrator reads in a list of everyone's sessions).
     pub async fn live_session_names(&self) -> Result<Vec<(SessionId, String, String)>, StoreError> {
         with_pool!(&self.backend, |pool| {
-            let rows: Vec<(String, String, String)> = sqlx::query_as(
+            let rows: Vec<(String, String, String)> = sqlx::query_as(&format!(
                 "SELECT sessions.id, users.name, workspaces.name FROM sessions
                      JOIN users ON users.id = sessions.user_id
                      JOIN workspaces ON workspaces.id = sessions.workspace_id
-                     WHERE sessions.state <> 'ended'",
-            )
+                     WHERE {}",
+                *SESSIONS_LIVE
+            ))
             .fetch_all(pool)
             .await?;
             Ok(rows
@@ -219,7 +227,8 @@ impl Store {
         workspace: &WorkspaceId,
     ) -> Result<Option<Session>, StoreError> {
         with_pool!(&self.backend, |pool| sqlx::query_as::<_, SessionRow>(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE workspace_id = $1 AND state <> 'ended' LIMIT 1"
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE workspace_id = $1 AND {} LIMIT 1",
+            *LIVE
         ))
         .bind(workspace.as_str())
         .fetch_optional(pool)
@@ -261,10 +270,11 @@ impl Store {
         let fence = self.fence();
         let _change = self.reads.change();
         with_pool!(&self.backend, |pool| {
-            let result = sqlx::query(
+            let result = sqlx::query(&format!(
                 "UPDATE sessions SET agent_running = $1
-                  WHERE id = $2 AND state <> 'ended' AND replica_id = $3 AND epoch = $4",
-            )
+                  WHERE id = $2 AND {} AND replica_id = $3 AND epoch = $4",
+                *LIVE
+            ))
             .bind(running)
             .bind(id.as_str())
             .bind(&fence.replica)
@@ -287,26 +297,31 @@ impl Store {
         let _change = self.reads.change();
         with_pool!(&self.backend, |pool| {
             let mut tx = pool.begin().await?;
-            let ended = sqlx::query(
-                    "UPDATE sessions SET state = 'ended', ended_at = $1, end_reason = $2, grace_expires_at = NULL,
-                            agent_running = FALSE
-                     WHERE id = $3 AND state <> 'ended' AND replica_id = $4 AND epoch = $5",
-                )
-                .bind(at)
-                .bind(reason.as_str())
-                .bind(id.as_str())
-                .bind(&fence.replica)
-                .bind(fence.epoch)
-                .execute(&mut *tx)
-                .await?;
+            let ended = sqlx::query(&format!(
+                "UPDATE sessions SET state = '{}', ended_at = $1, end_reason = $2, grace_expires_at = NULL,
+                        agent_running = FALSE
+                 WHERE id = $3 AND {} AND replica_id = $4 AND epoch = $5",
+                crate::states::ended(),
+                *LIVE
+            ))
+            .bind(at)
+            .bind(reason.as_str())
+            .bind(id.as_str())
+            .bind(&fence.replica)
+            .bind(fence.epoch)
+            .execute(&mut *tx)
+            .await?;
             if ended.rows_affected() != 1 {
                 return Ok(false);
             }
+            let (active, idle) = crate::states::workspace_move_on_end();
             sqlx::query(
-                "UPDATE workspaces SET state = 'idle'
-                     WHERE state = 'active' AND id = (SELECT workspace_id FROM sessions WHERE id = $1)",
+                "UPDATE workspaces SET state = $3
+                     WHERE state = $2 AND id = (SELECT workspace_id FROM sessions WHERE id = $1)",
             )
             .bind(id.as_str())
+            .bind(active)
+            .bind(idle)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -318,12 +333,16 @@ impl Store {
     pub async fn idle_workspaces_without_sessions(&self) -> Result<u64, StoreError> {
         let _change = self.reads.change();
         with_pool!(&self.backend, |pool| {
-            let result = sqlx::query(
-                    "UPDATE workspaces SET state = 'idle' WHERE state = 'active' AND NOT EXISTS
-                       (SELECT 1 FROM sessions WHERE sessions.workspace_id = workspaces.id AND sessions.state <> 'ended')",
-                )
-                .execute(pool)
-                .await?;
+            let (active, idle) = crate::states::workspace_move_on_end();
+            let result = sqlx::query(&format!(
+                "UPDATE workspaces SET state = $2 WHERE state = $1 AND NOT EXISTS
+                   (SELECT 1 FROM sessions WHERE sessions.workspace_id = workspaces.id AND {})",
+                *SESSIONS_LIVE
+            ))
+            .bind(active)
+            .bind(idle)
+            .execute(pool)
+            .await?;
             Ok(result.rows_affected())
         })
     }

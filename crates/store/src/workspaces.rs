@@ -1,7 +1,7 @@
 //! Workspace records and their initialisation logs.
 
 use crate::{Store, StoreError, is_unique_violation};
-use berth_core::{UserId, Workspace, WorkspaceId, WorkspaceState};
+use berth_core::{UserId, Workspace, WorkspaceEvent, WorkspaceId, WorkspaceState};
 use chrono::{DateTime, Utc};
 
 pub(crate) const WORKSPACE_COLUMNS: &str =
@@ -164,21 +164,28 @@ impl Store {
         outcome: &InitialisationOutcome,
     ) -> Result<bool, StoreError> {
         let _change = self.reads.change();
-        let (state, branch, error) = match outcome {
-            InitialisationOutcome::Ready { branch } => (WorkspaceState::Ready, branch.as_deref(), None),
-            InitialisationOutcome::Failed { error } => (WorkspaceState::Error, None, Some(error.as_str())),
+        let (event, branch, error) = match outcome {
+            InitialisationOutcome::Ready { branch } => {
+                (WorkspaceEvent::CloneSucceeded, branch.as_deref(), None)
+            }
+            InitialisationOutcome::Failed { error } => {
+                (WorkspaceEvent::CloneFailed, None, Some(error.as_str()))
+            }
         };
+        let to = crate::states::workspace_after(WorkspaceState::Initialising, event)
+            .unwrap_or(WorkspaceState::Initialising.as_str());
         let fence = self.fence();
         with_pool!(&self.backend, |pool| {
             let result = sqlx::query(
                 "UPDATE workspaces SET state = $1, branch = COALESCE($2, branch), error = $3
-                     WHERE id = $4 AND state = 'initialising' AND (cloner = $5 OR cloner = '')",
+                     WHERE id = $4 AND state = $6 AND (cloner = $5 OR cloner = '')",
             )
-            .bind(state.as_str())
+            .bind(to)
             .bind(branch)
             .bind(error)
             .bind(id.as_str())
             .bind(&fence.replica)
+            .bind(crate::states::workspace(WorkspaceState::Initialising))
             .execute(pool)
             .await?;
             Ok(result.rows_affected() == 1)
@@ -189,9 +196,10 @@ impl Store {
     pub async fn claim_clone(&self, id: &WorkspaceId) -> Result<(), StoreError> {
         let fence = self.fence();
         with_pool!(&self.backend, |pool| {
-            sqlx::query("UPDATE workspaces SET cloner = $1 WHERE id = $2 AND state = 'initialising'")
+            sqlx::query("UPDATE workspaces SET cloner = $1 WHERE id = $2 AND state = $3")
                 .bind(&fence.replica)
                 .bind(id.as_str())
+                .bind(crate::states::workspace(WorkspaceState::Initialising))
                 .execute(pool)
                 .await?;
             Ok(())
@@ -205,9 +213,10 @@ impl Store {
         with_pool!(&self.backend, |pool| into_workspaces(
             sqlx::query_as::<_, WorkspaceRow>(&format!(
                 "SELECT {WORKSPACE_COLUMNS} FROM workspaces
-                  WHERE state = 'initialising' AND (cloner = $1 OR cloner = '') ORDER BY created_at, id"
+                  WHERE state = $2 AND (cloner = $1 OR cloner = '') ORDER BY created_at, id"
             ))
             .bind(&fence.replica)
+            .bind(crate::states::workspace(WorkspaceState::Initialising))
             .fetch_all(pool)
             .await?,
         ))
@@ -218,11 +227,16 @@ impl Store {
     pub async fn restart_initialisation(&self, id: &WorkspaceId) -> Result<bool, StoreError> {
         let _change = self.reads.change();
         with_pool!(&self.backend, |pool| {
+            let from = WorkspaceState::Error;
+            let to =
+                crate::states::workspace_after(from, WorkspaceEvent::RetryRequested).unwrap_or(from.as_str());
             let result = sqlx::query(
-                "UPDATE workspaces SET state = 'initialising', error = NULL, init_log = ''
-                     WHERE id = $1 AND state = 'error'",
+                "UPDATE workspaces SET state = $3, error = NULL, init_log = ''
+                     WHERE id = $1 AND state = $2",
             )
             .bind(id.as_str())
+            .bind(from.as_str())
+            .bind(to)
             .execute(pool)
             .await?;
             Ok(result.rows_affected() == 1)
