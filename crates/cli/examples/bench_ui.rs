@@ -4,7 +4,7 @@
 //! navigation to the last one drawn; and how many bytes the pages load. Run with `scripts/bench-ui.sh` (a release build).
 #![allow(clippy::unwrap_used)] // a benchmark that cannot unwrap has failed
 
-use berth_engine::{Config, Engine};
+use berth_engine::Config;
 use fantoccini::Locator;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -34,14 +34,8 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::for_data_dir(&data.path().join("berth"));
     config.admin_token = Some(TOKEN.into());
     config.agent_command = Some(format!("'{}' agent", berth.display()));
-    let engine = Engine::start(config).await?;
-    engine.accounts.ensure_admin().await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(berth_server::run(listener, engine.clone(), async {
-        let _ = stopped.await;
-    }));
+    let server = berth_server::testing::TestServer::start(config, None).await?;
+    let base = server.url.clone();
 
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
@@ -102,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
             ),
             _ => ("turn_end", json!({ "stop_reason": "end_turn" })),
         };
-        engine
+        server
+            .engine
             .store()
             .append_event(&workspace_id, &session, chrono::Utc::now(), kind, &data.to_string())
             .await?;
@@ -159,8 +154,7 @@ async fn main() -> anyhow::Result<()> {
     client.close().await?;
     let _ = driver.kill();
     let _ = driver.wait();
-    let _ = stop.send(());
-    served.await??;
+    server.stop().await?;
 
     let p50 = |samples: &mut Vec<Duration>| {
         samples.sort();

@@ -4,7 +4,7 @@
 //! holds them.
 
 use crate::ServerArgs;
-use crate::client::Client;
+use crate::client::client;
 use anyhow::Context;
 use berth_server::wire::{CredentialBody, CredentialList, PushBody, SecretList, SshKeyBody};
 use clap::Subcommand;
@@ -76,12 +76,11 @@ pub async fn credential(command: CredentialCommand) -> anyhow::Result<ExitCode> 
             let secret = value_from_stdin("secret")?;
             let body = json!({ "host": host, "username": username, "secret": secret });
             let stored: CredentialBody =
-                Client::new(&server)?.json(Method::POST, "/api/credentials", Some(&body)).await?;
+                client(&server)?.json(Method::POST, "/api/credentials", Some(&body)).await?;
             println!("Credential {} for {} ({}) stored.", stored.id, stored.host, stored.username);
         }
         CredentialCommand::List { server } => {
-            let list: CredentialList =
-                Client::new(&server)?.json(Method::GET, "/api/credentials", None).await?;
+            let list: CredentialList = client(&server)?.json(Method::GET, "/api/credentials", None).await?;
             println!("{:<24} {:<32} {:<24} ADDED", "ID", "HOST", "USERNAME");
             for credential in list.credentials {
                 let added = credential.created_at.format("%Y-%m-%d %H:%M");
@@ -89,7 +88,7 @@ pub async fn credential(command: CredentialCommand) -> anyhow::Result<ExitCode> 
             }
         }
         CredentialCommand::Remove { id, server } => {
-            Client::new(&server)?.send(Method::DELETE, &format!("/api/credentials/{id}"), None).await?;
+            client(&server)?.send(Method::DELETE, &format!("/api/credentials/{id}"), None).await?;
             println!("Credential {id} removed.");
         }
     }
@@ -101,18 +100,18 @@ pub async fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
         SecretCommand::Set { name, server } => {
             let value = value_from_stdin("value")?;
             let body = json!({ "value": value });
-            Client::new(&server)?.send(Method::PUT, &format!("/api/secrets/{name}"), Some(&body)).await?;
+            client(&server)?.send(Method::PUT, &format!("/api/secrets/{name}"), Some(&body)).await?;
             println!("Secret {name} set; your agents have it from their next start.");
         }
         SecretCommand::List { server } => {
-            let list: SecretList = Client::new(&server)?.json(Method::GET, "/api/secrets", None).await?;
+            let list: SecretList = client(&server)?.json(Method::GET, "/api/secrets", None).await?;
             println!("{:<40} UPDATED", "NAME");
             for secret in list.secrets {
                 println!("{:<40} {}", secret.name, secret.updated_at.format("%Y-%m-%d %H:%M"));
             }
         }
         SecretCommand::Remove { name, server } => {
-            Client::new(&server)?.send(Method::DELETE, &format!("/api/secrets/{name}"), None).await?;
+            client(&server)?.send(Method::DELETE, &format!("/api/secrets/{name}"), None).await?;
             println!("Secret {name} removed.");
         }
     }
@@ -121,7 +120,7 @@ pub async fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
 
 /// Pushes a workspace's checked-out branch to its repository.
 pub async fn push(server: &ServerArgs, workspace: &str) -> anyhow::Result<ExitCode> {
-    let client = Client::new(server)?;
+    let client = client(server)?;
     let workspace = crate::workspaces::resolve(&client, workspace).await?;
     let pushed: PushBody =
         client.json(Method::POST, &format!("/api/workspaces/{}/push", workspace.id), None).await?;
@@ -136,7 +135,7 @@ pub async fn push(server: &ServerArgs, workspace: &str) -> anyhow::Result<ExitCo
 
 /// Prints your SSH public key (made on first use), to add to a git host.
 pub async fn ssh_key(server: &ServerArgs) -> anyhow::Result<ExitCode> {
-    let key: SshKeyBody = Client::new(server)?.json(Method::GET, "/api/me/ssh-key", None).await?;
+    let key: SshKeyBody = client(server)?.json(Method::GET, "/api/me/ssh-key", None).await?;
     println!("{}", key.public_key);
     eprintln!("Fingerprint {}. Add the key to your git host (GitHub: Settings → SSH keys).", key.fingerprint);
     Ok(ExitCode::SUCCESS)

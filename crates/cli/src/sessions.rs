@@ -3,7 +3,7 @@
 //! `Active workspaces closed`, `Workspace cleanup partially complete`).
 
 use crate::ServerArgs;
-use crate::client::{Client, Refused};
+use crate::client::{client, refused};
 use crate::workspaces::resolve;
 use berth_server::wire::{CloseAllBody, CloseBody, OpenBody, SessionBody, SessionList};
 use reqwest::Method;
@@ -11,7 +11,7 @@ use serde_json::json;
 use std::process::ExitCode;
 
 pub async fn open(server: &ServerArgs, workspace: &str) -> anyhow::Result<ExitCode> {
-    let client = Client::new(server)?;
+    let client = client(server)?;
     let workspace = resolve(&client, workspace).await?;
     match client.json::<OpenBody>(Method::POST, &format!("/api/workspaces/{}/open", workspace.id), None).await
     {
@@ -19,11 +19,10 @@ pub async fn open(server: &ServerArgs, workspace: &str) -> anyhow::Result<ExitCo
             print_open(&workspace.name, &opened);
             Ok(ExitCode::SUCCESS)
         }
-        Err(error) => match error.downcast_ref::<Refused>() {
-            Some(refused) if refused.envelope.error.code == "session_limit" => {
-                eprintln!("Concurrent-session limit reached: {}", refused.envelope.error.message);
-                if let Some(sessions) =
-                    refused.envelope.error.extra.get("active_sessions").and_then(|v| v.as_array())
+        Err(error) => match refused(&error) {
+            Some(refused) if refused.error.code == "session_limit" => {
+                eprintln!("Concurrent-session limit reached: {}", refused.error.message);
+                if let Some(sessions) = refused.error.extra.get("active_sessions").and_then(|v| v.as_array())
                 {
                     for session in sessions {
                         eprintln!(
@@ -39,13 +38,12 @@ pub async fn open(server: &ServerArgs, workspace: &str) -> anyhow::Result<ExitCo
                 );
                 Ok(ExitCode::FAILURE)
             }
-            Some(refused) if refused.envelope.error.code == "controllers_busy" => {
-                let seconds =
-                    refused.envelope.error.extra.get("retry_after_s").and_then(|v| v.as_u64()).unwrap_or(5);
+            Some(refused) if refused.error.code == "controllers_busy" => {
+                let seconds = refused.error.extra.get("retry_after_s").and_then(|v| v.as_u64()).unwrap_or(5);
                 eprintln!("Controllers are busy: every sandbox slot is taken. Try again in {seconds} s.");
                 Ok(ExitCode::FAILURE)
             }
-            _ => Err(error),
+            _ => Err(error.into()),
         },
     }
 }
@@ -63,7 +61,7 @@ fn print_open(name: &str, opened: &OpenBody) {
 }
 
 pub async fn list(server: &ServerArgs, all: bool, json_output: bool) -> anyhow::Result<ExitCode> {
-    let client = Client::new(server)?;
+    let client = client(server)?;
     let path = if all { "/api/admin/sessions" } else { "/api/sessions?state=live" };
     let list: SessionList = client.json(Method::GET, path, None).await?;
     if json_output {
@@ -91,24 +89,24 @@ fn print_session_row(session: &SessionBody) {
 }
 
 pub async fn close(server: &ServerArgs, session: &str) -> anyhow::Result<ExitCode> {
-    let client = Client::new(server)?;
+    let client = client(server)?;
     match client.json::<CloseBody>(Method::POST, &format!("/api/sessions/{session}/close"), None).await {
         Ok(closed) => {
             println!("Workspace closed (session {})", closed.session.id);
             Ok(ExitCode::SUCCESS)
         }
-        Err(error) => match error.downcast_ref::<Refused>() {
-            Some(refused) if refused.envelope.error.code == "close_failed" => {
-                eprintln!("Close failed: {}", refused.envelope.error.message);
+        Err(error) => match refused(&error) {
+            Some(refused) if refused.error.code == "close_failed" => {
+                eprintln!("Close failed: {}", refused.error.message);
                 Ok(ExitCode::FAILURE)
             }
-            _ => Err(error),
+            _ => Err(error.into()),
         },
     }
 }
 
 pub async fn close_all(server: &ServerArgs, retry_open: Option<&str>, all: bool) -> anyhow::Result<ExitCode> {
-    let client = Client::new(server)?;
+    let client = client(server)?;
     let retry_open = match retry_open {
         Some(workspace) => Some(resolve(&client, workspace).await?.id),
         None => None,

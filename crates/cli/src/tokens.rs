@@ -1,7 +1,7 @@
 //! `berth token list | create | revoke`: the caller's API tokens on a running server.
 
 use crate::ServerArgs;
-use crate::client::Client;
+use crate::client::client;
 use berth_server::wire::{TokenBody, TokenList};
 use clap::Subcommand;
 use reqwest::Method;
@@ -37,7 +37,7 @@ pub enum TokenCommand {
 pub async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
     match command {
         TokenCommand::List { server } => {
-            let list: TokenList = Client::new(&server)?.json(Method::GET, "/api/tokens", None).await?;
+            let list: TokenList = client(&server)?.json(Method::GET, "/api/tokens", None).await?;
             println!(
                 "{:<24} {:<20} {:<14} {:<20} {:<20} EXPIRES",
                 "ID", "NAME", "PREFIX", "CREATED", "LAST USED"
@@ -60,8 +60,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
         }
         TokenCommand::Create { name, expires_in, server } => {
             let body = json!({ "name": name, "expires_in_s": expires_in.map(|lifetime| lifetime.as_secs()) });
-            let made: TokenBody =
-                Client::new(&server)?.json(Method::POST, "/api/tokens", Some(&body)).await?;
+            let made: TokenBody = client(&server)?.json(Method::POST, "/api/tokens", Some(&body)).await?;
             println!("Token {} ({}):", made.id, made.name);
             println!("{}", made.token);
             if let Some(expires_at) = made.expires_at {
@@ -70,7 +69,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Revoke { id, server } => {
-            Client::new(&server)?.send(Method::DELETE, &format!("/api/tokens/{id}"), None).await?;
+            client(&server)?.send(Method::DELETE, &format!("/api/tokens/{id}"), None).await?;
             println!("Token {id} revoked.");
             Ok(ExitCode::SUCCESS)
         }

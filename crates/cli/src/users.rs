@@ -3,7 +3,7 @@
 //! administrator's view of the users of a running server.
 
 use crate::ServerArgs;
-use crate::client::Client;
+use crate::client::client;
 use crate::serve::load_config;
 use anyhow::Context;
 use berth_core::Role;
@@ -47,7 +47,7 @@ pub enum UserCommand {
 
 /// Sets whether `user` (a name or an id) is disabled.
 async fn set_disabled(server: &ServerArgs, user: &str, disabled: bool) -> anyhow::Result<ExitCode> {
-    let client = Client::new(server)?;
+    let client = client(server)?;
     let list: AccountList = client.json(Method::GET, "/api/users", None).await?;
     let Some(account) = list.users.iter().find(|account| account.name == user || account.id == user) else {
         anyhow::bail!("no user '{user}'");
@@ -78,7 +78,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::List { server } => {
-            let list: AccountList = Client::new(&server)?.json(Method::GET, "/api/users", None).await?;
+            let list: AccountList = client(&server)?.json(Method::GET, "/api/users", None).await?;
             println!("{:<24} {:<20} {:<8} {:<9} CREATED", "ID", "NAME", "ROLE", "STATE");
             for account in list.users {
                 let state = if account.disabled { "disabled" } else { "active" };

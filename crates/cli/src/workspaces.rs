@@ -1,7 +1,7 @@
 //! `berth workspace create|list|show|delete`.
 
 use crate::ServerArgs;
-use crate::client::{Client, Refused};
+use crate::client::{Client, client, refused};
 use anyhow::{Context, anyhow};
 use berth_server::wire::{DeletedBody, GitStatusBody, WorkspaceBody, WorkspaceList};
 use clap::Subcommand;
@@ -59,7 +59,7 @@ pub enum WorkspaceCommand {
 pub async fn run(command: WorkspaceCommand) -> anyhow::Result<ExitCode> {
     match command {
         WorkspaceCommand::Create { repo, branch, name, agent, no_wait, server } => {
-            let client = Client::new(&server)?;
+            let client = client(&server)?;
             let body = json!({ "repo": repo, "branch": branch, "name": name, "agent": agent });
             let created: WorkspaceBody = client.json(Method::POST, "/api/workspaces", Some(&body)).await?;
             println!("Creating workspace {} ({}) from {}", created.name, created.id, created.repo);
@@ -69,7 +69,7 @@ pub async fn run(command: WorkspaceCommand) -> anyhow::Result<ExitCode> {
             follow_initialisation(&client, &created).await
         }
         WorkspaceCommand::List { json, server } => {
-            let client = Client::new(&server)?;
+            let client = client(&server)?;
             let list: WorkspaceList = client.json(Method::GET, "/api/workspaces", None).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -79,7 +79,7 @@ pub async fn run(command: WorkspaceCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         WorkspaceCommand::Show { workspace, json, server } => {
-            let client = Client::new(&server)?;
+            let client = client(&server)?;
             let workspace = resolve(&client, &workspace).await?;
             let git = match client
                 .json::<GitStatusBody>(Method::GET, &format!("/api/workspaces/{}/git", workspace.id), None)
@@ -87,13 +87,11 @@ pub async fn run(command: WorkspaceCommand) -> anyhow::Result<ExitCode> {
             {
                 Ok(git) => Some(git),
                 Err(error)
-                    if error
-                        .downcast_ref::<Refused>()
-                        .is_some_and(|r| r.envelope.error.code == "workspace_not_ready") =>
+                    if refused(&error).is_some_and(|refused| refused.error.code == "workspace_not_ready") =>
                 {
                     None
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(error.into()),
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&json!({ "workspace": workspace, "git": git }))?);
@@ -103,7 +101,7 @@ pub async fn run(command: WorkspaceCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         WorkspaceCommand::Delete { workspace, force, server } => {
-            let client = Client::new(&server)?;
+            let client = client(&server)?;
             let workspace = resolve(&client, &workspace).await?;
             let path = format!("/api/workspaces/{}?force={force}", workspace.id);
             match client.json::<DeletedBody>(Method::DELETE, &path, None).await {
@@ -111,11 +109,10 @@ pub async fn run(command: WorkspaceCommand) -> anyhow::Result<ExitCode> {
                     println!("Deleted workspace {} ({})", workspace.name, deleted.deleted);
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(error) => match error.downcast_ref::<Refused>() {
-                    Some(refused) if refused.envelope.error.code == "unsaved_work" => {
-                        eprintln!("Not deleted: {}", refused.envelope.error.message);
+                Err(error) => match refused(&error) {
+                    Some(refused) if refused.error.code == "unsaved_work" => {
+                        eprintln!("Not deleted: {}", refused.error.message);
                         if let Some(git) = refused
-                            .envelope
                             .error
                             .extra
                             .get("git")
@@ -126,7 +123,7 @@ pub async fn run(command: WorkspaceCommand) -> anyhow::Result<ExitCode> {
                         eprintln!("The remote repository is never touched. Use --force to delete anyway.");
                         Ok(ExitCode::FAILURE)
                     }
-                    _ => Err(error),
+                    _ => Err(error.into()),
                 },
             }
         }

@@ -4,8 +4,9 @@
 //! screenshots under `BERTH_SCREENSHOTS` (default `target/tmp/screenshots`).
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
-use berth_engine::{Config, Engine};
+use berth_engine::Config;
 use berth_sandbox::{DEFAULT_STOP_TIMEOUT, FaultyDriver, LocalDriver, SandboxDriver};
+use berth_server::testing::TestServer;
 use berth_testkit::SourceRepo;
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
@@ -33,8 +34,7 @@ struct Server {
     http: reqwest::Client,
     faults: Arc<FaultyDriver>,
     data_dir: PathBuf,
-    stop: tokio::sync::oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: TestServer,
 }
 
 async fn start(adjust: impl FnOnce(&mut Config)) -> Server {
@@ -59,20 +59,15 @@ async fn start_with_sandboxes(
     sandboxes(&mut options);
     let real = LocalDriver::with_options(&data.path().join("sandboxes"), options).unwrap();
     let faults = Arc::new(FaultyDriver::new(Arc::new(real)));
-    let engine = Engine::start_with_driver(config, faults.clone() as Arc<dyn SandboxDriver>).await.unwrap();
-    engine.accounts.ensure_admin().await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(berth_server::run(listener, engine, async {
-        let _ = stopped.await;
-    }));
+    let server =
+        TestServer::start_on(listener, config, Some(faults.clone() as Arc<dyn SandboxDriver>)).await.unwrap();
     let data_dir = data.path().to_owned();
-    Server { _data: data, base, http: reqwest::Client::new(), faults, data_dir, stop, served }
+    Server { _data: data, base, http: reqwest::Client::new(), faults, data_dir, server }
 }
 
 impl Server {
     async fn finish(self) {
-        let _ = self.stop.send(());
-        self.served.await.unwrap().unwrap();
+        self.server.stop().await.unwrap();
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {

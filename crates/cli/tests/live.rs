@@ -6,6 +6,7 @@
 
 use berth_engine::config::ResumeContext;
 use berth_engine::{Config, Engine};
+use berth_server::testing::TestServer;
 use berth_testkit::SourceRepo;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -19,8 +20,7 @@ struct Server {
     _data: tempfile::TempDir,
     base: String,
     http: reqwest::Client,
-    stop: tokio::sync::oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: TestServer,
     engine: std::sync::Arc<Engine>,
 }
 
@@ -38,22 +38,15 @@ async fn start_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> 
     config.admin_token = Some(TOKEN.into());
     config.agent_command = Some(format!("'{}' agent", env!("CARGO_BIN_EXE_berth")));
     adjust(&mut config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let engine = Engine::start(config).await.unwrap();
-    engine.accounts.ensure_admin().await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(berth_server::run(listener, std::sync::Arc::clone(&engine), async {
-        let _ = stopped.await;
-    }));
-    Server { _data: data, base, http: reqwest::Client::new(), stop, served, engine }
+    let server = TestServer::start(config, None).await.unwrap();
+    let (base, engine) = (server.url.clone(), std::sync::Arc::clone(&server.engine));
+    Server { _data: data, base, http: reqwest::Client::new(), server, engine }
 }
 
 impl Server {
     /// Shuts the server down: every session ends and its agent process stops.
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.served.await.unwrap().unwrap();
+        self.server.stop().await.unwrap();
     }
 
     async fn call(&self, method: reqwest::Method, path: &str) -> Value {
@@ -487,8 +480,8 @@ fn a_container_left_by_a_killed_server_is_removed_at_the_next_start() {
         let workspace = server.ready_workspace(&source.url()).await;
         let session = server.open(&workspace).await;
         // No shutdown signal: dropping the sender would start a clean stop.
-        let Server { _data: data, stop, .. } = server;
-        std::mem::forget(stop);
+        let Server { _data: data, server, .. } = server;
+        server.abandon();
         (data, session)
     });
     drop(crashed);
@@ -672,8 +665,8 @@ fn a_tool_call_still_running_when_the_server_dies_is_closed_at_the_next_start() 
         let (_source, server, session, mut socket) = ready_session(start().await).await;
         let id = a_running_command(&mut socket).await;
         // No shutdown signal: dropping the sender would start a clean stop.
-        let Server { _data: data, stop, .. } = server;
-        std::mem::forget(stop);
+        let Server { _data: data, server, .. } = server;
+        server.abandon();
         (data, session, id)
     });
     drop(crashed);

@@ -5,6 +5,7 @@
 
 mod account;
 mod changes;
+pub mod client;
 mod enveloped;
 mod error;
 mod extract;
@@ -17,6 +18,8 @@ mod page;
 mod preview;
 mod replicas;
 mod sessions;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod ui;
 mod users;
 pub mod wire;

@@ -7,8 +7,8 @@ mod databases;
 
 use crate::harness::{Api, make_repository, tempfile_dir};
 use anyhow::bail;
+use berth_engine::Config;
 use berth_engine::config::{Isolation, Network, SandboxDriverKind};
-use berth_engine::{Config, Engine};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -125,8 +125,7 @@ struct BenchServer {
     api: Api,
     repo: String,
     data: std::path::PathBuf,
-    stop: tokio::sync::oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: berth_server::testing::TestServer,
 }
 
 impl BenchServer {
@@ -140,20 +139,12 @@ impl BenchServer {
         // The prompt round trip is measured turn after turn, faster than people type.
         config.prompts_per_second = 1_000_000;
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let engine = Engine::start(config).await?;
-        engine.accounts.ensure_admin().await?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(berth_server::run(listener, engine, async {
-            let _ = stopped.await;
-        }));
-        Ok(BenchServer { api: Api::new(base, BENCH_TOKEN), repo, data, stop, served })
+        let server = berth_server::testing::TestServer::start(config, None).await?;
+        Ok(BenchServer { api: Api::new(server.url.clone(), BENCH_TOKEN), repo, data, server })
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        self.served.await??;
+        self.server.stop().await?;
         let _ = std::fs::remove_dir_all(&self.data);
         Ok(())
     }

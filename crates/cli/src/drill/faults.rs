@@ -7,7 +7,7 @@
 use super::TOKEN;
 use crate::harness::{Api, WAITING_AGENT, make_repository};
 use anyhow::{Context, bail};
-use berth_engine::{Config, Engine};
+use berth_engine::Config;
 use berth_sandbox::{FaultyDriver, LocalDriver, SandboxDriver};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -47,14 +47,8 @@ pub async fn run(dir: &Path, args: &FaultsArgs) -> anyhow::Result<()> {
     config.resources = berth_sandbox::Resources::default();
     let real = Arc::new(LocalDriver::new(&data.join("sandboxes"), Duration::from_secs(3))?);
     let faulty = Arc::new(FaultyDriver::new(real.clone()));
-    let engine = Engine::start_with_driver(config, faulty.clone()).await?;
-    engine.accounts.ensure_admin().await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(berth_server::run(listener, engine, async {
-        let _ = stopped.await;
-    }));
+    let server = berth_server::testing::TestServer::start(config, Some(faulty.clone())).await?;
+    let base = server.url.clone();
 
     let admin = Api::new(base.clone(), TOKEN);
     let mut users = Vec::new();
@@ -116,8 +110,7 @@ pub async fn run(dir: &Path, args: &FaultsArgs) -> anyhow::Result<()> {
     if !real.running().await?.is_empty() {
         problems.push("sandboxes still run after the final close-all".into());
     }
-    let _ = stop.send(());
-    served.await??;
+    server.stop().await?;
 
     let (power_offs, power_ons) = faulty.injected_failures();
     let steps: u64 = tally.values().sum();

@@ -53,12 +53,13 @@ pub async fn process_gone(pid: i32) -> bool {
     true
 }
 
+/// The server of [`berth_server::testing`] with its data directory and the helpers of
+/// these tests.
 pub struct TestServer {
     pub url: String,
     pub data: tempfile::TempDir,
     pub engine: Arc<Engine>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<berth_server::testing::TestServer>,
     http: reqwest::Client,
 }
 
@@ -123,29 +124,18 @@ impl TestServer {
         driver: Option<Arc<dyn SandboxDriver>>,
         listener: tokio::net::TcpListener,
     ) -> TestServer {
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let engine = match driver {
-            Some(driver) => Engine::start_with_driver(config, driver).await.unwrap(),
-            None => Engine::start(config).await.unwrap(),
-        };
-        engine.accounts.ensure_admin().await.unwrap();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(berth_server::run(listener, Arc::clone(&engine), async {
-            let _ = stop.await;
-        }));
+        let server = berth_server::testing::TestServer::start_on(listener, config, driver).await.unwrap();
         TestServer {
-            url,
+            url: server.url.clone(),
             data,
-            engine,
-            shutdown: Some(shutdown),
-            served: Some(served),
+            engine: Arc::clone(&server.engine),
+            server: Some(server),
             http: reqwest::Client::new(),
         }
     }
 
     pub async fn stop(mut self) -> tempfile::TempDir {
-        self.shutdown.take().unwrap().send(()).unwrap();
-        self.served.take().unwrap().await.unwrap().unwrap();
+        self.server.take().unwrap().stop().await.unwrap();
         std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
     }
 
