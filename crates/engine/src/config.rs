@@ -374,245 +374,38 @@ impl Config {
         // Each setting: the variable if set, else the file's key.
         let pick =
             |variable: &str, from_file: Option<String>| env(variable).filter(|v| !v.is_empty()).or(from_file);
+        let pick: Pick<'_> = &pick;
 
         let listen_text = pick("BERTH_LISTEN", parsed.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = listen_text.parse().map_err(|_| {
             invalid("listen", &listen_text, "expected an address and port such as 127.0.0.1:7070")
         })?;
-
         let data_dir = match pick("BERTH_DATA", parsed.data_dir.map(|p| p.to_string_lossy().into_owned())) {
             Some(dir) => PathBuf::from(dir),
             None => dirs::data_dir().ok_or(ConfigError::NoDataDir)?.join("berth"),
         };
         let database_url = pick("BERTH_DATABASE_URL", parsed.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("berth.db").display()));
-        let admin_token = pick("BERTH_ADMIN_TOKEN", parsed.admin_token);
-        if let Some(token) = &admin_token
-            && (token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()))
-        {
-            return Err(invalid(
-                "admin_token",
-                "(hidden)",
-                "expected at least 16 characters, no white space",
-            ));
-        }
-
-        let defaults = Limits::default();
-        let sessions_per_user =
-            match pick("BERTH_SESSIONS_PER_USER", parsed.limits.sessions_per_user.map(|n| n.to_string())) {
-                Some(text) => count("limits.sessions_per_user", &text, 1)?,
-                None => defaults.sessions_per_user,
-            };
-        let on_user_limit = match pick("BERTH_ON_USER_LIMIT", parsed.limits.on_user_limit) {
-            Some(text) => OnUserLimit::parse(&text)
-                .ok_or_else(|| invalid("limits.on_user_limit", &text, "expected replace or reject"))?,
-            None => defaults.on_user_limit,
-        };
-        let running_sandboxes =
-            match pick("BERTH_RUNNING_SANDBOXES", parsed.limits.running_sandboxes.map(|n| n.to_string())) {
-                Some(text) => count("limits.running_sandboxes", &text, 1)?,
-                None => defaults.running_sandboxes,
-            };
+        let admin_token = admin_token(pick("BERTH_ADMIN_TOKEN", parsed.admin_token))?;
+        let (limits, prompts_per_second) = limits(pick, parsed.limits)?;
         let reconnect_grace = match pick("BERTH_RECONNECT_GRACE", parsed.session.reconnect_grace) {
             Some(text) => duration("session.reconnect_grace", &text)?,
             None => DEFAULT_RECONNECT_GRACE,
         };
-        let sandbox_driver = match pick("BERTH_SANDBOX", parsed.sandbox.driver).as_deref() {
-            None | Some("local") => SandboxDriverKind::Local,
-            Some("docker") => SandboxDriverKind::Docker,
-            Some(other) => {
-                return Err(invalid("sandbox.driver", other, "expected local or docker"));
-            }
-        };
-        let isolation = match pick("BERTH_ISOLATION", parsed.sandbox.isolation).as_deref() {
-            None if tools.bwrap => Isolation::Bwrap,
-            None | Some("none") => Isolation::None,
-            Some("bwrap") => Isolation::Bwrap,
-            Some(other) => {
-                return Err(invalid("sandbox.isolation", other, "expected bwrap or none"));
-            }
-        };
-        let network = match pick("BERTH_SANDBOX_NETWORK", parsed.sandbox.network) {
-            Some(text) => Network::parse(&text)
-                .ok_or_else(|| invalid("sandbox.network", &text, "expected host, isolated or outbound"))?,
-            None if tools.slirp4netns || sandbox_driver == SandboxDriverKind::Docker => Network::Outbound,
-            None => Network::Host,
-        };
-        let unlimited = |text: &str| matches!(text, "none" | "unlimited");
-        let memory_bytes = match pick("BERTH_SANDBOX_MEMORY", parsed.sandbox.memory) {
-            Some(text) if unlimited(&text) => None,
-            Some(text) => Some(
-                berth_sandbox::settings::parse_size(&text).filter(|&bytes| bytes >= 16 << 20).ok_or_else(
-                    || {
-                        invalid(
-                            "sandbox.memory",
-                            &text,
-                            "expected a size of at least 16m such as 512m or 4g, or none",
-                        )
-                    },
-                )?,
-            ),
-            None => DEFAULT_RESOURCES.memory_bytes,
-        };
-        let pids = match pick("BERTH_SANDBOX_PIDS", parsed.sandbox.pids) {
-            Some(text) if unlimited(&text) => None,
-            Some(text) => Some(count("sandbox.pids", &text, 8)?),
-            None => DEFAULT_RESOURCES.pids,
-        };
-        let cpus = match pick("BERTH_SANDBOX_CPUS", parsed.sandbox.cpus) {
-            Some(text) if unlimited(&text) => None,
-            Some(text) => Some(
-                text.parse::<f64>()
-                    .ok()
-                    .filter(|cpus| cpus.is_finite() && (0.01..=1024.0).contains(cpus))
-                    .ok_or_else(|| {
-                        invalid("sandbox.cpus", &text, "expected a number of cores such as 1 or 0.5, or none")
-                    })?,
-            ),
-            None => DEFAULT_RESOURCES.cpus,
-        };
-        let image =
-            pick("BERTH_SANDBOX_IMAGE", parsed.sandbox.image).unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
-        if image.len() > 255
-            || image.starts_with('-')
-            || image.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(invalid(
-                "sandbox.image",
-                &image,
-                "expected an image reference such as debian:bookworm-slim",
-            ));
-        }
-        let preview_ports = match pick("BERTH_PREVIEW_PORTS", parsed.preview.ports) {
-            Some(text) => {
-                PortAllowList::parse(&text).map_err(|reason| invalid("preview.ports", &text, reason))?
-            }
-            None => PortAllowList::default(),
-        };
-        let preview_listen = match pick("BERTH_PREVIEW_LISTEN", parsed.preview.listen) {
-            Some(text) if text == "off" => None,
-            Some(text) => Some(text.parse().map_err(|_| {
-                invalid(
-                    "preview.listen",
-                    &text,
-                    "expected an address and port such as 127.0.0.1:7071, or off",
-                )
-            })?),
-            None => Some(default_preview_listen(listen)),
-        };
-        let preview_url = pick("BERTH_PREVIEW_URL", parsed.preview.url)
-            .map(|url| PreviewHosts::wildcard(&url).map_err(|reason| invalid("preview.url", &url, reason)))
-            .transpose()?;
-        let agent_command = pick("BERTH_AGENT", parsed.agent.command);
-        if let Some(command) = &agent_command {
-            berth_core::validate::agent_command(command)
-                .map_err(|error| invalid("agent.command", command, error.reason))?;
-        }
-        let resume_context = match pick("BERTH_RESUME_CONTEXT", parsed.agent.resume_context).as_deref() {
-            // The manual's default: a returning user gets a fresh agent.
-            None | Some("never") => ResumeContext::Never,
-            Some("auto") => ResumeContext::Auto,
-            Some(other) => {
-                return Err(invalid("agent.resume_context", other, "expected auto or never"));
-            }
-        };
-        let turn_timeout = match pick("BERTH_TURN_TIMEOUT", parsed.agent.turn_timeout) {
-            Some(text) => duration("agent.turn_timeout", &text)?,
-            None => DEFAULT_TURN_TIMEOUT,
-        };
+        let sandbox = sandbox(pick, parsed.sandbox, tools)?;
+        let (preview_ports, preview_listen, preview_url) = preview(pick, parsed.preview, listen)?;
+        let agent = agent(pick, parsed.agent)?;
         let clone_timeout = match pick("BERTH_CLONE_TIMEOUT", parsed.git.clone_timeout) {
             Some(text) => duration("git.clone_timeout", &text)?,
             None => DEFAULT_CLONE_TIMEOUT,
         };
-        let prompts_per_second =
-            match pick("BERTH_PROMPTS_PER_SECOND", parsed.limits.prompts_per_second.map(|n| n.to_string())) {
-                Some(text) => count("limits.prompts_per_second", &text, 1)?,
-                None => DEFAULT_PROMPTS_PER_SECOND,
-            };
-        let public_url =
-            pick("BERTH_PUBLIC_URL", parsed.public_url).unwrap_or_else(|| format!("http://{listen_text}"));
-        let public_url = public_url.trim_end_matches('/').to_owned();
-        if !(public_url.starts_with("http://") || public_url.starts_with("https://"))
-            || public_url.contains(['?', '#'])
-        {
-            return Err(invalid(
-                "public_url",
-                &public_url,
-                "expected an http:// or https:// address without query",
-            ));
-        }
-        let oidc_file = parsed.auth.oidc;
-        let oidc = match pick("BERTH_OIDC_ISSUER", oidc_file.issuer) {
-            Some(issuer) => {
-                let client_id = pick("BERTH_OIDC_CLIENT_ID", oidc_file.client_id).ok_or_else(|| {
-                    invalid("auth.oidc.client_id", "", "an OpenID Connect issuer needs a client id")
-                })?;
-                if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-                    return Err(invalid("auth.oidc.issuer", &issuer, "expected an http:// or https:// URL"));
-                }
-                let scopes = match pick("BERTH_OIDC_SCOPES", oidc_file.scopes) {
-                    Some(text) => list(Some(text)),
-                    None => ["openid", "profile", "email"].map(str::to_owned).to_vec(),
-                };
-                Some(OidcSettings {
-                    issuer,
-                    client_id,
-                    client_secret: pick("BERTH_OIDC_CLIENT_SECRET", oidc_file.client_secret),
-                    display_name: pick("BERTH_OIDC_DISPLAY_NAME", oidc_file.display_name)
-                        .unwrap_or_else(|| "Single sign-on".to_owned()),
-                    scopes,
-                    username_claim: pick("BERTH_OIDC_USERNAME_CLAIM", oidc_file.username_claim)
-                        .unwrap_or_else(|| "preferred_username".to_owned()),
-                    groups_claim: pick("BERTH_OIDC_GROUPS_CLAIM", oidc_file.groups_claim)
-                        .unwrap_or_else(|| "groups".to_owned()),
-                    allowed_groups: list(pick("BERTH_OIDC_ALLOWED_GROUPS", oidc_file.allowed_groups)),
-                    allowed_email_domains: list(pick(
-                        "BERTH_OIDC_ALLOWED_EMAIL_DOMAINS",
-                        oidc_file.allowed_email_domains,
-                    )),
-                    admin_groups: list(pick("BERTH_OIDC_ADMIN_GROUPS", oidc_file.admin_groups)),
-                })
-            }
-            None => None,
-        };
+        let public_url = public_url(pick("BERTH_PUBLIC_URL", parsed.public_url), &listen_text)?;
+        let oidc = oidc(pick, parsed.auth.oidc)?;
         let cookie_ttl = match pick("BERTH_COOKIE_TTL", parsed.auth.cookie_ttl) {
             Some(text) => duration("auth.cookie_ttl", &text)?,
             None => DEFAULT_COOKIE_TTL,
         };
-        let egress_allow = match pick("BERTH_EGRESS_ALLOW", parsed.sandbox.egress_allow) {
-            Some(text) => berth_sandbox::egress::parse_allow_list(&text)
-                .map_err(|reason| invalid("sandbox.egress_allow", &text, reason))?,
-            None => Vec::new(),
-        };
-        let mut agents = Vec::new();
-        for (name, entry) in parsed.agents {
-            let refuse =
-                |value: &str, reason: String| invalid("agents", value, format!("[agents.{name}]: {reason}"));
-            berth_core::validate::name(&name).map_err(|error| refuse(&name, error.reason))?;
-            if name == crate::BUILTIN_AGENT {
-                return Err(refuse(&name, "the built-in agent's name is taken".into()));
-            }
-            berth_core::validate::agent_command(&entry.command)
-                .map_err(|error| refuse(&entry.command, error.reason))?;
-            for needed in entry.needs.iter().chain(entry.env.keys()) {
-                berth_core::validate::secret_name(needed).map_err(|error| refuse(needed, error.reason))?;
-            }
-            agents.push(AgentEntry {
-                name,
-                command: entry.command,
-                needs: entry.needs,
-                description: entry.description,
-                env: entry.env.into_iter().collect(),
-            });
-        }
-        let mut agent_pass_env = Vec::new();
-        if let Some(text) = pick("BERTH_AGENT_PASS_ENV", parsed.agent.pass_env) {
-            for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
-                berth_core::validate::secret_name(name)
-                    .map_err(|error| invalid("agent.pass_env", name, error.reason))?;
-                agent_pass_env.push(name.to_owned());
-            }
-        }
+        let agents = catalogue(parsed.agents)?;
         let secret_key = pick("BERTH_SECRET_KEY", parsed.secrets.key)
             .map(|text| {
                 crate::sealing::SecretKey::parse(&text).ok_or_else(|| {
@@ -636,22 +429,22 @@ impl Config {
             data_dir,
             database_url,
             admin_token,
-            limits: Limits { sessions_per_user, on_user_limit, running_sandboxes },
+            limits,
             prompts_per_second,
             reconnect_grace,
-            sandbox_driver,
-            isolation,
-            network,
-            resources: Resources { memory_bytes, pids, cpus },
-            image,
-            egress_allow,
+            sandbox_driver: sandbox.driver,
+            isolation: sandbox.isolation,
+            network: sandbox.network,
+            resources: sandbox.resources,
+            image: sandbox.image,
+            egress_allow: sandbox.egress_allow,
             preview_ports,
             preview_listen,
             preview_url,
             config_file: file.map(Path::to_owned),
-            agent_command,
-            resume_context,
-            turn_timeout,
+            agent_command: agent.command,
+            resume_context: agent.resume_context,
+            turn_timeout: agent.turn_timeout,
             clone_timeout,
             cookie_ttl,
             public_url,
@@ -659,7 +452,7 @@ impl Config {
             git_local_roots,
             secret_key,
             agents,
-            agent_pass_env,
+            agent_pass_env: agent.pass_env,
             replica,
         })
     }
@@ -689,6 +482,279 @@ impl Config {
 const MAX_REPLICA_ID: usize = 63;
 /// The shortest `replica.lease` (renewed every third of it).
 const MIN_REPLICA_LEASE: Duration = Duration::from_secs(1);
+
+/// How `Config::load` reads one setting: the environment variable if set, else the
+/// file's key.
+type Pick<'a> = &'a dyn Fn(&str, Option<String>) -> Option<String>;
+
+fn admin_token(token: Option<String>) -> Result<Option<String>, ConfigError> {
+    if let Some(token) = &token
+        && (token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(invalid("admin_token", "(hidden)", "expected at least 16 characters, no white space"));
+    }
+    Ok(token)
+}
+
+/// `[limits]`: the limits, and the prompts a session takes per second.
+fn limits(pick: Pick<'_>, file: LimitsFile) -> Result<(Limits, u32), ConfigError> {
+    let defaults = Limits::default();
+    let sessions_per_user =
+        match pick("BERTH_SESSIONS_PER_USER", file.sessions_per_user.map(|n| n.to_string())) {
+            Some(text) => count("limits.sessions_per_user", &text, 1)?,
+            None => defaults.sessions_per_user,
+        };
+    let on_user_limit = match pick("BERTH_ON_USER_LIMIT", file.on_user_limit) {
+        Some(text) => OnUserLimit::parse(&text)
+            .ok_or_else(|| invalid("limits.on_user_limit", &text, "expected replace or reject"))?,
+        None => defaults.on_user_limit,
+    };
+    let running_sandboxes =
+        match pick("BERTH_RUNNING_SANDBOXES", file.running_sandboxes.map(|n| n.to_string())) {
+            Some(text) => count("limits.running_sandboxes", &text, 1)?,
+            None => defaults.running_sandboxes,
+        };
+    let prompts_per_second =
+        match pick("BERTH_PROMPTS_PER_SECOND", file.prompts_per_second.map(|n| n.to_string())) {
+            Some(text) => count("limits.prompts_per_second", &text, 1)?,
+            None => DEFAULT_PROMPTS_PER_SECOND,
+        };
+    Ok((Limits { sessions_per_user, on_user_limit, running_sandboxes }, prompts_per_second))
+}
+
+/// What `[sandbox]` decides.
+struct SandboxSettings {
+    driver: SandboxDriverKind,
+    isolation: Isolation,
+    network: Network,
+    resources: Resources,
+    image: String,
+    egress_allow: Vec<berth_sandbox::egress::IpNet>,
+}
+
+fn sandbox(pick: Pick<'_>, file: SandboxFile, tools: HostTools) -> Result<SandboxSettings, ConfigError> {
+    let sandbox_driver = match pick("BERTH_SANDBOX", file.driver).as_deref() {
+        None | Some("local") => SandboxDriverKind::Local,
+        Some("docker") => SandboxDriverKind::Docker,
+        Some(other) => {
+            return Err(invalid("sandbox.driver", other, "expected local or docker"));
+        }
+    };
+    let isolation = match pick("BERTH_ISOLATION", file.isolation).as_deref() {
+        None if tools.bwrap => Isolation::Bwrap,
+        None | Some("none") => Isolation::None,
+        Some("bwrap") => Isolation::Bwrap,
+        Some(other) => {
+            return Err(invalid("sandbox.isolation", other, "expected bwrap or none"));
+        }
+    };
+    let network = match pick("BERTH_SANDBOX_NETWORK", file.network) {
+        Some(text) => Network::parse(&text)
+            .ok_or_else(|| invalid("sandbox.network", &text, "expected host, isolated or outbound"))?,
+        None if tools.slirp4netns || sandbox_driver == SandboxDriverKind::Docker => Network::Outbound,
+        None => Network::Host,
+    };
+    let unlimited = |text: &str| matches!(text, "none" | "unlimited");
+    let memory_bytes = match pick("BERTH_SANDBOX_MEMORY", file.memory) {
+        Some(text) if unlimited(&text) => None,
+        Some(text) => {
+            Some(berth_sandbox::settings::parse_size(&text).filter(|&bytes| bytes >= 16 << 20).ok_or_else(
+                || {
+                    invalid(
+                        "sandbox.memory",
+                        &text,
+                        "expected a size of at least 16m such as 512m or 4g, or none",
+                    )
+                },
+            )?)
+        }
+        None => DEFAULT_RESOURCES.memory_bytes,
+    };
+    let pids = match pick("BERTH_SANDBOX_PIDS", file.pids) {
+        Some(text) if unlimited(&text) => None,
+        Some(text) => Some(count("sandbox.pids", &text, 8)?),
+        None => DEFAULT_RESOURCES.pids,
+    };
+    let cpus = match pick("BERTH_SANDBOX_CPUS", file.cpus) {
+        Some(text) if unlimited(&text) => None,
+        Some(text) => Some(
+            text.parse::<f64>()
+                .ok()
+                .filter(|cpus| cpus.is_finite() && (0.01..=1024.0).contains(cpus))
+                .ok_or_else(|| {
+                    invalid("sandbox.cpus", &text, "expected a number of cores such as 1 or 0.5, or none")
+                })?,
+        ),
+        None => DEFAULT_RESOURCES.cpus,
+    };
+    let image = pick("BERTH_SANDBOX_IMAGE", file.image).unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+    if image.len() > 255
+        || image.starts_with('-')
+        || image.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            "sandbox.image",
+            &image,
+            "expected an image reference such as debian:bookworm-slim",
+        ));
+    }
+    let egress_allow = match pick("BERTH_EGRESS_ALLOW", file.egress_allow) {
+        Some(text) => berth_sandbox::egress::parse_allow_list(&text)
+            .map_err(|reason| invalid("sandbox.egress_allow", &text, reason))?,
+        None => Vec::new(),
+    };
+    Ok(SandboxSettings {
+        driver: sandbox_driver,
+        isolation,
+        network,
+        resources: Resources { memory_bytes, pids, cpus },
+        image,
+        egress_allow,
+    })
+}
+
+/// `[preview]`: the ports allowed, where previews listen, and their hosts.
+fn preview(
+    pick: Pick<'_>,
+    file: PreviewFile,
+    listen: SocketAddr,
+) -> Result<(PortAllowList, Option<SocketAddr>, Option<PreviewHosts>), ConfigError> {
+    let preview_ports = match pick("BERTH_PREVIEW_PORTS", file.ports) {
+        Some(text) => {
+            PortAllowList::parse(&text).map_err(|reason| invalid("preview.ports", &text, reason))?
+        }
+        None => PortAllowList::default(),
+    };
+    let preview_listen = match pick("BERTH_PREVIEW_LISTEN", file.listen) {
+        Some(text) if text == "off" => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            invalid("preview.listen", &text, "expected an address and port such as 127.0.0.1:7071, or off")
+        })?),
+        None => Some(default_preview_listen(listen)),
+    };
+    let preview_url = pick("BERTH_PREVIEW_URL", file.url)
+        .map(|url| PreviewHosts::wildcard(&url).map_err(|reason| invalid("preview.url", &url, reason)))
+        .transpose()?;
+    Ok((preview_ports, preview_listen, preview_url))
+}
+
+/// What `[agent]` decides.
+struct AgentSettings {
+    command: Option<String>,
+    resume_context: ResumeContext,
+    turn_timeout: Duration,
+    pass_env: Vec<String>,
+}
+
+fn agent(pick: Pick<'_>, file: AgentFile) -> Result<AgentSettings, ConfigError> {
+    let agent_command = pick("BERTH_AGENT", file.command);
+    if let Some(command) = &agent_command {
+        berth_core::validate::agent_command(command)
+            .map_err(|error| invalid("agent.command", command, error.reason))?;
+    }
+    let resume_context = match pick("BERTH_RESUME_CONTEXT", file.resume_context).as_deref() {
+        // The manual's default: a returning user gets a fresh agent.
+        None | Some("never") => ResumeContext::Never,
+        Some("auto") => ResumeContext::Auto,
+        Some(other) => {
+            return Err(invalid("agent.resume_context", other, "expected auto or never"));
+        }
+    };
+    let turn_timeout = match pick("BERTH_TURN_TIMEOUT", file.turn_timeout) {
+        Some(text) => duration("agent.turn_timeout", &text)?,
+        None => DEFAULT_TURN_TIMEOUT,
+    };
+    let mut pass_env = Vec::new();
+    if let Some(text) = pick("BERTH_AGENT_PASS_ENV", file.pass_env) {
+        for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+            berth_core::validate::secret_name(name)
+                .map_err(|error| invalid("agent.pass_env", name, error.reason))?;
+            pass_env.push(name.to_owned());
+        }
+    }
+    Ok(AgentSettings { command: agent_command, resume_context, turn_timeout, pass_env })
+}
+
+fn public_url(configured: Option<String>, listen_text: &str) -> Result<String, ConfigError> {
+    let public_url = configured.unwrap_or_else(|| format!("http://{listen_text}"));
+    let public_url = public_url.trim_end_matches('/').to_owned();
+    if !(public_url.starts_with("http://") || public_url.starts_with("https://"))
+        || public_url.contains(['?', '#'])
+    {
+        return Err(invalid(
+            "public_url",
+            &public_url,
+            "expected an http:// or https:// address without query",
+        ));
+    }
+    Ok(public_url)
+}
+
+/// `[auth.oidc]`: single sign-on, when an issuer is named.
+fn oidc(pick: Pick<'_>, oidc_file: OidcFile) -> Result<Option<OidcSettings>, ConfigError> {
+    let oidc = match pick("BERTH_OIDC_ISSUER", oidc_file.issuer) {
+        Some(issuer) => {
+            let client_id = pick("BERTH_OIDC_CLIENT_ID", oidc_file.client_id).ok_or_else(|| {
+                invalid("auth.oidc.client_id", "", "an OpenID Connect issuer needs a client id")
+            })?;
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                return Err(invalid("auth.oidc.issuer", &issuer, "expected an http:// or https:// URL"));
+            }
+            let scopes = match pick("BERTH_OIDC_SCOPES", oidc_file.scopes) {
+                Some(text) => list(Some(text)),
+                None => ["openid", "profile", "email"].map(str::to_owned).to_vec(),
+            };
+            Some(OidcSettings {
+                issuer,
+                client_id,
+                client_secret: pick("BERTH_OIDC_CLIENT_SECRET", oidc_file.client_secret),
+                display_name: pick("BERTH_OIDC_DISPLAY_NAME", oidc_file.display_name)
+                    .unwrap_or_else(|| "Single sign-on".to_owned()),
+                scopes,
+                username_claim: pick("BERTH_OIDC_USERNAME_CLAIM", oidc_file.username_claim)
+                    .unwrap_or_else(|| "preferred_username".to_owned()),
+                groups_claim: pick("BERTH_OIDC_GROUPS_CLAIM", oidc_file.groups_claim)
+                    .unwrap_or_else(|| "groups".to_owned()),
+                allowed_groups: list(pick("BERTH_OIDC_ALLOWED_GROUPS", oidc_file.allowed_groups)),
+                allowed_email_domains: list(pick(
+                    "BERTH_OIDC_ALLOWED_EMAIL_DOMAINS",
+                    oidc_file.allowed_email_domains,
+                )),
+                admin_groups: list(pick("BERTH_OIDC_ADMIN_GROUPS", oidc_file.admin_groups)),
+            })
+        }
+        None => None,
+    };
+    Ok(oidc)
+}
+
+/// `[agents.NAME]`: the agents this installation offers besides the built-in one.
+fn catalogue(
+    file: std::collections::BTreeMap<String, AgentEntryFile>,
+) -> Result<Vec<AgentEntry>, ConfigError> {
+    let mut agents = Vec::new();
+    for (name, entry) in file {
+        let refuse =
+            |value: &str, reason: String| invalid("agents", value, format!("[agents.{name}]: {reason}"));
+        berth_core::validate::name(&name).map_err(|error| refuse(&name, error.reason))?;
+        if name == crate::BUILTIN_AGENT {
+            return Err(refuse(&name, "the built-in agent's name is taken".into()));
+        }
+        berth_core::validate::agent_command(&entry.command)
+            .map_err(|error| refuse(&entry.command, error.reason))?;
+        for needed in entry.needs.iter().chain(entry.env.keys()) {
+            berth_core::validate::secret_name(needed).map_err(|error| refuse(needed, error.reason))?;
+        }
+        agents.push(AgentEntry {
+            name,
+            command: entry.command,
+            needs: entry.needs,
+            description: entry.description,
+            env: entry.env.into_iter().collect(),
+        });
+    }
+    Ok(agents)
+}
 
 /// `[replica]`: the id (by default this host's name and the listen port), the URL other
 /// replicas reach it at, the lease.
