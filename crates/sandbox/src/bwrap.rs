@@ -53,6 +53,15 @@ const JOB_UID: &str = "1000";
 
 /// The arguments of `bwrap` that run `program` (with its arguments) in the sandbox.
 pub fn arguments(layout: &Layout, program: &[OsString]) -> Vec<OsString> {
+    let mut args = namespaces(layout);
+    args.extend(host_view(layout));
+    args.extend(workspace_and_environment(layout));
+    args.extend(program_line(layout, program));
+    args
+}
+
+/// The namespaces the sandbox gets, its user, and how it ends.
+fn namespaces(layout: &Layout) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]);
@@ -67,6 +76,14 @@ pub fn arguments(layout: &Layout, program: &[OsString]) -> Vec<OsString> {
     if layout.wait_on_fd_3 {
         push(&["--block-fd", "3"]);
     }
+    args
+}
+
+/// What the sandbox sees of the host: the system directories read-only, the host's
+/// secrets covered, a private `/tmp`, `/proc` and `/dev`, the agent programs read-only,
+/// and what must stay hidden (the data directory) covered.
+fn host_view(layout: &Layout) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
     for dir in TOP_LEVEL {
         let path = Path::new(dir);
         match std::fs::read_link(path) {
@@ -114,6 +131,13 @@ pub fn arguments(layout: &Layout, program: &[OsString]) -> Vec<OsString> {
             }
         }
     }
+    args
+}
+
+/// The workspace, read-write at [`WORKSPACE`] and the working directory, and the
+/// environment.
+fn workspace_and_environment(layout: &Layout) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
     args.extend([
         "--bind".into(),
         layout.workspace_dir.clone().into_os_string(),
@@ -130,6 +154,13 @@ pub fn arguments(layout: &Layout, program: &[OsString]) -> Vec<OsString> {
         }
         None => args.extend(["--setenv".into(), "HOME".into(), format!("{WORKSPACE}/.berth/home").into()]),
     }
+    args
+}
+
+/// The program, inside the wrappers that show berth's git configuration and read the
+/// private environment.
+fn program_line(layout: &Layout, program: &[OsString]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
     let mut program = program.to_vec();
     if let Some(config) = &layout.repository_config {
         args.extend(["--ro-bind".into(), config.clone().into_os_string(), REPOSITORY_CONFIG.into()]);

@@ -252,6 +252,96 @@ impl LocalDriver {
         Ok(records)
     }
 
+    /// The process of a job: a plain process in the checkout for trusted single-user
+    /// setups, else bubblewrap around it, with its private environment and berth's git
+    /// configuration in files of their own (returned: they must outlive the job).
+    fn job_command(
+        &self,
+        job: &Job,
+        program: &[OsString],
+    ) -> Result<(tokio::process::Command, Vec<EnvFile>), SandboxError> {
+        let mut files = Vec::new();
+        if self.options.isolation == Isolation::None {
+            let mut command = tokio::process::Command::new(&program[0]);
+            command.args(&program[1..]).current_dir(&job.workspace_dir).env_clear().envs(job.env.clone());
+            command.envs(job.secret_env.clone());
+            return Ok((command, files));
+        }
+        let mut layout = bwrap::Layout {
+            workspace_dir: job.workspace_dir.clone(),
+            network: match job.network {
+                JobNetwork::None => Network::Isolated,
+                JobNetwork::Host => Network::Host,
+            },
+            extra_read_only: self.options.read_only.iter().chain(&job.read_only).cloned().collect(),
+            hidden: self.options.hidden.clone(),
+            wait_on_fd_3: false,
+            env: Some(job.env.clone()),
+            env_file: None,
+            repository_config: None,
+        };
+        let name = format!("job-{}", hex_nonce());
+        let spawn_error = |source| SandboxError::Spawn { command: job.argv.join(" "), source };
+        if !job.secret_env.is_empty() {
+            let file = EnvFile::write(&self.env_file_path(&name), &job.secret_env).map_err(spawn_error)?;
+            layout.env_file = Some(file.path().to_owned());
+            files.push(file);
+        }
+        if let Some(config) = &job.repository_config {
+            let path = self.state_dir.join(format!("{name}.gitconfig"));
+            let file = EnvFile::write_text(&path, config).map_err(spawn_error)?;
+            layout.repository_config = Some(file.path().to_owned());
+            files.push(file);
+        }
+        let mut command = tokio::process::Command::new("bwrap");
+        command.args(bwrap::arguments(&layout, program)).current_dir("/").env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        Ok((command, files))
+    }
+
+    /// With outbound networking the agent waits behind a gate (a FIFO) until slirp4netns
+    /// has brought its interface up, so its first connection does not fail: its path and
+    /// the end berth writes to.
+    fn gate(&self, spec: &SandboxSpec, isolated: bool) -> std::io::Result<Option<(PathBuf, std::fs::File)>> {
+        if !(isolated && self.options.network == Network::Outbound) {
+            return Ok(None);
+        }
+        let path = self.state_dir.join(format!("{}.gate", spec.session_id));
+        let _ = std::fs::remove_file(&path);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+        // Read and write, so opening never waits for the other side.
+        let writer = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
+        Ok(Some((path, writer)))
+    }
+
+    /// The sandbox's own network, once bubblewrap (process `pid`) runs: the process that
+    /// holds its namespaces, and for outbound networking slirp4netns and the egress rules,
+    /// after which the gate lets the agent start.
+    async fn connect_network(
+        &self,
+        pid: i32,
+        gate: Option<(PathBuf, std::fs::File)>,
+    ) -> std::io::Result<(i32, Option<tokio::process::Child>)> {
+        let holder = netns::sandbox_process(pid).await;
+        if let Some((path, _)) = &gate {
+            // bubblewrap runs, so the gate is open on its side: the name can go.
+            let _ = std::fs::remove_file(path);
+        }
+        let holder = holder.ok_or_else(|| std::io::Error::other("bubblewrap did not start the sandbox"))?;
+        if self.options.network != Network::Outbound {
+            return Ok((holder, None));
+        }
+        let slirp = self.start_outbound(holder).await?;
+        if let Some((_, mut writer)) = gate {
+            use std::io::Write;
+            // bubblewrap reads one byte from the gate, then runs the agent.
+            writer.write_all(b"1")?;
+        }
+        Ok((holder, Some(slirp)))
+    }
+
     /// Outbound networking for the sandbox whose namespaces process `holder` holds:
     /// slirp4netns and the egress rules, set up side by side (neither needs the other),
     /// both before the agent runs.
@@ -316,21 +406,7 @@ impl SandboxDriver for LocalDriver {
     async fn power_on(&self, spec: SandboxSpec) -> Result<AgentIo, SandboxError> {
         let spawn_error = |source| SandboxError::Spawn { command: spec.agent_command.clone(), source };
         let isolated = self.options.isolation == Isolation::Bwrap;
-        // With outbound networking the agent waits behind a gate until slirp4netns has
-        // brought its interface up, so its first connection does not fail.
-        let gate = match (isolated, self.options.network) {
-            (true, Network::Outbound) => {
-                let path = self.state_dir.join(format!("{}.gate", spec.session_id));
-                let _ = std::fs::remove_file(&path);
-                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-                    .map_err(|error| spawn_error(error.into()))?;
-                // Read and write, so opening never waits for the other side.
-                let writer =
-                    std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(spawn_error)?;
-                Some((path, writer))
-            }
-            _ => None,
-        };
+        let gate = self.gate(&spec, isolated).map_err(spawn_error)?;
         let cgroup = match &self.cgroups {
             Some(hierarchy) => match hierarchy.create(&spec.session_id, &self.options.resources) {
                 Ok(cgroup) => Some(cgroup),
@@ -359,25 +435,7 @@ impl SandboxDriver for LocalDriver {
             gate.as_ref().map(|(path, _)| path.as_path()),
             env_file.as_ref().map(EnvFile::path),
         );
-        let mut command = tokio::process::Command::new(&line[0]);
-        command
-            .args(&line[1..])
-            .current_dir(&spec.workspace_dir)
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Only what the spec names: the server's own environment (berth's settings,
-            // an operator's credentials) is not the agent's business.
-            .env_clear()
-            .envs(spec.env.iter().map(|(name, value)| (name, value)))
-            .env("BERTH_SESSION_ID", spec.session_id.as_str())
-            .env("BERTH_WORKSPACE_ID", spec.workspace_id.as_str());
-        if !isolated {
-            command.env("HOME", spec.workspace_dir.join(".berth/home"));
-            command.envs(spec.secret_env.iter().map(|(name, value)| (name, value)));
-        }
-        let mut child = match command.spawn() {
+        let mut child = match agent_command(&spec, &line, isolated).spawn() {
             Ok(child) => child,
             Err(error) => {
                 if let Some(cgroup) = &cgroup {
@@ -403,82 +461,15 @@ impl SandboxDriver for LocalDriver {
             return Err(abandon(pid, &mut child, cgroup.as_ref(), error).await);
         }
         let (network_holder, slirp) = if isolated && self.options.network != Network::Host {
-            let holder = netns::sandbox_process(pid).await;
-            if let Some((path, _)) = &gate {
-                // bubblewrap runs, so the gate is open on its side: the name can go.
-                let _ = std::fs::remove_file(path);
+            match self.connect_network(pid, gate).await {
+                Ok((holder, slirp)) => (Some(holder), slirp),
+                Err(error) => return Err(abandon(pid, &mut child, cgroup.as_ref(), spawn_error(error)).await),
             }
-            let Some(holder) = holder else {
-                let error = std::io::Error::other("bubblewrap did not start the sandbox");
-                return Err(abandon(pid, &mut child, cgroup.as_ref(), spawn_error(error)).await);
-            };
-            let slirp = match self.options.network {
-                Network::Outbound => match self.start_outbound(holder).await {
-                    Ok(slirp) => {
-                        if let Some((_, mut writer)) = gate {
-                            use std::io::Write;
-                            // bubblewrap reads one byte from the gate, then runs the agent.
-                            if let Err(error) = writer.write_all(b"1") {
-                                return Err(
-                                    abandon(pid, &mut child, cgroup.as_ref(), spawn_error(error)).await
-                                );
-                            }
-                        }
-                        Some(slirp)
-                    }
-                    Err(error) => {
-                        return Err(abandon(pid, &mut child, cgroup.as_ref(), spawn_error(error)).await);
-                    }
-                },
-                _ => None,
-            };
-            (Some(holder), slirp)
         } else {
             (None, None)
         };
-
-        let (exit_sender, exited) = watch::channel(None);
-        let record_path = self.record_path(&spec.session_id);
-        let (notice_sender, notices) = mpsc::unbounded_channel();
-        let limits = cgroup.clone().map(|cgroup| {
-            let seen = Mutex::new(cgroup.hits());
-            std::sync::Arc::new(LimitWatch { cgroup, seen, notices: notice_sender })
-        });
-        if let Some(limits) = limits.clone() {
-            tokio::spawn(limits.run(exited.clone()));
-        }
-        tokio::spawn(async move {
-            let status = child.wait().await;
-            // The agent is gone; whatever it started in its group goes with it.
-            let _ = signal_group(pid, Signal::SIGKILL);
-            drop(slirp);
-            drop(env_file);
-            if let Some(limits) = limits {
-                // What killed the agent may be the limit: say so before the group goes.
-                limits.check();
-            }
-            let _ = std::fs::remove_file(&record_path);
-            let exit = match status {
-                Ok(status) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    SandboxExit { code: status.code(), signal: status.signal() }
-                }
-                Err(_) => SandboxExit { code: None, signal: None },
-            };
-            let _ = exit_sender.send(Some(exit));
-            // Then the group: a process that left the process group (setsid, possible
-            // without a pid namespace) is still in it and is killed, and the empty
-            // group's directories go. In the background: close waits for neither.
-            if let Some(cgroup) = cgroup {
-                let _ = tokio::task::spawn_blocking(move || {
-                    if cgroup.populated() {
-                        cgroup.kill_all();
-                    }
-                    cgroup.remove();
-                })
-                .await;
-            }
-        });
+        let (exited, notices) =
+            watch_agent(child, pid, cgroup, slirp, env_file, self.record_path(&spec.session_id));
         self.lock_children().insert(
             spec.session_id.clone(),
             LocalChild { pgid: pid, exited: exited.clone(), network_holder },
@@ -575,55 +566,12 @@ impl SandboxDriver for LocalDriver {
 
     async fn run_job(&self, job: Job) -> Result<JobOutput, SandboxError> {
         let program: Vec<OsString> = job.argv.iter().map(OsString::from).collect();
-        let Some((first, rest)) = program.split_first() else {
+        if program.is_empty() {
             let source = std::io::Error::other("the job has no program");
             return Err(SandboxError::Spawn { command: String::new(), source });
-        };
-        let (mut env_file, mut config_file) = (None, None);
-        let mut command = match self.options.isolation {
-            // Trusted single-user setups: the job is a plain process in the checkout.
-            Isolation::None => {
-                let mut command = tokio::process::Command::new(first);
-                command.args(rest).current_dir(&job.workspace_dir).env_clear().envs(job.env.clone());
-                command.envs(job.secret_env.clone());
-                command
-            }
-            Isolation::Bwrap => {
-                let mut layout = bwrap::Layout {
-                    workspace_dir: job.workspace_dir.clone(),
-                    network: match job.network {
-                        JobNetwork::None => Network::Isolated,
-                        JobNetwork::Host => Network::Host,
-                    },
-                    extra_read_only: self.options.read_only.iter().chain(&job.read_only).cloned().collect(),
-                    hidden: self.options.hidden.clone(),
-                    wait_on_fd_3: false,
-                    env: Some(job.env.clone()),
-                    env_file: None,
-                    repository_config: None,
-                };
-                let name = format!("job-{}", hex_nonce());
-                let spawn_error = |source| SandboxError::Spawn { command: job.argv.join(" "), source };
-                if !job.secret_env.is_empty() {
-                    let file =
-                        EnvFile::write(&self.env_file_path(&name), &job.secret_env).map_err(spawn_error)?;
-                    layout.env_file = Some(file.path().to_owned());
-                    env_file = Some(file);
-                }
-                if let Some(config) = &job.repository_config {
-                    let path = self.state_dir.join(format!("{name}.gitconfig"));
-                    let file = EnvFile::write_text(&path, config).map_err(spawn_error)?;
-                    layout.repository_config = Some(file.path().to_owned());
-                    config_file = Some(file);
-                }
-                let mut command = tokio::process::Command::new("bwrap");
-                command.args(bwrap::arguments(&layout, &program)).current_dir("/").env_clear();
-                if let Some(path) = std::env::var_os("PATH") {
-                    command.env("PATH", path);
-                }
-                command
-            }
-        };
+        }
+        // The private files live as long as the job.
+        let (mut command, _job_files) = self.job_command(&job, &program)?;
         command
             .process_group(0)
             .stdin(Stdio::null())
@@ -666,7 +614,6 @@ impl SandboxDriver for LocalDriver {
                 return Err(error);
             }
         };
-        drop((env_file, config_file));
         let status = status.map_err(|source| SandboxError::Spawn { command: job.argv.join(" "), source })?;
         use std::os::unix::process::ExitStatusExt;
         Ok(JobOutput {
@@ -696,6 +643,84 @@ pub(crate) fn agent_shell(command: &str) -> Vec<OsString> {
 /// A random name part.
 fn hex_nonce() -> String {
     rand::random::<[u8; 8]>().iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The agent's process: `line` run in the workspace, in a process group of its own, with
+/// only the environment the spec names (the server's own — berth's settings, an
+/// operator's credentials — is not the agent's business).
+fn agent_command(spec: &SandboxSpec, line: &[std::ffi::OsString], isolated: bool) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&line[0]);
+    command
+        .args(&line[1..])
+        .current_dir(&spec.workspace_dir)
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_clear()
+        .envs(spec.env.iter().map(|(name, value)| (name, value)))
+        .env("BERTH_SESSION_ID", spec.session_id.as_str())
+        .env("BERTH_WORKSPACE_ID", spec.workspace_id.as_str());
+    if !isolated {
+        command.env("HOME", spec.workspace_dir.join(".berth/home"));
+        command.envs(spec.secret_env.iter().map(|(name, value)| (name, value)));
+    }
+    command
+}
+
+/// Waits for the agent in the background: its limit hits reported as they come, and when
+/// it exits, its group killed, what the sandbox held released (slirp4netns, the private
+/// environment, the record, the cgroup) and the exit told.
+fn watch_agent(
+    mut child: tokio::process::Child,
+    pid: i32,
+    cgroup: Option<Cgroup>,
+    slirp: Option<tokio::process::Child>,
+    env_file: Option<EnvFile>,
+    record_path: PathBuf,
+) -> (watch::Receiver<Option<SandboxExit>>, mpsc::UnboundedReceiver<SandboxNotice>) {
+    let (exit_sender, exited) = watch::channel(None);
+    let (notice_sender, notices) = mpsc::unbounded_channel();
+    let limits = cgroup.clone().map(|cgroup| {
+        let seen = Mutex::new(cgroup.hits());
+        std::sync::Arc::new(LimitWatch { cgroup, seen, notices: notice_sender })
+    });
+    if let Some(limits) = limits.clone() {
+        tokio::spawn(limits.run(exited.clone()));
+    }
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        // The agent is gone; whatever it started in its group goes with it.
+        let _ = signal_group(pid, Signal::SIGKILL);
+        drop(slirp);
+        drop(env_file);
+        if let Some(limits) = limits {
+            // What killed the agent may be the limit: say so before the group goes.
+            limits.check();
+        }
+        let _ = std::fs::remove_file(&record_path);
+        let exit = match status {
+            Ok(status) => {
+                use std::os::unix::process::ExitStatusExt;
+                SandboxExit { code: status.code(), signal: status.signal() }
+            }
+            Err(_) => SandboxExit { code: None, signal: None },
+        };
+        let _ = exit_sender.send(Some(exit));
+        // Then the group: a process that left the process group (setsid, possible
+        // without a pid namespace) is still in it and is killed, and the empty group's
+        // directories go. In the background: close waits for neither.
+        if let Some(cgroup) = cgroup {
+            let _ = tokio::task::spawn_blocking(move || {
+                if cgroup.populated() {
+                    cgroup.kill_all();
+                }
+                cgroup.remove();
+            })
+            .await;
+        }
+    });
+    (exited, notices)
 }
 
 /// Stops a sandbox that failed half-way through starting.
