@@ -11,8 +11,7 @@ use berth_store::Store;
 use chrono::Utc;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::Arc;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 /// What a live-channel client is sent.
 #[derive(Debug, Clone)]
@@ -26,22 +25,6 @@ pub(crate) struct PendingQuestion {
     /// The question as clients see it: `{id, title, options: [{id, label, kind}], tool_call}`.
     pub(crate) body: Value,
     pub(crate) answer: oneshot::Sender<Option<String>>,
-}
-
-/// Keeps a live-channel connection counted; dropped, however the connection went, it
-/// tells the session's owner, which decides (the last one going is a leave, with the
-/// grace window if a run is in progress).
-pub struct LiveAttachment {
-    pub(crate) _counted: super::runtime::Detacher,
-}
-
-/// What a client gets when it attaches: a subscription taken before the history is read
-/// (so nothing falls between the two), and the questions waiting now.
-pub struct LiveSubscription {
-    pub session: Session,
-    pub messages: broadcast::Receiver<Arc<LiveMessage>>,
-    pub pending_questions: Vec<Value>,
-    pub attachment: LiveAttachment,
 }
 
 /// A question as clients see it: `{id, title, options: [{id, label, kind}], tool_call}`.

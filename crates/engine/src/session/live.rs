@@ -2,9 +2,28 @@
 //! read the history — each sent to the session's owner task (`runtime`) as a command.
 
 use super::runtime::{Attached, Command};
-use super::{LiveAttachment, LiveSubscription, Sessions};
+use super::{LiveMessage, Sessions};
 use crate::{EngineError, Services};
-use berth_core::{Event, User};
+use berth_core::{Event, Session, User};
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Keeps a live-channel connection counted; dropped, however the connection went, it
+/// tells the session's owner, which decides (the last one going is a leave, with the
+/// grace window if a run is in progress).
+pub struct LiveAttachment {
+    _counted: super::runtime::Detacher,
+}
+
+/// What a client gets when it attaches: a subscription taken before the history is read
+/// (so nothing falls between the two), and the questions waiting now.
+pub struct LiveSubscription {
+    pub session: Session,
+    pub messages: broadcast::Receiver<Arc<LiveMessage>>,
+    pub pending_questions: Vec<Value>,
+    pub attachment: LiveAttachment,
+}
 
 impl Sessions {
     /// A person's prompt: stored, then sent to the agent. Refused while a turn runs.

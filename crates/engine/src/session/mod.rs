@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 
-pub use conversation::{LiveAttachment, LiveMessage, LiveSubscription};
+pub use conversation::LiveMessage;
+pub use live::{LiveAttachment, LiveSubscription};
 pub(crate) use open::PowerOnGuard;
 
 crate::service!(Sessions);
