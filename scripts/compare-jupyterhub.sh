@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
 # berth beside JupyterHub on this machine, in one go: runs the peer benchmark of
-# ../shared/bench/jupyterhub (it installs pinned JupyterHub from PyPI into a venv) and
+# bench/jupyterhub (it installs pinned JupyterHub from PyPI into a venv) and
 # `berth bench`, then prints the ratios JupyterHub / berth for start, stop, stop-all of
 # 10 and 50, API read throughput (berth / JupyterHub) and memory per session.
 #
-#   scripts/compare-jupyterhub.sh              # JupyterHub light mode (the hub's own cost)
-#   MODES="light real" scripts/compare-jupyterhub.sh   # also real jupyter servers (~11 min)
+#   scripts/compare-jupyterhub.sh                       # JupyterHub light mode (the hub's own cost)
+#   MODES="light real" scripts/compare-jupyterhub.sh    # also real jupyter servers (minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-peer="${JUPYTERHUB_BENCH:-../shared/bench/jupyterhub}"
-state="${JHB_STATE:-${TMPDIR:-/tmp}/berth-jhbench}"
-export JHB_STATE="$state"
+state="${BENCH_STATE:-${TMPDIR:-/tmp}/berth-jupyterhub}"
+export BENCH_STATE="$state"
 export MODES="${MODES:-light}"
 
 cargo build --release --locked
 echo "== JupyterHub ($MODES)"
-bash "$peer/run.sh"
+bench/jupyterhub/run.sh
 echo "== berth"
 target/release/berth bench --rounds 200 --sandboxes none,bwrap --json > "$state/results/berth.json"
 
@@ -38,14 +37,13 @@ print("| figure | JupyterHub | berth | ratio |")
 print("|---|---|---|---|")
 for mode in modes:
     jh = json.load(open(f"{results}/{mode}.json"))
-    start = jh["start_to_ready_ms"]["median"]
+    start = jh["start_ms"]["median"]
     stop = jh["stop_ms"]["median"]
-    stop10 = jh.get("one_user_n10", jh.get("across_users_n10"))["stop_all_ms"]["median"]
-    stop50 = jh.get("one_user_n50", jh.get("across_users_n50"))["stop_all_ms"]["median"]
-    jh_reads = max(t["req_per_s"] for t in jh["throughput_get_user"])
-    mem50 = jh.get("one_user_n50", jh.get("across_users_n50"))["mem_with_n_running"]
-    fresh = jh["mem_fresh_0_servers"]["hub_rss_kb"]
-    hub_per_server = (mem50["hub_rss_kb"] - fresh) / 50
+    stop10 = jh["stop_all_ms"]["10"]["median"]
+    stop50 = jh["stop_all_ms"]["50"]["median"]
+    jh_reads = max(jh["reads_per_s"].values())
+    memory = jh["hub_rss_kb"]
+    hub_per_server = (memory["with_running"] - memory["fresh"]) / memory["running"]
     rows = [
         (f"start one server → ready ({mode}) vs open → agent ready (none)", start, open_ready, "ms"),
         (f"start one server → ready ({mode}) vs open → agent ready (bwrap)", start, open_bwrap, "ms"),
