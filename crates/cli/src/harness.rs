@@ -3,7 +3,10 @@
 //! same data directory.
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use berth_server::client::Client;
+use berth_server::wire::CreateWorkspaceRequest;
+use reqwest::Method;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -132,9 +135,11 @@ impl Drop for ServeProcess {
     }
 }
 
-/// A JSON client of the HTTP API with one token.
+/// The bench's and the drills' client: [`berth_server::client::Client`] with one token,
+/// answers read as JSON values where a figure only needs a field or two.
 #[derive(Clone)]
 pub struct Api {
+    pub client: Client,
     pub http: reqwest::Client,
     pub base: String,
     pub token: String,
@@ -142,17 +147,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: String, token: &str) -> Api {
-        Api { http: reqwest::Client::new(), base, token: token.to_owned() }
-    }
-
-    pub async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = request.bearer_auth(&self.token).send().await?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("berth answered {status}: {body}");
-        }
-        Ok(body)
+        Api { client: Client::new(&base, token), http: reqwest::Client::new(), base, token: token.to_owned() }
     }
 
     /// The status and body of a request, whatever the status.
@@ -166,29 +161,28 @@ impl Api {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+        Ok(self.client.json(Method::POST, path, Some(&body)).await?)
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(self.http.get(format!("{}{path}", self.base))).await
+        Ok(self.client.json(Method::GET, path, None).await?)
     }
 
     pub async fn ready_workspace(&self, repo: &str, name: &str) -> anyhow::Result<String> {
-        let created = self.post("/api/workspaces", json!({ "repo": repo, "name": name })).await?;
-        let id = created["id"].as_str().context("no workspace id")?.to_owned();
-        loop {
-            let workspace = self.get(&format!("/api/workspaces/{id}")).await?;
-            match workspace["state"].as_str() {
-                Some("ready") => return Ok(id),
-                Some("initialising") => tokio::time::sleep(Duration::from_millis(5)).await,
-                _ => bail!("workspace {name} did not become ready: {workspace}"),
-            }
+        let request = CreateWorkspaceRequest {
+            repo: repo.to_owned(),
+            name: Some(name.to_owned()),
+            ..Default::default()
+        };
+        let workspace = self.client.create_settled(&request, Duration::from_secs(600)).await?;
+        if workspace.state != "ready" {
+            bail!("workspace {name} did not become ready: {} {:?}", workspace.state, workspace.error);
         }
+        Ok(workspace.id)
     }
 
     pub async fn open(&self, workspace: &str) -> anyhow::Result<String> {
-        let opened = self.post(&format!("/api/workspaces/{workspace}/open"), Value::Null).await?;
-        Ok(opened["session"]["id"].as_str().context("no session id")?.to_owned())
+        Ok(self.client.open(workspace).await?.session.id)
     }
 
     pub async fn attach(&self, session: &str, after: i64) -> anyhow::Result<Live> {
