@@ -16,11 +16,147 @@ import { openWorkspace } from "./workspace.js";
  * status bar; reconnects by itself and sends the leave signal when the page goes. */
 export async function chat(state, workspace, opened) {
   let session = opened.session;
-  let socket = null;
-  let leaving = false;
+  let isEnded = false;
+  let closing = false;
+  // The live channel, once the history is drawn.
+  let live = null;
+  const sendFrame = (frame) => {
+    if (live) return live.send(frame);
+    toast("Not connected: reconnecting first", "bad");
+    return false;
+  };
+  const follow = followingMessages();
+  const composer = promptForm({
+    onPrompt: (text) => {
+      if (!sendFrame({ type: "prompt", text })) return false;
+      setRunning(true);
+      return true;
+    },
+    onStop: () => stopRun(),
+  });
+  const stopRun = () => {
+    // What is running now ends because the person stopped it, not because it failed.
+    if (sendFrame({ type: "cancel" })) view.markStopped();
+  };
+  // Esc stops a run, from anywhere in the chat.
+  const stopOnEscape = (event) => {
+    if (event.key === "Escape" && !composer.stop.hidden && !dialog.open) { event.preventDefault(); stopRun(); }
+  };
+  const preview = previewPane(workspace, () => session);
+  const toolsList = h("ul", { class: "tools-list", id: "tools-list" });
+  const toolsEmpty = h("p", { class: "muted" }, "No tool calls yet.");
+  const changes = changesPanel(workspace);
+  const files = filesPanel(workspace);
+  const status = statusBar(workspace, session, async () => {
+    // The live channel may say the session ended before the answer comes: either way
+    // the page says it was closed from here.
+    closing = true;
+    if (await closeSession(session.id)) ended({ ...session, state: "ended", end_reason: "closed" });
+    else closing = false;
+  });
+  const notices = h("div", { id: "notices" });
+
+  main.replaceChildren(
+    h("div", { class: "row" }, h("h1", {}, workspace.name), h("span", { class: "muted" }, workspace.repo)),
+    status.element,
+    notices,
+    h("div", { class: "workspace" },
+      h("section", { class: "panel chat", "aria-label": "Chat", onkeydown: stopOnEscape },
+        follow.messages, follow.newMessages, composer.form),
+      h("aside", { class: "side" }, changes.element, files.element, preview.element,
+        h("section", { class: "panel", "aria-labelledby": "tools-title" },
+          h("h2", { id: "tools-title" }, "Tool calls"), toolsEmpty, toolsList))));
+  openedNotices(opened, notices);
+
+  // ---- the conversation
+  const view = conversationView({
+    messages: follow.messages, toolsList, toolsEmpty,
+    answer: (questionId, optionId) => sendFrame({ type: "answer", question_id: questionId, option_id: optionId }),
+    onTurnEnd: (data, isLive) => {
+      setRunning(false);
+      // A live turn may have changed the checkout, or started a server (a replayed one
+      // changed nothing new).
+      if (!isLive) return;
+      changes.refresh();
+      files.refresh();
+      preview.findPorts();
+      if (data.stop_reason !== "cancelled") callAttention("The agent finished", workspace.name);
+    },
+  });
+
+  // ---- session state
+  function setRunning(running) {
+    composer.stop.hidden = !running;
+    status.agentNote.textContent = running ? "The agent is working…" : "";
+  }
+  setRunning(Boolean(session.agent_running));
+  preview.findPorts();
+  function ended(current) {
+    if (isEnded) return;
+    isEnded = true;
+    session = current;
+    if (live) live.stop();
+    status.showState("ended");
+    setRunning(false);
+    preview.close();
+    view.end();
+    composer.disable();
+    status.element.querySelector("#close-workspace").disabled = true;
+    banner.hidden = true;
+    notices.replaceChildren(endedNotice(state, workspace, current, closing));
+  }
+
+  // ---- history, then the live channel
+  await view.drawHistory((render) => readHistory(state, workspace, render));
+  if (state.stopped) return;
+  follow.messages.scrollTop = follow.messages.scrollHeight;
+  // The changes come after the conversation: it is what the person came back to.
+  changes.refresh();
+
+  live = liveChannel(state, () => session, () => view.lastSeq(), {
+    frame(frame) {
+      const following = follow.atBottom();
+      if (frame.type === "event") view.render(frame.event);
+      else if (frame.type === "question") {
+        // A question the agent waits on is always brought into view, and called out in a
+        // hidden tab.
+        view.ask(frame.question).element.scrollIntoView({ block: "nearest" });
+        callAttention("The agent asks you", frame.question.title);
+        setRunning(true);
+      }
+      else if (frame.type === "session") {
+        session = frame.session;
+        if (session.state === "ended") ended(session);
+        else { status.showState(session.state); if (session.agent_running) setRunning(true); }
+      } else if (frame.type === "error") toast(frame.error.message, "bad");
+      if (frame.type === "event" || frame.type === "question") follow.keepFollowing(following);
+    },
+    seen(current) {
+      if (current.state === "ended") ended(current);
+      else status.showState(current.state);
+    },
+    isEnded: () => isEnded,
+  });
+  if (!isEnded) live.connect();
+  composer.prompt.focus();
+}
+
+/** The workspace's whole history, page by page, each event to `render`. */
+async function readHistory(state, workspace, render) {
+  let after = 0;
+  for (;;) {
+    const page = await api("GET", `/api/workspaces/${workspace.id}/events?after=${after}&limit=1000`);
+    if (page.status !== 200 || state.stopped) break;
+    page.body.events.forEach(render);
+    if (page.body.events.length < 1000) break;
+    after = page.body.next_after;
+  }
+}
+
+/** The messages' scroller: it follows what arrives while the person is at the newest
+ * message; scrolled up, they get a "New messages" pill instead of being moved. */
+function followingMessages() {
   const messages = h("div", { class: "messages", id: "messages", "aria-live": "polite" });
-  // The chat follows what arrives while the person is at the newest message; scrolled up,
-  // they get a "New messages" pill instead of being moved.
   const newMessages = h("button", { type: "button", class: "new-messages", id: "new-messages", hidden: true,
     onclick: () => { messages.scrollTop = messages.scrollHeight; newMessages.hidden = true; } }, "New messages ↓");
   const atBottom = () => messages.scrollTop + messages.clientHeight >= messages.scrollHeight - 40;
@@ -29,28 +165,31 @@ export async function chat(state, workspace, opened) {
     else if (!atBottom()) newMessages.hidden = false;
   };
   messages.addEventListener("scroll", () => { if (atBottom()) newMessages.hidden = true; });
+  return { messages, newMessages, atBottom, keepFollowing };
+}
+
+/** The message box, Send and Stop. Enter sends; Shift+Enter is a new line. `onPrompt`
+ * answers whether the prompt went out (the box is emptied then). */
+function promptForm({ onPrompt, onStop }) {
   const prompt = h("textarea", { id: "prompt", name: "prompt", rows: 2, placeholder: "Ask the agent, or `$ command` to run one" });
   const send = h("button", { class: "primary", type: "submit", id: "send" }, "Send");
-  const stopRun = () => {
-    // What is running now ends because the person stopped it, not because it failed.
-    if (sendFrame({ type: "cancel" })) view.markStopped();
-  };
-  const stop = h("button", { type: "button", id: "stop", hidden: true, onclick: stopRun }, "Stop");
+  const stop = h("button", { type: "button", id: "stop", hidden: true, onclick: onStop }, "Stop");
   const form = h("form", { class: "prompt", onsubmit: (event) => {
     event.preventDefault();
     const text = prompt.value.trim();
-    if (!text || !sendFrame({ type: "prompt", text })) return;
+    if (!text || !onPrompt(text)) return;
     prompt.value = "";
-    setRunning(true);
   } }, h("label", { for: "prompt", class: "skip" }, "Message"), prompt, send, stop);
   prompt.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
   });
-  // Esc stops a run, from anywhere in the chat.
-  const stopOnEscape = (event) => {
-    if (event.key === "Escape" && !stop.hidden && !dialog.open) { event.preventDefault(); stopRun(); }
-  };
+  const disable = () => { prompt.disabled = true; send.disabled = true; };
+  return { form, prompt, stop, disable };
+}
 
+/** The live preview: a port typed or picked from what listens in the sandbox, shown
+ * through berth's pass redirect on the workspace's own host. */
+function previewPane(workspace, currentSession) {
   const port = h("input", { id: "preview-port", type: "number", min: 1, max: 65535, value: 3000, inputmode: "numeric" });
   const frameHolder = h("div", { id: "preview-frame" }, h("p", { class: "muted" }, "Nothing shown yet."));
   const showPreview = (event) => {
@@ -67,7 +206,7 @@ export async function chat(state, workspace, opened) {
   // What listens inside the sandbox, one click each (hidden where berth cannot tell).
   const portsRow = h("div", { class: "row", id: "preview-ports", hidden: true });
   const findPorts = async () => {
-    const answer = await api("GET", `/api/sessions/${encodeURIComponent(session.id)}/ports`);
+    const answer = await api("GET", `/api/sessions/${encodeURIComponent(currentSession().id)}/ports`);
     if (answer.status !== 200) { portsRow.hidden = true; return; }
     portsRow.hidden = false;
     portsRow.replaceChildren(h("span", { class: "muted" }, answer.body.ports.length ? "Listening:" : "Nothing listens yet."),
@@ -77,15 +216,22 @@ export async function chat(state, workspace, opened) {
       } }, String(number))),
       h("button", { type: "button", class: "link", id: "preview-ports-refresh", onclick: () => findPorts() }, "Look again"));
   };
-  const toolsList = h("ul", { class: "tools-list", id: "tools-list" });
-  const toolsEmpty = h("p", { class: "muted" }, "No tool calls yet.");
+  const element = h("section", { class: "panel", "aria-labelledby": "preview-title" },
+    h("h2", { id: "preview-title" }, "Live preview"),
+    h("form", { class: "row", id: "preview-form", onsubmit: showPreview },
+      h("label", { for: "preview-port" }, "Port"), h("div", {}, port), h("button", { type: "submit" }, "Show")),
+    portsRow, frameHolder);
+  const close = () => frameHolder.replaceChildren(h("p", { class: "muted" }, "The session ended; the preview is closed."));
+  return { element, findPorts, close };
+}
 
-  const changes = changesPanel(workspace);
-  const files = filesPanel(workspace);
+/** The status bar: the session's state, what the agent does, how to resume from a
+ * terminal, and the workspace's actions. */
+function statusBar(workspace, session, onClose) {
   const sessionBadge = h("span", { id: "session-state" }, badge(session.state));
   const agentNote = h("span", { class: "muted", id: "agent-note" });
   const resume = h("code", { id: "resume-command", class: "resume-hint" }, session.resume_command);
-  const statusbar = h("div", { class: "statusbar", id: "statusbar" },
+  const element = h("div", { class: "statusbar", id: "statusbar" },
     h("strong", {}, "Session"), sessionBadge, agentNote, h("span", { class: "spacer" }),
     h("span", { class: "muted resume-hint" }, "Resume from a terminal:"), resume,
     h("button", { type: "button", id: "copy-resume", onclick: async () => {
@@ -98,114 +244,48 @@ export async function chat(state, workspace, opened) {
       await pushWorkspace(workspace);
       event.target.disabled = false;
     } }, "Push"),
-    h("button", { class: "danger", id: "close-workspace", onclick: async () => {
-      // The live channel may say the session ended before the answer comes: either way
-      // the page says it was closed from here.
-      closing = true;
-      if (await closeSession(session.id)) ended({ ...session, state: "ended", end_reason: "closed" });
-      else closing = false;
-    } }, "Close workspace"));
-  const notices = h("div", { id: "notices" });
+    h("button", { class: "danger", id: "close-workspace", onclick: onClose }, "Close workspace"));
+  const showState = (state) => sessionBadge.replaceChildren(badge(state));
+  return { element, agentNote, showState };
+}
 
-  main.replaceChildren(
-    h("div", { class: "row" }, h("h1", {}, workspace.name), h("span", { class: "muted" }, workspace.repo)),
-    statusbar,
-    notices,
-    h("div", { class: "workspace" },
-      h("section", { class: "panel chat", "aria-label": "Chat", onkeydown: stopOnEscape }, messages, newMessages, form),
-      h("aside", { class: "side" },
-        changes.element,
-        files.element,
-        h("section", { class: "panel", "aria-labelledby": "preview-title" },
-          h("h2", { id: "preview-title" }, "Live preview"),
-          h("form", { class: "row", id: "preview-form", onsubmit: showPreview },
-            h("label", { for: "preview-port" }, "Port"), h("div", {}, port), h("button", { type: "submit" }, "Show")),
-          portsRow, frameHolder),
-        h("section", { class: "panel", "aria-labelledby": "tools-title" },
-          h("h2", { id: "tools-title" }, "Tool calls"), toolsEmpty, toolsList))));
+/** What the open did besides opening: resumed the session, or closed others for room. */
+function openedNotices(opened, notices) {
   if (opened.resumed) notices.append(h("p", { class: "notice", id: "session-resumed" }, "Session resumed"));
-  if (opened.replaced && opened.replaced.length) {
-    const replacedNotice = h("p", { class: "notice", id: "replaced" }, "Closed your other workspace to make room; its files are kept.");
-    notices.append(replacedNotice);
-    // Named once known: which workspace went, not how many.
-    Promise.all([workspaceNames(), ...opened.replaced.map((id) => api("GET", `/api/sessions/${id}`))]).then(([names, ...sessions]) => {
-      const closed = sessions.filter((answer) => answer.status === 200).map((answer) => names.get(answer.body.workspace_id) || answer.body.workspace_id);
-      if (closed.length) replacedNotice.textContent = `Closed ${closed.join(", ")} to make room; its files are kept.`;
-    });
-  }
-
-  // ---- the conversation
-  const view = conversationView({
-    messages, toolsList, toolsEmpty,
-    answer: (questionId, optionId) => sendFrame({ type: "answer", question_id: questionId, option_id: optionId }),
-    onTurnEnd: (data, live) => {
-      setRunning(false);
-      // A live turn may have changed the checkout, or started a server (a replayed one
-      // changed nothing new).
-      if (!live) return;
-      changes.refresh();
-      files.refresh();
-      findPorts();
-      if (data.stop_reason !== "cancelled") callAttention("The agent finished", workspace.name);
-    },
+  if (!opened.replaced || !opened.replaced.length) return;
+  const replacedNotice = h("p", { class: "notice", id: "replaced" }, "Closed your other workspace to make room; its files are kept.");
+  notices.append(replacedNotice);
+  // Named once known: which workspace went, not how many.
+  Promise.all([workspaceNames(), ...opened.replaced.map((id) => api("GET", `/api/sessions/${id}`))]).then(([names, ...sessions]) => {
+    const closed = sessions.filter((answer) => answer.status === 200).map((answer) => names.get(answer.body.workspace_id) || answer.body.workspace_id);
+    if (closed.length) replacedNotice.textContent = `Closed ${closed.join(", ")} to make room; its files are kept.`;
   });
+}
 
-  // ---- session state
-  let running = Boolean(session.agent_running);
-  function setRunning(value) {
-    running = value;
-    stop.hidden = !running;
-    agentNote.textContent = running ? "The agent is working…" : "";
+/** What the page says once the session ended: closed from here, ended for a reason, or
+ * the workspace deleted (it cannot be opened again: the page leads back). */
+function endedNotice(state, workspace, current, closing) {
+  if (current.end_reason === "deleted") {
+    return h("div", { class: "notice warn", id: "workspace-deleted" },
+      h("p", {}, `${workspace.name} was deleted; its files are gone.`),
+      h("button", { class: "primary", onclick: () => go("/") }, "Back to your workspaces"));
   }
-  setRunning(running);
-  findPorts();
-  let isEnded = false;
-  let closing = false;
-  function ended(current) {
-    if (isEnded) return;
-    isEnded = true;
-    session = current;
-    leaving = true;
-    if (socket) socket.close();
-    sessionBadge.replaceChildren(badge("ended"));
-    setRunning(false);
-    frameHolder.replaceChildren(h("p", { class: "muted" }, "The session ended; the preview is closed."));
-    view.end();
-    prompt.disabled = true;
-    send.disabled = true;
-    statusbar.querySelector("#close-workspace").disabled = true;
-    banner.hidden = true;
-    // A deleted workspace cannot be opened again: the page says so and leads back.
-    if (current.end_reason === "deleted") {
-      return notices.replaceChildren(h("div", { class: "notice warn", id: "workspace-deleted" },
-        h("p", {}, `${workspace.name} was deleted; its files are gone.`),
-        h("button", { class: "primary", onclick: () => go("/") }, "Back to your workspaces")));
-    }
-    notices.replaceChildren(h("div", { class: "notice", id: "session-ended" },
-      h("p", {}, closing ? "Workspace closed. Its files are kept." : `The session ended (${(current.end_reason || "ended").replaceAll("_", " ")}).`),
-      h("button", { class: "primary", onclick: () => openWorkspace(state, workspace) }, "Open again")));
-  }
+  return h("div", { class: "notice", id: "session-ended" },
+    h("p", {}, closing ? "Workspace closed. Its files are kept." : `The session ended (${(current.end_reason || "ended").replaceAll("_", " ")}).`),
+    h("button", { class: "primary", onclick: () => openWorkspace(state, workspace) }, "Open again"));
+}
 
-  // ---- history, then the live channel
-  await view.drawHistory(async (render) => {
-    let after = 0;
-    for (;;) {
-      const page = await api("GET", `/api/workspaces/${workspace.id}/events?after=${after}&limit=1000`);
-      if (page.status !== 200 || state.stopped) break;
-      page.body.events.forEach(render);
-      if (page.body.events.length < 1000) break;
-      after = page.body.next_after;
-    }
-  });
-  if (state.stopped) return;
-  messages.scrollTop = messages.scrollHeight;
-  // The changes come after the conversation: it is what the person came back to.
-  changes.refresh();
-
+/** The live channel of the session: connects after the events already drawn, hands each
+ * frame to `on.frame`, and when the connection drops says so, reads the session
+ * (`on.seen`), shows the grace left and connects again, backing off. The leave signal
+ * goes when the page goes. */
+function liveChannel(state, currentSession, lastSeq, on) {
+  let socket = null;
+  let leaving = false;
   let attempts = 0;
   let reconnectTimer = null;
   let countdownTimer = null;
-  function sendFrame(frame) {
+  function send(frame) {
     if (!socket || socket.readyState !== WebSocket.OPEN) {
       toast("Not connected: reconnecting first", "bad");
       return false;
@@ -215,30 +295,13 @@ export async function chat(state, workspace, opened) {
   }
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}/api/sessions/${session.id}/live?after=${view.lastSeq()}`);
+    socket = new WebSocket(`${scheme}://${location.host}/api/sessions/${currentSession().id}/live?after=${lastSeq()}`);
     socket.addEventListener("open", () => {
       attempts = 0;
       banner.hidden = true;
       clearInterval(countdownTimer);
     });
-    socket.addEventListener("message", (message) => {
-      const frame = JSON.parse(message.data);
-      const following = atBottom();
-      if (frame.type === "event") view.render(frame.event);
-      else if (frame.type === "question") {
-        // A question the agent waits on is always brought into view, and called out in a
-        // hidden tab.
-        view.ask(frame.question).element.scrollIntoView({ block: "nearest" });
-        callAttention("The agent asks you", frame.question.title);
-        setRunning(true);
-      }
-      else if (frame.type === "session") {
-        session = frame.session;
-        if (session.state === "ended") ended(session);
-        else { sessionBadge.replaceChildren(badge(session.state)); if (session.agent_running) setRunning(true); }
-      } else if (frame.type === "error") toast(frame.error.message, "bad");
-      if (frame.type === "event" || frame.type === "question") keepFollowing(following);
-    });
+    socket.addEventListener("message", (message) => on.frame(JSON.parse(message.data)));
     socket.addEventListener("close", () => {
       if (leaving || state.stopped) return;
       disconnected();
@@ -251,12 +314,14 @@ export async function chat(state, workspace, opened) {
     banner.replaceChildren(h("span", { id: "reconnecting" }, "Connection lost. Reconnecting…"));
     let current = null;
     try {
-      const answer = await api("GET", `/api/sessions/${session.id}`);
+      const answer = await api("GET", `/api/sessions/${currentSession().id}`);
       if (answer.status === 200) current = answer.body;
     } catch { /* the server is not reachable: keep trying */ }
     if (state.stopped) return;
-    if (current && current.state === "ended") return ended(current);
-    if (current) sessionBadge.replaceChildren(badge(current.state));
+    if (current) {
+      on.seen(current);
+      if (current.state === "ended") return;
+    }
     if (current && current.grace_expires_at) {
       const deadline = new Date(current.grace_expires_at).getTime();
       const tick = () => {
@@ -268,12 +333,17 @@ export async function chat(state, workspace, opened) {
       tick();
       countdownTimer = setInterval(tick, 1000);
     }
-    reconnectTimer = setTimeout(() => { if (!state.stopped && !isEnded) connect(); }, delay);
+    reconnectTimer = setTimeout(() => { if (!state.stopped && !on.isEnded()) connect(); }, delay);
   }
   const leave = () => {
-    if (leaving || isEnded) return;
+    if (leaving || on.isEnded()) return;
     leaving = true;
-    navigator.sendBeacon(`/api/sessions/${session.id}/leave`);
+    navigator.sendBeacon(`/api/sessions/${currentSession().id}/leave`);
+    if (socket) socket.close();
+  };
+  /** The session ended: the channel closes and stays closed. */
+  const stop = () => {
+    leaving = true;
     if (socket) socket.close();
   };
   const onPageHide = () => leave();
@@ -284,6 +354,5 @@ export async function chat(state, workspace, opened) {
     clearInterval(countdownTimer);
     leave();
   });
-  connect();
-  prompt.focus();
+  return { connect, send, stop };
 }

@@ -24,22 +24,121 @@ export function conversationView({ messages, toolsList, toolsEmpty, answer, onTu
   let lastSeq = 0;
   let agentBubble = null;
   let thoughtBubble = null;
-  // The quiet system line that more quiet lines fold into, while nothing came between.
-  let quietLine = null;
-  const tools = new Map();
-  const questions = new Map();
-  const pending = new Set();
   // While the history is drawn, events go into a fragment and Markdown waits: one layout
   // at the end instead of one per event.
   let history = null;
   const unrendered = new Set();
+  let systemLines = null;
   const append = (element) => {
-    quietLine = null;
+    // Anything drawn ends the fold of quiet system lines.
+    systemLines.interrupt();
     if (history) history.append(element);
     else messages.append(element);
+    return element;
+  };
+  systemLines = systemLineView(append);
+  const tools = toolCallViews(append, toolsList, toolsEmpty);
+  const questions = questionCards(append, answer, tools);
+
+  const render = (event) => {
+    if (event.seq <= lastSeq) return;
+    lastSeq = event.seq;
+    const data = event.data || {};
+    if (event.kind !== "agent_message") agentBubble = null;
+    if (event.kind !== "agent_thought") thoughtBubble = null;
+    switch (event.kind) {
+      case "user_message":
+        append(h("div", { class: "msg user" }, data.text || contentText(data.content), stamp(event.at)));
+        break;
+      case "agent_message":
+        agentBubble = agentBubble || agentMessage(append, event.at);
+        agentBubble.text += contentText(data.content);
+        if (history) unrendered.add(agentBubble);
+        else agentBubble.body.innerHTML = markdown(agentBubble.text);
+        break;
+      case "agent_thought":
+        thoughtBubble = thoughtBubble || append(h("div", { class: "msg thought" }));
+        thoughtBubble.textContent += contentText(data.content);
+        break;
+      case "tool_call":
+      case "tool_call_update":
+        if (data.toolCallId) tools.entry(data.toolCallId, data);
+        break;
+      case "plan":
+        append(plan(data));
+        break;
+      case "question":
+        if (data.question) questions.card(data.question);
+        break;
+      case "answer":
+        questions.answered(data);
+        break;
+      case "turn_end":
+        if (data.stop_reason === "cancelled") append(h("div", { class: "msg system" }, "Stopped."));
+        onTurnEnd(data, !history);
+        break;
+      case "system":
+        systemLines.render(data, event.at);
+        break;
+      default:
+        break;
+    }
   };
 
-  const toolEntry = (id, data) => {
+  keepStampsFresh(messages);
+  return {
+    render,
+    lastSeq: () => lastSeq,
+    /** Draws a page of history at once (one layout). */
+    drawHistory: async (pages) => {
+      history = document.createDocumentFragment();
+      await pages(render);
+      unrendered.forEach((bubble) => { bubble.body.innerHTML = markdown(bubble.text); });
+      unrendered.clear();
+      const drawn = history;
+      history = null;
+      messages.append(drawn);
+    },
+    /** A question the agent waits on now: its card, ready to answer. */
+    ask: (question) => questions.ask(question),
+    /** The person pressed Stop: what runs now ends as cancelled, not failed. */
+    markStopped: () => tools.markStopped(),
+    /** The session ended: nothing waits any more, the tool pane empties. */
+    end: () => {
+      tools.clearPane();
+      questions.endAll();
+    },
+  };
+}
+
+/** An agent's message: its words come in pieces and are drawn as Markdown. */
+function agentMessage(append, at) {
+  const body = h("div", { class: "msg-body" });
+  const bubble = { text: "", body, element: h("div", { class: "msg agent" }, body, stamp(at)) };
+  append(bubble.element);
+  return bubble;
+}
+
+/** The agent's plan: its entries with their status. */
+function plan(data) {
+  return h("div", { class: "msg agent plan" }, h("strong", {}, "Plan"),
+    h("ol", {}, (data.entries || []).map((entry) => h("li", { "data-status": entry.status || "" },
+      `${entry.content}${entry.status ? ` (${entry.status.replace("_", " ")})` : ""}`))));
+}
+
+/** Relative times go stale: they are written again every minute while the chat is shown. */
+function keepStampsFresh(messages) {
+  const refresh = setInterval(() => {
+    if (!messages.isConnected) return clearInterval(refresh);
+    for (const time of messages.querySelectorAll("time.stamp")) time.textContent = when(time.getAttribute("datetime"));
+  }, 60000);
+}
+
+/** Tool calls, each drawn twice: a folding block in the chat with its output, and a line
+ * in the tool pane; both carry its status. */
+function toolCallViews(append, toolsList, toolsEmpty) {
+  const tools = new Map();
+  const entry = (id, data) => {
     let tool = tools.get(id);
     if (!tool) {
       const status = h("span", { class: "status" });
@@ -78,9 +177,28 @@ export function conversationView({ messages, toolsList, toolsEmpty, answer, onTu
     return "failed";
   };
 
-  const questionCard = (question) => {
-    let card = questions.get(question.id);
-    if (!card) {
+  return {
+    entry,
+    get: (id) => tools.get(id),
+    /** The person pressed Stop: what runs now ends as cancelled, not failed. */
+    markStopped: () => {
+      for (const tool of tools.values()) if (["pending", "in_progress"].includes(tool.status.dataset.status)) tool.stopped = true;
+    },
+    clearPane: () => {
+      toolsList.replaceChildren();
+      toolsEmpty.hidden = false;
+    },
+  };
+}
+
+/** Questions as cards: their options as buttons while the agent waits, then the answer
+ * given (a rejected command marks its tool call). */
+function questionCards(append, answer, tools) {
+  const questions = new Map();
+  const pending = new Set();
+  const card = (question) => {
+    let shown = questions.get(question.id);
+    if (!shown) {
       const buttons = (question.options || []).map((option) => h("button", {
         type: "button", "data-option": option.id, "data-kind": option.kind || "",
         class: option.kind && option.kind.startsWith("allow") ? "primary" : "",
@@ -88,33 +206,53 @@ export function conversationView({ messages, toolsList, toolsEmpty, answer, onTu
           if (answer(question.id, option.id)) buttons.forEach((button) => { button.disabled = true; });
         } }, option.label || option.id));
       const state = h("p", { class: "muted answer-state" });
-      card = { element: h("div", { class: "question", "data-question": question.id, role: "group", "aria-label": question.title },
+      shown = { element: h("div", { class: "question", "data-question": question.id, role: "group", "aria-label": question.title },
         h("strong", {}, ...inlineCode(question.title)), h("div", { class: "options" }, buttons), state), buttons, state, question };
-      questions.set(question.id, card);
-      append(card.element);
+      questions.set(question.id, shown);
+      append(shown.element);
     }
     const waiting = pending.has(question.id);
-    card.buttons.forEach((button) => { button.disabled = !waiting; });
-    if (!waiting && !card.element.classList.contains("answered")) card.state.textContent = "No longer waiting.";
-    if (waiting) card.state.textContent = "The agent is waiting for your answer.";
-    return card;
+    shown.buttons.forEach((button) => { button.disabled = !waiting; });
+    if (!waiting && !shown.element.classList.contains("answered")) shown.state.textContent = "No longer waiting.";
+    if (waiting) shown.state.textContent = "The agent is waiting for your answer.";
+    return shown;
   };
 
-  const renderAnswer = (data) => {
+  const answered = (data) => {
     pending.delete(data.question_id);
-    const card = questions.get(data.question_id);
-    if (!card) return;
-    const option = (card.question.options || []).find((item) => item.id === data.option_id);
-    const asked = card.question.tool_call && tools.get(card.question.tool_call.toolCallId);
+    const shown = questions.get(data.question_id);
+    if (!shown) return;
+    const option = (shown.question.options || []).find((item) => item.id === data.option_id);
+    const asked = shown.question.tool_call && tools.get(shown.question.tool_call.toolCallId);
     if (asked && option && (option.kind || "").startsWith("reject")) asked.rejected = true;
-    card.element.classList.add("answered");
-    card.buttons.forEach((button) => { button.disabled = true; });
-    card.state.textContent = data.outcome === "cancelled" ? "Cancelled." : `Answered: ${option ? option.label : data.option_id}`;
+    shown.element.classList.add("answered");
+    shown.buttons.forEach((button) => { button.disabled = true; });
+    shown.state.textContent = data.outcome === "cancelled" ? "Cancelled." : `Answered: ${option ? option.label : data.option_id}`;
   };
 
-  /** A system line. Each session starts below a dated separator; quiet lines that follow
-   *  one another (started, ready, resumed…) fold into one, counting repeats. */
-  const renderSystem = (data, at) => {
+  return {
+    card,
+    answered,
+    /** A question the agent waits on now: its card, ready to answer. */
+    ask: (question) => {
+      pending.add(question.id);
+      return card(question);
+    },
+    /** The session ended: nothing waits any more. */
+    endAll: () => {
+      pending.clear();
+      questions.forEach((shown) => shown.buttons.forEach((button) => { button.disabled = true; }));
+    },
+  };
+}
+
+/** System lines. Each session starts below a dated separator; quiet lines that follow one
+ * another (started, ready, resumed…) fold into one, counting repeats, until anything
+ * else is drawn (`interrupt`). */
+function systemLineView(append) {
+  // The quiet system line that more quiet lines fold into, while nothing came between.
+  let quietLine = null;
+  const render = (data, at) => {
     const bad = BAD_CODES.includes(data.code);
     const text = data.message || SYSTEM_TEXTS[data.code] || data.code.replaceAll("_", " ");
     const separator = data.code === "session_started";
@@ -133,92 +271,5 @@ export function conversationView({ messages, toolsList, toolsEmpty, answer, onTu
     if (quiet) quietLine = { element, text: words, counts: new Map([[text, 1]]), codes: new Set([data.code]) };
   };
 
-  const render = (event) => {
-    if (event.seq <= lastSeq) return;
-    lastSeq = event.seq;
-    const data = event.data || {};
-    if (event.kind !== "agent_message") agentBubble = null;
-    if (event.kind !== "agent_thought") thoughtBubble = null;
-    switch (event.kind) {
-      case "user_message":
-        append(h("div", { class: "msg user" }, data.text || contentText(data.content), stamp(event.at)));
-        break;
-      case "agent_message": {
-        if (!agentBubble) {
-          const body = h("div", { class: "msg-body" });
-          agentBubble = { text: "", body, element: h("div", { class: "msg agent" }, body, stamp(event.at)) };
-          append(agentBubble.element);
-        }
-        agentBubble.text += contentText(data.content);
-        if (history) unrendered.add(agentBubble);
-        else agentBubble.body.innerHTML = markdown(agentBubble.text);
-        break;
-      }
-      case "agent_thought":
-        if (!thoughtBubble) { thoughtBubble = h("div", { class: "msg thought" }); append(thoughtBubble); }
-        thoughtBubble.textContent += contentText(data.content);
-        break;
-      case "tool_call":
-      case "tool_call_update":
-        if (data.toolCallId) toolEntry(data.toolCallId, data);
-        break;
-      case "plan":
-        append(h("div", { class: "msg agent plan" }, h("strong", {}, "Plan"),
-          h("ol", {}, (data.entries || []).map((entry) => h("li", { "data-status": entry.status || "" },
-            `${entry.content}${entry.status ? ` (${entry.status.replace("_", " ")})` : ""}`)))));
-        break;
-      case "question":
-        if (data.question) questionCard(data.question);
-        break;
-      case "answer":
-        renderAnswer(data);
-        break;
-      case "turn_end":
-        if (data.stop_reason === "cancelled") append(h("div", { class: "msg system" }, "Stopped."));
-        onTurnEnd(data, !history);
-        break;
-      case "system":
-        renderSystem(data, event.at);
-        break;
-      default:
-        break;
-    }
-  };
-
-  // Relative times go stale: they are written again every minute while the chat is shown.
-  const refreshStamps = setInterval(() => {
-    if (!messages.isConnected) return clearInterval(refreshStamps);
-    for (const time of messages.querySelectorAll("time.stamp")) time.textContent = when(time.getAttribute("datetime"));
-  }, 60000);
-
-  return {
-    render,
-    lastSeq: () => lastSeq,
-    /** Draws a page of history at once (one layout). */
-    drawHistory: async (pages) => {
-      history = document.createDocumentFragment();
-      await pages(render);
-      unrendered.forEach((bubble) => { bubble.body.innerHTML = markdown(bubble.text); });
-      unrendered.clear();
-      const drawn = history;
-      history = null;
-      messages.append(drawn);
-    },
-    /** A question the agent waits on now: its card, ready to answer. */
-    ask: (question) => {
-      pending.add(question.id);
-      return questionCard(question);
-    },
-    /** The person pressed Stop: what runs now ends as cancelled, not failed. */
-    markStopped: () => {
-      for (const tool of tools.values()) if (["pending", "in_progress"].includes(tool.status.dataset.status)) tool.stopped = true;
-    },
-    /** The session ended: nothing waits any more, the tool pane empties. */
-    end: () => {
-      toolsList.replaceChildren();
-      toolsEmpty.hidden = false;
-      pending.clear();
-      questions.forEach((card) => card.buttons.forEach((button) => { button.disabled = true; }));
-    },
-  };
+  return { render, interrupt: () => { quietLine = null; } };
 }
