@@ -375,7 +375,6 @@ impl Config {
         let pick =
             |variable: &str, from_file: Option<String>| env(variable).filter(|v| !v.is_empty()).or(from_file);
         let pick: Pick<'_> = &pick;
-
         let listen_text = pick("BERTH_LISTEN", parsed.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = listen_text.parse().map_err(|_| {
             invalid("listen", &listen_text, "expected an address and port such as 127.0.0.1:7070")
@@ -388,41 +387,24 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("berth.db").display()));
         let admin_token = admin_token(pick("BERTH_ADMIN_TOKEN", parsed.admin_token))?;
         let (limits, prompts_per_second) = limits(pick, parsed.limits)?;
-        let reconnect_grace = match pick("BERTH_RECONNECT_GRACE", parsed.session.reconnect_grace) {
-            Some(text) => duration("session.reconnect_grace", &text)?,
-            None => DEFAULT_RECONNECT_GRACE,
-        };
+        let grace = pick("BERTH_RECONNECT_GRACE", parsed.session.reconnect_grace);
+        let reconnect_grace = duration_or(grace, "session.reconnect_grace", DEFAULT_RECONNECT_GRACE)?;
         let sandbox = sandbox(pick, parsed.sandbox, tools)?;
         let (preview_ports, preview_listen, preview_url) = preview(pick, parsed.preview, listen)?;
         let agent = agent(pick, parsed.agent)?;
-        let clone_timeout = match pick("BERTH_CLONE_TIMEOUT", parsed.git.clone_timeout) {
-            Some(text) => duration("git.clone_timeout", &text)?,
-            None => DEFAULT_CLONE_TIMEOUT,
-        };
         let public_url = public_url(pick("BERTH_PUBLIC_URL", parsed.public_url), &listen_text)?;
         let oidc = oidc(pick, parsed.auth.oidc)?;
-        let cookie_ttl = match pick("BERTH_COOKIE_TTL", parsed.auth.cookie_ttl) {
-            Some(text) => duration("auth.cookie_ttl", &text)?,
-            None => DEFAULT_COOKIE_TTL,
-        };
+        let cookie_ttl = pick("BERTH_COOKIE_TTL", parsed.auth.cookie_ttl);
+        let cookie_ttl = duration_or(cookie_ttl, "auth.cookie_ttl", DEFAULT_COOKIE_TTL)?;
         let agents = catalogue(parsed.agents)?;
-        let secret_key = pick("BERTH_SECRET_KEY", parsed.secrets.key)
-            .map(|text| {
-                crate::sealing::SecretKey::parse(&text).ok_or_else(|| {
-                    invalid("secrets.key", "(hidden)", "expected 64 hexadecimal digits (32 bytes)")
-                })
-            })
-            .transpose()?;
+        let secret_key = secret_key(pick("BERTH_SECRET_KEY", parsed.secrets.key))?;
         let replica = replica(
             pick("BERTH_REPLICA_ID", parsed.replica.id),
             pick("BERTH_REPLICA_URL", parsed.replica.url),
             pick("BERTH_REPLICA_LEASE", parsed.replica.lease),
             listen,
         )?;
-        let git_local_roots = match pick("BERTH_GIT_LOCAL_ROOTS", parsed.git.local_roots) {
-            Some(text) => local_roots(&text)?,
-            None => Vec::new(),
-        };
+        let (git_local_roots, clone_timeout) = git(pick, parsed.git)?;
 
         Ok(Config {
             listen,
@@ -494,6 +476,32 @@ fn admin_token(token: Option<String>) -> Result<Option<String>, ConfigError> {
         return Err(invalid("admin_token", "(hidden)", "expected at least 16 characters, no white space"));
     }
     Ok(token)
+}
+
+/// A duration setting `key` as given (`text`), else `default`.
+fn duration_or(text: Option<String>, key: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    text.map_or(Ok(default), |text| duration(key, &text))
+}
+
+fn secret_key(text: Option<String>) -> Result<Option<crate::sealing::SecretKey>, ConfigError> {
+    text.map(|text| {
+        crate::sealing::SecretKey::parse(&text)
+            .ok_or_else(|| invalid("secrets.key", "(hidden)", "expected 64 hexadecimal digits (32 bytes)"))
+    })
+    .transpose()
+}
+
+/// `[git]`: where members may clone local paths from, and how long a clone may take.
+fn git(pick: Pick<'_>, file: GitFile) -> Result<(Vec<PathBuf>, Duration), ConfigError> {
+    let local_roots = match pick("BERTH_GIT_LOCAL_ROOTS", file.local_roots) {
+        Some(text) => local_roots(&text)?,
+        None => Vec::new(),
+    };
+    let clone_timeout = match pick("BERTH_CLONE_TIMEOUT", file.clone_timeout) {
+        Some(text) => duration("git.clone_timeout", &text)?,
+        None => DEFAULT_CLONE_TIMEOUT,
+    };
+    Ok((local_roots, clone_timeout))
 }
 
 /// `[limits]`: the limits, and the prompts a session takes per second.

@@ -301,6 +301,17 @@ impl LocalDriver {
         Ok((command, files))
     }
 
+    /// The private environment of a bubblewrap sandbox: a file bound into it (without
+    /// isolation it is the agent's own process environment).
+    fn private_env_file(&self, spec: &SandboxSpec, isolated: bool) -> std::io::Result<Option<EnvFile>> {
+        if !isolated || spec.secret_env.is_empty() {
+            return Ok(None);
+        }
+        let path = self.env_file_path(spec.session_id.as_str());
+        let _ = std::fs::remove_file(&path);
+        EnvFile::write(&path, &spec.secret_env).map(Some)
+    }
+
     /// With outbound networking the agent waits behind a gate (a FIFO) until slirp4netns
     /// has brought its interface up, so its first connection does not fail: its path and
     /// the end berth writes to.
@@ -419,16 +430,7 @@ impl SandboxDriver for LocalDriver {
             },
             None => None,
         };
-        // The private environment: a file bound into the sandbox, or, without isolation,
-        // the agent's own process environment.
-        let env_file = match (isolated, spec.secret_env.is_empty()) {
-            (true, false) => {
-                let path = self.env_file_path(spec.session_id.as_str());
-                let _ = std::fs::remove_file(&path);
-                Some(EnvFile::write(&path, &spec.secret_env).map_err(spawn_error)?)
-            }
-            _ => None,
-        };
+        let env_file = self.private_env_file(&spec, isolated).map_err(spawn_error)?;
         let line = self.command_line(
             &spec,
             cgroup.as_ref(),
