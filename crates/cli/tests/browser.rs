@@ -1537,6 +1537,9 @@ async fn the_files_panel_browses_the_checkout_and_the_clone_log_reads_as_a_termi
         browser.client.find_all(Locator::Css("#files-entries [data-entry='.git']")).await.unwrap().is_empty(),
         ".git is not listed"
     );
+    // Nothing stray under the listing (a missing note once read "null").
+    let listing = browser.element("#files-body").await.text().await.unwrap();
+    assert!(!listing.contains("null"), "{listing:?}");
     browser.close().await;
     server.finish().await;
 }
@@ -1562,6 +1565,10 @@ async fn quiet_lines_fold_closing_says_closed_and_a_deleted_workspace_says_so() 
         "{}",
         lines[0].text().await.unwrap()
     );
+
+    // A workspace cloned from a directory of the server offers no Push (it could only fail).
+    browser.element("#statusbar #close-workspace").await;
+    assert!(browser.client.find_all(Locator::Css("#push")).await.unwrap().is_empty(), "Push is offered");
 
     // Close workspace says the page's own words, whatever the live channel says first.
     browser.click("#close-workspace").await;

@@ -127,6 +127,14 @@ pub struct Workspace {
     pub last_opened_at: Option<DateTime<Utc>>,
 }
 
+impl Workspace {
+    /// Whether berth can push this workspace's branch: only to a remote repository, never
+    /// to a directory of the server it was cloned from.
+    pub fn pushable(&self) -> bool {
+        !matches!(crate::validate::repo(&self.repo), Ok(crate::validate::RepoSource::LocalPath(_)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

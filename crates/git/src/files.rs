@@ -21,7 +21,8 @@ const ENTRY_BYTES: usize = 300;
 /// Walks `$2` name by name from the checkout (`$1`), stopping at the first link, then
 /// prints one header line — `D` (entries follow), `F\t<size>` (bytes follow), `L` (the
 /// target follows) or `N` (nothing there) — and what follows it, bounded by `$3`.
-/// `.git` is never listed (the path was checked on the host not to start with it).
+/// `.git` is never listed (the path was checked on the host not to start with it), nor
+/// the checkout's `.berth` (the agent's own files, never part of the work).
 const FILES_SCRIPT: &str = r#"cd -- "$1" || exit 1
 target=. rest=$2
 while [ -n "$rest" ]; do
@@ -37,7 +38,7 @@ while [ -n "$rest" ]; do
 done
 if [ -d "$target" ]; then
     echo D
-    find "$target" -mindepth 1 -maxdepth 1 ! -name .git -printf '%y\t%s\t%f\0' | head -c "$3"
+    find "$target" -mindepth 1 -maxdepth 1 ! -name .git ! -path ./.berth -printf '%y\t%s\t%f\0' | head -c "$3"
 elif [ -f "$target" ]; then
     printf 'F\t%s\n' "$(stat -c %s -- "$target")"
     head -c "$3" -- "$target"

@@ -94,6 +94,6 @@ export function changesPanel(workspace) {
       h("button", { type: "button", id: "changes-refresh", onclick: () => refresh() }, "Refresh")),
     list,
     h("form", { id: "commit-form", onsubmit: commit }, message, h("div", { class: "row" }, commitButton)),
-    h("h3", {}, "Not pushed yet"), commits, h("div", { class: "row" }, pushButton));
+    h("h3", {}, "Not pushed yet"), commits, workspace.pushable ? h("div", { class: "row" }, pushButton) : null);
   return { element, refresh };
 }

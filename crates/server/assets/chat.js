@@ -239,11 +239,12 @@ function statusBar(workspace, session, onClose) {
     } }, "Copy"),
     notificationOffer(),
     h("a", { class: "button", href: `/workspaces/${workspace.id}/settings`, "data-link": true }, "Settings"),
-    h("button", { type: "button", id: "push", title: "Push the checked-out branch to the repository", onclick: async (event) => {
+    // A repository that is a directory of the server is never pushed to: no Push then.
+    workspace.pushable ? h("button", { type: "button", id: "push", title: "Push the checked-out branch to the repository", onclick: async (event) => {
       event.target.disabled = true;
       await pushWorkspace(workspace);
       event.target.disabled = false;
-    } }, "Push"),
+    } }, "Push") : null,
     h("button", { class: "danger", id: "close-workspace", onclick: onClose }, "Close workspace"));
   const showState = (state) => sessionBadge.replaceChildren(badge(state));
   return { element, agentNote, showState };

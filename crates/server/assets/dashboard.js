@@ -116,10 +116,10 @@ export async function confirmDelete(workspace, afterDelete = () => {}) {
       git.uncommitted.length ? h("p", {}, `Uncommitted files (${git.uncommitted.length}):`) : null,
       git.uncommitted.length ? h("ul", { class: "mono" }, git.uncommitted.slice(0, 200).map((path) => h("li", {}, path))) : null,
       git.unpushed_commits ? h("p", {}, `Unpushed commits: ${git.unpushed_commits}`,
-        " ", h("button", { id: "push-now", onclick: async (event) => {
+        " ", workspace.pushable ? h("button", { id: "push-now", onclick: async (event) => {
           event.target.disabled = true;
           if (await pushWorkspace(workspace)) { dialog.close(); confirmDelete(workspace, afterDelete); } else event.target.disabled = false;
-        } }, "Push now")) : null));
+        } }, "Push now") : null) : null));
   }
   dialog.replaceChildren(
     h("h2", { id: "dialog-title" }, `Delete ${workspace.name}?`),
@@ -168,6 +168,9 @@ export async function pushWorkspace(workspace) {
     toast(`Pushed ${answer.body.branch} (${answer.body.head.slice(0, 7)})`);
     return true;
   }
-  toast(`Push failed: ${errorMessage(answer)}`, "bad");
+  // The server's own words already say the push failed.
+  const said = errorMessage(answer);
+  toast(answer.body && answer.body.error && answer.body.error.code === "push_failed"
+    ? said.charAt(0).toUpperCase() + said.slice(1) : `Push failed: ${said}`, "bad");
   return false;
 }

@@ -41,8 +41,8 @@ export function filesPanel(workspace) {
           entry.kind === "file" ? h("span", { class: "muted" }, size(entry.size)) : null,
           entry.kind === "symlink" ? h("span", { class: "muted" }, "link") : null);
       });
-      body.replaceChildren(rows.length ? h("ul", { class: "entries", id: "files-entries" }, rows) : h("p", { class: "muted" }, "Empty folder."),
-        found.truncated ? h("p", { class: "muted" }, "More entries than shown (5,000).") : null);
+      body.replaceChildren(rows.length ? h("ul", { class: "entries", id: "files-entries" }, rows) : h("p", { class: "muted" }, "Empty folder."));
+      if (found.truncated) body.append(h("p", { class: "muted" }, "More entries than shown (5,000)."));
     } else if (found.kind === "symlink") {
       body.replaceChildren(h("p", { id: "file-link" }, "A link to ", h("code", { class: "wrap" }, found.target),
         h("span", { class: "muted" }, " — berth does not follow links.")));

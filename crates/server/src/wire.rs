@@ -237,6 +237,9 @@ pub struct WorkspaceBody {
     pub last_opened_at: Option<DateTime<Utc>>,
     /// The workspace's live session, if it has one.
     pub active_session: Option<SessionBody>,
+    /// Whether berth can push its branch: false for a repository that is a directory of
+    /// the server (berth pushes only to remote repositories).
+    pub pushable: bool,
     /// The origin of this workspace's previews (a host of its own); `null` when previews
     /// are switched off. A port's preview is `<preview_url>/<port>/`, opened through
     /// `GET /api/workspaces/{id}/preview?port=`.
@@ -261,6 +264,7 @@ impl WorkspaceBody {
             created_at: workspace.created_at,
             last_opened_at: workspace.last_opened_at,
             active_session: live_session.map(SessionBody::from),
+            pushable: workspace.pushable(),
             preview_url: previews.map(|hosts| hosts.url_for(&workspace.id)),
         }
     }

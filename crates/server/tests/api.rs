@@ -112,6 +112,10 @@ async fn a_workspace_goes_from_creation_to_deletion() {
     assert_eq!(ready["branch"], "main");
     assert_eq!(ready["active_session"], json!(null));
     let id = ready["id"].as_str().unwrap().to_owned();
+    // A directory of the server is never pushed to: the answer says so, and so does push.
+    assert_eq!(ready["pushable"], false, "{ready}");
+    let (status, refused) = alice.post(&format!("/api/workspaces/{id}/push"), json!(null)).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("push_failed")));
 
     let (status, list) = alice.get("/api/workspaces").await;
     assert_eq!(status, StatusCode::OK);

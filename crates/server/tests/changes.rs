@@ -92,6 +92,8 @@ async fn the_file_browser_lists_and_shows_text_and_follows_no_link() {
     let Some((server, _source, alice, id)) = a_sandboxed_workspace().await else { return };
     let checkout = server.checkout(&id);
     std::fs::create_dir_all(checkout.join("src/deep")).unwrap();
+    std::fs::create_dir_all(checkout.join(".berth/home")).unwrap();
+    std::fs::create_dir_all(checkout.join("src/.berth")).unwrap();
     std::fs::write(checkout.join("src/main.rs"), "fn main() {}\n").unwrap();
     std::fs::write(checkout.join("tab\tname.txt"), "odd name\n").unwrap();
     std::fs::write(checkout.join("image.bin"), [0x89, b'P', b'N', b'G', 0, 0, 1]).unwrap();
@@ -130,6 +132,10 @@ async fn the_file_browser_lists_and_shows_text_and_follows_no_link() {
         assert!(names.contains(&expected), "{expected:?} in {names:?}");
     }
     assert!(!names.iter().any(|(name, _)| *name == ".git"), ".git is left out: {names:?}");
+    // The agent's own folder is not the person's work; a folder of that name deeper is.
+    assert!(!names.iter().any(|(name, _)| *name == ".berth"), ".berth is left out: {names:?}");
+    let (_, src) = files("src").await;
+    assert!(src["entries"].as_array().unwrap().iter().any(|entry| entry["name"] == ".berth"), "{src}");
 
     let (status, main) = files("src/main.rs").await;
     assert_eq!(status, StatusCode::OK, "{main}");

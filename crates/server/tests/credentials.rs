@@ -179,6 +179,7 @@ async fn a_private_repository_clones_and_pushes_with_the_callers_credential_only
     assert_eq!(status, StatusCode::ACCEPTED);
     let ready = alice.settled(&id).await;
     assert_eq!(ready["state"], "ready", "{ready}");
+    assert_eq!(ready["pushable"], true, "a remote repository takes pushes");
 
     // The agent commits and pushes from inside its sandbox, with no credential of its own.
     let checkout = server.checkout(&id);

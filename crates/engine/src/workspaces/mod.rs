@@ -230,10 +230,7 @@ impl Workspaces {
     /// it was made from, with the caller's credential for that host.
     pub async fn push(&self, owner: &User, id: &str) -> Result<PushedBranch, EngineError> {
         let workspace = self.with_checkout(owner, id).await?;
-        if matches!(
-            berth_core::validate::repo(&workspace.repo),
-            Ok(berth_core::validate::RepoSource::LocalPath(_))
-        ) {
+        if !workspace.pushable() {
             return Err(EngineError::PushFailed {
                 message: "this workspace's repository is a directory of the server; berth pushes only to remote repositories"
                     .into(),
