@@ -469,6 +469,8 @@ async fn close_all_reports_the_sandbox_that_did_not_stop_and_a_retry_finishes() 
     browser.text_in("#sessions", "No active workspaces").await;
     let (_, live) = server.call(reqwest::Method::GET, "/api/sessions", None).await;
     assert_eq!(live["sessions"], json!([]));
+    // With nothing open, "Close all" is not offered.
+    browser.element("#close-all[hidden]").await;
     browser.close().await;
     server.finish().await;
 }
@@ -1285,6 +1287,12 @@ async fn settings_rename_and_switch_the_branch_and_lead_to_delete() {
     browser.element("#confirm-name").await.send_keys("after").await.unwrap();
     browser.click("#confirm-delete").await;
     browser.element("#new-workspace").await;
+    // The dashboard says what the delete did; the settings page's notices stayed there.
+    browser.element("[data-toast='Deleted after']").await;
+    assert!(
+        browser.client.find_all(Locator::Css("[data-toast='Settings saved']")).await.unwrap().is_empty(),
+        "a notice of the page left followed to the dashboard"
+    );
     let (status, _) = server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await;
     assert_eq!(status, 404);
     browser.close().await;

@@ -44,6 +44,8 @@ export function account() {
       h("td", {}, when(workspace.active_session.started_at)),
       h("td", {}, h("button", { "data-action": "close", onclick: () => closeSession(workspace.active_session.id) }, "Close")))));
     if (!live.length) rows.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No active workspaces.")));
+    // Nothing open: nothing to close.
+    closeAll.hidden = !live.length;
   };
   const tokenRows = h("tbody", {});
   const refreshTokens = async () => {

@@ -8,7 +8,7 @@ import { account } from "./account.js";
 import { admin } from "./admin.js";
 import { api, errorMessage, onSignedOut } from "./api.js";
 import { dashboard } from "./dashboard.js";
-import { h, toast } from "./dom.js";
+import { clearToasts, h, toast } from "./dom.js";
 import { settings } from "./settings.js";
 import { banner, dialog, go, main, nav, setRouter, shell } from "./shell.js";
 import { signIn } from "./signin.js";
@@ -51,6 +51,7 @@ async function route() {
   leaveScreen();
   leaveScreen = () => {};
   banner.hidden = true;
+  clearToasts();
   if (dialog.open) dialog.close();
   const path = location.pathname;
   if (!shell.me && path !== "/signin") {

@@ -99,8 +99,9 @@ export async function confirmDelete(workspace, afterDelete = () => {}) {
     const answer = await api("DELETE", `/api/workspaces/${workspace.id}${unsaved ? "?force=true" : ""}`);
     if (answer.status === 200) {
       dialog.close();
-      toast(`Deleted ${workspace.name}`);
+      // After: when it leads to another page, the notice is about where it leads.
       afterDelete();
+      toast(`Deleted ${workspace.name}`);
     } else {
       error.textContent = errorMessage(answer);
       remove.disabled = false;

@@ -23,3 +23,9 @@ export function toast(text, kind = "") {
   document.getElementById("toasts").append(item);
   setTimeout(() => item.remove(), 6000);
 }
+
+/** Another page is shown: the notices of the page left go with it (an action that
+ * navigates says its outcome after navigating). */
+export function clearToasts() {
+  document.getElementById("toasts").replaceChildren();
+}
