@@ -110,7 +110,12 @@ async fn redeem_ticket(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<RedeemQuery>,
 ) -> Result<Response, ApiError> {
-    let (hosts, workspace) = preview_host(&state, &headers)?;
+    let navigation = wants_html(&headers);
+    page_when_unreachable(navigation, redeem(&state, &headers, query).await)
+}
+
+async fn redeem(state: &AppState, headers: &HeaderMap, query: RedeemQuery) -> Result<Response, ApiError> {
+    let (hosts, workspace) = preview_host(state, headers)?;
     if !is_local_path(&query.next, MAX_PATH) {
         return Err(ApiError::invalid_request("next must be a path on this preview host"));
     }
@@ -204,28 +209,45 @@ async fn forward(
     page_when_unreachable(navigation, proxy(state, port, path, request).await)
 }
 
-/// A browser that opens a port nothing answers on gets a page that says so and tries
-/// again every two seconds (the server may still be starting), not the JSON envelope.
+/// A person's browser that opens a preview gets a page, never the JSON envelope: a port
+/// nothing answers on yet tries again every two seconds (the server may still be
+/// starting); a workspace that is not running, a preview that does not exist or a pass
+/// that expired each say so in a sentence. Scripts (and a page's own requests) still get
+/// the envelope.
 fn page_when_unreachable(navigation: bool, answer: Result<Response, ApiError>) -> Result<Response, ApiError> {
-    match answer {
-        Err(error) if navigation && error.code == "preview_unreachable" => {
-            let page = format!(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-                 <meta http-equiv=\"refresh\" content=\"2\"><title>Nothing answers yet</title>\
-                 <style>body{{font:16px system-ui,sans-serif;margin:2rem;color:#333}}\
-                 @media (prefers-color-scheme:dark){{body{{background:#111;color:#ddd}}}}</style></head>\
-                 <body><h1>Nothing answers on this port yet</h1><p>{}</p>\
-                 <p>This page tries again every two seconds.</p></body></html>",
-                crate::page::escape_html(&error.message)
-            );
-            let mut response = (StatusCode::BAD_GATEWAY, page).into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            Ok(response)
-        }
-        answer => answer,
-    }
+    let error = match answer {
+        Err(error) if navigation => error,
+        answer => return answer,
+    };
+    let (title, retry) = match error.code {
+        "preview_unreachable" => ("Nothing answers on this port yet", true),
+        "no_live_session" => ("This workspace is not running", false),
+        "not_found" => ("There is no such preview", false),
+        "unauthorized" => ("This preview needs a pass from berth", false),
+        _ => ("The preview cannot be shown", false),
+    };
+    let advice = match error.code {
+        "preview_unreachable" => "This page tries again every two seconds.",
+        "no_live_session" => "Open the workspace in berth; its preview is here again once it runs.",
+        "not_found" => "The address names no workspace of yours, or no port berth previews.",
+        _ => "Open the preview from the workspace's page in berth.",
+    };
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{}<title>{}</title>\
+         <style>body{{font:16px system-ui,sans-serif;margin:2rem;color:#333}}\
+         @media (prefers-color-scheme:dark){{body{{background:#111;color:#ddd}}}}</style></head>\
+         <body><h1>{}</h1><p>{}</p><p>{}</p></body></html>",
+        if retry { "<meta http-equiv=\"refresh\" content=\"2\">" } else { "" },
+        crate::page::escape_html(title),
+        crate::page::escape_html(title),
+        crate::page::escape_html(&error.message),
+        crate::page::escape_html(advice),
+    );
+    let mut response = (error.status, page).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 async fn proxy(

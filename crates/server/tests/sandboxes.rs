@@ -198,6 +198,25 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
     assert_eq!(status, StatusCode::OK);
     let (status, body) = previews.get("/3000/").await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_live_session")));
+    // A person's browser is told in a sentence, not with the envelope; so is another
+    // user who tries the address.
+    let html_of = |api: common::Api| async move {
+        let page = api
+            .request(reqwest::Method::GET, "/3000/")
+            .header("accept", "text/html,*/*")
+            .send()
+            .await
+            .unwrap();
+        let kind = page.headers()["content-type"].to_str().unwrap().to_owned();
+        (page.status(), kind, page.text().await.unwrap())
+    };
+    let (status, kind, page) = html_of(previews.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(kind.starts_with("text/html") && page.contains("This workspace is not running"), "{page}");
+    assert!(!page.contains("no_live_session") && !page.contains("http-equiv"), "{page}");
+    let (status, _, page) = html_of(bob_on_alices.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("There is no such preview"), "{page}");
     let (second, _) = &workspaces[1];
     let (status, text, _) = preview_text(&alice.previews(second).await, "/3000/").await;
     assert_eq!(status, StatusCode::OK, "the other workspace's preview is untouched: {text}");
