@@ -1182,6 +1182,16 @@ async fn a_rejected_or_stopped_command_is_labelled_so_and_esc_stops_a_run() {
         "nothing that did not fail is labelled failed"
     );
     browser.screenshot("labels").await;
+    // Drawn again from the history, in the chat and in the tool pane alike: still
+    // "cancelled", still nothing "failed".
+    browser.client.refresh().await.unwrap();
+    browser.text_in("#messages", "Stopped.").await;
+    browser.element(".tool .status[data-status='cancelled']").await;
+    browser.element("#tools-list .status[data-status='cancelled']").await;
+    assert!(
+        browser.client.find_all(Locator::Css("[data-status='failed']")).await.unwrap().is_empty(),
+        "a stopped command reads failed once drawn again"
+    );
     browser.close().await;
     server.finish().await;
 }

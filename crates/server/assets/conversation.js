@@ -74,6 +74,7 @@ export function conversationView({ messages, toolsList, toolsEmpty, answer, onTu
         questions.answered(data);
         break;
       case "turn_end":
+        tools.endTurn(data.stop_reason === "cancelled");
         if (data.stop_reason === "cancelled") append(h("div", { class: "msg system" }, "Stopped."));
         onTurnEnd(data, !history);
         break;
@@ -138,6 +139,12 @@ function keepStampsFresh(messages) {
  * in the tool pane; both carry its status. */
 function toolCallViews(append, toolsList, toolsEmpty) {
   const tools = new Map();
+  // The tool calls of the turn under way: a turn the person stopped ends those that
+  // failed as cancelled — live and when the history is drawn again alike.
+  let turn = new Set();
+  const show = (tool, label) => {
+    for (const el of [tool.status, tool.paneStatus]) { el.textContent = label.replace("_", " "); el.dataset.status = label; }
+  };
   const entry = (id, data) => {
     let tool = tools.get(id);
     if (!tool) {
@@ -161,10 +168,8 @@ function toolCallViews(append, toolsList, toolsEmpty) {
     }
     // A new tool call without a status is pending (ACP's default).
     const status = data.status || (tool.status.dataset.status ? null : "pending");
-    if (status) {
-      const label = toolLabel(status, data, tool);
-      for (const el of [tool.status, tool.paneStatus]) { el.textContent = label.replace("_", " "); el.dataset.status = label; }
-    }
+    if (status) show(tool, toolLabel(status, data, tool));
+    turn.add(tool);
     return tool;
   };
   /** A failed tool call says why when berth knows: the session ended under it, the person
@@ -187,6 +192,11 @@ function toolCallViews(append, toolsList, toolsEmpty) {
     clearPane: () => {
       toolsList.replaceChildren();
       toolsEmpty.hidden = false;
+    },
+    /** A turn ended; `cancelled` when the person stopped it. */
+    endTurn: (cancelled) => {
+      if (cancelled) for (const tool of turn) if (tool.status.dataset.status === "failed") show(tool, "cancelled");
+      turn = new Set();
     },
   };
 }
