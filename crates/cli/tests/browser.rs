@@ -377,7 +377,7 @@ async fn opening_a_second_workspace_makes_the_first_idle() {
 
     // The first tab learns that its session was replaced; its dashboard shows it idle.
     browser.client.switch_to_window(first_window).await.unwrap();
-    browser.text_in("#session-ended", "replaced").await;
+    browser.text_in("#session-ended", "Closed to make room for second, which you opened elsewhere").await;
     browser.goto(&server, "/").await;
     browser.element(&format!("{} .badge[data-state='idle']", card(&first))).await;
     browser.element(&format!("{} .badge[data-state='active']", card(&second))).await;
@@ -881,7 +881,9 @@ async fn a_preview_can_neither_sign_berth_in_as_another_user_nor_read_another_pr
     let (_, details) = as_alice(reqwest::Method::GET, &format!("/api/workspaces/{id}"), None).await;
     let preview_url = details["preview_url"].as_str().unwrap();
     browser.client.goto(&format!("{preview_url}/{port}/")).await.unwrap();
-    browser.text_in("body", "unauthorized").await;
+    // Refused, and told so in a sentence (not the JSON envelope).
+    browser.text_in("h1", "This preview needs a pass from berth").await;
+    assert!(!browser.client.source().await.unwrap().contains("\"unauthorized\""), "the envelope");
     browser.close().await;
     server.finish().await;
 }

@@ -263,17 +263,52 @@ function openedNotices(opened, notices) {
   });
 }
 
-/** What the page says once the session ended: closed from here, ended for a reason, or
- * the workspace deleted (it cannot be opened again: the page leads back). */
+/** Why a session ended, as its tab says it (the files are always kept). */
+const ENDED_BECAUSE = {
+  closed: "The session was closed from another tab or the command line.",
+  closed_all: "All your active workspaces were closed.",
+  replaced: "Closed to make room for another workspace you opened.",
+  left: "You left this session.",
+  grace_expired: "The session ended: you were away longer than its reconnect window.",
+  failed: "The session stopped: the agent or its sandbox failed (the conversation says why).",
+  server_restart: "The session ended when the server restarted.",
+  replica_lost: "The session ended: the server that ran it stopped answering.",
+  admin: "An administrator closed this session.",
+};
+
+/** What the page says once the session ended: closed from here, ended for a reason (a
+ * replaced one names the workspace that took its place), or the workspace deleted (it
+ * cannot be opened again: the page leads back). */
 function endedNotice(state, workspace, current, closing) {
   if (current.end_reason === "deleted") {
     return h("div", { class: "notice warn", id: "workspace-deleted" },
       h("p", {}, `${workspace.name} was deleted; its files are gone.`),
       h("button", { class: "primary", onclick: () => go("/") }, "Back to your workspaces"));
   }
-  return h("div", { class: "notice", id: "session-ended" },
-    h("p", {}, closing ? "Workspace closed. Its files are kept." : `The session ended (${(current.end_reason || "ended").replaceAll("_", " ")}).`),
-    h("button", { class: "primary", onclick: () => openWorkspace(state, workspace) }, "Open again"));
+  const said = closing ? "Workspace closed." : ENDED_BECAUSE[current.end_reason] || "The session ended.";
+  const words = h("p", {}, `${said} Its files are kept.`);
+  if (current.end_reason === "replaced" && !closing) nameReplacement(workspace, words);
+  return h("div", { class: "notice", id: "session-ended", "data-reason": current.end_reason || "" },
+    words, h("button", { class: "primary", onclick: () => openWorkspace(state, workspace) }, "Open again"));
+}
+
+/** Names the workspace whose open replaced this one's session: the caller's newest live
+ * session elsewhere. The replacing session starts a moment after this one ended, so it is
+ * looked for a few times. */
+async function nameReplacement(workspace, words) {
+  for (let attempt = 0; attempt < 10; attempt += 1) {
+    const [names, live] = await Promise.all([workspaceNames(), api("GET", "/api/sessions?state=live")]);
+    const newest = live.status === 200 && live.body.sessions.filter((session) => session.workspace_id !== workspace.id)
+      .sort((a, b) => b.started_at.localeCompare(a.started_at))[0];
+    const name = newest && names.get(newest.workspace_id);
+    if (name) {
+      words.textContent = `Closed to make room for ${name}, which you opened elsewhere. Its files are kept.`;
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    // The page moved on meanwhile.
+    if (!words.isConnected) return;
+  }
 }
 
 /** The live channel of the session: connects after the events already drawn, hands each
