@@ -982,6 +982,13 @@ async fn the_chat_brings_a_waiting_question_into_view_and_offers_the_newest_mess
     browser.element("#prompt").await.send_keys("$ seq 1 400\n").await.unwrap();
     browser.click(".question button[data-option='allow_once']:not([disabled])").await;
     browser.text_in("#messages", "exited with status 0").await;
+    // The command's output block shows its tail (where the output was going), not its top.
+    let tail = "const pre = document.querySelector('.tool pre');
+                return pre.scrollHeight > pre.clientHeight && pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 20;";
+    assert!(
+        browser.client.execute(tail, vec![]).await.unwrap().as_bool().unwrap_or(false),
+        "the output block stayed at its top"
+    );
     // Messages say when they were sent (relative; exact on hover); each session starts below
     // a dated separator.
     let sent = browser.element(".msg.user time.stamp").await;

@@ -163,8 +163,12 @@ function toolCallViews(append, toolsList, toolsEmpty) {
     }
     if (data.title) { tool.title.replaceChildren(...inlineCode(data.title)); tool.paneTitle.replaceChildren(...inlineCode(data.title)); }
     if (data.content) {
-      tool.output.textContent = contentText(data.content);
-      if (tool.output.textContent) tool.element.open = true;
+      // A running command's output follows its tail, unless the person scrolled up in it.
+      const output = tool.output;
+      const following = output.scrollTop + output.clientHeight >= output.scrollHeight - 20;
+      output.textContent = contentText(data.content);
+      if (output.textContent) tool.element.open = true;
+      if (following) output.scrollTop = output.scrollHeight;
     }
     // A new tool call without a status is pending (ACP's default).
     const status = data.status || (tool.status.dataset.status ? null : "pending");
