@@ -223,18 +223,6 @@ impl Browser {
     }
 }
 
-/// The text of the dialog the page opened (`confirm`), once it is open.
-async fn alert_text(browser: &Browser) -> String {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Ok(text) = browser.client.get_alert_text().await {
-            return text;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no dialog opened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A server with one ready workspace called `name`, and a browser (its screenshots under
 /// `flow`) on that workspace's page once the agent is ready. The source repository comes
 /// back too: it lives as long as the test holds it.
@@ -449,14 +437,13 @@ async fn close_all_reports_the_sandbox_that_did_not_stop_and_a_retry_finishes() 
     browser.screenshot("account").await;
     // Closing everything asks first, saying how many; declining closes nothing.
     browser.click("#close-all").await;
-    let question = alert_text(&browser).await;
+    let question = browser.text_in("#dialog #dialog-text", "Close 2 active workspaces?").await;
     assert!(question.starts_with("Close 2 active workspaces?"), "{question}");
-    browser.client.dismiss_alert().await.unwrap();
+    browser.click("#dialog-cancel").await;
     let (_, live) = server.call(reqwest::Method::GET, "/api/sessions?state=live", None).await;
     assert_eq!(live["sessions"].as_array().unwrap().len(), 2, "declining closed something");
     browser.click("#close-all").await;
-    alert_text(&browser).await;
-    browser.client.accept_alert().await.unwrap();
+    browser.click("#dialog-confirm").await;
     browser
         .text_in("[data-outcome='cleanup_partially_complete']", "Workspace cleanup partially complete")
         .await;
@@ -1361,7 +1348,9 @@ async fn tokens_are_made_and_revoked_users_made_changed_and_disabled_and_sign_ou
     assert!(!row.contains(&secret), "the list shows no secret: {row}");
     browser.screenshot("account-tokens").await;
     browser.click("#tokens tr:first-child button[data-action='revoke']").await;
-    browser.client.accept_alert().await.unwrap();
+    // The page's own dialog asks (never the browser's confirm()).
+    browser.text_in("#dialog", "Whatever uses it stops working at once").await;
+    browser.click("#dialog-confirm").await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while as_token(secret.clone()).await != 401 {
         assert!(tokio::time::Instant::now() < deadline, "the revoked token still works");
@@ -1386,7 +1375,7 @@ async fn tokens_are_made_and_revoked_users_made_changed_and_disabled_and_sign_ou
     let admin = Browser::open(&server, "users").await;
     admin.goto(&server, "/admin").await;
     admin.click("#admin-users tr[data-user='erin'] button[data-action='disable']").await;
-    admin.client.accept_alert().await.unwrap();
+    admin.click("#dialog-confirm").await;
     admin.element("#admin-users tr[data-user='erin'] button[data-action='enable']").await;
     assert_eq!(as_token(erin).await, 401, "a disabled user's token stops");
     // Makes a user, whose login link is shown once, and makes Dana an administrator.

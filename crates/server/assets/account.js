@@ -5,7 +5,7 @@ import { api, errorMessage } from "./api.js";
 import { closeAllMessage, closeAllQuestion, closeSession } from "./dashboard.js";
 import { h, toast } from "./dom.js";
 import { badge, setTitle, shownState, when } from "./format.js";
-import { main, shell, workspaceFeed } from "./shell.js";
+import { askToConfirm, main, shell, workspaceFeed } from "./shell.js";
 
 export function account() {
   setTitle("Account");
@@ -20,7 +20,8 @@ export function account() {
       const live = await api("GET", "/api/sessions?state=live");
       const sessions = live.status === 200 ? live.body.sessions : [];
       if (!sessions.length) return result.replaceChildren(h("p", { class: "notice" }, "No active workspaces to close."));
-      if (!confirm(closeAllQuestion(sessions, (session) => names.get(session.workspace_id) || session.workspace_id))) return;
+      const question = closeAllQuestion(sessions, (session) => names.get(session.workspace_id) || session.workspace_id);
+      if (!(await askToConfirm("Close all active workspaces?", question, "Close all"))) return;
     }
     closeAll.disabled = true;
     const answer = await api("POST", "/api/sessions/close-all");
@@ -55,7 +56,7 @@ export function account() {
       h("td", {}, item.name), h("td", {}, h("code", {}, `${item.prefix}…`)), h("td", {}, when(item.created_at)),
       h("td", {}, item.last_used_at ? when(item.last_used_at) : "never"), h("td", {}, item.expires_at ? when(item.expires_at) : "never"),
       h("td", {}, h("button", { "data-action": "revoke", onclick: async () => {
-        if (!confirm(`Revoke the token "${item.name}"? Whatever uses it stops working at once.`)) return;
+        if (!(await askToConfirm("Revoke this token?", `Revoke the token "${item.name}"? Whatever uses it stops working at once.`, "Revoke"))) return;
         const revoked = await api("DELETE", `/api/tokens/${item.id}`);
         if (revoked.status !== 204) toast(`Revoke failed: ${errorMessage(revoked)}`, "bad");
         refreshTokens();
@@ -157,7 +158,7 @@ export function gitCredentialsPanel() {
     rows.replaceChildren(...answer.body.credentials.map((item) => h("tr", { "data-credential": item.host },
       h("td", {}, h("code", {}, item.host)), h("td", {}, item.username), h("td", {}, when(item.created_at)),
       h("td", {}, h("button", { "data-action": "remove", onclick: async () => {
-        if (!confirm(`Remove your credential for ${item.host}? Clones and pushes there stop working.`)) return;
+        if (!(await askToConfirm("Remove this credential?", `Remove your credential for ${item.host}? Clones and pushes there stop working.`, "Remove"))) return;
         const removed = await api("DELETE", `/api/credentials/${item.id}`);
         if (removed.status !== 204) toast(`Remove failed: ${errorMessage(removed)}`, "bad");
         refreshCredentials();
@@ -209,7 +210,7 @@ export function secretsPanel() {
     rows.replaceChildren(...answer.body.secrets.map((item) => h("tr", { "data-secret": item.name },
       h("td", {}, h("code", {}, item.name)), h("td", {}, when(item.updated_at)),
       h("td", {}, h("button", { "data-action": "remove", onclick: async () => {
-        if (!confirm(`Remove the secret ${item.name}? Your agents no longer get it from their next start.`)) return;
+        if (!(await askToConfirm("Remove this secret?", `Remove the secret ${item.name}? Your agents no longer get it from their next start.`, "Remove"))) return;
         const removed = await api("DELETE", `/api/secrets/${encodeURIComponent(item.name)}`);
         if (removed.status !== 204) toast(`Remove failed: ${errorMessage(removed)}`, "bad");
         refreshSecrets();

@@ -4,7 +4,7 @@ import { api, errorMessage } from "./api.js";
 import { closeAllMessage, closeAllQuestion, closeSession } from "./dashboard.js";
 import { h, toast } from "./dom.js";
 import { badge, setTitle, when } from "./format.js";
-import { main, shell } from "./shell.js";
+import { askToConfirm, main, shell } from "./shell.js";
 
 export function admin() {
   setTitle("Admin");
@@ -37,7 +37,7 @@ export function admin() {
       h("td", {}, user.id === shell.me.id ? user.role : roleSelect(user, refreshUsers)),
       h("td", {}, user.disabled ? "disabled" : "active"), h("td", {}, when(user.created_at)),
       h("td", {}, user.id === shell.me.id ? h("span", { class: "muted" }, "you") : h("button", { "data-action": user.disabled ? "enable" : "disable", onclick: async () => {
-        if (!user.disabled && !confirm(`Disable ${user.name}? Their tokens stop and their live sessions close.`)) return;
+        if (!user.disabled && !(await askToConfirm(`Disable ${user.name}?`, `Disable ${user.name}? Their tokens stop and their live sessions close.`, "Disable"))) return;
         const changed = await api("PATCH", `/api/users/${user.id}`, { disabled: !user.disabled });
         if (changed.status !== 200) toast(errorMessage(changed), "bad");
         refreshUsers();
@@ -49,7 +49,8 @@ export function admin() {
       await refresh();
       if (!sessionsShown.length) return result.replaceChildren(h("p", { class: "notice" }, "No live sessions to close."));
       const label = (session) => `${session.workspace_name || session.workspace_id} (${session.user_name || session.user_id})`;
-      if (!confirm(closeAllQuestion(sessionsShown, label).replace("active workspace", "live session"))) return;
+      const question = closeAllQuestion(sessionsShown, label).replace("active workspace", "live session");
+      if (!(await askToConfirm("Close every session?", question, "Close every session"))) return;
       const answer = await api("POST", "/api/admin/sessions/close-all");
       if (answer.status === 200) result.replaceChildren(closeAllMessage(answer.body, (id) => id));
     } }, "Close every session")), result,

@@ -6,6 +6,37 @@ export const nav = document.getElementById("nav");
 export const banner = document.getElementById("banner");
 export const dialog = document.getElementById("dialog");
 
+/** Asks the person to confirm `text` in the page's own dialog (never the browser's
+ * `confirm()`, which blocks the page and cannot be styled): resolves true when they
+ * press `action`, false when they cancel or close it. */
+export function askToConfirm(title, text, action) {
+  return new Promise((resolve) => {
+    const answer = (yes) => {
+      dialog.removeEventListener("close", closed);
+      dialog.close();
+      resolve(yes);
+    };
+    const closed = () => resolve(false);
+    const make = (tag, attributes, words) => {
+      const element = document.createElement(tag);
+      for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
+      element.textContent = words;
+      return element;
+    };
+    const cancel = make("button", { type: "button", id: "dialog-cancel" }, "Cancel");
+    const confirm = make("button", { type: "button", id: "dialog-confirm", class: "danger" }, action);
+    cancel.addEventListener("click", () => answer(false));
+    confirm.addEventListener("click", () => answer(true));
+    const row = make("div", { class: "row" }, "");
+    row.append(make("span", { class: "spacer" }, ""), cancel, confirm);
+    dialog.replaceChildren(make("h2", { id: "dialog-title" }, title), make("p", { id: "dialog-text" }, text), row);
+    // Esc or any other way the dialog closes is a no.
+    dialog.addEventListener("close", closed, { once: true });
+    dialog.showModal();
+    cancel.focus();
+  });
+}
+
 /** Who is signed in (`/api/me`), once known. */
 export const shell = { me: null };
 
