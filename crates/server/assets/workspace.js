@@ -52,6 +52,9 @@ export function initScreen(state, workspace) {
     if (current.state === "error") {
       status.append(h("div", { class: "notice bad", id: "init-error" },
         h("p", {}, h("strong", {}, "Initialisation failed: "), current.error || "see the log below"),
+        // A clone refused for want of a credential leads to where one is added.
+        /Git credentials/.test(current.error || "")
+          ? h("p", {}, h("a", { href: "/account#credentials-title", "data-link": true, id: "add-credential" }, "Add a git credential")) : null,
         h("div", { class: "row" },
           h("button", { class: "primary", onclick: async () => {
             const answer = await api("POST", `/api/workspaces/${current.id}/retry`);

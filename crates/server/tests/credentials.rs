@@ -155,6 +155,11 @@ async fn a_private_repository_clones_and_pushes_with_the_callers_credential_only
     let log = log.as_str().unwrap().to_owned();
     assert!(log.contains(&format!("needs a credential for {host}")), "{log}");
     assert!(log.contains(&format!("berth credential add {host}")), "{log}");
+    // The headline is what to do, not git's "could not read Username"; git's words stay
+    // in the log.
+    let headline = failed["error"].as_str().unwrap();
+    assert!(headline.starts_with(&format!("this repository needs a credential for {host}")), "{headline}");
+    assert!(log.contains("initialisation failed: "), "{log}");
 
     // Bad credentials are refused with stable codes.
     for (body, code) in [

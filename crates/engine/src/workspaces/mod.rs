@@ -526,11 +526,14 @@ impl Workspaces {
                     }
                     _ => summary.as_str(),
                 };
-                if let Some(hint) = self.credential_hint(workspace, said).await? {
+                // What the person can do about it is the headline; git's own words stay in
+                // the log above it.
+                let hint = self.credential_hint(workspace, said).await?;
+                if let Some(hint) = &hint {
                     self.store.append_init_log(&workspace.id, &format!("berth: {hint}\n")).await?;
                 }
                 remove_dir_if_present(&dir).await?;
-                InitialisationOutcome::Failed { error: summary }
+                InitialisationOutcome::Failed { error: hint.unwrap_or(summary) }
             }
         };
         if !self.store.finish_initialisation(&workspace.id, &outcome).await?
