@@ -91,10 +91,17 @@ export async function chat(state, workspace, opened) {
   }
   setRunning(Boolean(session.agent_running));
   preview.findPorts();
+  // A server the agent starts shows up by itself within two seconds (while the tab is
+  // seen and the session runs).
+  const portsWatch = setInterval(() => {
+    if (!isEnded && !state.stopped && document.visibilityState === "visible") preview.findPorts();
+  }, 2000);
+  state.cleanups.push(() => clearInterval(portsWatch));
   function ended(current) {
     if (isEnded) return;
     isEnded = true;
     session = current;
+    clearInterval(portsWatch);
     if (live) live.stop();
     status.showState("ended");
     setRunning(false);
@@ -205,9 +212,13 @@ function previewPane(workspace, currentSession) {
   };
   // What listens inside the sandbox, one click each (hidden where berth cannot tell).
   const portsRow = h("div", { class: "row", id: "preview-ports", hidden: true });
+  let listed = null;
   const findPorts = async () => {
     const answer = await api("GET", `/api/sessions/${encodeURIComponent(currentSession().id)}/ports`);
-    if (answer.status !== 200) { portsRow.hidden = true; return; }
+    if (answer.status !== 200) { portsRow.hidden = true; listed = null; return; }
+    // Drawn again only when something changed: a button is never swapped under a click.
+    if (listed === answer.body.ports.join(",")) return;
+    listed = answer.body.ports.join(",");
     portsRow.hidden = false;
     portsRow.replaceChildren(h("span", { class: "muted" }, answer.body.ports.length ? "Listening:" : "Nothing listens yet."),
       ...answer.body.ports.map((number) => h("button", { type: "button", "data-port": number, onclick: (event) => {
