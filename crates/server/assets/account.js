@@ -20,8 +20,8 @@ export function account() {
       const live = await api("GET", "/api/sessions?state=live");
       const sessions = live.status === 200 ? live.body.sessions : [];
       if (!sessions.length) return result.replaceChildren(h("p", { class: "notice" }, "No active workspaces to close."));
-      const question = closeAllQuestion(sessions, (session) => names.get(session.workspace_id) || session.workspace_id);
-      if (!(await askToConfirm("Close all active workspaces?", question, "Close all"))) return;
+      const label = (session) => names.get(session.workspace_id) || session.workspace_id;
+      if (!(await askToConfirm("Close all active workspaces?", closeAllQuestion(sessions, label), "Close all"))) return;
     }
     closeAll.disabled = true;
     const answer = await api("POST", "/api/sessions/close-all");
@@ -45,8 +45,7 @@ export function account() {
       h("td", {}, when(workspace.active_session.started_at)),
       h("td", {}, h("button", { "data-action": "close", onclick: () => closeSession(workspace.active_session.id) }, "Close")))));
     if (!live.length) rows.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No active workspaces.")));
-    // Nothing open: nothing to close.
-    closeAll.hidden = !live.length;
+    closeAll.hidden = !live.length; // nothing open: nothing to close
   };
   const tokenRows = h("tbody", {});
   const refreshTokens = async () => {
