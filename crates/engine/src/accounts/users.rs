@@ -251,7 +251,7 @@ impl Accounts {
         self.authenticate_hash(&hash_token(token)).await
     }
 
-    /// [`Engine::authenticate`] for a token or sign-in known by its hash (a preview pass
+    /// [`Accounts::authenticate`] for a token or sign-in known by its hash (a preview pass
     /// names the credential it came from that way).
     pub(crate) async fn authenticate_hash(&self, hash: &str) -> Result<Option<User>, EngineError> {
         if let Some(user) = self.access.tokens.get(hash) {

@@ -1,5 +1,5 @@
 //! Ending sessions: closing one (the owner task does it), closing all in parallel with an
-//! exact report, leaving, and [`Engine::finish`] — the body of every ending.
+//! exact report, leaving, and [`Sessions::finish`] — the body of every ending.
 
 use super::conversation::{close_open_tool_calls, store_event, system};
 use super::runtime::Command;

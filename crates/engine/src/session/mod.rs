@@ -1,16 +1,18 @@
-//! Sessions: opening (new, resumed, replacing, refused), the task that owns each live
-//! session, ending one or all, and the reconciliation at start. The decisions come from
+//! [`Sessions`]: opening (new, resumed, replacing, refused), the task that owns each live
+//! session and where it runs ([`Sessions::owner`]), what people do with a live session,
+//! ending one or all, and the reconciliation at start. The decisions come from
 //! `berth_core::session`; this module applies them so that limits hold under concurrency:
 //!
 //! - opens of one user are serialised by that user's lock, so two of them never both
 //!   see room under the per-user limit;
 //! - the installation's sandbox slots are counted in memory and taken atomically before
-//!   a sandbox powers on, and given back exactly once, when its session ends;
+//!   a sandbox powers on, and given back exactly once, when its [`SlotGuard`] drops;
 //! - everything that changes a live session goes through its owner task
 //!   ([`runtime::SessionActor`]) as a command, so it is done once, in order.
 //!
-//! `open.rs` opens and powers on (all or nothing), `end.rs` closes, leaves and ends,
-//! `reconcile.rs` cleans up after a crash and at shutdown.
+//! `open.rs` opens and powers on (all or nothing), `live.rs` is what people do with a
+//! live session, `end.rs` closes, leaves and ends (one `finish`), `reconcile.rs` cleans
+//! up after a crash and at shutdown, `conversation.rs` is the events' plain functions.
 
 mod conversation;
 mod end;
