@@ -439,11 +439,11 @@ async fn close_all_reports_the_sandbox_that_did_not_stop_and_a_retry_finishes() 
     browser.click("#close-all").await;
     let question = browser.text_in("#dialog #dialog-text", "Close 2 active workspaces?").await;
     assert!(question.starts_with("Close 2 active workspaces?"), "{question}");
-    browser.click("#dialog-cancel").await;
+    browser.click("#dialog[open] #dialog-cancel").await;
     let (_, live) = server.call(reqwest::Method::GET, "/api/sessions?state=live", None).await;
     assert_eq!(live["sessions"].as_array().unwrap().len(), 2, "declining closed something");
     browser.click("#close-all").await;
-    browser.click("#dialog-confirm").await;
+    browser.click("#dialog[open] #dialog-confirm").await;
     browser
         .text_in("[data-outcome='cleanup_partially_complete']", "Workspace cleanup partially complete")
         .await;
@@ -1349,7 +1349,7 @@ async fn tokens_are_made_and_revoked_users_made_changed_and_disabled_and_sign_ou
     browser.click("#tokens tr:first-child button[data-action='revoke']").await;
     // The page's own dialog asks (never the browser's confirm()).
     browser.text_in("#dialog", "Whatever uses it stops working at once").await;
-    browser.click("#dialog-confirm").await;
+    browser.click("#dialog[open] #dialog-confirm").await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while as_token(secret.clone()).await != 401 {
         assert!(tokio::time::Instant::now() < deadline, "the revoked token still works");
@@ -1374,7 +1374,7 @@ async fn tokens_are_made_and_revoked_users_made_changed_and_disabled_and_sign_ou
     let admin = Browser::open(&server, "users").await;
     admin.goto(&server, "/admin").await;
     admin.click("#admin-users tr[data-user='erin'] button[data-action='disable']").await;
-    admin.click("#dialog-confirm").await;
+    admin.click("#dialog[open] #dialog-confirm").await;
     admin.element("#admin-users tr[data-user='erin'] button[data-action='enable']").await;
     assert_eq!(as_token(erin).await, 401, "a disabled user's token stops");
     // Makes a user, whose login link is shown once, and makes Dana an administrator.

@@ -14,9 +14,14 @@ export function askToConfirm(title, text, action) {
     const answer = (yes) => {
       dialog.removeEventListener("close", closed);
       dialog.close();
+      // Nothing of this question stays behind to be mistaken for the next one.
+      dialog.replaceChildren();
       resolve(yes);
     };
-    const closed = () => resolve(false);
+    const closed = () => {
+      dialog.replaceChildren();
+      resolve(false);
+    };
     const make = (tag, attributes, words) => {
       const element = document.createElement(tag);
       for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
