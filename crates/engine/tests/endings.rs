@@ -3,18 +3,18 @@
 //! session stays live (and its agent is not forgotten), and a close-all later finishes it.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
+mod common;
+
 use berth_core::{EndReason, Role, SessionState, WorkspaceState};
-use berth_engine::{CloseAllScope, Config, Engine, NewWorkspace, OpenOutcome};
+use berth_engine::{CloseAllScope, Config, Engine};
 use berth_sandbox::{DEFAULT_STOP_TIMEOUT, FaultyDriver, LocalDriver, SandboxDriver};
 use berth_testkit::{SourceRepo, process_runs};
 use std::sync::Arc;
 use std::time::Duration;
 
-const AGENT: &str = "mkdir -p .berth && echo $$ > .berth/agent.pid && exec sleep 600";
-
 fn config(data: &std::path::Path) -> Config {
     let mut config = Config::for_data_dir(data);
-    config.agent_command = Some(AGENT.into());
+    config.agent_command = Some(common::AGENT.into());
     config
 }
 
@@ -37,26 +37,7 @@ fn a_sandbox_the_restart_cannot_power_off_keeps_its_session_live_until_a_close_a
         let config = config(data.path());
         let engine = Engine::start_with_driver(config.clone(), faulty_driver(&config)).await.unwrap();
         let (alice, _) = engine.accounts.create_user("alice", Role::Member).await.unwrap();
-        let mut changes = engine.workspaces.subscribe_changes();
-        let request = NewWorkspace { repo: source.url(), ..NewWorkspace::default() };
-        let workspace = engine.workspaces.create(&alice, request).await.unwrap();
-        while engine.workspaces.workspace(&alice, workspace.id.as_str()).await.unwrap().state
-            == WorkspaceState::Initialising
-        {
-            changes.recv().await.unwrap();
-        }
-        let OpenOutcome::Opened { session, .. } =
-            engine.sessions.open(&alice, workspace.id.as_str()).await.unwrap()
-        else {
-            panic!("a new session");
-        };
-        let pid_file = engine.paths().workspace(&workspace.id).join(".berth/agent.pid");
-        let pid: i32 = loop {
-            if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse().ok()) {
-                break pid;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
+        let (workspace, session, pid) = common::opened_workspace(&engine, &alice, &source).await;
         (session, workspace, pid)
     });
     drop(crashed);

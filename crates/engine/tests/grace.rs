@@ -3,15 +3,16 @@
 //! powers the sandbox off — without waiting in real time.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
+mod common;
+
 use berth_core::{EndReason, Role, Session, SessionState, User, WorkspaceState};
-use berth_engine::{Config, Engine, NewWorkspace, OpenOutcome};
+use berth_engine::{Config, Engine, OpenOutcome};
 use berth_testkit::SourceRepo;
 use berth_testkit::process_runs;
 use std::sync::Arc;
 use std::time::Duration;
 
 const GRACE: Duration = Duration::from_secs(300);
-const AGENT: &str = "mkdir -p .berth && echo $$ > .berth/agent.pid && exec sleep 600";
 
 struct Harness {
     _data: tempfile::TempDir,
@@ -46,30 +47,11 @@ async fn working_session() -> Harness {
     let data = tempfile::tempdir().unwrap();
     let source = SourceRepo::new();
     let mut config = Config::for_data_dir(data.path());
-    config.agent_command = Some(AGENT.into());
+    config.agent_command = Some(common::AGENT.into());
     config.reconnect_grace = GRACE;
     let engine = Engine::start(config).await.unwrap();
     let (alice, _) = engine.accounts.create_user("alice", Role::Member).await.unwrap();
-    let mut changes = engine.workspaces.subscribe_changes();
-    let request = NewWorkspace { repo: source.url(), ..NewWorkspace::default() };
-    let workspace = engine.workspaces.create(&alice, request).await.unwrap();
-    while engine.workspaces.workspace(&alice, workspace.id.as_str()).await.unwrap().state
-        == WorkspaceState::Initialising
-    {
-        changes.recv().await.unwrap();
-    }
-    let OpenOutcome::Opened { session, .. } =
-        engine.sessions.open(&alice, workspace.id.as_str()).await.unwrap()
-    else {
-        panic!("a new session");
-    };
-    let pid_file = engine.paths().workspace(&workspace.id).join(".berth/agent.pid");
-    let agent_pid = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse().ok()) {
-            break pid;
-        }
-        tokio::task::yield_now().await;
-    };
+    let (_, session, agent_pid) = common::opened_workspace(&engine, &alice, &source).await;
     engine.sessions.set_agent_running(&session.id, true).await.unwrap();
     Harness { _data: data, _source: source, engine, alice, session, agent_pid }
 }
