@@ -178,15 +178,9 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
         (status, body["error"]["code"].as_str()),
         (StatusCode::BAD_GATEWAY, Some("preview_unreachable"))
     );
-    let page = previews
-        .request(reqwest::Method::GET, "/3001/")
-        .header("accept", "text/html,*/*")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::BAD_GATEWAY);
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    let page = page.text().await.unwrap();
+    let (status, kind, page) = page_for_a_person(&previews, "/3001/").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(kind.starts_with("text/html"));
     assert!(
         page.contains("Nothing answers on this port yet") && page.contains("http-equiv=\"refresh\""),
         "{page}"
@@ -200,21 +194,11 @@ async fn each_workspace_previews_its_own_port_3000_to_its_owner_only() {
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_live_session")));
     // A person's browser is told in a sentence, not with the envelope; so is another
     // user who tries the address.
-    let html_of = |api: common::Api| async move {
-        let page = api
-            .request(reqwest::Method::GET, "/3000/")
-            .header("accept", "text/html,*/*")
-            .send()
-            .await
-            .unwrap();
-        let kind = page.headers()["content-type"].to_str().unwrap().to_owned();
-        (page.status(), kind, page.text().await.unwrap())
-    };
-    let (status, kind, page) = html_of(previews.clone()).await;
+    let (status, kind, page) = page_for_a_person(&previews, "/3000/").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(kind.starts_with("text/html") && page.contains("This workspace is not running"), "{page}");
     assert!(!page.contains("no_live_session") && !page.contains("http-equiv"), "{page}");
-    let (status, _, page) = html_of(bob_on_alices.clone()).await;
+    let (status, _, page) = page_for_a_person(&bob_on_alices, "/3000/").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("There is no such preview"), "{page}");
     let (second, _) = &workspaces[1];
@@ -419,4 +403,12 @@ async fn a_fork_bomb_and_a_memory_hog_are_reported_and_the_server_keeps_serving(
         assert_eq!(status, StatusCode::OK, "{closed}");
     }
     server.stop().await;
+}
+
+/// What a browser's page load of `path` gets: its status, content type and body.
+async fn page_for_a_person(api: &common::Api, path: &str) -> (StatusCode, String, String) {
+    let page =
+        api.request(reqwest::Method::GET, path).header("accept", "text/html,*/*").send().await.unwrap();
+    let kind = page.headers()["content-type"].to_str().unwrap().to_owned();
+    (page.status(), kind, page.text().await.unwrap())
 }
