@@ -208,14 +208,7 @@ impl HttpPeers {
         request: hyper::Request<Body>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
         let stream = self.connect(peer).await?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| error.to_string())?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(error = %error, "a connection to another replica ended with an error");
-            }
-        });
+        let mut sender = client_connection(stream).await.map_err(|error| error.to_string())?;
         let sent = tokio::time::timeout(REPLICA_CALL_TIMEOUT, sender.send_request(request)).await;
         match sent {
             Ok(answer) => answer.map_err(|error| error.to_string()),
@@ -290,12 +283,7 @@ pub(crate) async fn relay<S>(
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.with_upgrades().await {
-            tracing::debug!(error = %error, "a relayed connection ended with an error");
-        }
-    });
+    let mut sender = client_connection(stream).await?;
     let mut response = sender.send_request(upstream).await?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_upgrade) = client_upgrade
@@ -308,4 +296,21 @@ where
         });
     }
     Ok(response)
+}
+
+/// An HTTP/1.1 client connection over `stream`, driven in a task of its own (upgrades
+/// allowed), and the way to send on it.
+async fn client_connection<S>(
+    stream: S,
+) -> Result<hyper::client::conn::http1::SendRequest<Body>, hyper::Error>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(error = %error, "a connection to another replica or a sandbox ended with an error");
+        }
+    });
+    Ok(sender)
 }
