@@ -63,6 +63,7 @@ id_type!(SessionId, "s_");
 id_type!(TokenId, "t_");
 id_type!(CredentialId, "c_");
 id_type!(SignInId, "si_");
+id_type!(TerminalId, "tm_");
 
 #[cfg(test)]
 mod tests {

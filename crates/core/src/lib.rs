@@ -13,7 +13,7 @@ pub mod validate;
 pub mod workspace;
 
 pub use event::Event;
-pub use ids::{CredentialId, SessionId, SignInId, TokenId, UserId, WorkspaceId};
+pub use ids::{CredentialId, SessionId, SignInId, TerminalId, TokenId, UserId, WorkspaceId};
 pub use limits::{Limits, OnUserLimit, PromptWindow};
 pub use session::{EndReason, Session, SessionState};
 pub use user::{Account, CredentialInfo, Profile, Role, SecretInfo, SignInInfo, SignInVia, TokenInfo, User};

@@ -32,6 +32,8 @@ pub enum Field {
     /// A person's display name (what their commits carry).
     DisplayName,
     Email,
+    /// What is typed into a terminal.
+    TerminalInput,
 }
 
 impl Field {
@@ -51,6 +53,7 @@ impl Field {
             Field::FilePath => "invalid_path",
             Field::DisplayName => "invalid_display_name",
             Field::Email => "invalid_email",
+            Field::TerminalInput => "invalid_request",
         }
     }
 }

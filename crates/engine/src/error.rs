@@ -74,6 +74,16 @@ pub enum EngineError {
     PortNotAllowed { port: u16 },
     #[error("the workspace has no live session")]
     NoLiveSession,
+    #[error("the session is not live: a terminal runs in a live session's sandbox")]
+    SessionNotLive,
+    #[error("a session has at most {limit} terminals open; close one first")]
+    TooManyTerminals { limit: usize },
+    #[error("{what}")]
+    TerminalUnavailable { what: String },
+    #[error("the file changed since it was read (someone else, or the agent, wrote it)")]
+    FileChanged { sha: Option<String> },
+    #[error("a file written through berth is at most {max_bytes} bytes")]
+    FileTooLarge { max_bytes: usize },
     #[error("the push failed: {message}")]
     PushFailed { message: String },
     #[error("nothing answers on port {port} in the sandbox: {message}")]
@@ -149,6 +159,11 @@ impl EngineError {
             EngineError::InvalidPort { .. } => "invalid_port",
             EngineError::PortNotAllowed { .. } => "port_not_allowed",
             EngineError::NoLiveSession => "no_live_session",
+            EngineError::SessionNotLive => "session_not_live",
+            EngineError::TooManyTerminals { .. } => "too_many_terminals",
+            EngineError::TerminalUnavailable { .. } => "terminal_unavailable",
+            EngineError::FileChanged { .. } => "file_changed",
+            EngineError::FileTooLarge { .. } => "file_too_large",
             EngineError::PushFailed { .. } => "push_failed",
             EngineError::PreviewUnreachable { .. } => "preview_unreachable",
             EngineError::BinaryFile { .. } => "binary_file",

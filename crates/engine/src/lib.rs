@@ -11,6 +11,7 @@ mod preview_pass;
 pub mod replicas;
 pub mod sealing;
 mod session;
+mod terminals;
 mod workspaces;
 
 use berth_core::WorkspaceId;
@@ -25,6 +26,7 @@ pub use accounts::{
     Accounts, Browser, NewSignIn, NewToken, OIDC_LOGIN_SECS, OfferedAgent, OidcIdentity, OidcSignIn,
     SshPublicKey, hash_token, is_sign_in_secret,
 };
+pub use berth_sandbox::TerminalSize;
 pub use berth_store::PendingOidcLogin;
 pub use config::{AgentEntry, Config};
 pub use error::EngineError;
@@ -34,6 +36,9 @@ pub use replicas::{Peer, PeerStream, Peers, Replicas};
 pub use session::{
     CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, LiveAttachment, LiveMessage,
     LiveSubscription, OpenOutcome, Owner, Sessions,
+};
+pub use terminals::{
+    MAX_INPUT_BYTES, MAX_TERMINALS_PER_SESSION, TerminalAttachment, TerminalInfo, Terminals,
 };
 pub use workspaces::{
     NewWorkspace, PushedBranch, WorkspaceFile, WorkspaceGitStatus, WorkspaceSettings, Workspaces,
@@ -56,6 +61,8 @@ pub struct Engine {
     pub previews: Previews,
     /// This replica among the others: registration, lease, take-over, peers, changes.
     pub replicas: Replicas,
+    /// Shells on pseudo-terminals in live sessions' sandboxes.
+    pub terminals: Terminals,
     shared: Arc<Shared>,
 }
 
@@ -82,6 +89,8 @@ pub struct Shared {
     pub(crate) passes: preview::PreviewPasses,
     /// The replicas' shared secret, the peers, the change feed.
     pub(crate) replica: replicas::ReplicaLink,
+    /// The terminals running here.
+    pub(crate) terminals: terminals::TerminalRegistry,
 }
 
 /// Declares a service: a handle on the engine's [`Shared`] parts, cheap to clone (into a
@@ -125,6 +134,10 @@ pub(crate) trait Services {
 
     fn replicas(&self) -> Replicas {
         Replicas(Arc::clone(self.shared()))
+    }
+
+    fn terminals(&self) -> Terminals {
+        Terminals(Arc::clone(self.shared()))
     }
 }
 
@@ -186,6 +199,7 @@ impl Engine {
                 key.derive("berth preview passes"),
             )),
             replica: replicas::ReplicaLink::new(hex::encode(key.derive("berth replica link")), feed),
+            terminals: terminals::TerminalRegistry::default(),
         });
         Ok(Arc::new(Engine {
             sessions: Sessions(Arc::clone(&shared)),
@@ -193,6 +207,7 @@ impl Engine {
             accounts: Accounts(Arc::clone(&shared)),
             previews: Previews(Arc::clone(&shared)),
             replicas: Replicas(Arc::clone(&shared)),
+            terminals: Terminals(Arc::clone(&shared)),
             shared,
         }))
     }

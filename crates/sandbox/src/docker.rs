@@ -369,6 +369,79 @@ impl SandboxDriver for DockerDriver {
         connected.map_err(|source| SandboxError::Connect { port, source })
     }
 
+    async fn open_terminal(
+        &self,
+        session_id: &SessionId,
+        size: crate::TerminalSize,
+    ) -> Result<crate::TerminalIo, SandboxError> {
+        use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
+        let name = container_name(session_id);
+        let cmd = ["/bin/sh", "-c", crate::terminal::SHELL_LINE, "berth-terminal", bwrap::WORKSPACE];
+        let exec = CreateExecOptions {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(true),
+            env: Some(vec!["TERM=xterm-256color"]),
+            cmd: Some(cmd.to_vec()),
+            working_dir: Some(bwrap::WORKSPACE),
+            ..CreateExecOptions::default()
+        };
+        let created = match self.docker.create_exec(&name, exec).await {
+            Ok(created) => created,
+            Err(error) if is_not_found(&error) => {
+                return Err(SandboxError::NotRunning { session_id: session_id.clone() });
+            }
+            Err(error) => return Err(engine_error(error)),
+        };
+        let start = StartExecOptions { detach: false, tty: true, output_capacity: None };
+        let StartExecResults::Attached { mut output, input: mut writer } =
+            self.docker.start_exec(&created.id, Some(start)).await.map_err(engine_error)?
+        else {
+            return Err(SandboxError::Engine { message: "the terminal's exec started detached".into() });
+        };
+        let resize = |size: crate::TerminalSize| ResizeExecOptions { height: size.rows, width: size.cols };
+        let _ = self.docker.resize_exec(&created.id, resize(size)).await;
+        let (output_sender, received) = mpsc::channel::<Vec<u8>>(64);
+        tokio::spawn(async move {
+            while let Some(Ok(chunk)) = output.next().await {
+                let bytes = match chunk {
+                    LogOutput::StdOut { message }
+                    | LogOutput::Console { message }
+                    | LogOutput::StdErr { message } => message.to_vec(),
+                    LogOutput::StdIn { .. } => continue,
+                };
+                if output_sender.send(bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (input, mut inputs) = mpsc::channel::<crate::TerminalInput>(64);
+        let (docker, exec_id) = (self.docker.clone(), created.id);
+        tokio::spawn(async move {
+            while let Some(message) = inputs.recv().await {
+                match message {
+                    crate::TerminalInput::Data(bytes) => {
+                        if writer.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    crate::TerminalInput::Resize(size) => {
+                        let _ = docker.resize_exec(&exec_id, resize(size)).await;
+                    }
+                }
+            }
+            // Hung up: the engine has no way to end one exec, so its shell is told so
+            // the way a terminal's hang-up does (where the engine runs on this machine).
+            let pid = docker.inspect_exec(&exec_id).await.ok().and_then(|exec| exec.pid);
+            if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()).filter(|pid| *pid > 0) {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP);
+            }
+        });
+        Ok(crate::TerminalIo { output: received, input })
+    }
+
     async fn run_job(&self, job: Job) -> Result<JobOutput, SandboxError> {
         let name = format!("berth-job-{}-{:016x}", job.workspace_id, rand::random::<u64>());
         let create = CreateContainerOptions { name: Some(name.clone()), ..CreateContainerOptions::default() };

@@ -121,6 +121,14 @@ impl SandboxDriver for FaultyDriver {
         self.inner.run_job(job).await
     }
 
+    async fn open_terminal(
+        &self,
+        session_id: &SessionId,
+        size: crate::TerminalSize,
+    ) -> Result<crate::TerminalIo, SandboxError> {
+        self.inner.open_terminal(session_id, size).await
+    }
+
     async fn listening_ports(&self, session_id: &SessionId) -> Result<Vec<u16>, SandboxError> {
         self.inner.listening_ports(session_id).await
     }

@@ -17,6 +17,7 @@ pub mod ports;
 mod proc;
 mod secret_env;
 pub mod settings;
+mod terminal;
 
 use berth_core::{SessionId, WorkspaceId};
 use std::fmt;
@@ -29,6 +30,7 @@ pub use faults::FaultyDriver;
 pub use job::{Job, JobNetwork, JobOutput, STDERR_TAIL_BYTES};
 pub use local::{DEFAULT_STOP_TIMEOUT, LocalDriver, LocalOptions, installed};
 pub use settings::{Isolation, Network, Resources};
+pub use terminal::{TerminalInput, TerminalIo, TerminalSize};
 
 /// What to power on.
 #[derive(Debug, Clone)]
@@ -147,6 +149,19 @@ pub trait SandboxDriver: Send + Sync + 'static {
         Err(SandboxError::Unavailable {
             what: format!("the {} driver cannot list a sandbox's ports", self.name()),
         })
+    }
+
+    /// A terminal in the running sandbox of `session_id`: an interactive shell on a
+    /// pseudo-terminal, as the agent runs there (its user, namespaces, limits,
+    /// environment), in the workspace. Drivers that cannot answer
+    /// [`SandboxError::Unavailable`].
+    async fn open_terminal(
+        &self,
+        session_id: &SessionId,
+        size: TerminalSize,
+    ) -> Result<TerminalIo, SandboxError> {
+        let _ = (session_id, size);
+        Err(SandboxError::Unavailable { what: format!("the {} driver has no terminals", self.name()) })
     }
 
     /// Runs `job` in a fresh sandbox of its workspace, with the same isolation as the

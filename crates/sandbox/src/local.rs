@@ -13,6 +13,7 @@ use crate::job::{read_bounded, read_stderr, within_limits};
 use crate::proc::{group_exists, is_alive, signal_group, start_time};
 use crate::secret_env::EnvFile;
 use crate::settings::{Isolation, Network, Resources};
+use crate::terminal::{TerminalIo, TerminalSize};
 use crate::{
     AgentIo, Job, JobNetwork, JobOutput, RunningSandbox, SandboxDriver, SandboxError, SandboxExit,
     SandboxNotice, SandboxSpec, bwrap, netns,
@@ -92,6 +93,22 @@ struct LocalChild {
     exited: watch::Receiver<Option<SandboxExit>>,
     /// A process inside the sandbox's own network namespace, when it has one.
     network_holder: Option<i32>,
+    /// How a terminal joins the sandbox.
+    terminal: TerminalPlace,
+}
+
+/// What a terminal needs to run where the agent runs: the process holding the sandbox's
+/// namespaces (bubblewrap), the agent's environment, its cgroup.
+#[derive(Clone)]
+struct TerminalPlace {
+    /// Whether the agent runs in bubblewrap (process `pgid`), whose first child holds
+    /// the sandbox's namespaces.
+    isolated: bool,
+    workspace_dir: PathBuf,
+    /// The agent's environment: for a bubblewrap sandbox only the public part (the
+    /// private part is read inside from the sandbox's own file).
+    env: Vec<(String, String)>,
+    cgroup_procs: Vec<PathBuf>,
 }
 
 /// What is written down for each running sandbox.
@@ -196,13 +213,7 @@ impl LocalDriver {
         };
         if cgroup.is_some() || gate.is_some() {
             let files = cgroup.map(Cgroup::procs_files).unwrap_or_default();
-            let mut line: Vec<OsString> = vec!["/bin/sh".into(), "-c".into(), PREPARE.into()];
-            line.push("berth-sandbox".into());
-            line.push(gate.map(|gate| gate.as_os_str().to_owned()).unwrap_or_default());
-            line.push(files.len().to_string().into());
-            line.extend(files.into_iter().map(PathBuf::into_os_string));
-            line.append(&mut sandboxed);
-            sandboxed = line;
+            sandboxed = in_cgroup(&files, gate, sandboxed);
         }
         sandboxed
     }
@@ -470,11 +481,17 @@ impl SandboxDriver for LocalDriver {
         } else {
             (None, None)
         };
+        let terminal = TerminalPlace {
+            isolated,
+            workspace_dir: spec.workspace_dir.clone(),
+            env: agent_environment(&spec, isolated),
+            cgroup_procs: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
+        };
         let (exited, notices) =
             watch_agent(child, pid, cgroup, slirp, env_file, self.record_path(&spec.session_id));
         self.lock_children().insert(
             spec.session_id.clone(),
-            LocalChild { pgid: pid, exited: exited.clone(), network_holder },
+            LocalChild { pgid: pid, exited: exited.clone(), network_holder, terminal },
         );
         let workspace_path =
             if isolated { PathBuf::from(bwrap::WORKSPACE) } else { spec.workspace_dir.clone() };
@@ -490,7 +507,7 @@ impl SandboxDriver for LocalDriver {
 
     async fn power_off(&self, session_id: &SessionId) -> Result<(), SandboxError> {
         let child = self.lock_children().remove(session_id);
-        let Some(LocalChild { pgid, mut exited, network_holder }) = child else {
+        let Some(LocalChild { pgid, mut exited, network_holder, terminal }) = child else {
             let record =
                 self.read_records()?.into_iter().find(|record| record.session_id == session_id.as_str());
             return match record {
@@ -510,7 +527,8 @@ impl SandboxDriver for LocalDriver {
             if !killed {
                 // Keep it known, so a later power off can try again.
                 let exited = exited.clone();
-                self.lock_children().insert(session_id.clone(), LocalChild { pgid, exited, network_holder });
+                let child = LocalChild { pgid, exited, network_holder, terminal };
+                self.lock_children().insert(session_id.clone(), child);
                 return Err(stop_error("the agent survived SIGKILL".into()));
             }
         }
@@ -626,6 +644,45 @@ impl SandboxDriver for LocalDriver {
         })
     }
 
+    async fn open_terminal(
+        &self,
+        session_id: &SessionId,
+        size: TerminalSize,
+    ) -> Result<TerminalIo, SandboxError> {
+        let (pgid, place) = match self.lock_children().get(session_id) {
+            Some(child) if child.exited.borrow().is_none() => (child.pgid, child.terminal.clone()),
+            _ => return Err(SandboxError::NotRunning { session_id: session_id.clone() }),
+        };
+        let spawn_error = |source| SandboxError::Spawn { command: "a terminal".into(), source };
+        let (mut line, mut env, inside) = if place.isolated {
+            let (nsenter, setpriv) = match (program_path("nsenter"), program_path("setpriv")) {
+                (Some(nsenter), Some(setpriv)) => (nsenter, setpriv),
+                _ => {
+                    let what = "terminals in bubblewrap sandboxes need nsenter and setpriv (util-linux)";
+                    return Err(SandboxError::Unavailable { what: what.into() });
+                }
+            };
+            let holder = netns::sandbox_process(pgid)
+                .await
+                .ok_or_else(|| SandboxError::NotRunning { session_id: session_id.clone() })?;
+            let mut env = place.env.clone();
+            env.push(("HOME".into(), format!("{}/.berth/home", bwrap::WORKSPACE)));
+            (terminal_in_namespaces(&nsenter, &setpriv, holder), env, PathBuf::from(bwrap::WORKSPACE))
+        } else {
+            (vec!["/bin/sh".into(), "-c".into()], place.env.clone(), place.workspace_dir.clone())
+        };
+        line.extend([
+            OsString::from(crate::terminal::SHELL_LINE),
+            "berth-terminal".into(),
+            inside.into_os_string(),
+        ]);
+        if !place.cgroup_procs.is_empty() {
+            line = in_cgroup(&place.cgroup_procs, None, line);
+        }
+        env.push(("TERM".into(), "xterm-256color".into()));
+        crate::terminal::spawn_on_pty(&line, &env, &place.workspace_dir, size).map_err(spawn_error)
+    }
+
     fn job_workspace_path(&self, workspace_dir: &Path) -> PathBuf {
         match self.options.isolation {
             Isolation::None => workspace_dir.to_owned(),
@@ -640,6 +697,38 @@ impl SandboxDriver for LocalDriver {
 pub(crate) fn agent_shell(command: &str) -> Vec<OsString> {
     let line = format!("mkdir -p \"$HOME\" 2>/dev/null; {command}");
     vec!["/bin/sh".into(), "-c".into(), line.into()]
+}
+
+/// `program` run by [`PREPARE`]: in the cgroups whose `cgroup.procs` files are given
+/// from its first instruction, behind `gate` if any.
+fn in_cgroup(procs_files: &[PathBuf], gate: Option<&Path>, mut program: Vec<OsString>) -> Vec<OsString> {
+    let mut line: Vec<OsString> = vec!["/bin/sh".into(), "-c".into(), PREPARE.into()];
+    line.push("berth-sandbox".into());
+    line.push(gate.map(|gate| gate.as_os_str().to_owned()).unwrap_or_default());
+    line.push(procs_files.len().to_string().into());
+    line.extend(procs_files.iter().map(|file| file.clone().into_os_string()));
+    line.append(&mut program);
+    line
+}
+
+/// A shell (its arguments follow) in the namespaces held by process `holder` of a
+/// bubblewrap sandbox — user, mount (its root and working directory), pid, network and
+/// the rest — with every capability dropped and no way to gain one, as bubblewrap runs
+/// the agent. The programs are the host's, named by absolute path; the shell is the
+/// sandbox's own `/bin/sh` (the host's `/usr`, read-only).
+fn terminal_in_namespaces(nsenter: &Path, setpriv: &Path, holder: i32) -> Vec<OsString> {
+    let mut line: Vec<OsString> = vec![nsenter.as_os_str().to_owned()];
+    line.extend(
+        ["--target", &holder.to_string(), "--all", "--root", "--wd", "--"].iter().map(OsString::from),
+    );
+    line.push(setpriv.as_os_str().to_owned());
+    line.extend(
+        ["--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs", "--"]
+            .iter()
+            .map(OsString::from),
+    );
+    line.extend(["/bin/sh".into(), "-c".into()]);
+    line
 }
 
 /// A random name part.
@@ -660,14 +749,22 @@ fn agent_command(spec: &SandboxSpec, line: &[std::ffi::OsString], isolated: bool
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env_clear()
-        .envs(spec.env.iter().map(|(name, value)| (name, value)))
-        .env("BERTH_SESSION_ID", spec.session_id.as_str())
-        .env("BERTH_WORKSPACE_ID", spec.workspace_id.as_str());
-    if !isolated {
-        command.env("HOME", spec.workspace_dir.join(".berth/home"));
-        command.envs(spec.secret_env.iter().map(|(name, value)| (name, value)));
-    }
+        .envs(agent_environment(spec, isolated));
     command
+}
+
+/// The environment the agent's process is given: the spec's, berth's ids, and without
+/// isolation its home and private part (bubblewrap sets the home inside, and the
+/// private part is read from the sandbox's own file).
+fn agent_environment(spec: &SandboxSpec, isolated: bool) -> Vec<(String, String)> {
+    let mut env = spec.env.clone();
+    env.push(("BERTH_SESSION_ID".into(), spec.session_id.to_string()));
+    env.push(("BERTH_WORKSPACE_ID".into(), spec.workspace_id.to_string()));
+    if !isolated {
+        env.push(("HOME".into(), spec.workspace_dir.join(".berth/home").to_string_lossy().into_owned()));
+        env.extend(spec.secret_env.iter().cloned());
+    }
+    env
 }
 
 /// Waits for the agent in the background: its limit hits reported as they come, and when
@@ -774,8 +871,14 @@ impl LimitWatch {
 
 /// Whether `program` is on the `PATH`.
 pub fn installed(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    program_path(program).is_some()
+}
+
+/// Where `program` is on the `PATH`.
+fn program_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).map(|dir| dir.join(program)).find(|path| path.is_file())
+    })
 }
 
 /// Fails with `advice` when `program` is not on the `PATH`.

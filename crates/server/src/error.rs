@@ -143,6 +143,10 @@ impl From<EngineError> for ApiError {
                 busy.retry_after_s = Some(seconds);
                 busy
             }
+            EngineError::FileChanged { sha } => {
+                answer.with("sha", sha.clone().map_or(Value::Null, Value::from))
+            }
+            EngineError::TooManyTerminals { limit } => answer.with("limit", Value::from(limit)),
             EngineError::ReplaceFailed { session_id, .. } | EngineError::CloseFailed { session_id, .. } => {
                 answer.with("session_id", Value::from(session_id.to_string()))
             }
@@ -181,7 +185,12 @@ fn status_of(error: &EngineError) -> StatusCode {
         | EngineError::NothingToCommit
         | EngineError::WorkspaceActive
         | EngineError::BranchSwitchFailed { .. }
+        | EngineError::SessionNotLive
+        | EngineError::TooManyTerminals { .. }
+        | EngineError::TerminalUnavailable { .. }
+        | EngineError::FileChanged { .. }
         | EngineError::PortsUnavailable { .. } => StatusCode::CONFLICT,
+        EngineError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         EngineError::Git { source, .. } if source.is_about_the_checkout() => StatusCode::CONFLICT,
         EngineError::ReplaceFailed { .. }
         | EngineError::CloseFailed { .. }

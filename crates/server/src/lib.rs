@@ -18,6 +18,7 @@ mod page;
 mod preview;
 mod replicas;
 mod sessions;
+mod terminals;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod ui;
@@ -73,7 +74,10 @@ pub fn router(state: AppState) -> Router {
         .merge(live::router())
         .merge(metrics::router())
         .merge(replicas::router())
-        .merge(replicas::owner_routes(&state, sessions::owner_router().merge(live::owner_router())))
+        .merge(replicas::owner_routes(
+            &state,
+            sessions::owner_router().merge(live::owner_router()).merge(terminals::owner_router()),
+        ))
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))

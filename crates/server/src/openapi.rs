@@ -1,6 +1,8 @@
 //! The OpenAPI document, generated from the handlers and wire types.
 
-use crate::{account, changes, live, metrics, oidc, ops, preview, sessions, users, wire, workspaces};
+use crate::{
+    account, changes, live, metrics, oidc, ops, preview, sessions, terminals, users, wire, workspaces,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -19,6 +21,7 @@ use utoipa::{Modify, OpenApi};
         sessions::open_workspace, sessions::list_sessions, sessions::show_session, sessions::session_ports, sessions::close_session,
         sessions::leave_session, sessions::close_all, sessions::admin_list_sessions, sessions::admin_close_all,
         live::session_events, live::workspace_events,
+        terminals::open_terminal, terminals::list_terminals, terminals::close_terminal, terminals::terminal_live,
     ),
     components(schemas(
         wire::UserBody, wire::CreateUserRequest, wire::CreatedUser, wire::TokenBody,
@@ -30,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         wire::CreateCredentialRequest, wire::CredentialBody, wire::CredentialList, wire::SetSecretRequest,
         wire::SecretBody, wire::SecretList, wire::PushBody, wire::AgentBody, wire::AgentList, wire::SshKeyBody, wire::PortsBody,
         wire::ChangedFileBody, wire::CommitBody, wire::ChangesBody, wire::CommitRequest, wire::CommittedBody, wire::FileBody, wire::EntryBody,
+        wire::OpenTerminalRequest, wire::TerminalBody, wire::TerminalList, wire::TerminalCommand,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

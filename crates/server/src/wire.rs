@@ -774,3 +774,41 @@ pub struct PortsBody {
     /// Ports with a listening socket that the preview may reach, in order.
     pub ports: Vec<u16>,
 }
+
+/// `POST /api/sessions/{id}/terminals`: the terminal's size (80×24 when not given).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenTerminalRequest {
+    #[serde(default)]
+    pub cols: Option<u16>,
+    #[serde(default)]
+    pub rows: Option<u16>,
+}
+
+/// A terminal of a live session.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TerminalBody {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&berth_engine::TerminalInfo> for TerminalBody {
+    fn from(terminal: &berth_engine::TerminalInfo) -> TerminalBody {
+        TerminalBody { id: terminal.id.to_string(), created_at: terminal.created_at }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TerminalList {
+    pub terminals: Vec<TerminalBody>,
+}
+
+/// What a client sends on a terminal's WebSocket, one JSON object per text frame.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TerminalCommand {
+    /// Keys typed (or text pasted).
+    Input { data: String },
+    /// The terminal's new size in cells.
+    Resize { cols: u16, rows: u16 },
+}

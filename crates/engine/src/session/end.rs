@@ -141,6 +141,8 @@ impl Sessions {
                 message: error.to_string(),
             });
         }
+        // The sandbox is off, and the shells of its terminals with it.
+        self.terminals().end_session(&session.id);
         // Before the end is recorded: a crash in between leaves a live session, which the
         // next start reconciles (closing what is still open), never an ended one with a
         // tool call left running.
