@@ -295,7 +295,7 @@ async fn a_killed_replicas_sessions_end_on_another_within_the_lease_and_the_work
     let (status, file) = cluster
         .call(&cluster.b, "GET", &format!("/api/workspaces/{workspace}/files?path=kept.txt"), None)
         .await;
-    assert_eq!((status, file["text"].as_str()), (200, Some("kept\n")), "{file}");
+    assert_eq!((status, file["content"].as_str()), (200, Some("kept\n")), "{file}");
     assert!(
         cluster.data.path().join("sandboxes/a").is_dir() && cluster.data.path().join("sandboxes/b").is_dir()
     );

@@ -84,6 +84,8 @@ pub enum EngineError {
     FileChanged { sha: Option<String> },
     #[error("a file written through berth is at most {max_bytes} bytes")]
     FileTooLarge { max_bytes: usize },
+    #[error("'{path}' exists already")]
+    FileExists { path: String },
     #[error("the push failed: {message}")]
     PushFailed { message: String },
     #[error("nothing answers on port {port} in the sandbox: {message}")]
@@ -164,6 +166,7 @@ impl EngineError {
             EngineError::TerminalUnavailable { .. } => "terminal_unavailable",
             EngineError::FileChanged { .. } => "file_changed",
             EngineError::FileTooLarge { .. } => "file_too_large",
+            EngineError::FileExists { .. } => "file_exists",
             EngineError::PushFailed { .. } => "push_failed",
             EngineError::PreviewUnreachable { .. } => "preview_unreachable",
             EngineError::BinaryFile { .. } => "binary_file",

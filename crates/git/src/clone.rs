@@ -113,6 +113,7 @@ pub async fn clone(driver: &dyn SandboxDriver, request: CloneRequest<'_>) -> Res
         credential: request.credential,
         ssh: request.ssh,
         identity: None,
+        stdin: Vec::new(),
     };
     let checkout = Checkout {
         workspace_id: request.workspace_id,

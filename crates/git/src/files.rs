@@ -19,7 +19,7 @@ const MAX_TARGET_BYTES: usize = 4096;
 const ENTRY_BYTES: usize = 300;
 
 /// Walks `$2` name by name from the checkout (`$1`), stopping at the first link, then
-/// prints one header line — `D` (entries follow), `F\t<size>` (bytes follow), `L` (the
+/// prints one header line — `D` (entries follow), `F\t<size>\t<sha or ->` (bytes follow), `L` (the
 /// target follows) or `N` (nothing there) — and what follows it, bounded by `$3`.
 /// `.git` is never listed (the path was checked on the host not to start with it), nor
 /// the checkout's `.berth` (the agent's own files, never part of the work).
@@ -40,7 +40,10 @@ if [ -d "$target" ]; then
     echo D
     find "$target" -mindepth 1 -maxdepth 1 ! -name .git ! -path ./.berth -printf '%y\t%s\t%f\0' | head -c "$3"
 elif [ -f "$target" ]; then
-    printf 'F\t%s\n' "$(stat -c %s -- "$target")"
+    size=$(stat -c %s -- "$target")
+    sha=-
+    if [ "$size" -le "$3" ]; then sha=$(sha256sum < "$target" | cut -c1-64); fi
+    printf 'F\t%s\t%s\n' "$size" "$sha"
     head -c "$3" -- "$target"
 else
     echo N
@@ -82,11 +85,13 @@ pub enum CheckoutPath {
         entries: Vec<Entry>,
         truncated: bool,
     },
-    /// The file's size and its first [`MAX_FILE_BYTES`].
+    /// The file's size and its first [`MAX_FILE_BYTES`], and the version of a whole one
+    /// (its SHA-256, hex), which a write names to be sure it replaces what was read.
     File {
         size: u64,
         bytes: Vec<u8>,
         truncated: bool,
+        sha: Option<String>,
     },
     /// A symbolic link, not followed: what it points at, as text.
     Symlink {
@@ -119,12 +124,24 @@ fn parse(output: &[u8]) -> Result<CheckoutPath, GitError> {
         }),
         b"N" => Ok(CheckoutPath::NotFound),
         _ => {
-            let size = header.strip_prefix(b"F\t").and_then(|size| std::str::from_utf8(size).ok());
-            let size: u64 = size.and_then(|size| size.parse().ok()).ok_or_else(unexpected)?;
+            let fields = header.strip_prefix(b"F\t").and_then(|fields| std::str::from_utf8(fields).ok());
+            let (size, sha) = fields.and_then(|fields| fields.split_once('\t')).ok_or_else(unexpected)?;
+            let size: u64 = size.parse().map_err(|_| unexpected())?;
             let truncated = rest.len() > MAX_FILE_BYTES || size > MAX_FILE_BYTES as u64;
-            Ok(CheckoutPath::File { size, bytes: rest[..rest.len().min(MAX_FILE_BYTES)].to_vec(), truncated })
+            let sha = is_sha(sha).then(|| sha.to_owned()).filter(|_| !truncated);
+            Ok(CheckoutPath::File {
+                size,
+                bytes: rest[..rest.len().min(MAX_FILE_BYTES)].to_vec(),
+                truncated,
+                sha,
+            })
         }
     }
+}
+
+/// Whether `text` is a SHA-256 as `sha256sum` prints it.
+fn is_sha(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_hexdigit() && !byte.is_ascii_uppercase())
 }
 
 /// `find -printf '%y\t%s\t%f\0'` records; a record cut by the bound is dropped.
@@ -171,11 +188,12 @@ mod tests {
 
     #[test]
     fn a_file_keeps_its_size_and_is_cut_at_the_bound() {
+        let sha = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         assert_eq!(
-            parse(b"F\t5\nhello").unwrap(),
-            CheckoutPath::File { size: 5, bytes: b"hello".to_vec(), truncated: false }
+            parse(format!("F\t5\t{sha}\nhello").as_bytes()).unwrap(),
+            CheckoutPath::File { size: 5, bytes: b"hello".to_vec(), truncated: false, sha: Some(sha.into()) }
         );
-        let big = [b"F\t9999999\n".as_slice(), &vec![b'a'; MAX_FILE_BYTES + 10]].concat();
+        let big = [b"F\t9999999\t-\n".as_slice(), &vec![b'a'; MAX_FILE_BYTES + 10]].concat();
         let CheckoutPath::File { bytes, truncated, .. } = parse(&big).unwrap() else { panic!() };
         assert!(truncated && bytes.len() == MAX_FILE_BYTES);
     }
@@ -190,4 +208,170 @@ mod tests {
         assert!(matches!(parse(b"F\tlots\n"), Err(GitError::Parse { .. })));
         assert!(matches!(parse(b""), Err(GitError::Parse { .. })));
     }
+}
+
+/// Walks the directories of `$2` from the checkout (`$1`) — making those missing when
+/// `$4` is `make` — and stops at a link, or at something else than a directory, on the
+/// way: the walk a write or a rename does before it touches anything. Leaves `dir` (the
+/// last directory) and `name` (the last name). The checkout's `.berth` (the agent's own
+/// files) is not written to.
+const WALK_SCRIPT: &str = r#"cd -- "$1" || exit 1
+walk() {
+    dir=. rest=$1
+    case $rest in .berth|.berth/*) echo "E the agent's own files (.berth) are not written through berth"; exit 0;; esac
+    while :; do
+        name=${rest%%/*}
+        [ "$name" = "$rest" ] && break
+        rest=${rest#*/}
+        dir=$dir/$name
+        [ -L "$dir" ] && { echo "E a symbolic link is on the way"; exit 0; }
+        if [ ! -e "$dir" ] && [ "$2" = make ]; then mkdir -- "$dir" || exit 1; fi
+        [ -e "$dir" ] || { echo N; exit 0; }
+        [ -d "$dir" ] || { echo "E a file is on the way, not a directory"; exit 0; }
+    done
+}
+version() { sha256sum < "$1" | cut -c1-64; }
+"#;
+
+/// Writes standard input to `$2` when it is still the version `$3` (`-`: any; `none`: it
+/// must not exist), by a rename over it (so a link planted there is replaced, never
+/// followed); prints `W <new version>`, `C <current version or nothing>`, `E <reason>`.
+const WRITE_SCRIPT: &str = r#"walk "$2" make
+target=$dir/$name
+[ -L "$target" ] && { echo "E the path is a symbolic link"; exit 0; }
+[ -d "$target" ] && { echo "E the path is a directory"; exit 0; }
+[ ! -e "$target" ] || [ -f "$target" ] || { echo "E the path is not a regular file"; exit 0; }
+current=
+[ -f "$target" ] && current=$(version "$target")
+case $3 in
+    -) ;;
+    none) [ -z "$current" ] || { echo "C $current"; exit 0; } ;;
+    *) [ "$current" = "$3" ] || { echo "C $current"; exit 0; } ;;
+esac
+temporary=$dir/.berth-write-$$
+cat > "$temporary" || { rm -f -- "$temporary"; exit 1; }
+[ -f "$target" ] && chmod --reference="$target" -- "$temporary" 2>/dev/null
+written=$(version "$temporary")
+mv -f -T -- "$temporary" "$target" || { rm -f -- "$temporary"; exit 1; }
+echo "W $written"
+"#;
+
+/// Removes the file (or link, never followed) `$2`; prints `D`, `N` or `E <reason>`.
+const DELETE_SCRIPT: &str = r#"walk "$2" find
+target=$dir/$name
+[ -L "$target" ] || [ -e "$target" ] || { echo N; exit 0; }
+[ -d "$target" ] && ! [ -L "$target" ] && { echo "E the path is a directory"; exit 0; }
+rm -f -- "$target" || exit 1
+echo D
+"#;
+
+/// Renames `$2` (a file, a link or a directory, never followed) to `$3`, whose
+/// directories are made; prints `R`, `N`, `X` (`$3` exists) or `E <reason>`.
+const RENAME_SCRIPT: &str = r#"walk "$2" find
+from=$dir/$name
+[ -L "$from" ] || [ -e "$from" ] || { echo N; exit 0; }
+walk "$3" make
+to=$dir/$name
+{ [ -L "$to" ] || [ -e "$to" ]; } && { echo X; exit 0; }
+mv -T -- "$from" "$to" || exit 1
+echo R
+"#;
+
+/// What a change to a checkout's files came to, as the sandbox saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    /// Written: its new version.
+    Written {
+        sha: String,
+    },
+    /// Not written: the file is no longer the version named (`None`: it does not exist).
+    Changed {
+        sha: Option<String>,
+    },
+    Removed,
+    Renamed,
+    NotFound,
+    /// The destination of a rename exists.
+    Exists,
+    /// Refused for what the path is: a link on the way, a directory, `.berth`.
+    Refused {
+        reason: String,
+    },
+}
+
+/// The version a write must replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// Whatever is there.
+    Any,
+    /// The file must not exist yet.
+    Absent,
+    /// The file must be this version.
+    Version(String),
+}
+
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes `content` to `path` (checked by `berth_core::validate::checkout_path`) of the
+/// checkout, in a sandbox of the workspace, if it is still the version `expected`.
+pub async fn write_file(
+    driver: &dyn SandboxDriver,
+    checkout: Checkout<'_>,
+    path: &str,
+    content: &[u8],
+    expected: &Expected,
+) -> Result<FileOutcome, GitError> {
+    let expected = match expected {
+        Expected::Any => "-".to_owned(),
+        Expected::Absent => "none".to_owned(),
+        // Only a version as reads give it can match.
+        Expected::Version(sha) if is_sha(sha) => sha.clone(),
+        Expected::Version(_) => "not-a-version".to_owned(),
+    };
+    let script = format!("{WALK_SCRIPT}{WRITE_SCRIPT}");
+    let mut job = GitJob::on_checkout("write", &script, WRITE_TIMEOUT, 256);
+    job.args = vec![path.to_owned(), expected];
+    job.stdin = content.to_vec();
+    change(job.run(driver, checkout).await?.stdout)
+}
+
+/// Removes the file or link `path` of the checkout.
+pub async fn delete_file(
+    driver: &dyn SandboxDriver,
+    checkout: Checkout<'_>,
+    path: &str,
+) -> Result<FileOutcome, GitError> {
+    let script = format!("{WALK_SCRIPT}{DELETE_SCRIPT}");
+    let mut job = GitJob::on_checkout("delete", &script, WRITE_TIMEOUT, 256);
+    job.args = vec![path.to_owned()];
+    change(job.run(driver, checkout).await?.stdout)
+}
+
+/// Renames `from` to `to` in the checkout; `to` must not exist.
+pub async fn rename_file(
+    driver: &dyn SandboxDriver,
+    checkout: Checkout<'_>,
+    from: &str,
+    to: &str,
+) -> Result<FileOutcome, GitError> {
+    let script = format!("{WALK_SCRIPT}{RENAME_SCRIPT}");
+    let mut job = GitJob::on_checkout("rename", &script, WRITE_TIMEOUT, 256);
+    job.args = vec![from.to_owned(), to.to_owned()];
+    change(job.run(driver, checkout).await?.stdout)
+}
+
+fn change(output: Vec<u8>) -> Result<FileOutcome, GitError> {
+    let text = String::from_utf8_lossy(&output);
+    let line = text.lines().next().unwrap_or_default();
+    let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+    Ok(match kind {
+        "W" if is_sha(rest) => FileOutcome::Written { sha: rest.to_owned() },
+        "C" => FileOutcome::Changed { sha: is_sha(rest).then(|| rest.to_owned()) },
+        "D" => FileOutcome::Removed,
+        "R" => FileOutcome::Renamed,
+        "N" => FileOutcome::NotFound,
+        "X" => FileOutcome::Exists,
+        "E" => FileOutcome::Refused { reason: rest.chars().take(200).collect() },
+        _ => return Err(GitError::Parse { line: line.chars().take(200).collect() }),
+    })
 }

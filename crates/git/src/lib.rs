@@ -31,7 +31,10 @@ pub use changes::{ChangedFile, Changes, Commit, Committed, FileChange, changes, 
 pub use clone::{CloneOutcome, CloneRequest, CloneSource, clone};
 pub use config::{ObjectFormat, RefFormat, RepositoryFormat};
 pub use credential::{GitCredential, HttpOrigin, http_origin};
-pub use files::{CheckoutPath, Entry, EntryKind, MAX_ENTRIES, MAX_FILE_BYTES, read_path};
+pub use files::{
+    CheckoutPath, Entry, EntryKind, Expected, FileOutcome, MAX_ENTRIES, MAX_FILE_BYTES, delete_file,
+    read_path, rename_file, write_file,
+};
 pub use push::{PushOutcome, push};
 pub use ssh::{SshCredential, SshTarget, keyscan, ssh_target};
 pub use status::{GitStatus, status, switch_branch};
@@ -199,6 +202,8 @@ struct GitJob<'a> {
     ssh: Option<SshCredential>,
     /// Who a commit is by: name and email.
     identity: Option<(String, String)>,
+    /// What the script reads on its standard input.
+    stdin: Vec<u8>,
 }
 
 impl GitJob<'_> {
@@ -224,6 +229,7 @@ impl GitJob<'_> {
             credential: None,
             ssh: None,
             identity: None,
+            stdin: Vec::new(),
         }
     }
 
@@ -271,6 +277,7 @@ impl GitJob<'_> {
             max_stdout: self.max_stdout,
             stderr_to: self.stderr_to,
             cancel: self.cancel,
+            stdin: self.stdin,
         };
         let action = self.action;
         let output = driver.run_job(job).await.map_err(|source| match source {

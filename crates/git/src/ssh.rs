@@ -112,6 +112,7 @@ pub async fn keyscan(
     timeout: Duration,
 ) -> Result<String, GitError> {
     let job = Job {
+        stdin: Vec::new(),
         workspace_id: workspace_id.clone(),
         workspace_dir: dir.to_owned(),
         argv: ["ssh-keyscan", "-T", "10", "-p", &target.port.to_string(), "--", &target.host]

@@ -149,6 +149,9 @@ impl DockerDriver {
             ),
             labels: Some(labels),
             hostname: Some("berth".to_owned()),
+            attach_stdin: Some(!job.stdin.is_empty()),
+            open_stdin: Some(!job.stdin.is_empty()),
+            stdin_once: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
@@ -471,12 +474,21 @@ impl DockerDriver {
     /// bounds and waits for it to end.
     async fn attach_and_wait(&self, name: &str, job: &Job) -> Result<JobOutput, SandboxError> {
         let attach = AttachContainerOptions {
+            stdin: !job.stdin.is_empty(),
             stdout: true,
             stderr: true,
             stream: true,
             ..AttachContainerOptions::default()
         };
         let mut attached = self.docker.attach_container(name, Some(attach)).await.map_err(engine_error)?;
+        if !job.stdin.is_empty() {
+            let (mut input, bytes) = (attached.input, job.stdin.clone());
+            tokio::spawn(async move {
+                let _ = input.write_all(&bytes).await;
+                // The end of the input: the job reads to it.
+                let _ = input.shutdown().await;
+            });
+        }
         if let Err(error) = self.docker.start_container(name, None).await {
             // What the checkout holds can make a mount fail (`.git` not a directory): the
             // job then fails as `docker run` does (125, the engine's reason), not berth.

@@ -56,6 +56,8 @@ pub struct Job {
     pub stderr_to: Option<mpsc::UnboundedSender<Vec<u8>>>,
     /// Stops the job early (a workspace deleted while it clones).
     pub cancel: CancellationToken,
+    /// What the job reads on its standard input (a file's new content); empty: nothing.
+    pub stdin: Vec<u8>,
 }
 
 /// How a job ended and what it printed.

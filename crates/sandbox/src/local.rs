@@ -594,7 +594,7 @@ impl SandboxDriver for LocalDriver {
         let (mut command, _job_files) = self.job_command(&job, &program)?;
         command
             .process_group(0)
-            .stdin(Stdio::null())
+            .stdin(if job.stdin.is_empty() { Stdio::null() } else { Stdio::piped() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -607,6 +607,7 @@ impl SandboxDriver for LocalDriver {
                 source: std::io::Error::other("the job's output streams are missing"),
             });
         };
+        let input = child.stdin.take();
         let kill_group = || {
             if let Some(pid) = pid {
                 let _ = signal_group(pid, Signal::SIGKILL);
@@ -618,12 +619,21 @@ impl SandboxDriver for LocalDriver {
             kill_group();
             status
         };
+        let feed = async {
+            if let Some(mut input) = input {
+                use tokio::io::AsyncWriteExt;
+                // A job that stops reading early just does not get the rest.
+                let _ = input.write_all(&job.stdin).await;
+            }
+        };
         let outcome = within_limits(job.timeout, &job.cancel, async {
-            tokio::join!(
+            let (read, stderr, status, ()) = tokio::join!(
                 read_bounded(stdout, job.max_stdout),
                 read_stderr(stderr, job.stderr_to.clone()),
-                finished
-            )
+                finished,
+                feed
+            );
+            (read, stderr, status)
         })
         .await;
         let ((stdout, stdout_truncated), stderr_tail, status) = match outcome {

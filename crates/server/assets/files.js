@@ -48,7 +48,7 @@ export function filesPanel(workspace) {
         h("span", { class: "muted" }, " — berth does not follow links.")));
     } else {
       body.replaceChildren(h("p", { class: "muted" }, size(found.size), found.truncated ? " — only the first MiB is shown" : ""),
-        h("pre", { class: "file-view", id: "file-view" }, found.text));
+        h("pre", { class: "file-view", id: "file-view" }, found.content));
     }
   };
 

@@ -189,6 +189,7 @@ fn status_of(error: &EngineError) -> StatusCode {
         | EngineError::TooManyTerminals { .. }
         | EngineError::TerminalUnavailable { .. }
         | EngineError::FileChanged { .. }
+        | EngineError::FileExists { .. }
         | EngineError::PortsUnavailable { .. } => StatusCode::CONFLICT,
         EngineError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         EngineError::Git { source, .. } if source.is_about_the_checkout() => StatusCode::CONFLICT,

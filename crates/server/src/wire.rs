@@ -719,7 +719,11 @@ pub struct FileBody {
     pub size: Option<u64>,
     /// A file's text: its first MiB when `truncated`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    pub content: Option<String>,
+    /// The version of a whole file (absent when `truncated`): what a write names as
+    /// `expected_sha` to be sure it replaces what was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
     /// A link's target, as text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -734,7 +738,8 @@ impl FileBody {
             kind: String::new(),
             entries: None,
             size: None,
-            text: None,
+            content: None,
+            sha: None,
             target: None,
             truncated: false,
         };
@@ -753,10 +758,11 @@ impl FileBody {
                 );
                 body.truncated = truncated;
             }
-            berth_engine::WorkspaceFile::Text { size, text, truncated } => {
+            berth_engine::WorkspaceFile::Text { size, text, truncated, sha } => {
                 body.kind = "file".into();
                 body.size = Some(size);
-                body.text = Some(text);
+                body.content = Some(text);
+                body.sha = sha;
                 body.truncated = truncated;
             }
             berth_engine::WorkspaceFile::Symlink { target } => {
@@ -811,4 +817,43 @@ pub enum TerminalCommand {
     Input { data: String },
     /// The terminal's new size in cells.
     Resize { cols: u16, rows: u16 },
+}
+
+/// `PUT /api/workspaces/{id}/files?path=FILE`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteFileRequest {
+    /// The file's whole new text (at most 1 MiB).
+    pub content: String,
+    /// The version the file must still be (`sha` of the read); `null`: it must not exist
+    /// yet; absent: whatever it is.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub expected_sha: Option<Option<String>>,
+}
+
+/// A field that may be given as `null`, told apart from one not given.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    value: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(value).map(Some)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WrittenFileBody {
+    pub path: String,
+    pub sha: String,
+}
+
+/// `POST /api/workspaces/{id}/files/rename`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameFileRequest {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RenamedFileBody {
+    pub path: String,
 }

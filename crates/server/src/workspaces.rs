@@ -6,8 +6,8 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::wire::{
     ChangesBody, CommitRequest, CommittedBody, CreateWorkspaceRequest, DeleteQuery, DeletedBody,
-    ErrorEnvelope, FileBody, FilesQuery, GitStatusBody, PushBody, UpdateWorkspaceRequest, WorkspaceBody,
-    WorkspaceList,
+    ErrorEnvelope, FileBody, FilesQuery, GitStatusBody, PushBody, RenameFileRequest, RenamedFileBody,
+    UpdateWorkspaceRequest, WorkspaceBody, WorkspaceList, WriteFileRequest, WrittenFileBody,
 };
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -28,7 +28,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/workspaces/{id}/push", post(push_workspace))
         .route("/api/workspaces/{id}/diff", get(workspace_diff))
         .route("/api/workspaces/{id}/commit", post(commit_workspace))
-        .route("/api/workspaces/{id}/files", get(workspace_files))
+        .route(
+            "/api/workspaces/{id}/files",
+            get(workspace_files)
+                .put(write_file)
+                .delete(delete_file)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_FILE_REQUEST_BYTES)),
+        )
+        .route("/api/workspaces/{id}/files/rename", axum::routing::post(rename_file))
 }
 
 /// Creates a workspace; it answers at once in `initialising` and clones in the background.
@@ -213,6 +220,66 @@ pub async fn workspace_files(
 ) -> Result<Json<FileBody>, ApiError> {
     let file = state.engine.workspaces.path(&caller, &id, &query.path).await?;
     Ok(Json(FileBody::new(&query.path, file)))
+}
+
+/// The most a file write's request may hold: 1 MiB of text, escaped in JSON.
+const MAX_FILE_REQUEST_BYTES: usize = 4 << 20;
+
+/// Writes a file of the checkout, in a sandbox of the workspace: its directories are
+/// made, nothing on the way is followed, and with `expected_sha` only over the version
+/// read (`null`: only a new file).
+#[utoipa::path(put, path = "/api/workspaces/{id}/files", tag = "workspaces", request_body = WriteFileRequest,
+    params(("id" = String, Path, description = "workspace id"), FilesQuery),
+    responses((status = 200, body = WrittenFileBody),
+        (status = 400, body = ErrorEnvelope, description = "invalid_path: `..`, `.git`, a link or a file on the way"),
+        (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "file_changed (with the file's `sha` now), workspace_not_ready"),
+        (status = 413, body = ErrorEnvelope, description = "file_too_large: over 1 MiB")))]
+pub async fn write_file(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<FilesQuery>,
+    ApiJson(request): ApiJson<WriteFileRequest>,
+) -> Result<Json<WrittenFileBody>, ApiError> {
+    let expected = match request.expected_sha {
+        None => berth_git::Expected::Any,
+        Some(None) => berth_git::Expected::Absent,
+        Some(Some(sha)) => berth_git::Expected::Version(sha),
+    };
+    let sha =
+        state.engine.workspaces.write_file(&caller, &id, &query.path, &request.content, &expected).await?;
+    Ok(Json(WrittenFileBody { path: query.path.trim_matches('/').to_owned(), sha }))
+}
+
+/// Removes a file (or a link, not followed) of the checkout.
+#[utoipa::path(delete, path = "/api/workspaces/{id}/files", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace id"), FilesQuery),
+    responses((status = 204), (status = 400, body = ErrorEnvelope, description = "invalid_path"),
+        (status = 404, body = ErrorEnvelope)))]
+pub async fn delete_file(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<FilesQuery>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.workspaces.delete_file(&caller, &id, &query.path).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Renames a file or directory of the checkout; the new name must be free.
+#[utoipa::path(post, path = "/api/workspaces/{id}/files/rename", tag = "workspaces", request_body = RenameFileRequest,
+    params(("id" = String, Path, description = "workspace id")),
+    responses((status = 200, body = RenamedFileBody), (status = 400, body = ErrorEnvelope, description = "invalid_path"),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope, description = "file_exists")))]
+pub async fn rename_file(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<RenameFileRequest>,
+) -> Result<Json<RenamedFileBody>, ApiError> {
+    let path = state.engine.workspaces.rename_file(&caller, &id, &request.from, &request.to).await?;
+    Ok(Json(RenamedFileBody { path }))
 }
 
 /// Commits everything in the checkout (new, changed and deleted files) as the caller, in

@@ -140,14 +140,14 @@ async fn the_file_browser_lists_and_shows_text_and_follows_no_link() {
     let (status, main) = files("src/main.rs").await;
     assert_eq!(status, StatusCode::OK, "{main}");
     assert_eq!(
-        (main["kind"].as_str(), main["text"].as_str(), main["size"].as_u64()),
+        (main["kind"].as_str(), main["content"].as_str(), main["size"].as_u64()),
         (Some("file"), Some("fn main() {}\n"), Some(13))
     );
     let (_, odd) = files("tab\tname.txt").await;
-    assert_eq!(odd["text"], "odd name\n", "{odd}");
+    assert_eq!(odd["content"], "odd name\n", "{odd}");
     let (_, big) = files("big.txt").await;
     assert_eq!(
-        (big["truncated"].as_bool(), big["text"].as_str().map(str::len)),
+        (big["truncated"].as_bool(), big["content"].as_str().map(str::len)),
         (Some(true), Some(berth_git::MAX_FILE_BYTES))
     );
     let (status, image) = files("image.bin").await;
@@ -159,7 +159,7 @@ async fn the_file_browser_lists_and_shows_text_and_follows_no_link() {
     // A link is shown as one, never followed: not to a file, not through a directory.
     let (status, key) = files("key").await;
     assert_eq!(status, StatusCode::OK, "{key}");
-    assert_eq!((key["kind"].as_str(), key["text"].as_str()), (Some("symlink"), None), "{key}");
+    assert_eq!((key["kind"].as_str(), key["content"].as_str()), (Some("symlink"), None), "{key}");
     for path in ["data/canary.txt", "data", "etc/passwd"] {
         let (status, body) = files(path).await;
         assert!(!body.to_string().contains(CANARY), "{path}: {body}");
@@ -200,4 +200,135 @@ fn url_encode(value: &str) -> String {
             }
         })
         .collect()
+}
+
+#[tokio::test]
+async fn files_are_written_over_the_version_read_and_no_link_is_followed() {
+    let Some((server, _source, alice, id)) = a_sandboxed_workspace().await else { return };
+    let checkout = server.checkout(&id);
+    let data = server.data_dir();
+    const CANARY: &str = "host-only-canary";
+    std::fs::write(data.join("canary.txt"), CANARY).unwrap();
+    // What the agent planted: a link to a host file, a link to the data directory.
+    std::os::unix::fs::symlink(data.join("canary.txt"), checkout.join("key")).unwrap();
+    std::os::unix::fs::symlink(data, checkout.join("data")).unwrap();
+    let put = |path: &str, body: serde_json::Value| {
+        let request = alice
+            .request(reqwest::Method::PUT, &format!("/api/workspaces/{id}/files?path={}", url_encode(path)));
+        alice.send(request.json(&body))
+    };
+    let code = |answer: &(StatusCode, serde_json::Value)| {
+        (answer.0, answer.1["error"]["code"].as_str().map(str::to_owned))
+    };
+
+    // A new file, its directories made; only once as a new file.
+    let (status, written) =
+        put("src/new/lib.rs", json!({"content": "pub fn a() {}\n", "expected_sha": null})).await;
+    assert_eq!(status, StatusCode::OK, "{written}");
+    assert_eq!(std::fs::read_to_string(checkout.join("src/new/lib.rs")).unwrap(), "pub fn a() {}\n");
+    let first = written["sha"].as_str().unwrap().to_owned();
+    let again = put("src/new/lib.rs", json!({"content": "x", "expected_sha": null})).await;
+    assert_eq!(code(&again), (StatusCode::CONFLICT, Some("file_changed".into())), "{}", again.1);
+    assert_eq!(again.1["error"]["sha"], json!(first));
+
+    // The version read is what a save replaces; the agent's change in between is a
+    // conflict that names the version there now, and nothing is overwritten.
+    let (_, read) = alice.get(&format!("/api/workspaces/{id}/files?path=src/new/lib.rs")).await;
+    assert_eq!(read["sha"], json!(first), "{read}");
+    std::fs::write(checkout.join("src/new/lib.rs"), "pub fn agent() {}\n").unwrap();
+    let conflict =
+        put("src/new/lib.rs", json!({"content": "pub fn mine() {}\n", "expected_sha": first})).await;
+    assert_eq!(code(&conflict), (StatusCode::CONFLICT, Some("file_changed".into())));
+    assert_eq!(std::fs::read_to_string(checkout.join("src/new/lib.rs")).unwrap(), "pub fn agent() {}\n");
+    let theirs = conflict.1["error"]["sha"].as_str().unwrap().to_owned();
+    let (status, saved) =
+        put("src/new/lib.rs", json!({"content": "pub fn mine() {}\n", "expected_sha": theirs})).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(std::fs::read_to_string(checkout.join("src/new/lib.rs")).unwrap(), "pub fn mine() {}\n");
+
+    // A link is replaced, never written through: not at the end, not on the way.
+    let (status, body) = put("key", json!({"content": "overwritten"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_path")),
+        "{body}"
+    );
+    let (status, body) = put("data/planted.txt", json!({"content": "planted"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_path")),
+        "{body}"
+    );
+    assert_eq!(std::fs::read_to_string(data.join("canary.txt")).unwrap(), CANARY);
+    assert!(!data.join("planted.txt").exists());
+    for path in
+        ["../escape.txt", "a/../../escape.txt", ".git/config", "src/.git/hooks/x", ".berth/home/.bashrc", ""]
+    {
+        let answer = put(path, json!({"content": "x"})).await;
+        assert_eq!(
+            code(&answer),
+            (StatusCode::BAD_REQUEST, Some("invalid_path".into())),
+            "{path}: {}",
+            answer.1
+        );
+    }
+    assert!(!checkout.parent().unwrap().join("escape.txt").exists());
+    let big = put("big.txt", json!({"content": "x".repeat(berth_git::MAX_FILE_BYTES + 1)})).await;
+    assert_eq!(code(&big), (StatusCode::PAYLOAD_TOO_LARGE, Some("file_too_large".into())));
+    let unknown = put("a.txt", json!({"content": "x", "mode": "0777"})).await;
+    assert_eq!(code(&unknown), (StatusCode::BAD_REQUEST, Some("invalid_request".into())));
+
+    // Rename and delete, under the same rules.
+    let rename_path = format!("/api/workspaces/{id}/files/rename");
+    let rename = |from: &str, to: &str| alice.post(&rename_path, json!({"from": from, "to": to}));
+    let (status, renamed) = rename("src/new/lib.rs", "src/lib.rs").await;
+    assert_eq!((status, renamed["path"].as_str()), (StatusCode::OK, Some("src/lib.rs")), "{renamed}");
+    assert!(checkout.join("src/lib.rs").is_file() && !checkout.join("src/new/lib.rs").exists());
+    std::fs::write(checkout.join("taken.txt"), "taken").unwrap();
+    assert_eq!(
+        code(&rename("src/lib.rs", "taken.txt").await),
+        (StatusCode::CONFLICT, Some("file_exists".into()))
+    );
+    assert_eq!(
+        code(&rename("src/lib.rs", "data/lib.rs").await),
+        (StatusCode::BAD_REQUEST, Some("invalid_path".into()))
+    );
+    assert_eq!(
+        code(&rename("src/lib.rs", ".git/lib.rs").await),
+        (StatusCode::BAD_REQUEST, Some("invalid_path".into()))
+    );
+    assert_eq!(code(&rename("nothing.txt", "b.txt").await).0, StatusCode::NOT_FOUND);
+    let delete = |path: &str| {
+        alice.send(alice.request(
+            reqwest::Method::DELETE,
+            &format!("/api/workspaces/{id}/files?path={}", url_encode(path)),
+        ))
+    };
+    assert_eq!(delete("src/lib.rs").await.0, StatusCode::NO_CONTENT);
+    assert!(!checkout.join("src/lib.rs").exists());
+    assert_eq!(delete("src/lib.rs").await.0, StatusCode::NOT_FOUND);
+    // Deleting a link removes the link, not what it points at.
+    assert_eq!(delete("key").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(std::fs::read_to_string(data.join("canary.txt")).unwrap(), CANARY);
+    assert_eq!(
+        code(&delete("data/canary.txt").await),
+        (StatusCode::BAD_REQUEST, Some("invalid_path".into()))
+    );
+    assert_eq!(code(&delete("src").await), (StatusCode::BAD_REQUEST, Some("invalid_path".into())));
+
+    // Another user's workspace does not exist for them.
+    let bob = server.member("bob").await;
+    let request = bob.request(reqwest::Method::PUT, &format!("/api/workspaces/{id}/files?path=taken.txt"));
+    let (status, _) = bob.send(request.json(&json!({"content": "bob was here"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = bob
+        .post(&format!("/api/workspaces/{id}/files/rename"), json!({"from": "taken.txt", "to": "b"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = bob
+        .send(bob.request(reqwest::Method::DELETE, &format!("/api/workspaces/{id}/files?path=taken.txt")))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(std::fs::read_to_string(checkout.join("taken.txt")).unwrap(), "taken");
+    server.stop().await;
 }

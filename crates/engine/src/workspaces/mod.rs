@@ -193,11 +193,70 @@ impl Workspaces {
             berth_git::CheckoutPath::NotFound => {
                 return Err(EngineError::NotFound { what: "file or directory" });
             }
-            berth_git::CheckoutPath::File { size, bytes, truncated } => {
+            berth_git::CheckoutPath::File { size, bytes, truncated, sha } => {
                 let text = text_of(&bytes, truncated).ok_or(EngineError::BinaryFile { size })?;
-                WorkspaceFile::Text { size, text, truncated }
+                WorkspaceFile::Text { size, text, truncated, sha }
             }
         })
+    }
+
+    /// Writes `content` to the file `path` of the checkout (its directories made), in a
+    /// sandbox of the workspace, when the file is still the version `expected` —
+    /// otherwise `file_changed` with the version it is now. Nothing on the way is
+    /// followed: a link there, or `.git`, is `invalid_path`. Returns the new version.
+    pub async fn write_file(
+        &self,
+        owner: &User,
+        id: &str,
+        path: &str,
+        content: &str,
+        expected: &berth_git::Expected,
+    ) -> Result<String, EngineError> {
+        let path = writable_path(path)?;
+        if content.len() > berth_git::MAX_FILE_BYTES {
+            return Err(EngineError::FileTooLarge { max_bytes: berth_git::MAX_FILE_BYTES });
+        }
+        let workspace = self.with_checkout(owner, id).await?;
+        let (dir, format) = self.checkout_of(&workspace.id).await;
+        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir, format };
+        let outcome =
+            berth_git::write_file(&*self.driver, checkout, path, content.as_bytes(), expected).await;
+        match file_outcome(&workspace.id, outcome)? {
+            berth_git::FileOutcome::Written { sha } => Ok(sha),
+            berth_git::FileOutcome::Changed { sha } => Err(EngineError::FileChanged { sha }),
+            _ => Err(EngineError::NotFound { what: "file" }),
+        }
+    }
+
+    /// Removes the file (or link, never followed) `path` of the checkout.
+    pub async fn delete_file(&self, owner: &User, id: &str, path: &str) -> Result<(), EngineError> {
+        let path = writable_path(path)?;
+        let workspace = self.with_checkout(owner, id).await?;
+        let (dir, format) = self.checkout_of(&workspace.id).await;
+        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir, format };
+        match file_outcome(&workspace.id, berth_git::delete_file(&*self.driver, checkout, path).await)? {
+            berth_git::FileOutcome::Removed => Ok(()),
+            _ => Err(EngineError::NotFound { what: "file" }),
+        }
+    }
+
+    /// Renames `from` to `to` (which must not exist) in the checkout.
+    pub async fn rename_file(
+        &self,
+        owner: &User,
+        id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<String, EngineError> {
+        let (from, to) = (writable_path(from)?, writable_path(to)?);
+        let workspace = self.with_checkout(owner, id).await?;
+        let (dir, format) = self.checkout_of(&workspace.id).await;
+        let checkout = Checkout { workspace_id: &workspace.id, dir: &dir, format };
+        match file_outcome(&workspace.id, berth_git::rename_file(&*self.driver, checkout, from, to).await)? {
+            berth_git::FileOutcome::Renamed => Ok(to.to_owned()),
+            berth_git::FileOutcome::Exists => Err(EngineError::FileExists { path: to.to_owned() }),
+            _ => Err(EngineError::NotFound { what: "file" }),
+        }
     }
 
     /// Commits everything in the checkout as the caller, with `message`, in a sandbox of
@@ -659,6 +718,42 @@ async fn remove_dir_if_present(dir: &Path) -> Result<(), EngineError> {
     }
 }
 
+/// A path a person may write: one the file browser may show, not the checkout itself,
+/// and with no `.git` anywhere in it.
+fn writable_path(path: &str) -> Result<&str, EngineError> {
+    let path = berth_core::validate::checkout_path(path)?;
+    let refuse = |reason: &str| {
+        EngineError::Invalid(berth_core::validate::InputError {
+            field: berth_core::validate::Field::FilePath,
+            reason: reason.to_owned(),
+        })
+    };
+    if path.is_empty() {
+        return Err(refuse("name a file inside the checkout"));
+    }
+    if path.split('/').any(|name| name == ".git") {
+        return Err(refuse("berth does not write inside .git"));
+    }
+    Ok(path)
+}
+
+/// A change of a checkout's files as the engine answers it: a path refused inside the
+/// sandbox is `invalid_path`.
+fn file_outcome(
+    id: &WorkspaceId,
+    outcome: Result<berth_git::FileOutcome, berth_git::GitError>,
+) -> Result<berth_git::FileOutcome, EngineError> {
+    match outcome.map_err(|source| EngineError::Git { id: id.clone(), source })? {
+        berth_git::FileOutcome::Refused { reason } => {
+            Err(EngineError::Invalid(berth_core::validate::InputError {
+                field: berth_core::validate::Field::FilePath,
+                reason,
+            }))
+        }
+        outcome => Ok(outcome),
+    }
+}
+
 /// What the file browser shows of a path of a checkout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkspaceFile {
@@ -666,11 +761,12 @@ pub enum WorkspaceFile {
         entries: Vec<berth_git::Entry>,
         truncated: bool,
     },
-    /// A file's text: its first MiB when `truncated`.
+    /// A file's text: its first MiB when `truncated`; the version of a whole one.
     Text {
         size: u64,
         text: String,
         truncated: bool,
+        sha: Option<String>,
     },
     /// A symbolic link, shown and never followed.
     Symlink {
