@@ -319,6 +319,7 @@ async fn a_command_asks_first_survives_a_reload_and_shows_its_output() {
     browser.text_in(".tool pre", &format!("output-{marker}")).await;
     browser.text_in(".question.answered", "Answered: Allow once").await;
     // The title renders its backticks as code, not as raw text.
+    browser.click("#tab-tools").await;
     browser.text_in("#tools-list", &format!("Run echo output-{marker}")).await;
     browser.element("#stop[hidden]").await;
     browser.screenshot("workspace").await;
@@ -683,6 +684,7 @@ async fn the_preview_pane_shows_the_sandboxs_server_until_the_session_closes() {
     browser.click(".question button[data-option='allow_once']:not([disabled])").await;
     browser.element(".tool .status[data-status='in_progress']").await;
 
+    browser.click("#tab-preview").await;
     let field = browser.element("#preview-port").await;
     field.clear().await.unwrap();
     field.send_keys(&format!("{port}\n")).await.unwrap();
@@ -922,6 +924,7 @@ async fn the_account_keeps_credentials_and_secrets_and_the_workspace_pushes() {
     browser.element("#no-changes").await;
     browser.element("#prompt").await.send_keys("$ echo from-the-agent >> README.md\n").await.unwrap();
     browser.click(".question button[data-option='allow_once']:not([disabled])").await;
+    browser.click("#tab-changes").await;
     browser.element("#changes details[data-path='README.md']").await;
     browser.click("#changes details[data-path='README.md'] summary").await;
     browser.text_in("#changes details[data-path='README.md'] pre.diff", "+from-the-agent").await;
@@ -1073,6 +1076,7 @@ async fn a_dark_system_gets_a_dark_page() {
     dark.screenshot("dashboard").await;
     dark.goto(&server, &format!("/workspaces/{workspace}")).await;
     dark.text_in("#messages", "Agent ready").await;
+    dark.click("#tab-changes").await;
     dark.element("#changes details[data-path='README.md']").await;
     dark.click("#changes details[data-path='README.md'] summary").await;
     let panel = dark
@@ -1111,6 +1115,7 @@ async fn the_preview_pane_lists_what_listens_in_the_sandbox_one_click_each() {
     let workspace = server.ready_workspace(&source, "ports").await;
     let browser = Browser::open(&server, "ports").await;
     browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.click("#tab-preview").await;
     browser.element("#preview-ports:not([hidden])").await;
     // Nobody presses "Look again": the port shows up by itself.
     browser.element("#preview-ports button[data-port='8123']").await;
@@ -1182,6 +1187,7 @@ async fn a_rejected_or_stopped_command_is_labelled_so_and_esc_stops_a_run() {
     browser.client.refresh().await.unwrap();
     browser.text_in("#messages", "Stopped.").await;
     browser.element(".tool .status[data-status='cancelled']").await;
+    browser.click("#tab-tools").await;
     browser.element("#tools-list .status[data-status='cancelled']").await;
     assert!(
         browser.client.find_all(Locator::Css("[data-status='failed']")).await.unwrap().is_empty(),
@@ -1540,7 +1546,7 @@ async fn the_files_panel_browses_the_checkout_and_the_clone_log_reads_as_a_termi
         .unwrap();
     browser.click(".question button[data-option='allow_once']:not([disabled])").await;
     browser.text_in("#messages", "exited with status 0").await;
-    browser.click("#files summary").await;
+    browser.click("#tab-files").await;
     browser.click("#files-entries [data-entry='src']").await;
     browser.click("#files-entries [data-entry='main.rs']").await;
     browser.text_in("#file-view", "fn main() {}").await;
@@ -1668,6 +1674,140 @@ async fn on_a_phone_the_chat_and_the_message_box_share_the_screen() {
     assert!(messages >= screen * 0.45, "the messages get too little of the screen: {sizes}");
     assert!(prompt >= chat_width * 0.8, "Stop squeezes the message box: {sizes}");
     assert!(prompt_top >= 0.0 && stop_bottom <= screen, "the box and Stop are not both on screen: {sizes}");
+    browser.close().await;
+    server.finish().await;
+}
+
+/// Where `css`'s bottom edge is, and how tall the viewport is.
+async fn bottom_and_viewport(browser: &Browser, css: &str) -> (f64, f64) {
+    let script = format!(
+        "const r = document.querySelector({css:?}).getBoundingClientRect(); return [r.bottom, window.innerHeight, r.top];"
+    );
+    let values = browser.client.execute(&script, vec![]).await.unwrap();
+    let number = |index: usize| values[index].as_f64().unwrap();
+    assert!(number(2) >= 0.0, "{css} starts above the viewport: {values}");
+    (number(0), number(1))
+}
+
+#[tokio::test]
+async fn the_terminal_types_into_the_sandbox_and_a_reload_returns_to_the_same_screen() {
+    if !have_browser() || !berth_testkit::have_program("bwrap", INSTALLER) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start_with_sandboxes(
+        |config| config.agent_command = Some("exec sleep 100000".into()),
+        |sandboxes| {
+            sandboxes.isolation = berth_sandbox::Isolation::Bwrap;
+            sandboxes.network = berth_sandbox::Network::Isolated;
+        },
+    )
+    .await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "terminal").await;
+    let browser = Browser::open(&server, "terminal").await;
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.click("#tab-terminal").await;
+    browser.element(".xterm-rows").await;
+    let keys = browser.element(".xterm-helper-textarea").await;
+    keys.send_keys("echo $((6*7))\n").await.unwrap();
+    browser.text_in(".xterm-rows", "42").await;
+    // The sandbox's view: the server's data directory is not there.
+    let data = server.data_dir.display().to_string();
+    keys.send_keys(&format!("ls {data} 2>/dev/null || echo no-data-dir-here\n")).await.unwrap();
+    browser.text_in(".xterm-rows", "no-data-dir-here").await;
+    browser.screenshot("terminal").await;
+
+    // A reload comes back to the same screen (the server redraws it).
+    browser.client.refresh().await.unwrap();
+    browser.element("#tab-terminal[aria-selected='true']").await;
+    let screen = browser.text_in(".xterm-rows", "no-data-dir-here").await;
+    assert!(screen.contains("42"), "{screen}");
+    browser.element(".xterm-helper-textarea").await.send_keys("echo again-$((2+3))\n").await.unwrap();
+    browser.text_in(".xterm-rows", "again-5").await;
+
+    // It closes with the session.
+    browser.click("#close-workspace").await;
+    browser.text_in(".xterm-rows", "The session ended").await;
+    let (_, listed) = server.call(reqwest::Method::GET, "/api/sessions?state=live", None).await;
+    assert_eq!(listed["sessions"], json!([]));
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn an_edit_saved_over_the_agents_change_is_a_conflict_that_shows_both() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "editing").await;
+    let browser = Browser::open(&server, "editing").await;
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.text_in("#messages", "Agent ready").await;
+    browser.click("#tab-files").await;
+    browser.click("#files-entries [data-entry='README.md']").await;
+    browser.text_in("#file-view", "demo").await;
+    browser.click("#file-edit:not([disabled])").await;
+    // The editor is loaded on first use, with its highlighting.
+    browser.element("#files .CodeMirror").await;
+    browser.screenshot("editor").await;
+    // The agent writes the file while it is open.
+    std::fs::write(server.checkout(&workspace).join("README.md"), "the agent's version\n").unwrap();
+    browser.element("#files .CodeMirror textarea").await.send_keys("mine ").await.unwrap();
+    browser.click("#file-save").await;
+    browser.text_in("#file-changed", "changed since you opened it").await;
+    browser.click("#file-theirs summary").await;
+    browser.text_in("#file-theirs", "the agent's version").await;
+    let on_disk = || std::fs::read_to_string(server.checkout(&workspace).join("README.md")).unwrap();
+    assert_eq!(on_disk(), "the agent's version\n", "nothing is overwritten without asking");
+    browser.click("#file-keep-mine").await;
+    browser.element("[data-toast='Saved README.md']").await;
+    assert!(on_disk().starts_with("mine "), "{}", on_disk());
+
+    // A new file, through the same writes.
+    browser.click("#file-cancel").await;
+    browser.element("#file-view").await;
+    browser.click("#files-path [data-crumb='']").await;
+    browser.click("#file-new").await;
+    browser.element("#file-new-name").await.send_keys("notes/today.md\n").await.unwrap();
+    browser.element("[data-toast='Created notes/today.md']").await;
+    assert!(server.checkout(&workspace).join("notes/today.md").is_file());
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn the_message_box_and_send_stay_in_view_with_a_long_conversation_on_a_laptop_and_a_phone() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let source = SourceRepo::new();
+    let workspace = server.ready_workspace(&source, "long").await;
+    let browser = Browser::open(&server, "long").await;
+    browser.client.set_window_size(1280, 800).await.unwrap();
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.text_in("#messages", "Agent ready").await;
+    browser.element("#prompt").await.send_keys("$ seq 2000\n").await.unwrap();
+    browser.click(".question button[data-option='allow_once']:not([disabled])").await;
+    browser.text_in("#messages", "exited with status 0").await;
+    for (width, height) in [(1280, 800), (390, 844)] {
+        browser.client.set_window_size(width, height).await.unwrap();
+        browser.client.refresh().await.unwrap();
+        browser.text_in("#messages", "exited with status 0").await;
+        for css in ["#prompt", "#send"] {
+            let (bottom, viewport) = bottom_and_viewport(&browser, css).await;
+            assert!(
+                bottom <= viewport,
+                "{css} ends at {bottom} below the {viewport} px viewport at {width}×{height}"
+            );
+        }
+        browser.screenshot(&format!("layout-{width}")).await;
+    }
     browser.close().await;
     server.finish().await;
 }

@@ -221,6 +221,11 @@ impl Terminals {
         Ok(())
     }
 
+    /// Whether session `id` has a terminal open here.
+    pub(crate) fn any_open(&self, id: &SessionId) -> bool {
+        self.terminals.running().values().any(|terminal| &terminal.info.session_id == id)
+    }
+
     /// Ends every terminal of session `id` (it has ended).
     pub(crate) fn end_session(&self, id: &SessionId) {
         let ended: Vec<Arc<Terminal>> = {

@@ -5,6 +5,7 @@ import { api } from "./api.js";
 import { callAttention, notificationOffer } from "./attention.js";
 import { changesPanel } from "./changes.js";
 import { filesPanel } from "./files.js";
+import { terminalPane } from "./terminal.js";
 import { closeSession, pushWorkspace, workspaceNames } from "./dashboard.js";
 import { h, toast } from "./dom.js";
 import { conversationView } from "./conversation.js";
@@ -56,16 +57,27 @@ export async function chat(state, workspace, opened) {
   });
   const notices = h("div", { id: "notices" });
 
+  const terminal = terminalPane(() => session);
+  state.cleanups.push(() => terminal.dispose());
+  const tools = h("section", { class: "panel", "aria-labelledby": "tools-title", id: "tools" },
+    h("h2", { id: "tools-title" }, "Tool calls"), toolsEmpty, toolsList);
+  const side = sidePane([
+    { name: "changes", label: "Changes", element: changes.element, activate: () => changes.refresh() },
+    { name: "files", label: "Files", element: files.element, activate: () => files.activate() },
+    { name: "preview", label: "Preview", element: preview.element, activate: () => preview.findPorts() },
+    { name: "terminal", label: "Terminal", element: terminal.element, activate: () => terminal.activate() },
+    { name: "tools", label: "Tool calls", element: tools },
+  ]);
+  const chatColumn = h("section", { class: "panel chat", "aria-label": "Chat", onkeydown: stopOnEscape },
+    follow.messages, follow.newMessages, composer.form);
+  const workbench = h("div", { class: "workspace", id: "workbench" }, chatColumn, splitter(), side.element);
+  main.classList.add("workbench");
+  state.cleanups.push(() => main.classList.remove("workbench"));
   main.replaceChildren(
-    h("div", { class: "row" }, h("h1", {}, workspace.name), h("span", { class: "muted" }, workspace.repo)),
+    h("div", { class: "row title-row" }, h("h1", {}, workspace.name), h("span", { class: "muted" }, workspace.repo)),
     status.element,
     notices,
-    h("div", { class: "workspace" },
-      h("section", { class: "panel chat", "aria-label": "Chat", onkeydown: stopOnEscape },
-        follow.messages, follow.newMessages, composer.form),
-      h("aside", { class: "side" }, changes.element, files.element, preview.element,
-        h("section", { class: "panel", "aria-labelledby": "tools-title" },
-          h("h2", { id: "tools-title" }, "Tool calls"), toolsEmpty, toolsList))));
+    workbench);
   openedNotices(opened, notices);
 
   // ---- the conversation
@@ -106,6 +118,7 @@ export async function chat(state, workspace, opened) {
     status.showState("ended");
     setRunning(false);
     preview.close();
+    terminal.close();
     view.end();
     composer.disable();
     status.element.querySelector("#close-workspace").disabled = true;
@@ -146,6 +159,67 @@ export async function chat(state, workspace, opened) {
   });
   if (!isEnded) live.connect();
   composer.prompt.focus();
+}
+
+/** The pane beside the chat: one tab bar over the panes, one pane shown at a time (on a
+ * phone, below the chat, folded until a tab is picked). The tab last picked is kept. */
+function sidePane(panes) {
+  const phone = matchMedia("(max-width: 900px)");
+  const tabBar = h("div", { class: "tabs", role: "tablist", "aria-label": "Workspace tools" });
+  const element = h("aside", { class: "side", id: "side" }, tabBar);
+  let current = null;
+  const select = (name) => {
+    // On a phone the tab shown folds away when picked again.
+    if (name === current && phone.matches) name = null;
+    current = name;
+    for (const pane of panes) {
+      const on = pane.name === name;
+      pane.tab.setAttribute("aria-selected", String(on));
+      pane.element.hidden = !on;
+      if (on && pane.activate) pane.activate();
+    }
+    element.classList.toggle("folded", !name);
+    if (name) localStorage.setItem("berth.side-tab", name);
+  };
+  for (const pane of panes) {
+    pane.tab = h("button", { type: "button", role: "tab", id: `tab-${pane.name}`, "aria-controls": pane.element.id || null,
+      onclick: () => select(pane.name) }, pane.label);
+    tabBar.append(pane.tab);
+    pane.element.classList.add("tab-pane");
+    element.append(pane.element);
+  }
+  const kept = localStorage.getItem("berth.side-tab");
+  select(phone.matches ? null : panes.some((pane) => pane.name === kept) ? kept : panes[0].name);
+  return { element, select };
+}
+
+/** The bar between the chat and the pane beside it: dragged (or moved with the arrow
+ * keys), it sets the chat's width, kept for the next page. */
+function splitter() {
+  const bar = h("div", { class: "splitter", id: "splitter", role: "separator", tabindex: 0,
+    "aria-orientation": "vertical", "aria-label": "Resize the chat and the pane beside it" });
+  const apply = (fraction) => {
+    const bounded = Math.min(0.8, Math.max(0.25, fraction));
+    bar.parentElement?.style.setProperty("--chat-share", `${(bounded * 100).toFixed(1)}%`);
+    localStorage.setItem("berth.chat-share", String(bounded));
+    return bounded;
+  };
+  let share = Number(localStorage.getItem("berth.chat-share")) || 0.6;
+  requestAnimationFrame(() => { share = apply(share); });
+  bar.addEventListener("pointerdown", (event) => {
+    event.preventDefault();
+    bar.setPointerCapture(event.pointerId);
+    const box = bar.parentElement.getBoundingClientRect();
+    const move = (moved) => { share = apply((moved.clientX - box.left) / box.width); };
+    const up = () => { bar.removeEventListener("pointermove", move); bar.removeEventListener("pointerup", up); };
+    bar.addEventListener("pointermove", move);
+    bar.addEventListener("pointerup", up);
+  });
+  bar.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowLeft") share = apply(share - 0.05);
+    else if (event.key === "ArrowRight") share = apply(share + 0.05);
+  });
+  return bar;
 }
 
 /** The workspace's whole history, page by page, each event to `render`. */
@@ -227,7 +301,7 @@ function previewPane(workspace, currentSession) {
       } }, String(number))),
       h("button", { type: "button", class: "link", id: "preview-ports-refresh", onclick: () => findPorts() }, "Look again"));
   };
-  const element = h("section", { class: "panel", "aria-labelledby": "preview-title" },
+  const element = h("section", { class: "panel", "aria-labelledby": "preview-title", id: "preview" },
     h("h2", { id: "preview-title" }, "Live preview"),
     h("form", { class: "row", id: "preview-form", onsubmit: showPreview },
       h("label", { for: "preview-port" }, "Port"), h("div", {}, port), h("button", { type: "submit" }, "Show")),

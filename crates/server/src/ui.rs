@@ -67,8 +67,10 @@ async fn page(State(state): State<AppState>) -> Response {
         .preview
         .as_ref()
         .map_or_else(|| "'none'".to_owned(), |hosts| format!("'self' {}", hosts.frame_source()));
+    // Styles may be inline: the terminal (xterm.js) sizes its rows with style elements
+    // it makes. Scripts stay berth's own files only.
     let policy = format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
          frame-src {frames}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
     );
     let mut response = Response::new(Body::from(page_html(&file.data)));
@@ -122,11 +124,12 @@ fn security_headers(headers: &mut HeaderMap) {
 
 fn content_type(path: &str) -> &'static str {
     match path.rsplit_once('.').map(|(_, extension)| extension) {
-        Some("js") => "text/javascript; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
         Some("svg") => "image/svg+xml",
         Some("html") => "text/html; charset=utf-8",
         Some("png") => "image/png",
+        Some("md") => "text/markdown; charset=utf-8",
         _ => "application/octet-stream",
     }
 }

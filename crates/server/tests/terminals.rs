@@ -174,6 +174,12 @@ async fn a_terminal_is_a_shell_in_the_sandbox_whose_screen_comes_back_on_every_c
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed["terminals"][0]["id"], json!(terminal), "{listed}");
 
+    // Leaving with a terminal open is leaving work under way: the session waits in its
+    // grace window (a reload comes back to it), as it does for a run.
+    let (status, _) = alice.post(&format!("/api/sessions/{session}/leave"), json!(null)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(alice.session(&session).await["state"], "disconnected");
+
     // The session's end ends its terminals, and no new one starts.
     let (status, _) = alice.post(&format!("/api/sessions/{session}/close"), json!(null)).await;
     assert_eq!(status, StatusCode::OK);

@@ -402,7 +402,9 @@ impl SessionActor {
         if self.session.state != SessionState::Active {
             return Ok(self.session.clone());
         }
-        match decide_leave(self.running, self.sessions.config.reconnect_grace) {
+        // A terminal left open is work under way, as a run is: a reload comes back to it.
+        let busy = self.running || self.sessions.terminals().any_open(&self.session.id);
+        match decide_leave(busy, self.sessions.config.reconnect_grace) {
             LeaveOutcome::End => self.end(EndReason::Left).await,
             LeaveOutcome::Disconnect { grace } => {
                 let expires = Utc::now() + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
