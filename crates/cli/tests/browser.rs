@@ -281,6 +281,10 @@ async fn a_new_workspace_reaches_ready_on_the_dashboard() {
     browser.text_in("#init-error", "Initialisation failed").await;
     browser.text_in("#init-log", "does not exist").await;
     browser.screenshot("initialisation-error").await;
+    // Retry says so at once, and the clone runs (and fails) again.
+    browser.click("#retry").await;
+    browser.element("[data-toast='Cloning again']").await;
+    browser.text_in("#init-error", "Initialisation failed").await;
 
     // A login link with a wrong token lands on the sign-in page, which says so.
     browser.goto(&server, "/login?token=wrong").await;
@@ -1808,6 +1812,72 @@ async fn the_message_box_and_send_stay_in_view_with_a_long_conversation_on_a_lap
         }
         browser.screenshot(&format!("layout-{width}")).await;
     }
+    browser.close().await;
+    server.finish().await;
+}
+
+/// A loopback port forwarding to `target` slowly (a few hundred KiB a second): a network
+/// that makes a clone take seconds.
+async fn slow_proxy(target: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else { return };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+                let mut buffer = [0u8; 2048];
+                while let Ok(read) = server_read.read(&mut buffer).await {
+                    if read == 0 || client_write.write_all(&buffer[..read]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_slow_clone_shows_its_progress_as_git_reports_it() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    // Data that does not compress, so the clone has megabytes to receive.
+    let source = SourceRepo::new();
+    for part in 0..1u8 {
+        let mut bytes = vec![0u8; 600_000];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut bytes).unwrap();
+        std::fs::write(source.path.join(format!("blob-{part}.bin")), bytes).unwrap();
+    }
+    berth_testkit::git(&source.path, &["add", "."]);
+    berth_testkit::git(&source.path, &["commit", "--quiet", "-m", "data"]);
+    let remote = berth_testkit::GitHttpServer::start(&source, "me", "token-for-progress");
+    let proxy = slow_proxy(format!("127.0.0.1:{}", remote.port)).await;
+    let credential = json!({ "host": proxy, "username": "me", "secret": "token-for-progress" });
+    assert_eq!(server.call(reqwest::Method::POST, "/api/credentials", Some(credential)).await.0, 201);
+    let browser = Browser::open(&server, "progress").await;
+    let repo = format!("http://{proxy}/demo.git");
+    let (status, created) = server
+        .call(reqwest::Method::POST, "/api/workspaces", Some(json!({ "repo": repo, "name": "slow" })))
+        .await;
+    assert_eq!(status, 202, "{created}");
+    browser.goto(&server, &format!("/workspaces/{}", created["id"].as_str().unwrap())).await;
+    // While the pack is on its way (the slow part), what git last said stays shown.
+    let shown = browser.text_in("#clone-progress-text", "objects: ").await;
+    assert!(shown.contains("% (") && shown.contains(" of "), "{shown}");
+    browser.text_in("#init-log", "Cloning into").await;
+    browser.element("#clone-progress progress").await;
+    browser.screenshot("clone-progress").await;
+    // And then the workspace opens.
+    browser.text_in("#messages", "Agent ready").await;
     browser.close().await;
     server.finish().await;
 }

@@ -223,7 +223,14 @@ function questionCards(append, answer, tools) {
       shown = { element: h("div", { class: "question", "data-question": question.id, role: "group", "aria-label": question.title },
         h("strong", {}, ...inlineCode(question.title)), h("div", { class: "options" }, buttons), state), buttons, state, question };
       questions.set(question.id, shown);
-      append(shown.element);
+      // A question about a tool call already drawn goes into its card: the command is
+      // drawn once, with its question under it.
+      const asked = question.tool_call && tools.get(question.tool_call.toolCallId);
+      if (asked) {
+        shown.element.classList.add("in-tool");
+        asked.element.append(shown.element);
+        asked.element.open = true;
+      } else append(shown.element);
     }
     const waiting = pending.has(question.id);
     shown.buttons.forEach((button) => { button.disabled = !waiting; });

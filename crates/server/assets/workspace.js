@@ -37,18 +37,20 @@ export function initScreen(state, workspace) {
   const status = h("div", { id: "init-status" });
   main.replaceChildren(h("h1", {}, workspace.name, " ", badge(workspace.state)),
     h("p", { class: "meta muted" }, workspace.repo), status, h("h2", {}, "Initialisation log"), log);
+  const progress = h("div", { id: "clone-progress", class: "clone-progress", hidden: true });
   const refreshLog = async () => {
     const answer = await api("GET", `/api/workspaces/${workspace.id}/init-log`);
     if (answer.status === 200) {
       const follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
       log.textContent = terminalText(answer.body) || "Waiting for git…";
       if (follow) log.scrollTop = log.scrollHeight;
+      drawProgress(progress, log.textContent);
     }
   };
   const drawStatus = (current) => {
     main.querySelector("h1 .badge").replaceWith(badge(current.state));
     status.replaceChildren();
-    if (current.state === "initialising") status.append(h("p", { class: "notice" }, "Cloning the repository…"));
+    if (current.state === "initialising") status.append(h("p", { class: "notice" }, "Cloning the repository…"), progress);
     if (current.state === "error") {
       status.append(h("div", { class: "notice bad", id: "init-error" },
         h("p", {}, h("strong", {}, "Initialisation failed: "), current.error || "see the log below"),
@@ -56,9 +58,17 @@ export function initScreen(state, workspace) {
         /Git credentials/.test(current.error || "")
           ? h("p", {}, h("a", { href: "/account#credentials-title", "data-link": true, id: "add-credential" }, "Add a git credential")) : null,
         h("div", { class: "row" },
-          h("button", { class: "primary", onclick: async () => {
+          h("button", { class: "primary", id: "retry", onclick: async (event) => {
+            // Said at once; the clone's own progress follows.
+            event.target.disabled = true;
+            event.target.textContent = "Retrying…";
             const answer = await api("POST", `/api/workspaces/${current.id}/retry`);
-            if (answer.status !== 202) toast(errorMessage(answer), "bad");
+            if (answer.status !== 202) {
+              event.target.disabled = false;
+              event.target.textContent = "Retry";
+              return toast(errorMessage(answer), "bad");
+            }
+            toast("Cloning again");
           } }, "Retry"),
           h("button", { class: "danger", onclick: () => confirmDelete(current, () => go("/")) }, "Delete"))));
     }
@@ -78,6 +88,19 @@ export function initScreen(state, workspace) {
       openWorkspace(state, current);
     }
   }, (changed) => { if (changed === workspace.id) refreshLog(); }));
+}
+
+/** The clone's last progress line from git (`Receiving objects:  45% (450/1000), 1.20 MiB
+ * | …`) as a bar and words: what is done, how far, how much has come. */
+export function drawProgress(element, log) {
+  const lines = log.split("\n").filter((line) => /\d+% \(\d+\/\d+\)/.test(line));
+  const last = lines[lines.length - 1];
+  const found = last && last.match(/(?:remote: )?([A-Za-z ]+):\s+(\d+)% \((\d+)\/(\d+)\)(?:, ([\d.]+ [KMG]?i?B))?/);
+  if (!found) { element.hidden = true; return; }
+  const [, phase, percent, done, total, bytes] = found;
+  element.hidden = false;
+  element.replaceChildren(h("progress", { max: 100, value: Number(percent), "aria-label": phase }),
+    h("span", { id: "clone-progress-text" }, `${phase.trim()}: ${percent}% (${done} of ${total})${bytes ? `, ${bytes}` : ""}`));
 }
 
 /** Opens (or resumes) the session, with the recovery flows for a refused launch. */
