@@ -1881,3 +1881,42 @@ async fn a_slow_clone_shows_its_progress_as_git_reports_it() {
     browser.close().await;
     server.finish().await;
 }
+
+#[tokio::test]
+async fn a_disabled_users_tab_says_so_and_so_does_the_page_after_a_reload() {
+    if !have_browser() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start(|_| {}).await;
+    let (status, created) =
+        server.call(reqwest::Method::POST, "/api/users", Some(json!({ "name": "dana" }))).await;
+    assert_eq!(status, 201, "{created}");
+    let (token, dana) =
+        (created["token"].as_str().unwrap().to_owned(), created["user"]["id"].as_str().unwrap().to_owned());
+    let source = SourceRepo::new();
+    let repo = json!({ "repo": source.url(), "name": "hers" });
+    let made = server
+        .http
+        .post(format!("{}/api/workspaces", server.base))
+        .bearer_auth(&token)
+        .json(&repo)
+        .send()
+        .await
+        .unwrap();
+    let workspace = made.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let browser = Browser::open_as(&server.base, "disabled", &token).await;
+    browser.goto(&server, &format!("/workspaces/{workspace}")).await;
+    browser.text_in("#messages", "Agent ready").await;
+
+    let (status, _) = server
+        .call(reqwest::Method::PATCH, &format!("/api/users/{dana}"), Some(json!({ "disabled": true })))
+        .await;
+    assert_eq!(status, 200);
+    browser.text_in("#notices", "disabled").await;
+    browser.client.refresh().await.unwrap();
+    browser.text_in("#signin-disabled", "Your berth account is disabled").await;
+    browser.screenshot("disabled").await;
+    browser.close().await;
+    server.finish().await;
+}

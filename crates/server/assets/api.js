@@ -21,7 +21,7 @@ export async function api(method, path, body) {
   if (type.includes("application/json")) parsed = await response.json();
   else parsed = await response.text();
   if (response.status === 401 && path !== "/api/me") {
-    signedOut();
+    signedOut(parsed && parsed.error ? parsed.error.code : "unauthorized");
     throw new Error("signed out");
   }
   return { status: response.status, body: parsed };

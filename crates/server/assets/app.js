@@ -23,7 +23,7 @@ document.addEventListener("click", (event) => {
   go(link.getAttribute("href"));
 });
 window.addEventListener("popstate", () => route());
-onSignedOut(() => go("/signin"));
+onSignedOut((code) => go(code === "account_disabled" ? "/signin?disabled=1" : "/signin"));
 setRouter(route);
 
 function drawNav() {
@@ -56,7 +56,10 @@ async function route() {
   const path = location.pathname;
   if (!shell.me && path !== "/signin") {
     const answer = await api("GET", "/api/me");
-    // Back here once signed in.
+    // A disabled account is told so; anyone else comes back here once signed in.
+    if (answer.status === 401 && answer.body && answer.body.error && answer.body.error.code === "account_disabled") {
+      return go("/signin?disabled=1", true);
+    }
     if (answer.status !== 200) return go(`/signin?next=${encodeURIComponent(path + location.search)}`, true);
     shell.me = answer.body;
   }

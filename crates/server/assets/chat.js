@@ -130,8 +130,8 @@ export async function chat(state, workspace, opened) {
   await view.drawHistory((render) => readHistory(state, workspace, render));
   if (state.stopped) return;
   follow.messages.scrollTop = follow.messages.scrollHeight;
-  // The changes come after the conversation: it is what the person came back to.
-  changes.refresh();
+  // The pane beside comes after the conversation: it is what the person came back to.
+  side.activate();
 
   live = liveChannel(state, () => session, () => view.lastSeq(), {
     frame(frame) {
@@ -168,15 +168,18 @@ function sidePane(panes) {
   const tabBar = h("div", { class: "tabs", role: "tablist", "aria-label": "Workspace tools" });
   const element = h("aside", { class: "side", id: "side" }, tabBar);
   let current = null;
-  const select = (name) => {
-    // On a phone the tab shown folds away when picked again.
-    if (name === current && phone.matches) name = null;
+  const select = (name, activate = true) => {
+    // On a phone the tab shown folds away when picked again; elsewhere it stays.
+    if (name === current) {
+      if (!phone.matches) return;
+      name = null;
+    }
     current = name;
     for (const pane of panes) {
       const on = pane.name === name;
       pane.tab.setAttribute("aria-selected", String(on));
       pane.element.hidden = !on;
-      if (on && pane.activate) pane.activate();
+      if (on && activate && pane.activate) pane.activate();
     }
     element.classList.toggle("folded", !name);
     if (name) localStorage.setItem("berth.side-tab", name);
@@ -189,8 +192,10 @@ function sidePane(panes) {
     element.append(pane.element);
   }
   const kept = localStorage.getItem("berth.side-tab");
-  select(phone.matches ? null : panes.some((pane) => pane.name === kept) ? kept : panes[0].name);
-  return { element, select };
+  // Drawn now, filled once the conversation is (`activate`).
+  select(phone.matches ? null : panes.some((pane) => pane.name === kept) ? kept : panes[0].name, false);
+  const activate = () => panes.find((pane) => pane.name === current)?.activate?.();
+  return { element, select, activate };
 }
 
 /** The bar between the chat and the pane beside it: dragged (or moved with the arrow
@@ -373,8 +378,18 @@ function endedNotice(state, workspace, current, closing) {
   const said = closing ? "Workspace closed." : ENDED_BECAUSE[current.end_reason] || "The session ended.";
   const words = h("p", {}, `${said} Its files are kept.`);
   if (current.end_reason === "replaced" && !closing) nameReplacement(workspace, words);
+  if (current.end_reason === "admin") sayIfDisabled(words);
   return h("div", { class: "notice", id: "session-ended", "data-reason": current.end_reason || "" },
     words, h("button", { class: "primary", onclick: () => openWorkspace(state, workspace) }, "Open again"));
+}
+
+/** An administrator's close that came with disabling the account says so: nothing can be
+ * opened again until an administrator enables it. */
+async function sayIfDisabled(words) {
+  const me = await api("GET", "/api/me");
+  if (me.status === 401 && me.body && me.body.error && me.body.error.code === "account_disabled") {
+    words.textContent = "An administrator disabled your berth account, and this session ended. Its files are kept; an administrator can enable the account again.";
+  }
 }
 
 /** Names the workspace whose open replaced this one's session: the caller's newest live

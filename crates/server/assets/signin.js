@@ -13,6 +13,7 @@ export function signIn() {
   // `append` would write a null as the text "null": only what is there goes in.
   main.append(...[
     h("h1", {}, "Sign in to berth"),
+    params.has("disabled") ? h("p", { class: "notice bad", id: "signin-disabled" }, "Your berth account is disabled. An administrator can enable it again; until then your workspaces are kept, and nothing runs.") : null,
     params.has("refused") ? h("p", { class: "notice bad", id: "signin-refused" }, "That login link or token is not valid.") : null,
     params.has("signed_out") ? h("p", { class: "notice", id: "signed-out" }, "You are signed out of this browser. Your login link and tokens still work: open the link again to come back.") : null,
     h("div", { class: "panel" },

@@ -98,6 +98,11 @@ impl FromRequestParts<AppState> for Caller {
         };
         match state.engine.accounts.authenticate(token).await? {
             Some(user) => Ok(Caller(user)),
+            None if state.engine.accounts.is_disabled(token).await? => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "account_disabled",
+                "this berth account is disabled; an administrator can enable it again",
+            )),
             None => Err(ApiError::unauthorized()),
         }
     }

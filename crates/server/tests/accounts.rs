@@ -102,7 +102,14 @@ async fn a_disabled_user_is_locked_out_and_their_sessions_close() {
     assert_eq!(status, StatusCode::OK, "{changed}");
     assert_eq!(changed["disabled"], true);
 
-    assert_eq!(alice.get("/api/me").await.0, StatusCode::UNAUTHORIZED, "her tokens stop at once");
+    let (status, refused) = alice.get("/api/me").await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("account_disabled")),
+        "her tokens stop at once, and say why"
+    );
+    let (_, nobody) = server.as_user("berth_no_such_token_000000000000000").get("/api/me").await;
+    assert_eq!(nobody["error"]["code"], "unauthorized", "an unknown token is not told apart");
     let (_, live) = admin.get("/api/admin/sessions").await;
     assert!(!live.to_string().contains(&session), "her session closed: {live}");
     let (_, me) = admin.get("/api/me").await;

@@ -158,6 +158,20 @@ impl Store {
         })
     }
 
+    /// Whether the token or browser sign-in with this hash is one of a disabled user's:
+    /// what a refused credential is told.
+    pub async fn is_disabled_users(&self, hash: &str) -> Result<bool, StoreError> {
+        with_pool!(&self.backend, |pool| Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM users WHERE disabled = TRUE AND id IN (
+                 SELECT user_id FROM tokens WHERE hash = $1
+                 UNION SELECT user_id FROM sign_ins WHERE secret_hash = $1)",
+        )
+        .bind(hash)
+        .fetch_one(pool)
+        .await?
+            > 0))
+    }
+
     /// A user's tokens, newest first; never their secrets.
     pub async fn tokens_of(&self, user_id: &UserId) -> Result<Vec<TokenInfo>, StoreError> {
         with_pool!(&self.backend, |pool| {

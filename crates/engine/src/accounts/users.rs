@@ -251,6 +251,12 @@ impl Accounts {
         self.authenticate_hash(&hash_token(token)).await
     }
 
+    /// Whether `token` (or a browser sign-in's secret) is refused because its user is
+    /// disabled: asked only once it was refused.
+    pub async fn is_disabled(&self, token: &str) -> Result<bool, EngineError> {
+        Ok(token.len() <= 256 && self.store.is_disabled_users(&hash_token(token)).await?)
+    }
+
     /// [`Accounts::authenticate`] for a token or sign-in known by its hash (a preview pass
     /// names the credential it came from that way).
     pub(crate) async fn authenticate_hash(&self, hash: &str) -> Result<Option<User>, EngineError> {
