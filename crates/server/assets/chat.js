@@ -130,6 +130,8 @@ export async function chat(state, workspace, opened) {
   await view.drawHistory((render) => readHistory(state, workspace, render));
   if (state.stopped) return;
   follow.messages.scrollTop = follow.messages.scrollHeight;
+  // On a phone the page scrolls: the chat is brought whole into the screen.
+  if (matchMedia("(max-width: 900px)").matches) chatColumn.scrollIntoView({ block: "end" });
   // The pane beside comes after the conversation: it is what the person came back to.
   side.activate();
 
@@ -192,6 +194,11 @@ function sidePane(panes) {
     element.append(pane.element);
   }
   const kept = localStorage.getItem("berth.side-tab");
+  // Narrowed to a phone's width, the pane folds away under the chat; widened, it opens.
+  phone.addEventListener("change", () => {
+    current = undefined;
+    select(phone.matches ? null : localStorage.getItem("berth.side-tab") || panes[0].name);
+  });
   // Drawn now, filled once the conversation is (`activate`).
   select(phone.matches ? null : panes.some((pane) => pane.name === kept) ? kept : panes[0].name, false);
   const activate = () => panes.find((pane) => pane.name === current)?.activate?.();
