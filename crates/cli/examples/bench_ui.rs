@@ -1,7 +1,10 @@
 //! The web UI's figures in a real headless Chromium (chromedriver on PATH): how long the
 //! dashboard takes to show 100 workspaces, and the workspace page to open a session and
 //! show a history of 1,000 events and a 200-file diff in the changes panel, from
-//! navigation to the last one drawn; and how many bytes the pages load. Run with `scripts/bench-ui.sh` (a release build).
+//! navigation to the last one drawn; how many bytes the pages load and the workspace
+//! page's first paint (the terminal and the editor are not loaded with it); and in the
+//! Terminal tab, each key's time from keydown to its echo drawn. Run with
+//! `scripts/bench-ui.sh` (a release build).
 #![allow(clippy::unwrap_used)] // a benchmark that cannot unwrap has failed
 
 use berth_engine::Config;
@@ -142,6 +145,24 @@ async fn main() -> anyhow::Result<()> {
         }
         with_changes.push(started.elapsed());
     }
+    // The first paint of the workspace page, and what it loaded: the terminal and the
+    // editor are loaded when first used, never with the page.
+    let paint: f64 = client
+        .execute(
+            "const e = performance.getEntriesByName('first-contentful-paint')[0]; return e ? e.startTime : -1;",
+            vec![],
+        )
+        .await?
+        .as_f64()
+        .unwrap_or(-1.0);
+    let vendor_with_page: bool = client
+        .execute(
+            "return performance.getEntriesByType('resource').some(e => e.name.includes('/vendor/'));",
+            vec![],
+        )
+        .await?
+        .as_bool()
+        .unwrap_or(true);
     let bytes: f64 = client
         .execute(
             "return performance.getEntriesByType('resource').concat(performance.getEntriesByType('navigation'))\
@@ -151,6 +172,8 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .as_f64()
         .unwrap_or(0.0);
+    // After the page's own bytes are counted: the terminal loads xterm.js.
+    let echoes = terminal_echoes(&client, rounds.max(10) * 10).await?;
     client.close().await?;
     let _ = driver.kill();
     let _ = driver.wait();
@@ -178,5 +201,63 @@ async fn main() -> anyhow::Result<()> {
         p_max(&with_changes)
     );
     println!("  page, script, style and icon                  {:.1} KiB (uncompressed)", bytes / 1024.0);
+    println!(
+        "  workspace page first contentful paint         {paint:.1} ms (terminal and editor loaded with it: {})",
+        if vendor_with_page { "yes" } else { "no" }
+    );
+    let mut echoes = echoes;
+    echoes.sort_by(f64::total_cmp);
+    let at = |share: f64| echoes[((echoes.len() as f64 * share) as usize).min(echoes.len() - 1)];
+    println!(
+        "  terminal: key pressed → its echo drawn ({} keys)  p50 {:>7.1} ms  p99 {:>7.1} ms",
+        echoes.len(),
+        at(0.5),
+        at(0.99)
+    );
     Ok(())
+}
+
+/// Opens the Terminal tab of the workspace page shown (bubblewrap or not, as the server
+/// runs) and times `keys` keystrokes from the browser's keydown to the echoed character
+/// drawn on the terminal's screen, as the page itself sees both.
+async fn terminal_echoes(client: &fantoccini::Client, keys: usize) -> anyhow::Result<Vec<f64>> {
+    client.find(Locator::Css("#tab-terminal")).await?.click().await?;
+    let input = client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(".xterm-helper-textarea"))
+        .await?;
+    // The shell's prompt first.
+    while !client.find(Locator::Css(".xterm-rows")).await?.text().await?.contains('$')
+        && !client.find(Locator::Css(".xterm-rows")).await?.text().await?.contains('#')
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let arm = "const rows = document.querySelector('.xterm-rows'); const before = rows.textContent; \
+               window.__echo = null; window.__keydown = null; \
+               document.addEventListener('keydown', () => { window.__keydown = performance.now(); }, { capture: true, once: true }); \
+               const seen = new MutationObserver(() => { if (rows.textContent !== before && window.__keydown !== null) { \
+                 window.__echo = performance.now() - window.__keydown; seen.disconnect(); } }); \
+               seen.observe(rows, { childList: true, subtree: true, characterData: true });";
+    let mut echoes = Vec::with_capacity(keys);
+    for n in 0..keys {
+        client.execute(arm, vec![]).await?;
+        // Letters only, and a line cleared now and then (Ctrl-U), so the line never wraps.
+        let key =
+            if n % 40 == 39 { "\u{15}".to_owned() } else { ((b'a' + (n % 26) as u8) as char).to_string() };
+        input.send_keys(&key).await?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let echo = client.execute("return window.__echo;", vec![]).await?;
+            if let Some(ms) = echo.as_f64() {
+                if n % 40 != 39 {
+                    echoes.push(ms);
+                }
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no echo of key {n}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    Ok(echoes)
 }
