@@ -311,8 +311,9 @@ async fn a_command_asks_first_survives_a_reload_and_shows_its_output() {
     browser.element("#prompt").await.send_keys(&format!("$ echo output-{marker}\n")).await.unwrap();
     browser.element(".question button[data-option='allow_once']:not([disabled])").await;
     browser.element("#stop:not([hidden])").await;
-    // The question's title renders its backticks as code too.
-    browser.text_in(".question strong code", &format!("echo output-{marker}")).await;
+    // The command is drawn once, its title's backticks as code, and the question under it.
+    browser.text_in(".tool summary code", &format!("echo output-{marker}")).await;
+    browser.element(".tool .question button[data-option='allow_once']").await;
     browser.screenshot("question").await;
 
     // A reload in the middle of the run: the session is resumed, the question is still there.
@@ -322,6 +323,13 @@ async fn a_command_asks_first_survives_a_reload_and_shows_its_output() {
     browser.click(".question button[data-option='allow_once']:not([disabled])").await;
     browser.text_in(".tool pre", &format!("output-{marker}")).await;
     browser.text_in(".question.answered", "Answered: Allow once").await;
+    // The command is drawn once: its question sits in its card and, answered, folds to
+    // the one line that says so.
+    let answered = browser.element(".tool .question.answered").await;
+    assert!(!answered.find(Locator::Css(".options")).await.unwrap().is_displayed().await.unwrap());
+    assert!(!answered.find(Locator::Css("strong")).await.unwrap().is_displayed().await.unwrap());
+    let height = answered.rectangle().await.unwrap().3;
+    assert!(height < 40.0, "an answered question takes one line, not {height} px");
     // The title renders its backticks as code, not as raw text.
     browser.click("#tab-tools").await;
     browser.text_in("#tools-list", &format!("Run echo output-{marker}")).await;
@@ -1003,7 +1011,9 @@ async fn the_chat_brings_a_waiting_question_into_view_and_offers_the_newest_mess
 
     // Scrolled up again while output arrives: a pill offers the newest messages.
     browser.client.execute("document.getElementById('messages').scrollTop = 0;", vec![]).await.unwrap();
-    browser.click(question).await;
+    // Pressed where it is, without the scroll a WebDriver click makes first.
+    let press = format!("document.querySelector({question:?}).click();");
+    browser.client.execute(&press, vec![]).await.unwrap();
     browser.element("#new-messages:not([hidden])").await;
     browser.click("#new-messages").await;
     browser.gone("#new-messages:not([hidden])").await;
@@ -1732,7 +1742,8 @@ async fn the_terminal_types_into_the_sandbox_and_a_reload_returns_to_the_same_sc
 
     // It closes with the session.
     browser.click("#close-workspace").await;
-    browser.text_in(".xterm-rows", "The session ended").await;
+    // Said by the terminal (its connection closed) or by the page (the session ended).
+    browser.text_in(".xterm-rows", "ended").await;
     let (_, listed) = server.call(reqwest::Method::GET, "/api/sessions?state=live", None).await;
     assert_eq!(listed["sessions"], json!([]));
     browser.close().await;
