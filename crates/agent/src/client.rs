@@ -9,10 +9,11 @@
 use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::ConnectionTo;
 use agent_client_protocol::v1::schema::{
-    CancelNotification, ClientCapabilities, ContentBlock, FileSystemCapabilities, InitializeRequest,
-    LoadSessionRequest, NewSessionRequest, PromptRequest, ReadTextFileRequest, ReadTextFileResponse,
-    RequestPermissionOutcome, RequestPermissionRequest, RequestPermissionResponse, SelectedPermissionOutcome,
-    SessionId, SessionNotification, WriteTextFileRequest, WriteTextFileResponse,
+    AuthMethod, AuthenticateRequest, CancelNotification, ClientCapabilities, ContentBlock,
+    FileSystemCapabilities, InitializeRequest, LoadSessionRequest, NewSessionRequest, PromptRequest,
+    ReadTextFileRequest, ReadTextFileResponse, RequestPermissionOutcome, RequestPermissionRequest,
+    RequestPermissionResponse, SelectedPermissionOutcome, SessionId, SessionNotification,
+    WriteTextFileRequest, WriteTextFileResponse,
 };
 use agent_client_protocol::{Agent, ByteStreams, Client};
 use serde_json::Value;
@@ -301,6 +302,15 @@ async fn run(
                 .send_request(InitializeRequest::new(ProtocolVersion::V1).client_capabilities(capabilities))
                 .block_task()
                 .await?;
+            // An agent that takes an API key from its environment (the person's secret)
+            // is told to use it before a session is asked for: Codex's adapter refuses
+            // `session/new` until then.
+            if let Some(method) = api_key_method(&initialized.auth_methods) {
+                let authenticated = cx.send_request(AuthenticateRequest::new(method.id().clone())).block_task().await;
+                if let Err(error) = authenticated {
+                    tracing::info!(method = %method.id(), error = %error.message, "the agent refused its API key");
+                }
+            }
             let (session_id, resumed) = match resume.filter(|_| initialized.agent_capabilities.load_session) {
                 Some(previous) => {
                     let load =
@@ -361,6 +371,17 @@ async fn new_session(
     }
 }
 
+/// The authentication method an agent announces for an API key in its environment: one
+/// it handles itself (not a terminal login) whose id or name says "API key".
+fn api_key_method(methods: &[AuthMethod]) -> Option<&AuthMethod> {
+    let squeezed = |text: &str| text.to_lowercase().replace(['-', '_', ' '], "");
+    methods.iter().find(|method| {
+        matches!(method, AuthMethod::Agent(_))
+            && (squeezed(&method.id().to_string()).contains("apikey")
+                || squeezed(method.name()).contains("apikey"))
+    })
+}
+
 /// ACP's error code for "authentication required".
 const AUTH_REQUIRED: i32 = -32000;
 
@@ -380,6 +401,26 @@ fn select_lines(text: &str, line: Option<u32>, limit: Option<u32>) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_api_key_method_is_found_by_its_id_or_name_and_a_terminal_login_is_not() {
+        let methods = |json: serde_json::Value| serde_json::from_value::<Vec<AuthMethod>>(json).unwrap();
+        let codex = methods(serde_json::json!([
+            { "id": "chatgpt", "name": "Log in with ChatGPT" },
+            { "id": "api-key", "name": "Use OPENAI_API_KEY" },
+        ]));
+        assert_eq!(api_key_method(&codex).map(|method| method.id().to_string()), Some("api-key".into()));
+        let gemini = methods(serde_json::json!([
+            { "id": "oauth-personal", "name": "Log in with Google" },
+            { "id": "gemini-api-key", "name": "Use Gemini API key" },
+        ]));
+        assert_eq!(api_key_method(&gemini).map(|method| method.id().to_string()), Some("gemini-api-key".into()));
+        let login_only = methods(serde_json::json!([
+            { "id": "claude-login", "name": "Log in", "type": "terminal", "args": ["/login"] },
+        ]));
+        assert!(api_key_method(&login_only).is_none());
+    }
+
     use super::*;
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod account;
 mod agent;
+mod agents;
 mod attach;
 mod bench;
 mod client;
@@ -51,6 +52,12 @@ enum Command {
     /// Your API tokens on a running server: list, create, revoke.
     #[command(subcommand)]
     Token(tokens::TokenCommand),
+    /// The agents offered (Claude Code, Codex, Gemini CLI, yours): `berth agents` lists
+    /// them, `berth agents install NAME` installs one (no server needed).
+    Agents {
+        #[command(subcommand)]
+        command: Option<agents::AgentsCommand>,
+    },
     /// Your git credentials (one per host): add (secret from stdin), list, remove.
     #[command(subcommand)]
     Credential(account::CredentialCommand),
@@ -133,6 +140,7 @@ fn main() -> ExitCode {
             Command::Serve { config } => serve::run(config.as_deref()).await,
             Command::User(command) => users::run(command).await,
             Command::Token(command) => tokens::run(command).await,
+            Command::Agents { command } => agents::run(command).await,
             Command::Credential(command) => account::credential(command).await,
             Command::Secret(command) => account::secret(command).await,
             Command::Push { workspace, server } => account::push(&server, &workspace).await,

@@ -2,6 +2,7 @@
 //! as plain types and functions. Nothing here does I/O or knows about tokio, SQL or HTTP.
 
 pub mod agent_env;
+pub mod agents;
 pub mod event;
 pub mod ids;
 pub mod limits;

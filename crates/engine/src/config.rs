@@ -171,31 +171,91 @@ struct ConfigFile {
     agents: std::collections::BTreeMap<String, AgentEntryFile>,
 }
 
+/// `[agents.NAME]`: a new agent (`command` given), or changes to one berth knows
+/// (`claude`, `codex`, `gemini`: any field).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AgentEntryFile {
-    command: String,
-    #[serde(default)]
-    needs: Vec<String>,
-    #[serde(default)]
-    description: String,
+    command: Option<String>,
+    needs: Option<Vec<String>>,
+    description: Option<String>,
     /// Fixed settings of this agent's environment (a company's model gateway).
     #[serde(default)]
     env: std::collections::BTreeMap<String, String>,
+    settings: Option<Vec<String>>,
+    /// The npm package (`name@version`) `berth agents install` installs.
+    package: Option<String>,
+    /// The program the package installs, and its arguments.
+    bin: Option<String>,
+    args: Option<Vec<String>>,
 }
 
-/// An agent of the installation's catalogue (`[agents.NAME]`).
+/// An agent of the installation's catalogue: one berth knows, or `[agents.NAME]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentEntry {
     pub name: String,
-    /// A shell command line that starts it, as `agent.command`.
-    pub command: String,
+    /// A shell command line that starts it, as `agent.command`; `None`: the program of
+    /// its package, installed by `berth agents install` or on the `PATH`.
+    pub command: Option<String>,
     /// The secrets it needs (a model provider key), by name.
     pub needs: Vec<String>,
     pub description: String,
     /// Fixed settings of its environment (`env = { … }`), over the server's variables
     /// that pass and under the person's secrets.
     pub env: Vec<(String, String)>,
+    /// The settings it reads (its provider's address, its model), for people to know.
+    pub settings: Vec<String>,
+    pub package: Option<AgentPackage>,
+}
+
+/// An agent's npm package: what `berth agents install` installs, and the program it
+/// starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPackage {
+    /// `name@version`.
+    pub spec: String,
+    pub bin: String,
+    pub args: Vec<String>,
+}
+
+impl AgentEntry {
+    /// One berth knows, as it comes.
+    fn known(agent: &berth_core::agents::KnownAgent) -> AgentEntry {
+        AgentEntry {
+            name: agent.name.to_owned(),
+            command: None,
+            needs: agent.needs.iter().map(|name| (*name).to_owned()).collect(),
+            description: agent.description.to_owned(),
+            env: Vec::new(),
+            settings: agent.settings.iter().map(|name| (*name).to_owned()).collect(),
+            package: Some(AgentPackage {
+                spec: agent.spec(),
+                bin: agent.bin.to_owned(),
+                args: agent.args.iter().map(|arg| (*arg).to_owned()).collect(),
+            }),
+        }
+    }
+
+    /// Where `berth agents install` puts its package, under the installation's `agents`
+    /// directory.
+    pub fn install_dir(&self, agents_dir: &std::path::Path) -> std::path::PathBuf {
+        agents_dir.join(&self.name)
+    }
+
+    /// The command line that starts it, when it can start: its own command, or its
+    /// package's program — installed by berth (preferred) or on the `PATH`.
+    pub fn command_line(&self, agents_dir: &std::path::Path) -> Option<String> {
+        if let Some(command) = &self.command {
+            return Some(command.clone());
+        }
+        let package = self.package.as_ref()?;
+        let args: Vec<&str> = package.args.iter().map(String::as_str).collect();
+        let installed = self.install_dir(agents_dir).join("node_modules/.bin").join(&package.bin);
+        if installed.is_file() {
+            return Some(berth_core::agents::command_line(&installed.to_string_lossy(), &args));
+        }
+        berth_sandbox::installed(&package.bin).then(|| berth_core::agents::command_line(&package.bin, &args))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -440,6 +500,11 @@ impl Config {
     }
 
     /// The catalogue's agent called `name`.
+    /// Where `berth agents install` puts agents' packages; sandboxes see it read-only.
+    pub fn agents_dir(&self) -> PathBuf {
+        self.data_dir.join("agents")
+    }
+
     pub fn agent(&self, name: &str) -> Option<&AgentEntry> {
         self.agents.iter().find(|entry| entry.name == name)
     }
@@ -736,11 +801,13 @@ fn oidc(pick: Pick<'_>, oidc_file: OidcFile) -> Result<Option<OidcSettings>, Con
     Ok(oidc)
 }
 
-/// `[agents.NAME]`: the agents this installation offers besides the built-in one.
+/// The agents this installation offers besides the built-in one: those berth knows
+/// (`berth_core::agents`), changed by `[agents.NAME]`, and those `[agents.NAME]` adds.
 fn catalogue(
     file: std::collections::BTreeMap<String, AgentEntryFile>,
 ) -> Result<Vec<AgentEntry>, ConfigError> {
-    let mut agents = Vec::new();
+    let mut agents: Vec<AgentEntry> =
+        berth_core::agents::KNOWN_AGENTS.iter().map(AgentEntry::known).collect();
     for (name, entry) in file {
         let refuse =
             |value: &str, reason: String| invalid("agents", value, format!("[agents.{name}]: {reason}"));
@@ -748,20 +815,74 @@ fn catalogue(
         if name == crate::BUILTIN_AGENT {
             return Err(refuse(&name, "the built-in agent's name is taken".into()));
         }
-        berth_core::validate::agent_command(&entry.command)
-            .map_err(|error| refuse(&entry.command, error.reason))?;
-        for needed in entry.needs.iter().chain(entry.env.keys()) {
+        if let Some(command) = &entry.command {
+            berth_core::validate::agent_command(command).map_err(|error| refuse(command, error.reason))?;
+        }
+        let named =
+            entry.needs.iter().flatten().chain(entry.settings.iter().flatten()).chain(entry.env.keys());
+        for needed in named {
             berth_core::validate::secret_name(needed).map_err(|error| refuse(needed, error.reason))?;
         }
-        agents.push(AgentEntry {
-            name,
-            command: entry.command,
-            needs: entry.needs,
-            description: entry.description,
-            env: entry.env.into_iter().collect(),
-        });
+        let at = match agents.iter().position(|agent| agent.name == name) {
+            Some(at) => at,
+            None if entry.command.is_none() && entry.package.is_none() => {
+                return Err(refuse(
+                    &name,
+                    "a new agent needs a `command` (or a `package` and its `bin`)".into(),
+                ));
+            }
+            None => {
+                agents.push(AgentEntry {
+                    name: name.clone(),
+                    command: None,
+                    needs: Vec::new(),
+                    description: String::new(),
+                    env: Vec::new(),
+                    settings: Vec::new(),
+                    package: None,
+                });
+                agents.len() - 1
+            }
+        };
+        let agent = &mut agents[at];
+        if entry.command.is_some() {
+            agent.command = entry.command;
+        }
+        if let Some(needs) = entry.needs {
+            agent.needs = needs;
+        }
+        if let Some(description) = entry.description {
+            agent.description = description;
+        }
+        if let Some(settings) = entry.settings {
+            agent.settings = settings;
+        }
+        agent.env.extend(entry.env);
+        if entry.package.is_some() || entry.bin.is_some() || entry.args.is_some() {
+            let current = agent.package.clone();
+            let spec = entry.package.or(current.as_ref().map(|package| package.spec.clone()));
+            let bin = entry.bin.or(current.as_ref().map(|package| package.bin.clone()));
+            let (Some(spec), Some(bin)) = (spec, bin) else {
+                return Err(refuse(&name, "a package needs its `package` (name@version) and `bin`".into()));
+            };
+            if !is_npm_spec(&spec) {
+                return Err(refuse(
+                    &spec,
+                    "a package is an npm package name with an optional @version".into(),
+                ));
+            }
+            let args = entry.args.or(current.map(|package| package.args)).unwrap_or_default();
+            agent.package = Some(AgentPackage { spec, bin, args });
+        }
     }
     Ok(agents)
+}
+
+/// An npm package spec berth passes to `npm install`: `name` or `@scope/name`, with an
+/// optional `@version`, of the characters npm allows — never an option or a path.
+fn is_npm_spec(spec: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "@/._-~^<=>*+".contains(c);
+    !spec.is_empty() && spec.len() <= 214 && !spec.starts_with(['-', '.', '/']) && spec.chars().all(allowed)
 }
 
 /// `[replica]`: the id (by default this host's name and the listen port), the URL other
@@ -1058,5 +1179,58 @@ resume_context = "auto"
         std::fs::write(&file, "[limits]\nsesions_per_user = 2\n").unwrap();
         let error = Config::load(Some(&file), env_of(&[]), HostTools::ALL).unwrap_err();
         assert!(error.to_string().contains("sesions_per_user"), "{error}");
+    }
+
+    #[test]
+    fn the_known_agents_are_offered_and_a_file_changes_any_field_or_adds_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Config::load(Some(&file), env_of(&[]), HostTools::ALL)
+        };
+        let plain = load("").unwrap();
+        let names: Vec<&str> = plain.agents.iter().map(|agent| agent.name.as_str()).collect();
+        assert_eq!(names, ["claude", "codex", "gemini"]);
+        let claude = plain.agent("claude").unwrap();
+        assert_eq!(claude.needs, ["ANTHROPIC_API_KEY"]);
+        assert_eq!(claude.package.as_ref().unwrap().spec, "@agentclientprotocol/claude-agent-acp@0.101.0");
+
+        let changed = load(
+            "[agents.claude]\nenv = { ANTHROPIC_BASE_URL = \"https://gateway.example\" }\n\
+             [agents.gemini]\ncommand = \"exec /opt/gemini --acp\"\n\
+             [agents.mine]\ncommand = \"exec my-agent\"\nneeds = [\"MY_KEY\"]\n",
+        )
+        .unwrap();
+        let claude = changed.agent("claude").unwrap();
+        assert_eq!(claude.env, [("ANTHROPIC_BASE_URL".to_owned(), "https://gateway.example".to_owned())]);
+        assert_eq!(claude.needs, ["ANTHROPIC_API_KEY"], "the rest stays as berth knows it");
+        assert_eq!(changed.agent("gemini").unwrap().command.as_deref(), Some("exec /opt/gemini --acp"));
+        assert_eq!(
+            changed.agent("gemini").unwrap().command_line(dir.path()).as_deref(),
+            Some("exec /opt/gemini --acp")
+        );
+        assert_eq!(changed.agent("mine").unwrap().needs, ["MY_KEY"]);
+
+        for (text, refused) in [
+            ("[agents.nameless]\ndescription = \"no command\"\n", "needs a `command`"),
+            ("[agents.x]\npackage = \"--registry=http://evil\"\nbin = \"x\"\n", "npm package"),
+            ("[agents.builtin]\ncommand = \"x\"\n", "taken"),
+            ("[agents.claude]\nneeds = [\"lower case\"]\n", "lower case"),
+        ] {
+            let error = load(text).unwrap_err().to_string();
+            assert!(error.contains(refused), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn an_agent_installed_by_berth_starts_from_its_own_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::for_data_dir(dir.path());
+        let claude = config.agent("claude").unwrap();
+        let program = claude.install_dir(&config.agents_dir()).join("node_modules/.bin/claude-agent-acp");
+        std::fs::create_dir_all(program.parent().unwrap()).unwrap();
+        std::fs::write(&program, "#!/usr/bin/env node\n").unwrap();
+        assert_eq!(claude.command_line(&config.agents_dir()), Some(format!("exec '{}'", program.display())));
     }
 }

@@ -86,6 +86,10 @@ pub enum EngineError {
     FileTooLarge { max_bytes: usize },
     #[error("'{path}' exists already")]
     FileExists { path: String },
+    #[error("the agent '{agent}' is not installed on this server: {install}")]
+    AgentNotInstalled { agent: String, install: String },
+    #[error("the agent '{agent}' needs your secret {}: add it (Account → Secrets) and open again", missing.join(", "))]
+    AgentNeedsSecrets { agent: String, missing: Vec<String> },
     #[error("the push failed: {message}")]
     PushFailed { message: String },
     #[error("nothing answers on port {port} in the sandbox: {message}")]
@@ -167,6 +171,8 @@ impl EngineError {
             EngineError::FileChanged { .. } => "file_changed",
             EngineError::FileTooLarge { .. } => "file_too_large",
             EngineError::FileExists { .. } => "file_exists",
+            EngineError::AgentNotInstalled { .. } => "agent_not_installed",
+            EngineError::AgentNeedsSecrets { .. } => "agent_needs_secrets",
             EngineError::PushFailed { .. } => "push_failed",
             EngineError::PreviewUnreachable { .. } => "preview_unreachable",
             EngineError::BinaryFile { .. } => "binary_file",

@@ -28,7 +28,7 @@ pub use accounts::{
 };
 pub use berth_sandbox::TerminalSize;
 pub use berth_store::PendingOidcLogin;
-pub use config::{AgentEntry, Config};
+pub use config::{AgentEntry, AgentPackage, Config};
 pub use error::EngineError;
 pub use paths::DataPaths;
 pub use preview::Previews;
@@ -293,5 +293,8 @@ fn agent_programs(config: &Config) -> Vec<PathBuf> {
         let path = PathBuf::from(program);
         (path.is_absolute() && path.is_file()).then_some(path)
     });
-    std::env::current_exe().ok().into_iter().chain(configured).collect()
+    // The agents `berth agents install` installed (the directory, made so it can be bound).
+    let agents_dir = config.agents_dir();
+    let _ = std::fs::create_dir_all(&agents_dir);
+    std::env::current_exe().ok().into_iter().chain(configured).chain(Some(agents_dir)).collect()
 }

@@ -49,6 +49,9 @@ pub async fn list_agents(
             description: agent.description,
             needs: agent.needs,
             missing: agent.missing,
+            settings: agent.settings,
+            installed: agent.installed,
+            install: agent.install,
         })
         .collect();
     Ok(Json(AgentList { agents }))

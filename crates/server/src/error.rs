@@ -147,6 +147,10 @@ impl From<EngineError> for ApiError {
                 answer.with("sha", sha.clone().map_or(Value::Null, Value::from))
             }
             EngineError::TooManyTerminals { limit } => answer.with("limit", Value::from(limit)),
+            EngineError::AgentNeedsSecrets { agent, missing } => {
+                answer.with("agent", Value::from(agent.clone())).with("missing", Value::from(missing.clone()))
+            }
+            EngineError::AgentNotInstalled { agent, .. } => answer.with("agent", Value::from(agent.clone())),
             EngineError::ReplaceFailed { session_id, .. } | EngineError::CloseFailed { session_id, .. } => {
                 answer.with("session_id", Value::from(session_id.to_string()))
             }
@@ -190,6 +194,8 @@ fn status_of(error: &EngineError) -> StatusCode {
         | EngineError::TerminalUnavailable { .. }
         | EngineError::FileChanged { .. }
         | EngineError::FileExists { .. }
+        | EngineError::AgentNotInstalled { .. }
+        | EngineError::AgentNeedsSecrets { .. }
         | EngineError::PortsUnavailable { .. } => StatusCode::CONFLICT,
         EngineError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         EngineError::Git { source, .. } if source.is_about_the_checkout() => StatusCode::CONFLICT,

@@ -585,6 +585,13 @@ pub struct AgentBody {
     pub needs: Vec<String>,
     /// Those the caller has not set (`PUT /api/secrets/{name}`).
     pub missing: Vec<String>,
+    /// The settings it reads from its environment (its provider's address, its model).
+    pub settings: Vec<String>,
+    /// Whether it can start on this server.
+    pub installed: bool,
+    /// How it gets installed, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub install: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -137,12 +137,22 @@ impl Accounts {
             description: "berth's own agent: runs the commands you approve, offline".to_owned(),
             needs: Vec::new(),
             missing: Vec::new(),
+            settings: Vec::new(),
+            installed: true,
+            install: None,
         };
-        let offered = self.config.agents.iter().map(|entry| OfferedAgent {
-            name: entry.name.clone(),
-            description: entry.description.clone(),
-            needs: entry.needs.clone(),
-            missing: entry.needs.iter().filter(|needed| !have.contains(needed)).cloned().collect(),
+        let agents_dir = self.config.agents_dir();
+        let offered = self.config.agents.iter().map(|entry| {
+            let installed = entry.command_line(&agents_dir).is_some();
+            OfferedAgent {
+                name: entry.name.clone(),
+                description: entry.description.clone(),
+                needs: entry.needs.clone(),
+                missing: entry.needs.iter().filter(|needed| !have.contains(needed)).cloned().collect(),
+                settings: entry.settings.clone(),
+                installed,
+                install: (!installed).then(|| crate::session::install_hint(entry)),
+            }
         });
         Ok(std::iter::once(builtin).chain(offered).collect())
     }
@@ -156,4 +166,10 @@ pub struct OfferedAgent {
     pub needs: Vec<String>,
     /// What of `needs` the user has not set.
     pub missing: Vec<String>,
+    /// The settings it reads from its environment (its provider's address, its model).
+    pub settings: Vec<String>,
+    /// Whether it can start on this server.
+    pub installed: bool,
+    /// How it gets installed, when it is not.
+    pub install: Option<String>,
 }

@@ -33,7 +33,7 @@ use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 
 pub use conversation::LiveMessage;
 pub use live::{LiveAttachment, LiveSubscription};
-pub(crate) use open::PowerOnGuard;
+pub(crate) use open::{PowerOnGuard, install_hint};
 
 crate::service!(Sessions);
 

@@ -104,12 +104,14 @@ impl Sessions {
                 Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER })
             }
             OpenDecision::Open { replace } => {
+                // An agent that cannot start is said before anything is closed for it.
+                let command = self.agent_command_for(caller, &workspace).await?;
                 for id in &replace {
                     self.close_session(id, EndReason::Replaced).await.map_err(|error| {
                         EngineError::ReplaceFailed { session_id: id.clone(), message: error.to_string() }
                     })?;
                 }
-                let session = self.power_on(caller, &workspace).await?;
+                let session = self.power_on(caller, &workspace, command).await?;
                 Ok(OpenOutcome::Opened { session, replaced: replace })
             }
         }
@@ -133,6 +135,7 @@ impl Sessions {
         &self,
         caller: &User,
         workspace: &berth_core::Workspace,
+        agent_command: String,
     ) -> Result<Session, EngineError> {
         let session = Session {
             id: SessionId::generate(),
@@ -172,7 +175,7 @@ impl Sessions {
             session_id: session.id.clone(),
             workspace_id: workspace.id.clone(),
             workspace_dir: self.paths.workspace(&workspace.id),
-            agent_command: self.agent_command_for(workspace),
+            agent_command,
             env: berth_core::agent_env::environment(
                 std::env::vars_os()
                     .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?))),
@@ -209,20 +212,49 @@ impl Sessions {
 
     /// The agent command of a workspace: the catalogue's agent it names, or its own
     /// command line, else the installation's; the built-in agent of this very binary when
-    /// it names that or nothing says otherwise.
-    fn agent_command_for(&self, workspace: &berth_core::Workspace) -> String {
+    /// it names that or nothing says otherwise. A catalogue agent that is not installed,
+    /// or whose secrets the caller has not set, is refused with what to do.
+    async fn agent_command_for(
+        &self,
+        caller: &User,
+        workspace: &berth_core::Workspace,
+    ) -> Result<String, EngineError> {
         let command = match workspace.agent.as_deref() {
             Some(crate::BUILTIN_AGENT) => None,
-            Some(name) => {
-                Some(self.config.agent(name).map_or(name, |entry| entry.command.as_str()).to_owned())
-            }
+            Some(name) => match self.config.agent(name) {
+                Some(entry) => {
+                    let have = self.accounts().secret_names(&caller.id).await?;
+                    let missing: Vec<String> =
+                        entry.needs.iter().filter(|needed| !have.contains(needed)).cloned().collect();
+                    if !missing.is_empty() {
+                        return Err(EngineError::AgentNeedsSecrets { agent: entry.name.clone(), missing });
+                    }
+                    let command = entry.command_line(&self.config.agents_dir());
+                    Some(command.ok_or_else(|| EngineError::AgentNotInstalled {
+                        agent: entry.name.clone(),
+                        install: install_hint(entry),
+                    })?)
+                }
+                None => Some(name.to_owned()),
+            },
             None => self.config.agent_command.clone(),
         };
-        command.unwrap_or_else(|| {
+        Ok(command.unwrap_or_else(|| {
             let binary = std::env::current_exe()
                 .map(|path| path.to_string_lossy().into_owned())
                 .unwrap_or("berth".into());
             format!("'{}' agent", binary.replace('\'', r"'\''"))
-        })
+        }))
+    }
+}
+
+/// How an agent of the catalogue gets installed, for a person to read.
+pub(crate) fn install_hint(entry: &crate::config::AgentEntry) -> String {
+    match &entry.package {
+        Some(package) => format!(
+            "an administrator installs it with `berth agents install {}` ({} from npm), or puts `{}` on the server's PATH",
+            entry.name, package.spec, package.bin
+        ),
+        None => format!("the command of `[agents.{}]` is not found", entry.name),
     }
 }
