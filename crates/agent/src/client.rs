@@ -414,7 +414,10 @@ mod tests {
             { "id": "oauth-personal", "name": "Log in with Google" },
             { "id": "gemini-api-key", "name": "Use Gemini API key" },
         ]));
-        assert_eq!(api_key_method(&gemini).map(|method| method.id().to_string()), Some("gemini-api-key".into()));
+        assert_eq!(
+            api_key_method(&gemini).map(|method| method.id().to_string()),
+            Some("gemini-api-key".into())
+        );
         let login_only = methods(serde_json::json!([
             { "id": "claude-login", "name": "Log in", "type": "terminal", "args": ["/login"] },
         ]));

@@ -66,6 +66,10 @@ async fn install(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
         "npm is not installed: install Node.js and npm (Debian: apt-get install nodejs npm), then run this again"
     );
     let dir = agent.install_dir(&config.agents_dir());
+    if installed_version(&dir, &package.spec).is_some_and(|version| package.spec.ends_with(&format!("@{version}"))) {
+        println!("{} is installed already in {}.", package.spec, dir.display());
+        return report_installed(agent, config);
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot make {}", dir.display()))?;
     println!("Installing {} into {} …", package.spec, dir.display());
     // The spec was checked when the configuration was read: a package name, never an
@@ -79,6 +83,18 @@ async fn install(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
         .context("cannot run npm")?;
     anyhow::ensure!(status.success(), "npm install {} failed ({status})", package.spec);
     report_installed(agent, config)
+}
+
+/// The version of the package of `spec` (`name@version`) installed in `dir`, if any.
+fn installed_version(dir: &std::path::Path, spec: &str) -> Option<String> {
+    // A scoped name starts with '@': the version's '@' is the last one after it.
+    let name = match spec[1..].rfind('@') {
+        Some(at) => &spec[..at + 1],
+        None => spec,
+    };
+    let manifest = std::fs::read_to_string(dir.join("node_modules").join(name).join("package.json")).ok()?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).ok()?;
+    manifest["version"].as_str().map(str::to_owned)
 }
 
 fn report_installed(agent: &AgentEntry, config: &Config) -> anyhow::Result<ExitCode> {

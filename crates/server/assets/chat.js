@@ -329,7 +329,9 @@ function statusBar(workspace, session, onClose) {
   const agentNote = h("span", { class: "muted", id: "agent-note" });
   const resume = h("code", { id: "resume-command", class: "resume-hint" }, session.resume_command);
   const element = h("div", { class: "statusbar", id: "statusbar" },
-    h("strong", {}, "Session"), sessionBadge, agentNote, h("span", { class: "spacer" }),
+    h("strong", {}, "Session"), sessionBadge,
+    h("span", { class: "muted", id: "agent-name", title: "The agent of this workspace" }, `Agent: ${workspace.agent || "the installation's"}`),
+    agentNote, h("span", { class: "spacer" }),
     h("span", { class: "muted resume-hint" }, "Resume from a terminal:"), resume,
     h("button", { type: "button", id: "copy-resume", onclick: async () => {
       try { await navigator.clipboard.writeText(resume.textContent); toast("Copied"); } catch { toast("Copy failed: select the command instead", "bad"); }

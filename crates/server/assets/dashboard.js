@@ -29,9 +29,17 @@ export function newWorkspaceForm() {
     const data = new FormData(form);
     const body = { repo: data.get("repo").trim() };
     for (const key of ["branch", "name"]) if (data.get(key).trim()) body[key] = data.get(key).trim();
-    const submit = form.querySelector("button");
+    if (data.get("agent")) body.agent = data.get("agent");
+    const submit = form.querySelector("button[type=submit]");
     submit.disabled = true;
     try {
+      // The key the chosen agent needs, added right here first.
+      for (const input of form.querySelectorAll("[data-secret]")) {
+        if (!input.value) continue;
+        const saved = await api("PUT", `/api/secrets/${encodeURIComponent(input.dataset.secret)}`, { value: input.value });
+        if (saved.status !== 204) { error.textContent = errorMessage(saved); return; }
+        input.value = "";
+      }
       const answer = await api("POST", "/api/workspaces", body);
       if (answer.status === 202) {
         form.reset();
@@ -45,9 +53,40 @@ export function newWorkspaceForm() {
     field("repo", "Repository", "(URL or local path)", { required: true, placeholder: "https://host/owner/repo.git" }),
     field("branch", "Branch", "(optional)"),
     field("name", "Name", "(optional)"),
+    agentPicker(),
     h("button", { class: "primary", type: "submit" }, "Create")),
   error);
   return h("details", { class: "panel new-workspace", open: true }, h("summary", {}, "New workspace"), form);
+}
+
+/** The agent of a new workspace: the installation's default first (preselected), then
+ * each agent offered — one not installed here cannot be picked — and, for the one picked,
+ * a field for each key it needs that the person has not set. */
+export function agentPicker(current = "") {
+  const select = h("select", { id: "agent", name: "agent" }, h("option", { value: "" }, "The installation's default"));
+  const needs = h("div", { id: "agent-needs" });
+  let offered = [];
+  const drawNeeds = () => {
+    const agent = offered.find((item) => item.name === select.value);
+    needs.replaceChildren();
+    if (!agent) return;
+    if (agent.description) needs.append(h("p", { class: "hint", id: "agent-description" }, agent.description));
+    for (const secret of agent.missing) {
+      const id = `secret-${secret}`;
+      needs.append(h("div", {}, h("label", { for: id }, `Your ${secret}`, h("span", { class: "hint" }, ` (${agent.name} needs it; kept sealed, for your agents only)`)),
+        h("input", { id, type: "password", autocomplete: "off", "data-secret": secret })));
+    }
+  };
+  select.addEventListener("change", drawNeeds);
+  api("GET", "/api/agents").then((answer) => {
+    if (answer.status !== 200) return;
+    offered = answer.body.agents;
+    select.append(...offered.map((agent) => h("option", { value: agent.name, disabled: !agent.installed, title: agent.install || null },
+      `${agent.name}${agent.installed ? "" : " (not installed)"}${agent.missing.length ? ` — needs ${agent.missing.join(", ")}` : ""}`)));
+    select.value = current;
+    drawNeeds();
+  });
+  return h("div", { class: "agent-picker" }, h("label", { for: "agent" }, "Agent"), select, needs);
 }
 
 export function workspaceCard(workspace) {

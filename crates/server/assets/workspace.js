@@ -122,9 +122,37 @@ export async function openWorkspace(state, workspace) {
   if (error.code === "session_limit") return sessionLimit(state, workspace, error);
   if (error.code === "controllers_busy") return controllersBusy(state, workspace, error);
   if (error.code === "workspace_not_ready") return loadWorkspace(state);
+  if (error.code === "agent_needs_secrets") return needsSecrets(state, workspace, error);
   main.replaceChildren(h("h1", {}, workspace.name),
     h("div", { class: "notice bad", id: "open-error" }, h("p", {}, `The workspace did not open: ${error.message}`),
       h("button", { class: "primary", onclick: () => openWorkspace(state, workspace) }, "Try again")));
+}
+
+/** `agent_needs_secrets`: the keys the workspace's agent needs that the person has not
+ * set, a field for each right here, then the open again. */
+function needsSecrets(state, workspace, error) {
+  const fields = error.missing.map((secret) => h("div", {},
+    h("label", { for: `secret-${secret}` }, `Your ${secret}`),
+    h("input", { id: `secret-${secret}`, type: "password", autocomplete: "off", required: true, "data-secret": secret })));
+  const problem = h("p", { class: "error-text", role: "alert" });
+  const form = h("form", { id: "agent-secrets", onsubmit: async (event) => {
+    event.preventDefault();
+    form.querySelector("button").disabled = true;
+    for (const input of form.querySelectorAll("[data-secret]")) {
+      const saved = await api("PUT", `/api/secrets/${encodeURIComponent(input.dataset.secret)}`, { value: input.value });
+      if (saved.status !== 204) {
+        form.querySelector("button").disabled = false;
+        problem.textContent = errorMessage(saved);
+        return;
+      }
+    }
+    toast("Saved; opening");
+    openWorkspace(state, workspace);
+  } }, fields, h("button", { class: "primary", type: "submit" }, "Save and open"), problem);
+  main.replaceChildren(h("h1", {}, workspace.name),
+    h("div", { class: "notice warn", id: "agent-needs-secrets" },
+      h("p", {}, h("strong", {}, `${error.agent} needs ${error.missing.join(", ")}. `),
+        "It is your own key: sealed, given to your agents only, never shown again."), form));
 }
 
 /** `session_limit`: the blocking sessions, and one action that closes them all and
