@@ -66,7 +66,9 @@ async fn install(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
         "npm is not installed: install Node.js and npm (Debian: apt-get install nodejs npm), then run this again"
     );
     let dir = agent.install_dir(&config.agents_dir());
-    if installed_version(&dir, &package.spec).is_some_and(|version| package.spec.ends_with(&format!("@{version}"))) {
+    if installed_version(&dir, &package.spec)
+        .is_some_and(|version| package.spec.ends_with(&format!("@{version}")))
+    {
         println!("{} is installed already in {}.", package.spec, dir.display());
         return report_installed(agent, config);
     }

@@ -672,9 +672,14 @@ impl SandboxDriver for LocalDriver {
                     return Err(SandboxError::Unavailable { what: what.into() });
                 }
             };
-            let holder = netns::sandbox_process(pgid)
+            // The agent's program itself: it runs only once the sandbox is set up, in it.
+            let holder = netns::sandbox_program(pgid)
                 .await
                 .ok_or_else(|| SandboxError::NotRunning { session_id: session_id.clone() })?;
+            if !netns::has_own_root(holder) {
+                let what = "the sandbox is not set up yet; open the terminal again in a moment";
+                return Err(SandboxError::Unavailable { what: what.into() });
+            }
             let mut env = place.env.clone();
             env.push(("HOME".into(), format!("{}/.berth/home", bwrap::WORKSPACE)));
             (terminal_in_namespaces(&nsenter, &setpriv, holder), env, PathBuf::from(bwrap::WORKSPACE))

@@ -47,6 +47,30 @@ pub async fn sandbox_process(monitor: i32) -> Option<i32> {
     .await
 }
 
+/// The program bubblewrap (pid `monitor`) runs in the sandbox: the child of the
+/// sandbox's first process, forked only once the sandbox is set up — its mounts made and
+/// its root pivoted. Entering the first process any earlier would enter a mount
+/// namespace that still shows the host. Waits briefly for it.
+pub async fn sandbox_program(monitor: i32) -> Option<i32> {
+    let first = sandbox_process(monitor).await?;
+    let children = format!("/proc/{first}/task/{first}/children");
+    poll_until(move || {
+        let text = std::fs::read_to_string(&children).ok()?;
+        text.split_whitespace().next().and_then(|pid| pid.parse().ok())
+    })
+    .await
+}
+
+/// Whether process `pid` sees another root than this process: a sandbox whose root is
+/// pivoted, never the host's.
+pub fn has_own_root(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(format!("/proc/{pid}/root/")), std::fs::metadata("/")) {
+        (Ok(theirs), Ok(ours)) => (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()),
+        _ => false,
+    }
+}
+
 /// Outbound networking for the namespace of process `pid`. It stops when the returned
 /// child is dropped (its standard input, the exit signal, closes) or when the server
 /// dies; it is killed on drop as well.
@@ -95,4 +119,14 @@ pub async fn connect_inside(pid: i32, port: u16) -> std::io::Result<tokio::net::
     })?;
     let stream = receiver.await.map_err(|_| std::io::Error::other("the namespace thread ended"))??;
     tokio::net::TcpStream::from_std(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_process_has_the_hosts_root() {
+        let own = i32::try_from(std::process::id()).unwrap_or_default();
+        assert!(!super::has_own_root(own), "a process on the host root is not a sandbox");
+        assert!(!super::has_own_root(i32::MAX), "a process that is not there is not a sandbox");
+    }
 }

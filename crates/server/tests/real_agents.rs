@@ -148,7 +148,11 @@ async fn claude_code_runs_a_command_the_person_allowed_against_a_stand_in_of_its
     // person's answer is what lets it run.
     let source = SourceRepo::new();
     std::fs::create_dir_all(source.path.join(".claude")).unwrap();
-    std::fs::write(source.path.join(".claude/settings.json"), r#"{"permissions": {"defaultMode": "default"}}"#).unwrap();
+    std::fs::write(
+        source.path.join(".claude/settings.json"),
+        r#"{"permissions": {"defaultMode": "default"}}"#,
+    )
+    .unwrap();
     berth_testkit::git(&source.path, &["add", ".claude"]);
     berth_testkit::git(&source.path, &["commit", "--quiet", "-m", "ask first"]);
     let alice = server.member("alice").await;
