@@ -1931,3 +1931,66 @@ async fn a_disabled_users_tab_says_so_and_so_does_the_page_after_a_reload() {
     browser.close().await;
     server.finish().await;
 }
+
+#[tokio::test]
+async fn claude_is_picked_for_a_new_workspace_its_key_added_on_the_page_and_its_tool_call_shown() {
+    let agents = std::env::var_os("BERTH_TEST_AGENTS").map(PathBuf::from);
+    let claude =
+        agents.map(|dir| dir.join("claude/node_modules/.bin/claude-agent-acp")).filter(|path| path.exists());
+    if !have_browser() || claude.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none() || claude.is_some(),
+            "scripts/test.sh installs the real agents"
+        );
+        return;
+    }
+    let claude = claude.unwrap();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let provider = berth_testkit::ModelStandIn::anthropic().await;
+    let server = start(|config| {
+        let entry = config.agents.iter_mut().find(|agent| agent.name == "claude").unwrap();
+        entry.command = Some(berth_core::agents::command_line(&claude.to_string_lossy(), &[]));
+        entry.env = vec![("ANTHROPIC_BASE_URL".into(), provider.url.clone())];
+    })
+    .await;
+    let source = SourceRepo::new();
+    std::fs::create_dir_all(source.path.join(".claude")).unwrap();
+    std::fs::write(
+        source.path.join(".claude/settings.json"),
+        r#"{"permissions": {"defaultMode": "default"}}"#,
+    )
+    .unwrap();
+    berth_testkit::git(&source.path, &["add", ".claude"]);
+    berth_testkit::git(&source.path, &["commit", "--quiet", "-m", "ask first"]);
+
+    let browser = Browser::open(&server, "claude").await;
+    browser.element("#new-workspace #repo").await.send_keys(&source.url()).await.unwrap();
+    browser.element("#new-workspace #name").await.send_keys("with-claude").await.unwrap();
+    browser.element("#agent option[value='claude']:not([disabled])").await.click().await.unwrap();
+    // The key it needs, added right here.
+    browser.text_in("#agent-needs", "Your ANTHROPIC_API_KEY").await;
+    browser.element("#secret-ANTHROPIC_API_KEY").await.send_keys("sk-ant-from-the-page").await.unwrap();
+    browser.screenshot("new-workspace-claude").await;
+    browser.click("#new-workspace button[type=submit]").await;
+    browser.element(".card[data-name='with-claude'] .badge[data-state='ready']").await;
+    browser.click(".card[data-name='with-claude'] h3 a").await;
+    browser.text_in("#agent-name", "claude").await;
+    browser.text_in("#messages", "Agent ready").await;
+    browser.element("#prompt").await.send_keys("Make the file\n").await.unwrap();
+    // Claude's own options, by their kind: allow this once.
+    browser.click(".tool .question button[data-kind='allow_once']:not([disabled])").await;
+    browser.text_in("#messages", "The file is made.").await;
+    browser.text_in(".tool summary", berth_testkit::STAND_IN_COMMAND).await;
+    browser.screenshot("chat-claude").await;
+    assert!(
+        server
+            .data_dir
+            .join("workspaces")
+            .read_dir()
+            .unwrap()
+            .any(|dir| { dir.unwrap().path().join(berth_testkit::STAND_IN_FILE).is_file() })
+    );
+    assert!(provider.keys().iter().all(|key| key == "sk-ant-from-the-page"), "{:?}", provider.keys());
+    browser.close().await;
+    server.finish().await;
+}

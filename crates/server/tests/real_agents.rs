@@ -10,15 +10,11 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode as AxumStatus};
-use axum::response::Response;
-use berth_testkit::SourceRepo;
+use berth_testkit::{ModelStandIn, STAND_IN_FILE, SourceRepo};
 use common::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Where the test script installed the real agents (`<dir>/<name>/node_modules/.bin/…`).
@@ -35,113 +31,15 @@ fn agents_dir() -> Option<PathBuf> {
     installed
 }
 
-/// What the stand-in saw: the API keys of each request.
-#[derive(Default)]
-struct Seen {
-    keys: Vec<String>,
-}
-
-/// Anthropic's Messages API, as much as Claude Code uses: a first turn asks to run one
-/// command (`Bash`), the turn after the command's result says it is done. Streamed as
-/// server-sent events when asked to, else one JSON message.
-async fn messages(seen: Arc<Mutex<Seen>>, headers: HeaderMap, body: String) -> Response {
-    let key = headers.get("x-api-key").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
-    seen.lock().unwrap().keys.push(key);
-    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    let answered = body.contains("\"tool_result\"");
-    let asks_for_tools =
-        request["tools"].as_array().is_some_and(|tools| tools.iter().any(|tool| tool["name"] == "Bash"));
-    let (text, tool) = if answered || !asks_for_tools {
-        ("The file is made.", None)
-    } else {
-        (
-            "I will make the file.",
-            Some(
-                json!({ "command": "echo made-by-claude > made-by-claude.txt", "description": "Make the file" }),
-            ),
-        )
-    };
-    let model = request["model"].as_str().unwrap_or("claude-stand-in").to_owned();
-    if request["stream"] != true {
-        let mut content = vec![json!({ "type": "text", "text": text })];
-        if let Some(input) = &tool {
-            content
-                .push(json!({ "type": "tool_use", "id": "toolu_berth_1", "name": "Bash", "input": input }));
-        }
-        let message = json!({ "id": "msg_berth", "type": "message", "role": "assistant", "model": model,
-            "content": content, "stop_reason": if tool.is_some() { "tool_use" } else { "end_turn" },
-            "stop_sequence": null, "usage": { "input_tokens": 10, "output_tokens": 10 } });
-        return Response::builder()
-            .header("content-type", "application/json")
-            .body(Body::from(message.to_string()))
-            .unwrap();
-    }
-    let mut events = vec![
-        (
-            "message_start",
-            json!({ "type": "message_start", "message": { "id": "msg_berth", "type": "message",
-            "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": { "input_tokens": 10, "output_tokens": 1 } } }),
-        ),
-        (
-            "content_block_start",
-            json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }),
-        ),
-        (
-            "content_block_delta",
-            json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": text } }),
-        ),
-        ("content_block_stop", json!({ "type": "content_block_stop", "index": 0 })),
-    ];
-    if let Some(input) = &tool {
-        events.extend([
-            ("content_block_start", json!({ "type": "content_block_start", "index": 1,
-                "content_block": { "type": "tool_use", "id": "toolu_berth_1", "name": "Bash", "input": {} } })),
-            ("content_block_delta", json!({ "type": "content_block_delta", "index": 1,
-                "delta": { "type": "input_json_delta", "partial_json": input.to_string() } })),
-            ("content_block_stop", json!({ "type": "content_block_stop", "index": 1 })),
-        ]);
-    }
-    events.extend([
-        ("message_delta", json!({ "type": "message_delta",
-            "delta": { "stop_reason": if tool.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null },
-            "usage": { "output_tokens": 12 } })),
-        ("message_stop", json!({ "type": "message_stop" })),
-    ]);
-    let stream: String =
-        events.into_iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect();
-    Response::builder().header("content-type", "text/event-stream").body(Body::from(stream)).unwrap()
-}
-
-/// The stand-in on a loopback port: its address and what it saw.
-async fn anthropic_stand_in() -> (String, Arc<Mutex<Seen>>) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let for_route = Arc::clone(&seen);
-    let app = axum::Router::new()
-        .route(
-            "/v1/messages",
-            axum::routing::post(move |headers: HeaderMap, body: String| {
-                messages(Arc::clone(&for_route), headers, body)
-            }),
-        )
-        .fallback(|| async {
-            (AxumStatus::NOT_FOUND, "{\"type\":\"error\",\"error\":{\"type\":\"not_found_error\"}}")
-        });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (address, seen)
-}
-
 #[tokio::test]
 async fn claude_code_runs_a_command_the_person_allowed_against_a_stand_in_of_its_provider() {
     let Some(agents) = agents_dir() else { return };
-    let (provider, seen) = anthropic_stand_in().await;
+    let provider = ModelStandIn::anthropic().await;
     let claude = agents.join("claude/node_modules/.bin/claude-agent-acp");
     let server = TestServer::start_with(|config| {
         let entry = config.agents.iter_mut().find(|agent| agent.name == "claude").unwrap();
         entry.command = Some(berth_core::agents::command_line(&claude.to_string_lossy(), &[]));
-        entry.env = vec![("ANTHROPIC_BASE_URL".into(), provider.clone())];
+        entry.env = vec![("ANTHROPIC_BASE_URL".into(), provider.url.clone())];
     })
     .await;
     // The project asks before each command (Claude Code's `default` mode), so the
@@ -180,7 +78,7 @@ async fn claude_code_runs_a_command_the_person_allowed_against_a_stand_in_of_its
         frame["type"] == "event" && frame["event"]["data"]["code"] == "agent_ready"
     })
     .await;
-    send(&mut socket, json!({ "type": "prompt", "text": "Make the file made-by-claude.txt" })).await;
+    send(&mut socket, json!({ "type": "prompt", "text": "Make the file" })).await;
     let question = frame_where(&mut socket, "berth's question", |frame| frame["type"] == "question").await;
     let question = &question["question"];
     let allow =
@@ -192,9 +90,9 @@ async fn claude_code_runs_a_command_the_person_allowed_against_a_stand_in_of_its
     })
     .await;
     assert_eq!(ended["event"]["data"]["stop_reason"], "end_turn", "{ended}");
-    let made = std::fs::read_to_string(server.checkout(&id).join("made-by-claude.txt")).unwrap();
-    assert_eq!(made, "made-by-claude\n");
-    let keys = seen.lock().unwrap().keys.clone();
+    let made = std::fs::read_to_string(server.checkout(&id).join(STAND_IN_FILE)).unwrap();
+    assert_eq!(made, "made-by-the-agent\n");
+    let keys = provider.keys();
     assert!(!keys.is_empty() && keys.iter().all(|key| key == "sk-ant-alice-7"), "the provider saw {keys:?}");
     server.stop().await;
 }

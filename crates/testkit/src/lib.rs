@@ -1,10 +1,12 @@
 //! Helpers shared by berth's tests: real git repositories made in a temporary directory,
-//! processes and containers to look for, a headless browser.
+//! processes and containers to look for, a headless browser, stand-ins of model providers.
 #![allow(clippy::unwrap_used)] // test helpers: a failure here is a broken test machine
 
 mod browser;
+mod model_stand_ins;
 
 pub use browser::{headless_chromium, headless_chromium_with};
+pub use model_stand_ins::{ModelStandIn, STAND_IN_COMMAND, STAND_IN_FILE};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,125 @@
+//! Loopback stand-ins of the model providers' APIs, for tests that run the real coding
+//! agents through berth: each answers a first turn with streamed text and one tool call
+//! (a command), and the turn after the tool's result with text, and records the API key
+//! of every request.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+/// The command the stand-ins ask the agent to run, and the file it makes.
+pub const STAND_IN_COMMAND: &str = "echo made-by-the-agent > made-by-the-agent.txt";
+pub const STAND_IN_FILE: &str = "made-by-the-agent.txt";
+
+/// A stand-in running on a loopback port.
+pub struct ModelStandIn {
+    /// `http://127.0.0.1:PORT`: the provider's base URL for the agent.
+    pub url: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl ModelStandIn {
+    /// The API keys of the requests so far, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Anthropic's Messages API (`POST /v1/messages`), as much as Claude Code uses: the
+    /// first turn runs [`STAND_IN_COMMAND`] with its `Bash` tool; the turn after the
+    /// result says it is done. Server-sent events when asked to stream, else one message.
+    pub async fn anthropic() -> ModelStandIn {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let for_route = Arc::clone(&seen);
+        let app = axum::Router::new()
+            .route(
+                "/v1/messages",
+                axum::routing::post(move |headers: HeaderMap, body: String| {
+                    anthropic_messages(Arc::clone(&for_route), headers, body)
+                }),
+            )
+            .fallback(|| async {
+                (StatusCode::NOT_FOUND, "{\"type\":\"error\",\"error\":{\"type\":\"not_found_error\"}}")
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        ModelStandIn { url, seen }
+    }
+}
+
+async fn anthropic_messages(seen: Arc<Mutex<Vec<String>>>, headers: HeaderMap, body: String) -> Response {
+    let key = headers.get("x-api-key").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+    seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(key);
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let answered = body.contains("\"tool_result\"");
+    let offers_bash =
+        request["tools"].as_array().is_some_and(|tools| tools.iter().any(|tool| tool["name"] == "Bash"));
+    let (text, tool) = if answered || !offers_bash {
+        ("The file is made.", None)
+    } else {
+        (
+            "I will make the file.",
+            Some(json!({ "command": STAND_IN_COMMAND, "description": "Make the file" })),
+        )
+    };
+    let model = request["model"].as_str().unwrap_or("claude-stand-in").to_owned();
+    let stop_reason = if tool.is_some() { "tool_use" } else { "end_turn" };
+    if request["stream"] != true {
+        let mut content = vec![json!({ "type": "text", "text": text })];
+        if let Some(input) = &tool {
+            content
+                .push(json!({ "type": "tool_use", "id": "toolu_berth_1", "name": "Bash", "input": input }));
+        }
+        let message = json!({ "id": "msg_berth", "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": stop_reason, "stop_sequence": null,
+            "usage": { "input_tokens": 10, "output_tokens": 10 } });
+        return reply("application/json", message.to_string());
+    }
+    let mut events = vec![
+        (
+            "message_start",
+            json!({ "type": "message_start", "message": { "id": "msg_berth", "type": "message",
+            "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": { "input_tokens": 10, "output_tokens": 1 } } }),
+        ),
+        (
+            "content_block_start",
+            json!({ "type": "content_block_start", "index": 0,
+            "content_block": { "type": "text", "text": "" } }),
+        ),
+        (
+            "content_block_delta",
+            json!({ "type": "content_block_delta", "index": 0,
+            "delta": { "type": "text_delta", "text": text } }),
+        ),
+        ("content_block_stop", json!({ "type": "content_block_stop", "index": 0 })),
+    ];
+    if let Some(input) = &tool {
+        events.extend([
+            ("content_block_start", json!({ "type": "content_block_start", "index": 1,
+                "content_block": { "type": "tool_use", "id": "toolu_berth_1", "name": "Bash", "input": {} } })),
+            ("content_block_delta", json!({ "type": "content_block_delta", "index": 1,
+                "delta": { "type": "input_json_delta", "partial_json": input.to_string() } })),
+            ("content_block_stop", json!({ "type": "content_block_stop", "index": 1 })),
+        ]);
+    }
+    events.extend([
+        ("message_delta", json!({ "type": "message_delta",
+            "delta": { "stop_reason": stop_reason, "stop_sequence": null }, "usage": { "output_tokens": 12 } })),
+        ("message_stop", json!({ "type": "message_stop" })),
+    ]);
+    reply(
+        "text/event-stream",
+        events.into_iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect(),
+    )
+}
+
+fn reply(content_type: &str, body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert("content-type", value);
+    }
+    response
+}
