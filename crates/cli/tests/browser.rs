@@ -1934,17 +1934,10 @@ async fn a_disabled_users_tab_says_so_and_so_does_the_page_after_a_reload() {
 
 #[tokio::test]
 async fn claude_is_picked_for_a_new_workspace_its_key_added_on_the_page_and_its_tool_call_shown() {
-    let agents = std::env::var_os("BERTH_TEST_AGENTS").map(PathBuf::from);
-    let claude =
-        agents.map(|dir| dir.join("claude/node_modules/.bin/claude-agent-acp")).filter(|path| path.exists());
-    if !have_browser() || claude.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none() || claude.is_some(),
-            "scripts/test.sh installs the real agents"
-        );
+    if !have_browser() {
         return;
     }
-    let claude = claude.unwrap();
+    let Some(claude) = berth_testkit::installed_agent("claude", "claude-agent-acp") else { return };
     let _one = ONE_AT_A_TIME.lock().await;
     let provider = berth_testkit::ModelStandIn::anthropic().await;
     let server = start(|config| {
@@ -1953,15 +1946,7 @@ async fn claude_is_picked_for_a_new_workspace_its_key_added_on_the_page_and_its_
         entry.env = vec![("ANTHROPIC_BASE_URL".into(), provider.url.clone())];
     })
     .await;
-    let source = SourceRepo::new();
-    std::fs::create_dir_all(source.path.join(".claude")).unwrap();
-    std::fs::write(
-        source.path.join(".claude/settings.json"),
-        r#"{"permissions": {"defaultMode": "default"}}"#,
-    )
-    .unwrap();
-    berth_testkit::git(&source.path, &["add", ".claude"]);
-    berth_testkit::git(&source.path, &["commit", "--quiet", "-m", "ask first"]);
+    let source = berth_testkit::claude_project();
 
     let browser = Browser::open(&server, "claude").await;
     browser.element("#new-workspace #repo").await.send_keys(&source.url()).await.unwrap();

@@ -97,13 +97,7 @@ pub async fn live(
     ApiQuery(query): ApiQuery<LiveQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|rejection| {
-        ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "websocket_required",
-            format!("the live channel is a WebSocket: {}", rejection.body_text()),
-        )
-    })?;
+    let upgrade = upgrade.map_err(|rejection| websocket_required("the live channel", &rejection))?;
     // Attach before upgrading, so a refusal is an ordinary HTTP error.
     let subscription = state.engine.sessions.attach_live(&caller, &id).await?;
     let engine = Arc::clone(&state.engine);
@@ -117,6 +111,18 @@ pub async fn live(
             tracing::debug!(error = %error, "live channel closed");
         }
     }))
+}
+
+/// The answer to a plain request on a WebSocket route.
+pub(crate) fn websocket_required(
+    what: &str,
+    rejection: &axum::extract::ws::rejection::WebSocketUpgradeRejection,
+) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        "websocket_required",
+        format!("{what} is a WebSocket: {}", rejection.body_text()),
+    )
 }
 
 fn frame(value: Value) -> Message {

@@ -93,13 +93,7 @@ pub async fn terminal_live(
     // Attach before upgrading, so a refusal is an ordinary HTTP error (and another
     // user's terminal is not found whatever the request).
     let attachment = state.engine.terminals.attach(&caller, &id, &tid).await?;
-    let upgrade = upgrade.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "websocket_required",
-            format!("a terminal is a WebSocket: {}", rejection.body_text()),
-        )
-    })?;
+    let upgrade = upgrade.map_err(|rejection| crate::live::websocket_required("a terminal", &rejection))?;
     Ok(upgrade.max_message_size(MAX_FRAME_BYTES).on_upgrade(move |socket| async move {
         if let Err(error) = serve_terminal(socket, attachment).await {
             tracing::debug!(error = %error, "terminal channel closed");

@@ -10,49 +10,24 @@
 
 mod common;
 
-use berth_testkit::{ModelStandIn, STAND_IN_FILE, SourceRepo};
+use berth_testkit::{ModelStandIn, STAND_IN_FILE};
 use common::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::time::Duration;
-
-/// Where the test script installed the real agents (`<dir>/<name>/node_modules/.bin/…`).
-fn agents_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("BERTH_TEST_AGENTS").map(PathBuf::from);
-    let installed = dir.filter(|dir| dir.join("claude/node_modules/.bin/claude-agent-acp").exists());
-    if installed.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "BERTH_TEST_AGENTS has no claude-agent-acp: scripts/test.sh installs it"
-        );
-        eprintln!("skipped: no real agents installed (run scripts/test.sh, which installs them)");
-    }
-    installed
-}
 
 #[tokio::test]
 async fn claude_code_runs_a_command_the_person_allowed_against_a_stand_in_of_its_provider() {
-    let Some(agents) = agents_dir() else { return };
+    let Some(claude) = berth_testkit::installed_agent("claude", "claude-agent-acp") else { return };
     let provider = ModelStandIn::anthropic().await;
-    let claude = agents.join("claude/node_modules/.bin/claude-agent-acp");
     let server = TestServer::start_with(|config| {
         let entry = config.agents.iter_mut().find(|agent| agent.name == "claude").unwrap();
         entry.command = Some(berth_core::agents::command_line(&claude.to_string_lossy(), &[]));
         entry.env = vec![("ANTHROPIC_BASE_URL".into(), provider.url.clone())];
     })
     .await;
-    // The project asks before each command (Claude Code's `default` mode), so the
-    // person's answer is what lets it run.
-    let source = SourceRepo::new();
-    std::fs::create_dir_all(source.path.join(".claude")).unwrap();
-    std::fs::write(
-        source.path.join(".claude/settings.json"),
-        r#"{"permissions": {"defaultMode": "default"}}"#,
-    )
-    .unwrap();
-    berth_testkit::git(&source.path, &["add", ".claude"]);
-    berth_testkit::git(&source.path, &["commit", "--quiet", "-m", "ask first"]);
+    // The project asks before each command: the person's answer lets it run.
+    let source = berth_testkit::claude_project();
     let alice = server.member("alice").await;
     let workspace =
         alice.create_settled(json!({ "repo": source.url(), "name": "with-claude", "agent": "claude" })).await;

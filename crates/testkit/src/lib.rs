@@ -6,7 +6,7 @@ mod browser;
 mod model_stand_ins;
 
 pub use browser::{headless_chromium, headless_chromium_with};
-pub use model_stand_ins::{ModelStandIn, STAND_IN_COMMAND, STAND_IN_FILE};
+pub use model_stand_ins::{ModelStandIn, STAND_IN_COMMAND, STAND_IN_FILE, claude_project, installed_agent};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -123,3 +123,35 @@ fn reply(content_type: &str, body: String) -> Response {
     }
     response
 }
+
+/// The program of the real agent `name` (`bin` in its package) that `scripts/test.sh`
+/// installed with `berth agents install` into `BERTH_TEST_AGENTS`; `None`, said why,
+/// where it is not — which fails in CI.
+pub fn installed_agent(name: &str, bin: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("BERTH_TEST_AGENTS").map(std::path::PathBuf::from);
+    let program =
+        dir.map(|dir| dir.join(name).join("node_modules/.bin").join(bin)).filter(|path| path.exists());
+    if program.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BERTH_TEST_AGENTS has no {bin}: scripts/test.sh installs it"
+        );
+        eprintln!("skipped: the real agent {name} is not installed (scripts/test.sh installs it)");
+    }
+    program
+}
+
+/// A repository whose project settings make Claude Code ask before each command (its
+/// `default` mode), so a person's answer is what lets a command run.
+pub fn claude_project() -> crate::SourceRepo {
+    let source = crate::SourceRepo::new();
+    std::fs::create_dir_all(source.path.join(".claude")).unwrap();
+    std::fs::write(
+        source.path.join(".claude/settings.json"),
+        r#"{"permissions": {"defaultMode": "default"}}"#,
+    )
+    .unwrap();
+    crate::git(&source.path, &["add", ".claude"]);
+    crate::git(&source.path, &["commit", "--quiet", "-m", "ask first"]);
+    source
+}
