@@ -221,7 +221,9 @@ async fn main() -> anyhow::Result<()> {
 /// runs) and times `keys` keystrokes from the browser's keydown to the echoed character
 /// drawn on the terminal's screen, as the page itself sees both.
 async fn terminal_echoes(client: &fantoccini::Client, keys: usize) -> anyhow::Result<Vec<f64>> {
-    client.find(Locator::Css("#tab-terminal")).await?.click().await?;
+    // A UI without terminals (an earlier build, measured for comparison) has no echo.
+    let Ok(tab) = client.find(Locator::Css("#tab-terminal")).await else { return Ok(vec![f64::NAN]) };
+    tab.click().await?;
     let input = client
         .wait()
         .at_most(Duration::from_secs(30))
