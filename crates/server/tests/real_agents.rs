@@ -1,8 +1,7 @@
-//! A real coding agent through berth: Claude Code's ACP adapter (npm
-//! `@agentclientprotocol/claude-agent-acp`, installed by `berth agents install claude`
-//! into `BERTH_TEST_AGENTS`, which `scripts/test.sh` fills and keeps between runs),
-//! against a loopback stand-in of Anthropic's Messages API written here: streamed text
-//! and one tool call. A prompt → the agent asks to run a command → berth's question →
+//! Real coding agents through berth: Claude Code's ACP adapter and Gemini CLI (npm
+//! packages installed by `berth agents install` into `BERTH_TEST_AGENTS`, which
+//! `scripts/test.sh` fills and keeps between runs), each against a loopback stand-in of
+//! its provider's API (`berth_testkit::ModelStandIn`): streamed text and one tool call. A prompt → the agent asks to run a command → berth's question →
 //! allowed → the command's file appears in the checkout → the turn ends. The stand-in
 //! sees the person's own key; a person without one is told which to add, and nothing
 //! starts.
@@ -107,4 +106,49 @@ async fn frame_where(socket: &mut Socket, what: &str, matches: impl Fn(&Value) -
     })
     .await
     .unwrap_or_else(|_| panic!("no frame: {what}"))
+}
+
+#[tokio::test]
+async fn gemini_cli_runs_a_command_the_person_allowed_against_a_stand_in_of_its_provider() {
+    let Some(gemini) = berth_testkit::installed_agent("gemini", "gemini") else { return };
+    let provider = ModelStandIn::gemini().await;
+    let server = TestServer::start_with(|config| {
+        let entry = config.agents.iter_mut().find(|agent| agent.name == "gemini").unwrap();
+        entry.command = Some(berth_core::agents::command_line(&gemini.to_string_lossy(), &["--acp"]));
+        entry.env = vec![("GOOGLE_GEMINI_BASE_URL".into(), provider.url.clone())];
+    })
+    .await;
+    let source = berth_testkit::SourceRepo::new();
+    let alice = server.member("alice").await;
+    let put = alice
+        .request(reqwest::Method::PUT, "/api/secrets/GEMINI_API_KEY")
+        .json(&json!({ "value": "gm-alice-9" }));
+    assert_eq!(alice.send(put).await.0, StatusCode::NO_CONTENT);
+    let workspace =
+        alice.create_settled(json!({ "repo": source.url(), "name": "with-gemini", "agent": "gemini" })).await;
+    let id = workspace["id"].as_str().unwrap().to_owned();
+    let (status, opened) = alice.open(&id).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let session = opened["session"]["id"].as_str().unwrap().to_owned();
+    let mut socket = attach(&alice, &session).await;
+    frame_where(&mut socket, "the agent is ready", |frame| {
+        frame["type"] == "event" && frame["event"]["data"]["code"] == "agent_ready"
+    })
+    .await;
+    send(&mut socket, json!({ "type": "prompt", "text": "Make the file" })).await;
+    let question = frame_where(&mut socket, "berth's question", |frame| frame["type"] == "question").await;
+    let question = &question["question"];
+    let allow =
+        question["options"].as_array().unwrap().iter().find(|option| option["kind"] == "allow_once").unwrap();
+    send(&mut socket, json!({ "type": "answer", "question_id": question["id"], "option_id": allow["id"] }))
+        .await;
+    frame_where(&mut socket, "the turn's end", |frame| {
+        frame["type"] == "event" && frame["event"]["kind"] == "turn_end"
+    })
+    .await;
+    let made = std::fs::read_to_string(server.checkout(&id).join(STAND_IN_FILE)).unwrap();
+    assert_eq!(made, "made-by-the-agent\n");
+    let keys = provider.keys();
+    assert!(!keys.is_empty() && keys.iter().all(|key| key == "gm-alice-9"), "the provider saw {keys:?}");
+    server.stop().await;
 }

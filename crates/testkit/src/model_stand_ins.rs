@@ -49,6 +49,71 @@ impl ModelStandIn {
     }
 }
 
+impl ModelStandIn {
+    /// Google's Gemini API (`POST /v1beta/models/MODEL:streamGenerateContent?alt=sse`,
+    /// `:generateContent`, `:countTokens`), as much as Gemini CLI uses: the first turn
+    /// runs [`STAND_IN_COMMAND`] with its `run_shell_command` tool; the turn after the
+    /// function's response says it is done.
+    pub async fn gemini() -> ModelStandIn {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let for_route = Arc::clone(&seen);
+        let app =
+            axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
+                gemini_call(Arc::clone(&for_route), uri, headers, body)
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        ModelStandIn { url, seen }
+    }
+}
+
+async fn gemini_call(
+    seen: Arc<Mutex<Vec<String>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let path = uri.path().to_owned();
+    if path.ends_with(":countTokens") {
+        return reply("application/json", json!({ "totalTokens": 10 }).to_string());
+    }
+    if !path.contains(":generateContent") && !path.contains(":streamGenerateContent") {
+        let mut response =
+            reply("application/json", json!({ "error": { "code": 404, "status": "NOT_FOUND" } }).to_string());
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    }
+    let key =
+        headers.get("x-goog-api-key").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+    seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(key);
+    let answered = body.contains("\"functionResponse\"");
+    let offers_shell = body.contains("\"run_shell_command\"");
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let mut parts = Vec::new();
+    if request["generationConfig"]["responseMimeType"] == "application/json" {
+        // The CLI's own questions (which model to route to) want JSON: the first choice.
+        parts.push(
+            json!({ "text": json!({ "reasoning": "a stand-in", "model_choice": "flash" }).to_string() }),
+        );
+    } else if answered || !offers_shell {
+        parts.push(json!({ "text": "The file is made." }));
+    } else {
+        parts.push(json!({ "text": "I will make the file." }));
+        parts.push(json!({ "functionCall": { "name": "run_shell_command",
+            "args": { "command": STAND_IN_COMMAND, "description": "Make the file" } } }));
+    }
+    let answer = json!({
+        "candidates": [{ "content": { "role": "model", "parts": parts }, "finishReason": "STOP", "index": 0 }],
+        "usageMetadata": { "promptTokenCount": 10, "candidatesTokenCount": 10, "totalTokenCount": 20 },
+        "modelVersion": "gemini-stand-in",
+    });
+    if path.contains(":streamGenerateContent") {
+        return reply("text/event-stream", format!("data: {answer}\r\n\r\n"));
+    }
+    reply("application/json", answer.to_string())
+}
+
 async fn anthropic_messages(seen: Arc<Mutex<Vec<String>>>, headers: HeaderMap, body: String) -> Response {
     let key = headers.get("x-api-key").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
     seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(key);
