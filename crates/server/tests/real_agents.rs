@@ -44,10 +44,19 @@ async fn claude_code_runs_a_command_the_person_allowed_against_a_stand_in_of_its
         .json(&json!({ "value": "sk-ant-alice-7" }));
     assert_eq!(alice.send(put).await.0, StatusCode::NO_CONTENT);
 
-    let (status, opened) = alice.open(&id).await;
+    a_turn_runs_the_command_once_allowed(&alice, &server, &id).await;
+    let keys = provider.keys();
+    assert!(!keys.is_empty() && keys.iter().all(|key| key == "sk-ant-alice-7"), "the provider saw {keys:?}");
+    server.stop().await;
+}
+
+/// Opens workspace `id` as `api`'s user, prompts, allows the command the agent asks to
+/// run (once), and checks that the turn ended as it should with the command's file made.
+async fn a_turn_runs_the_command_once_allowed(api: &common::Api, server: &TestServer, id: &str) {
+    let (status, opened) = api.open(id).await;
     assert_eq!(status, StatusCode::CREATED, "{opened}");
     let session = opened["session"]["id"].as_str().unwrap().to_owned();
-    let mut socket = attach(&alice, &session).await;
+    let mut socket = attach(api, &session).await;
     frame_where(&mut socket, "the agent is ready", |frame| {
         frame["type"] == "event" && frame["event"]["data"]["code"] == "agent_ready"
     })
@@ -64,11 +73,8 @@ async fn claude_code_runs_a_command_the_person_allowed_against_a_stand_in_of_its
     })
     .await;
     assert_eq!(ended["event"]["data"]["stop_reason"], "end_turn", "{ended}");
-    let made = std::fs::read_to_string(server.checkout(&id).join(STAND_IN_FILE)).unwrap();
+    let made = std::fs::read_to_string(server.checkout(id).join(STAND_IN_FILE)).unwrap();
     assert_eq!(made, "made-by-the-agent\n");
-    let keys = provider.keys();
-    assert!(!keys.is_empty() && keys.iter().all(|key| key == "sk-ant-alice-7"), "the provider saw {keys:?}");
-    server.stop().await;
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -127,27 +133,7 @@ async fn gemini_cli_runs_a_command_the_person_allowed_against_a_stand_in_of_its_
     let workspace =
         alice.create_settled(json!({ "repo": source.url(), "name": "with-gemini", "agent": "gemini" })).await;
     let id = workspace["id"].as_str().unwrap().to_owned();
-    let (status, opened) = alice.open(&id).await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
-    let session = opened["session"]["id"].as_str().unwrap().to_owned();
-    let mut socket = attach(&alice, &session).await;
-    frame_where(&mut socket, "the agent is ready", |frame| {
-        frame["type"] == "event" && frame["event"]["data"]["code"] == "agent_ready"
-    })
-    .await;
-    send(&mut socket, json!({ "type": "prompt", "text": "Make the file" })).await;
-    let question = frame_where(&mut socket, "berth's question", |frame| frame["type"] == "question").await;
-    let question = &question["question"];
-    let allow =
-        question["options"].as_array().unwrap().iter().find(|option| option["kind"] == "allow_once").unwrap();
-    send(&mut socket, json!({ "type": "answer", "question_id": question["id"], "option_id": allow["id"] }))
-        .await;
-    frame_where(&mut socket, "the turn's end", |frame| {
-        frame["type"] == "event" && frame["event"]["kind"] == "turn_end"
-    })
-    .await;
-    let made = std::fs::read_to_string(server.checkout(&id).join(STAND_IN_FILE)).unwrap();
-    assert_eq!(made, "made-by-the-agent\n");
+    a_turn_runs_the_command_once_allowed(&alice, &server, &id).await;
     let keys = provider.keys();
     assert!(!keys.is_empty() && keys.iter().all(|key| key == "gm-alice-9"), "the provider saw {keys:?}");
     server.stop().await;
