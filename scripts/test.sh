@@ -65,13 +65,13 @@ if [ ! -f "$BERTH_TEST_NODE/node_modules/oidc-provider/package.json" ]; then
     (cd "$BERTH_TEST_NODE" && npm install --no-audit --no-fund --loglevel=error "${node_packages[@]}")
 fi
 
-# The real coding agents the tests run through berth (Claude Code's ACP adapter and
-# Gemini CLI, each against a stand-in of its provider), installed by berth's own `berth agents install` into a
-# data directory of their own, cached between runs (nothing is fetched when the version
-# installed is the one berth names).
+# The real coding agents the tests run through berth (the ACP adapters of Claude Code and
+# Codex, and Gemini CLI, each against a stand-in of its provider), installed by berth's own
+# `berth agents install` into a data directory of their own, cached between runs (nothing
+# is fetched when the version installed is the one berth names).
 agents_home="${BERTH_TEST_AGENTS_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/berth-test-agents}"
 export BERTH_TEST_AGENTS="$agents_home/agents"
-for agent in claude gemini; do
+for agent in claude codex gemini; do
     BERTH_DATA="$agents_home" cargo run --quiet --locked --bin berth -- agents install "$agent"
 done
 

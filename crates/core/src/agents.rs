@@ -41,7 +41,10 @@ pub const KNOWN_AGENTS: [KnownAgent; 3] = [
         bin: "codex-acp",
         args: &[],
         needs: &["OPENAI_API_KEY"],
-        settings: &["OPENAI_BASE_URL", "CODEX_MODEL"],
+        // Codex takes its provider and model from its configuration, which the adapter
+        // reads as JSON from CODEX_CONFIG (`{"model": …, "model_providers": {…}}`); its
+        // mode (whom it asks before a command) from INITIAL_AGENT_MODE.
+        settings: &["CODEX_CONFIG", "INITIAL_AGENT_MODE"],
     },
     KnownAgent {
         name: "gemini",

@@ -499,12 +499,12 @@ impl Config {
         })
     }
 
-    /// The catalogue's agent called `name`.
     /// Where `berth agents install` puts agents' packages; sandboxes see it read-only.
     pub fn agents_dir(&self) -> PathBuf {
         self.data_dir.join("agents")
     }
 
+    /// The catalogue's agent called `name`.
     pub fn agent(&self, name: &str) -> Option<&AgentEntry> {
         self.agents.iter().find(|entry| entry.name == name)
     }

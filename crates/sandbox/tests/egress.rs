@@ -8,95 +8,22 @@
 
 use berth_core::{SessionId, WorkspaceId};
 use berth_sandbox::{Isolation, LocalDriver, LocalOptions, Network, Resources, SandboxDriver, SandboxSpec};
-use berth_testkit::{have_program, unique_marker};
+use berth_testkit::{PUBLIC_GATEWAY, PUBLIC_HOST, TestHost, have_program};
 use std::io::{Read, Write};
-use std::process::Command;
 use std::time::Duration;
 
 const INSTALLER: &str = "scripts/test.sh";
-const PUBLIC_HOST: &str = "198.51.100.2";
-const PUBLIC_GATEWAY: &str = "198.51.100.1";
 
-fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().unwrap();
-    assert!(output.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-/// The test host: its namespace, the private subnet's third octet, its server.
-struct TestHost {
-    namespace: String,
-    private_host: String,
-    private_gateway: String,
-    server: std::process::Child,
-}
-
-impl TestHost {
-    fn start() -> TestHost {
-        let marker = unique_marker();
-        let octet = (std::process::id() % 200 + 20).to_string();
-        let namespace = format!("berth-egress-{marker}");
-        let (outside, inside) = (format!("be{}", &marker[marker.len() - 6..]), "eth0".to_owned());
-        let private_gateway = format!("10.213.{octet}.1");
-        let private_host = format!("10.213.{octet}.2");
-        ip(&["netns", "add", &namespace]);
-        ip(&[
-            "link",
-            "add",
-            &outside,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &format!("bp{}", &marker[marker.len() - 6..]),
-        ]);
-        ip(&[
-            "link",
-            "set",
-            &format!("bp{}", &marker[marker.len() - 6..]),
-            "netns",
-            &namespace,
-            "name",
-            &inside,
-        ]);
-        for address in [format!("{private_gateway}/24"), format!("{PUBLIC_GATEWAY}/24")] {
-            ip(&["addr", "add", &address, "dev", &outside]);
+/// The test host's answer on its port 8080, on every address of its own.
+fn serve_test_host(host: &TestHost) -> std::thread::JoinHandle<()> {
+    let listener = host.listen("0.0.0.0", 8080);
+    let serving = std::thread::spawn(move || {
+        for mut connection in listener.incoming().flatten() {
+            let _ = connection.write_all(b"test-host");
         }
-        ip(&["link", "set", &outside, "up"]);
-        for address in [format!("{private_host}/24"), format!("{PUBLIC_HOST}/24")] {
-            ip(&["-n", &namespace, "addr", "add", &address, "dev", &inside]);
-        }
-        ip(&["-n", &namespace, "link", "set", &inside, "up"]);
-        ip(&["-n", &namespace, "link", "set", "lo", "up"]);
-        let server = Command::new("ip")
-            .args(["netns", "exec", &namespace, "python3", "-c"])
-            .arg(
-                "import socket\ns = socket.create_server(('0.0.0.0', 8080))\nwhile True:\n    c, _ = s.accept()\n    c.sendall(b'test-host')\n    c.close()\n",
-            )
-            .spawn()
-            .unwrap();
-        let host = TestHost { namespace, private_host, private_gateway, server };
-        // Up once this machine gets an answer through the veth.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect_timeout(
-            &format!("{PUBLIC_HOST}:8080").parse().unwrap(),
-            Duration::from_secs(1),
-        )
-        .is_err()
-        {
-            assert!(std::time::Instant::now() < deadline, "the test host never answered");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        host
-    }
-}
-
-impl Drop for TestHost {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        // Deleting the namespace deletes the veth pair with it.
-        let _ = Command::new("ip").args(["netns", "del", &self.namespace]).status();
-    }
+    });
+    TestHost::until_reachable(&format!("{PUBLIC_HOST}:8080"));
+    serving
 }
 
 /// What a sandbox's probe saw: `name=answer` lines.
@@ -163,12 +90,7 @@ async fn probe_with(allow: &str, host: &TestHost, service_port: u16) -> String {
 fn ready() -> bool {
     let programs =
         ["bwrap", "slirp4netns", "nft", "ip", "python3"].iter().all(|p| have_program(p, INSTALLER));
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        assert!(std::env::var("CI").is_err(), "the egress test makes network namespaces: run it as root");
-        eprintln!("skipped: making network namespaces needs root");
-    }
-    programs && root
+    programs && berth_testkit::can_make_namespaces()
 }
 
 /// A service of this machine on every address, answering "this-machine".
@@ -194,6 +116,7 @@ async fn an_outbound_sandbox_reaches_the_internet_but_no_private_or_host_address
         return;
     }
     let host = TestHost::start();
+    let _serving = serve_test_host(&host);
     let (service_port, _serving) = machine_service();
     let line = |report: &str, name: &str| {
         report.lines().find(|line| line.starts_with(&format!("{name}="))).unwrap_or_default().to_owned()

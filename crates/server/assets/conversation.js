@@ -287,7 +287,10 @@ function systemLineView(append) {
     }
     const words = h("span", {}, text);
     const element = h("div", { class: `msg system${bad ? " bad" : ""}${separator ? " separator" : ""}`, "data-code": data.code, "data-codes": data.code },
-      words, separator ? [" · ", h("time", { datetime: at, title: exactTime(at) }, exactTime(at))] : null);
+      words, separator ? [" · ", h("time", { datetime: at, title: exactTime(at) }, exactTime(at))] : null,
+      // What the agent itself said as it failed: the end of its error output, its reason.
+      [data.stderr_tail, data.detail].filter((said) => typeof said === "string" && said.trim())
+        .map((said) => h("pre", { class: "agent-said" }, said.trim())));
     append(element);
     if (quiet) quietLine = { element, text: words, counts: new Map([[text, 1]]), codes: new Set([data.code]) };
   };

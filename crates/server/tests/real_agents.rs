@@ -1,4 +1,4 @@
-//! Real coding agents through berth: Claude Code's ACP adapter and Gemini CLI (npm
+//! Real coding agents through berth: the ACP adapters of Claude Code and Codex, and Gemini CLI (npm
 //! packages installed by `berth agents install` into `BERTH_TEST_AGENTS`, which
 //! `scripts/test.sh` fills and keeps between runs), each against a loopback stand-in of
 //! its provider's API (`berth_testkit::ModelStandIn`): streamed text and one tool call. A prompt → the agent asks to run a command → berth's question →
@@ -47,6 +47,25 @@ async fn claude_code_runs_a_command_the_person_allowed_against_a_stand_in_of_its
     a_turn_runs_the_command_once_allowed(&alice, &server, &id).await;
     let keys = provider.keys();
     assert!(!keys.is_empty() && keys.iter().all(|key| key == "sk-ant-alice-7"), "the provider saw {keys:?}");
+
+    // Claude Code's own settings and history live in the agent's home, kept across opens.
+    let claude_home = server.checkout(&id).join(".berth/home/.claude");
+    // (Its conversations, under projects/; it removes its own scratch files as it ends.)
+    let kept: Vec<_> =
+        files_under(&claude_home).into_iter().filter(|file| file.starts_with("projects")).collect();
+    assert!(!kept.is_empty(), "Claude Code kept no conversation in {}", claude_home.display());
+    // The person left (their page went): the session ends, and the next open starts anew.
+    server.until_no_sandbox_runs().await;
+    let (status, reopened) = alice.open(&id).await;
+    assert_eq!(status, StatusCode::CREATED, "{reopened}");
+    let session = reopened["session"]["id"].as_str().unwrap().to_owned();
+    let mut socket = attach(&alice, &session).await;
+    frame_where(&mut socket, "the agent is ready again", |frame| {
+        frame["type"] == "event" && frame["event"]["data"]["code"] == "agent_ready"
+    })
+    .await;
+    let now = files_under(&claude_home);
+    assert!(kept.iter().all(|file| now.contains(file)), "lost across opens: {kept:?} → {now:?}");
     server.stop().await;
 }
 
@@ -75,6 +94,23 @@ async fn a_turn_runs_the_command_once_allowed(api: &common::Api, server: &TestSe
     assert_eq!(ended["event"]["data"]["stop_reason"], "end_turn", "{ended}");
     let made = std::fs::read_to_string(server.checkout(id).join(STAND_IN_FILE)).unwrap();
     assert_eq!(made, "made-by-the-agent\n");
+}
+
+/// The files under `dir`, relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                pending.push(path);
+            } else {
+                files.push(path.strip_prefix(dir).unwrap().to_owned());
+            }
+        }
+    }
+    files
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -136,5 +172,151 @@ async fn gemini_cli_runs_a_command_the_person_allowed_against_a_stand_in_of_its_
     a_turn_runs_the_command_once_allowed(&alice, &server, &id).await;
     let keys = provider.keys();
     assert!(!keys.is_empty() && keys.iter().all(|key| key == "gm-alice-9"), "the provider saw {keys:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn codex_runs_a_command_each_person_allowed_with_their_own_key() {
+    let Some(codex) = berth_testkit::installed_agent("codex", "codex-acp") else { return };
+    let provider = ModelStandIn::openai().await;
+    // Codex reads its provider from its configuration (CODEX_CONFIG, JSON); in the
+    // workspace-write mode the person, not a reviewing model, answers its questions.
+    let codex_config = json!({
+        "model": "stand-in",
+        "model_provider": "stand-in",
+        "model_providers": { "stand-in": { "name": "stand-in", "base_url": format!("{}/v1", provider.url),
+            "env_key": "OPENAI_API_KEY", "wire_api": "responses", "supports_websockets": false } },
+    });
+    let server = TestServer::start_with(|config| {
+        let entry = config.agents.iter_mut().find(|agent| agent.name == "codex").unwrap();
+        entry.command = Some(berth_core::agents::command_line(&codex.to_string_lossy(), &[]));
+        entry.env = vec![
+            ("CODEX_CONFIG".into(), codex_config.to_string()),
+            ("INITIAL_AGENT_MODE".into(), "workspace-write".into()),
+        ];
+    })
+    .await;
+    let source = berth_testkit::SourceRepo::new();
+    let mut seen_before = 0;
+    for (person, key) in [("alice", "sk-alice-3"), ("bob", "sk-bob-5")] {
+        let api = server.member(person).await;
+        let put =
+            api.request(reqwest::Method::PUT, "/api/secrets/OPENAI_API_KEY").json(&json!({ "value": key }));
+        assert_eq!(api.send(put).await.0, StatusCode::NO_CONTENT);
+        let workspace =
+            api.create_settled(json!({ "repo": source.url(), "name": "with-codex", "agent": "codex" })).await;
+        let id = workspace["id"].as_str().unwrap().to_owned();
+        a_turn_runs_the_command_once_allowed(&api, &server, &id).await;
+        // Each person's turn reached the provider with their own key.
+        let keys = provider.keys().split_off(seen_before);
+        assert!(!keys.is_empty() && keys.iter().all(|seen| seen == key), "{person}'s turn sent {keys:?}");
+        seen_before += keys.len();
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn claude_code_under_bubblewrap_reaches_its_provider_through_egress_allow() {
+    let Some(claude) = berth_testkit::installed_agent("claude", "claude-agent-acp") else { return };
+    let tools = ["bwrap", "slirp4netns", "nft", "ip"];
+    if !tools.iter().all(|tool| berth_testkit::have_program(tool, "scripts/test.sh"))
+        || !berth_testkit::can_make_namespaces()
+    {
+        return;
+    }
+    // The provider answers on a test host's private address, which an outbound sandbox
+    // reaches only because `egress_allow` names it.
+    let host = berth_testkit::TestHost::start();
+    let provider = ModelStandIn::anthropic_on(host.listen(&host.private_host, 0)).await;
+    let allow = format!("{}/32", host.private_host);
+    let server = TestServer::start_with(|config| {
+        config.isolation = berth_sandbox::Isolation::Bwrap;
+        config.network = berth_sandbox::Network::Outbound;
+        config.egress_allow = berth_sandbox::egress::parse_allow_list(&allow).unwrap();
+        let entry = config.agents.iter_mut().find(|agent| agent.name == "claude").unwrap();
+        entry.env = vec![("ANTHROPIC_BASE_URL".into(), provider.url.clone())];
+    })
+    .await;
+    claude_turn_in_a_sandbox(server, &claude, &provider).await;
+}
+
+#[tokio::test]
+async fn claude_code_runs_in_a_docker_container_whose_image_has_node() {
+    let Some(claude) = berth_testkit::installed_agent("claude", "claude-agent-acp") else { return };
+    if !berth_testkit::have_docker() {
+        return;
+    }
+    let image = berth_testkit::docker_test_image_with_node(&std::env::current_exe().unwrap());
+    let provider = ModelStandIn::anthropic().await;
+    let server = TestServer::start_with(|config| {
+        config.sandbox_driver = berth_engine::config::SandboxDriverKind::Docker;
+        config.image = image;
+        // The stand-in is on this machine's loopback.
+        config.network = berth_sandbox::Network::Host;
+        let entry = config.agents.iter_mut().find(|agent| agent.name == "claude").unwrap();
+        entry.env = vec![("ANTHROPIC_BASE_URL".into(), provider.url.clone())];
+    })
+    .await;
+    claude_turn_in_a_sandbox(server, &claude, &provider).await;
+}
+
+/// Installs Claude where berth installs agents (the only place a sandbox sees them;
+/// hard links to the test script's copy), and runs an allowed turn in `server`'s
+/// sandbox against `provider` with the person's own key.
+async fn claude_turn_in_a_sandbox(server: TestServer, claude: &std::path::Path, provider: &ModelStandIn) {
+    let package = claude.ancestors().nth(3).unwrap();
+    let installed = server.data.path().join("agents/claude");
+    let copied = std::process::Command::new("cp").arg("-al").arg(package).arg(&installed).status().unwrap();
+    assert!(copied.success(), "cp -al {} {}", package.display(), installed.display());
+
+    let source = berth_testkit::claude_project();
+    let alice = server.member("alice").await;
+    let put = alice
+        .request(reqwest::Method::PUT, "/api/secrets/ANTHROPIC_API_KEY")
+        .json(&json!({ "value": "sk-ant-alice-sandboxed" }));
+    assert_eq!(alice.send(put).await.0, StatusCode::NO_CONTENT);
+    let workspace =
+        alice.create_settled(json!({ "repo": source.url(), "name": "sandboxed", "agent": "claude" })).await;
+    let id = workspace["id"].as_str().unwrap().to_owned();
+    a_turn_runs_the_command_once_allowed(&alice, &server, &id).await;
+    let keys = provider.keys();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|key| key == "sk-ant-alice-sandboxed"),
+        "the provider saw {keys:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_real_agent_that_cannot_start_says_why_in_the_conversation() {
+    let Some(claude) = berth_testkit::installed_agent("claude", "claude-agent-acp") else { return };
+    // Node refuses to start the adapter: a module it must load first is missing.
+    let server = TestServer::start_with(|config| {
+        let entry = config.agents.iter_mut().find(|agent| agent.name == "claude").unwrap();
+        entry.command = Some(berth_core::agents::command_line(&claude.to_string_lossy(), &[]));
+        entry.env = vec![("NODE_OPTIONS".into(), "--require=/nonexistent/berth-missing-module.js".into())];
+    })
+    .await;
+    let source = berth_testkit::SourceRepo::new();
+    let alice = server.member("alice").await;
+    let put = alice
+        .request(reqwest::Method::PUT, "/api/secrets/ANTHROPIC_API_KEY")
+        .json(&json!({ "value": "sk-ant-alice-1" }));
+    assert_eq!(alice.send(put).await.0, StatusCode::NO_CONTENT);
+    let workspace =
+        alice.create_settled(json!({ "repo": source.url(), "name": "broken", "agent": "claude" })).await;
+    let id = workspace["id"].as_str().unwrap().to_owned();
+    let (status, opened) = alice.open(&id).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let session = opened["session"]["id"].as_str().unwrap().to_owned();
+    let mut socket = attach(&alice, &session).await;
+    let failed = frame_where(&mut socket, "the agent's failure", |frame| {
+        frame["type"] == "event" && frame["event"]["data"]["code"] == "agent_error"
+    })
+    .await;
+    let data = &failed["event"]["data"];
+    assert_eq!(data["reason"], "agent_exited", "{data}");
+    let tail = data["stderr_tail"].as_str().unwrap_or_default();
+    assert!(tail.contains("berth-missing-module.js"), "the conversation does not say why: {data}");
     server.stop().await;
 }

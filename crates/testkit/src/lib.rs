@@ -4,9 +4,11 @@
 
 mod browser;
 mod model_stand_ins;
+mod test_host;
 
 pub use browser::{headless_chromium, headless_chromium_with};
 pub use model_stand_ins::{ModelStandIn, STAND_IN_COMMAND, STAND_IN_FILE, claude_project, installed_agent};
+pub use test_host::{PUBLIC_GATEWAY, PUBLIC_HOST, TestHost, can_make_namespaces};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -148,79 +150,103 @@ pub fn have_docker() -> bool {
 pub fn docker_test_image(berth: &Path) -> String {
     static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     IMAGE
+        .get_or_init(|| build_test_image(&format!("berth-test-sandbox:{}", std::process::id()), berth, &[]))
+        .clone()
+}
+
+/// [`docker_test_image`] with Node.js and bash besides, as a real coding agent needs:
+/// the host's `node` and `bash` (and `/usr/bin/env`, which starts an npm package's
+/// program).
+pub fn docker_test_image_with_node(berth: &Path) -> String {
+    static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    IMAGE
         .get_or_init(|| {
-            let name = format!("berth-test-sandbox:{}", std::process::id());
-            let root = tempfile::tempdir().unwrap();
-            let at = |path: &str| root.path().join(path.trim_start_matches('/'));
-            for dir in ["bin", "tmp", "workspace", "etc"] {
-                std::fs::create_dir_all(at(dir)).unwrap();
-            }
-            let busybox = ["/usr/bin/busybox", "/bin/busybox"]
-                .into_iter()
-                .find(|path| Path::new(path).exists())
-                .expect("busybox is installed (scripts/test.sh installs busybox-static)");
-            std::fs::copy(busybox, at("/bin/busybox")).unwrap();
-            for applet in ["sh", "cat", "echo", "ls", "mkdir", "sleep", "touch", "httpd", "id", "ps"] {
-                std::os::unix::fs::symlink("busybox", at(&format!("/bin/{applet}"))).unwrap();
-            }
-            // berth runs git in the sandbox: the host's git, with the helpers a clone
-            // starts by name beside it.
-            let git = which("git");
-            std::fs::create_dir_all(at("/usr/bin")).unwrap();
-            std::fs::copy(&git, at("/usr/bin/git")).unwrap();
-            for helper in ["git-upload-pack", "git-receive-pack", "git-upload-archive"] {
-                std::os::unix::fs::symlink("git", at(&format!("/usr/bin/{helper}"))).unwrap();
-            }
-            // The HTTP transport (a remote helper in git's own directory, where git looks).
-            let exec_path = Command::new(&git).arg("--exec-path").output().unwrap();
-            let exec_path = PathBuf::from(String::from_utf8_lossy(&exec_path.stdout).trim());
-            let remote_http = exec_path.join("git-remote-http");
-            std::fs::create_dir_all(at(&exec_path.to_string_lossy())).unwrap();
-            std::fs::copy(&remote_http, at(&remote_http.to_string_lossy())).unwrap();
-            std::os::unix::fs::symlink(
-                "git-remote-http",
-                at(&exec_path.join("git-remote-https").to_string_lossy()),
-            )
-            .unwrap();
-            // ssh, for repositories reached over SSH (and ssh-keyscan, which asks a new
-            // server for its host key).
-            let ssh = which("ssh");
-            std::fs::copy(&ssh, at("/usr/bin/ssh")).unwrap();
-            let keyscan = which("ssh-keyscan");
-            std::fs::copy(&keyscan, at("/usr/bin/ssh-keyscan")).unwrap();
-            // The shared libraries berth, git and ssh link, at the paths the loader looks
-            // for them.
-            for program in [berth, git.as_path(), remote_http.as_path(), ssh.as_path(), keyscan.as_path()] {
-                let ldd = Command::new("ldd").arg(program).output().unwrap();
-                for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-                    let library =
-                        line.split("=>").last().unwrap_or(line).split_whitespace().next().unwrap_or("");
-                    if library.starts_with('/') && !at(library).exists() {
-                        std::fs::create_dir_all(at(library).parent().unwrap()).unwrap();
-                        std::fs::copy(library, at(library)).unwrap();
-                    }
-                }
-            }
-            std::fs::write(at("/etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-            let mut tar = Command::new("tar")
-                .args(["-C", &root.path().to_string_lossy(), "-c", "."])
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            let imported = Command::new("docker")
-                .args(["import", "-", &name])
-                .stdin(tar.stdout.take().unwrap())
-                .output()
-                .unwrap();
-            assert!(tar.wait().unwrap().success(), "tar of the root file system failed");
-            assert!(
-                imported.status.success(),
-                "docker import: {}",
-                String::from_utf8_lossy(&imported.stderr)
-            );
-            name
+            let name = format!("berth-test-sandbox-node:{}", std::process::id());
+            build_test_image(&name, berth, &[which("node"), which("bash")])
         })
         .clone()
+}
+
+/// Imports the test image `name`, with `programs` (and their libraries) at their paths.
+fn build_test_image(name: &str, berth: &Path, programs: &[PathBuf]) -> String {
+    let root = tempfile::tempdir().unwrap();
+    let at = |path: &str| root.path().join(path.trim_start_matches('/'));
+    for dir in ["bin", "tmp", "workspace", "etc"] {
+        std::fs::create_dir_all(at(dir)).unwrap();
+    }
+    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+        .expect("busybox is installed (scripts/test.sh installs busybox-static)");
+    std::fs::copy(busybox, at("/bin/busybox")).unwrap();
+    for applet in ["sh", "cat", "echo", "ls", "mkdir", "sleep", "touch", "httpd", "id", "ps"] {
+        std::os::unix::fs::symlink("busybox", at(&format!("/bin/{applet}"))).unwrap();
+    }
+    // berth runs git in the sandbox: the host's git, with the helpers a clone
+    // starts by name beside it.
+    let git = which("git");
+    std::fs::create_dir_all(at("/usr/bin")).unwrap();
+    std::fs::copy(&git, at("/usr/bin/git")).unwrap();
+    for helper in ["git-upload-pack", "git-receive-pack", "git-upload-archive"] {
+        std::os::unix::fs::symlink("git", at(&format!("/usr/bin/{helper}"))).unwrap();
+    }
+    // The HTTP transport (a remote helper in git's own directory, where git looks).
+    let exec_path = Command::new(&git).arg("--exec-path").output().unwrap();
+    let exec_path = PathBuf::from(String::from_utf8_lossy(&exec_path.stdout).trim());
+    let remote_http = exec_path.join("git-remote-http");
+    std::fs::create_dir_all(at(&exec_path.to_string_lossy())).unwrap();
+    std::fs::copy(&remote_http, at(&remote_http.to_string_lossy())).unwrap();
+    std::os::unix::fs::symlink("git-remote-http", at(&exec_path.join("git-remote-https").to_string_lossy()))
+        .unwrap();
+    // ssh, for repositories reached over SSH (and ssh-keyscan, which asks a new
+    // server for its host key).
+    let ssh = which("ssh");
+    std::fs::copy(&ssh, at("/usr/bin/ssh")).unwrap();
+    let keyscan = which("ssh-keyscan");
+    std::fs::copy(&keyscan, at("/usr/bin/ssh-keyscan")).unwrap();
+    // The shared libraries berth, git and ssh link, at the paths the loader looks
+    // for them.
+    for program in programs {
+        std::fs::create_dir_all(at(&program.parent().unwrap().to_string_lossy())).unwrap();
+        std::fs::copy(program, at(&program.to_string_lossy())).unwrap();
+    }
+    if !programs.is_empty() {
+        std::os::unix::fs::symlink("/bin/busybox", at("/usr/bin/env")).unwrap();
+        // The C library whole, as a distribution's image has it: agents bring native
+        // programs of their own (Claude Code's needs librt).
+        for library in ["libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1", "libresolv.so.2"] {
+            let path = Path::new("/lib/x86_64-linux-gnu").join(library);
+            if path.exists() {
+                std::fs::create_dir_all(at("/lib/x86_64-linux-gnu")).unwrap();
+                std::fs::copy(&path, at(&path.to_string_lossy())).unwrap();
+            }
+        }
+    }
+    let base = [berth, git.as_path(), remote_http.as_path(), ssh.as_path(), keyscan.as_path()];
+    for program in base.into_iter().chain(programs.iter().map(PathBuf::as_path)) {
+        let ldd = Command::new("ldd").arg(program).output().unwrap();
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let library = line.split("=>").last().unwrap_or(line).split_whitespace().next().unwrap_or("");
+            if library.starts_with('/') && !at(library).exists() {
+                std::fs::create_dir_all(at(library).parent().unwrap()).unwrap();
+                std::fs::copy(library, at(library)).unwrap();
+            }
+        }
+    }
+    std::fs::write(at("/etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    let mut tar = Command::new("tar")
+        .args(["-C", &root.path().to_string_lossy(), "-c", "."])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let imported = Command::new("docker")
+        .args(["import", "-", name])
+        .stdin(tar.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(tar.wait().unwrap().success(), "tar of the root file system failed");
+    assert!(imported.status.success(), "docker import: {}", String::from_utf8_lossy(&imported.stderr));
+    name.to_owned()
 }
 
 /// Where `program` is on the `PATH`.

@@ -30,6 +30,11 @@ impl ModelStandIn {
     /// first turn runs [`STAND_IN_COMMAND`] with its `Bash` tool; the turn after the
     /// result says it is done. Server-sent events when asked to stream, else one message.
     pub async fn anthropic() -> ModelStandIn {
+        ModelStandIn::anthropic_on(loopback()).await
+    }
+
+    /// [`ModelStandIn::anthropic`] on `listener` (a test host's address, say).
+    pub async fn anthropic_on(listener: std::net::TcpListener) -> ModelStandIn {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let for_route = Arc::clone(&seen);
         let app = axum::Router::new()
@@ -42,11 +47,22 @@ impl ModelStandIn {
             .fallback(|| async {
                 (StatusCode::NOT_FOUND, "{\"type\":\"error\",\"error\":{\"type\":\"not_found_error\"}}")
             });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("its address"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        ModelStandIn { url, seen }
+        serve(listener, app, seen)
     }
+}
+
+/// A listener on a free loopback port.
+fn loopback() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port")
+}
+
+/// Serves `app` on `listener` for as long as the test runs.
+fn serve(listener: std::net::TcpListener, app: axum::Router, seen: Arc<Mutex<Vec<String>>>) -> ModelStandIn {
+    listener.set_nonblocking(true).expect("a non-blocking listener");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a listener for tokio");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    ModelStandIn { url, seen }
 }
 
 impl ModelStandIn {
@@ -61,11 +77,61 @@ impl ModelStandIn {
             axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
                 gemini_call(Arc::clone(&for_route), uri, headers, body)
             });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("its address"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        ModelStandIn { url, seen }
+        serve(loopback(), app, seen)
     }
+
+    /// OpenAI's Responses API (`POST /v1/responses`, streamed), as much as Codex uses:
+    /// the first turn runs [`STAND_IN_COMMAND`] with its `exec_command` tool, asking to
+    /// run it outside Codex's own sandbox (berth's sandbox is the one that counts), which
+    /// makes Codex ask the person; the turn after the output says it is done.
+    pub async fn openai() -> ModelStandIn {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let for_route = Arc::clone(&seen);
+        let app = axum::Router::new().route(
+            "/v1/responses",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                openai_responses(Arc::clone(&for_route), headers, body)
+            }),
+        );
+        serve(loopback(), app, seen)
+    }
+}
+
+async fn openai_responses(seen: Arc<Mutex<Vec<String>>>, headers: HeaderMap, body: String) -> Response {
+    let key = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(key);
+    let answered = body.contains("\"function_call_output\"");
+    let offers_exec = body.contains("\"exec_command\"");
+    let text = if answered || !offers_exec { "The file is made." } else { "I will make the file." };
+    let mut events = vec![
+        json!({ "type": "response.created", "response": { "id": "resp_berth" } }),
+        json!({ "type": "response.output_text.delta", "item_id": "msg_berth", "output_index": 0,
+            "content_index": 0, "delta": text }),
+        json!({ "type": "response.output_item.done", "output_index": 0, "item": { "type": "message",
+            "id": "msg_berth", "role": "assistant", "content": [{ "type": "output_text", "text": text }] } }),
+    ];
+    if !answered && offers_exec {
+        let arguments = json!({ "cmd": STAND_IN_COMMAND, "sandbox_permissions": "require_escalated",
+            "justification": "Make the file" });
+        events.push(json!({ "type": "response.output_item.done", "output_index": 1, "item": {
+            "type": "function_call", "id": "fc_berth", "call_id": "call_berth", "name": "exec_command",
+            "arguments": arguments.to_string() } }));
+    }
+    events.push(json!({ "type": "response.completed", "response": { "id": "resp_berth", "usage": {
+        "input_tokens": 10, "input_tokens_details": null, "output_tokens": 10,
+        "output_tokens_details": null, "total_tokens": 20 } } }));
+    reply(
+        "text/event-stream",
+        events
+            .iter()
+            .map(|event| format!("event: {}\ndata: {event}\n\n", event["type"].as_str().unwrap_or("")))
+            .collect(),
+    )
 }
 
 async fn gemini_call(

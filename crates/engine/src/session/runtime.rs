@@ -144,6 +144,9 @@ pub(crate) struct SessionActor {
     turn_deadline: Option<Instant>,
     /// The agent connection closed: the session ends at this time if the sandbox has not.
     agent_gone_deadline: Option<Instant>,
+    /// Why the agent closed its connection, in its own words, when it said (an agent that
+    /// could not start its session says why here).
+    agent_close_error: Option<String>,
     /// A reconnect has begun and not arrived yet.
     reconnecting: bool,
 }
@@ -207,6 +210,7 @@ impl SessionActor {
             grace_deadline: None,
             turn_deadline: None,
             agent_gone_deadline: None,
+            agent_close_error: None,
             reconnecting: false,
         };
         // The sandbox's end, with the tail of what the agent wrote to its error output.
@@ -503,6 +507,7 @@ impl SessionActor {
             AgentEvent::Closed { error } => {
                 if let Some(error) = error {
                     tracing::warn!(session_id = %self.session.id, error, "the agent connection closed");
+                    self.agent_close_error = Some(error);
                 }
                 self.agent_gone_deadline.get_or_insert(Instant::now() + AGENT_GONE_WAIT);
             }
@@ -573,10 +578,13 @@ impl SessionActor {
     async fn on_agent_gone(&mut self) -> Flow {
         self.agent_gone_deadline = None;
         tracing::warn!(session_id = %self.session.id, "the agent closed its connection; ending the session");
-        let data = agent_error(
+        let mut data = agent_error(
             AgentErrorReason::AgentDisconnected,
             "The agent closed its connection to berth. Reopen the workspace to start it again.",
         );
+        if let Some(error) = self.agent_close_error.take() {
+            data["detail"] = Value::from(printable_tail(&error));
+        }
         if let Err(error) = self.record(EventKind::System, data).await {
             tracing::error!(session_id = %self.session.id, error = %error, "cannot record the agent's failure");
         }
@@ -590,7 +598,7 @@ impl SessionActor {
             AgentErrorReason::AgentExited,
             format!("The agent stopped ({exit}). Reopen the workspace to start it again."),
         );
-        data["stderr_tail"] = Value::from(stderr_tail);
+        data["stderr_tail"] = Value::from(printable_tail(stderr_tail));
         if let Err(error) = self.record(EventKind::System, data).await {
             tracing::error!(session_id = %self.session.id, error = %error, "cannot record the agent's failure");
         }
@@ -692,5 +700,26 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The end of what an agent said (its error output, its reason for closing), as text
+/// for the conversation: at most 2 KiB, control characters other than line ends dropped.
+fn printable_tail(text: &str) -> String {
+    let start = text.len().saturating_sub(2048);
+    let start = (start..=text.len()).find(|&at| text.is_char_boundary(at)).unwrap_or(text.len());
+    text[start..].chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable_tail;
+
+    #[test]
+    fn a_tail_keeps_the_last_two_kib_of_lines_without_control_characters() {
+        assert_eq!(printable_tail("error: no librt\n\u{1b}[31mred\u{7}\r\n"), "error: no librt\n[31mred\n");
+        let long = format!("{}é{}", "a".repeat(3000), "b".repeat(2046));
+        let tail = printable_tail(&long);
+        assert!(tail.len() <= 2048 && tail.ends_with('b') && !tail.contains('a'), "{}", tail.len());
     }
 }
