@@ -1,6 +1,8 @@
 //! Session history.
 
+use crate::sessions::UPDATE_LIVE_STATE;
 use crate::{Backend, Store, StoreError};
+use berth_core::session::SessionState;
 use berth_core::{Event, SessionId, WorkspaceId};
 use chrono::{DateTime, Utc};
 
@@ -31,6 +33,16 @@ impl From<EventRow> for Event {
     }
 }
 
+/// Appends an event with the next `seq` of its workspace. Written only by the session's
+/// owner: a replica whose sessions were taken over writes nothing (no row comes back).
+const INSERT_EVENT: &str = "INSERT INTO events (workspace_id, seq, session_id, at, kind, data)
+     SELECT $1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE workspace_id = $1), $2, $3, $4, $5
+      WHERE EXISTS (SELECT 1 FROM sessions WHERE id = $2 AND replica_id = $6 AND epoch = $7)
+     RETURNING seq";
+
+/// Takes the workspace's numbering on PostgreSQL, to the commit.
+const LOCK_NUMBERING: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
 impl Store {
     /// Appends an event with the next `seq` of its workspace, in one statement so two
     /// writers can never take the same number.
@@ -42,17 +54,11 @@ impl Store {
         kind: &str,
         data: &str,
     ) -> Result<Event, StoreError> {
-        // Written only by the session's owner: a replica whose sessions were taken over
-        // writes nothing (no row comes back).
-        let insert = "INSERT INTO events (workspace_id, seq, session_id, at, kind, data)
-             SELECT $1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE workspace_id = $1), $2, $3, $4, $5
-              WHERE EXISTS (SELECT 1 FROM sessions WHERE id = $2 AND replica_id = $6 AND epoch = $7)
-             RETURNING seq";
         let fence = self.fence();
         // The insert with its values, run on a pool or a transaction of either database.
         macro_rules! insert_on {
             ($executor:expr) => {
-                sqlx::query_scalar(insert)
+                sqlx::query_scalar(INSERT_EVENT)
                     .bind(workspace.as_str())
                     .bind(session.as_str())
                     .bind(at)
@@ -71,10 +77,7 @@ impl Store {
             // lock of its own, held to the commit.
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(workspace.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(LOCK_NUMBERING).bind(workspace.as_str()).execute(&mut *tx).await?;
                 let seq = insert_on!(&mut *tx);
                 tx.commit().await?;
                 seq
@@ -82,6 +85,67 @@ impl Store {
         };
         let seq = seq.ok_or_else(|| StoreError::Fenced { session: session.to_string() })?;
         Ok(Event { seq, session_id: session.clone(), at, kind: kind.to_owned(), data: data.to_owned() })
+    }
+
+    /// Moves a live session from `from` to `to` and appends its event, in one commit: an
+    /// open's "made live" and its `session_started` are one durable write, not two. `None`
+    /// when the session was not in `from` or is not this replica's: nothing was written.
+    #[allow(clippy::too_many_arguments)] // the state change and the event, each whole
+    pub async fn update_live_session_with_event(
+        &self,
+        workspace: &WorkspaceId,
+        session: &SessionId,
+        from: SessionState,
+        to: SessionState,
+        at: DateTime<Utc>,
+        kind: &str,
+        data: &str,
+    ) -> Result<Option<Event>, StoreError> {
+        let fence = self.fence();
+        let _change = self.reads.change();
+        // Both statements on one transaction of either database; `$lock` takes the
+        // numbering where writers run concurrently.
+        macro_rules! in_one_commit {
+            ($pool:expr, $lock:expr) => {{
+                let mut tx = $pool.begin().await?;
+                let moved = sqlx::query(UPDATE_LIVE_STATE)
+                    .bind(to.as_str())
+                    .bind(None::<DateTime<Utc>>)
+                    .bind(session.as_str())
+                    .bind(from.as_str())
+                    .bind(&fence.replica)
+                    .bind(fence.epoch)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if !moved {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                if $lock {
+                    sqlx::query(LOCK_NUMBERING).bind(workspace.as_str()).execute(&mut *tx).await?;
+                }
+                let seq: Option<i64> = sqlx::query_scalar(INSERT_EVENT)
+                    .bind(workspace.as_str())
+                    .bind(session.as_str())
+                    .bind(at)
+                    .bind(kind)
+                    .bind(data)
+                    .bind(&fence.replica)
+                    .bind(fence.epoch)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                seq
+            }};
+        }
+        let seq = match &self.backend {
+            Backend::Sqlite(pool) => in_one_commit!(pool, false),
+            Backend::Postgres(pool) => in_one_commit!(pool, true),
+        };
+        let seq = seq.ok_or_else(|| StoreError::Fenced { session: session.to_string() })?;
+        Ok(Some(Event { seq, session_id: session.clone(), at, kind: kind.to_owned(), data: data.to_owned() }))
     }
 
     /// Events of one session after `after`, oldest first, at most `limit`.

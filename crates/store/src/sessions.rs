@@ -58,6 +58,11 @@ pub enum SessionInsert {
     NoSandboxSlot,
 }
 
+/// A live session's move from one state (`$4`) to another (`$1`) with its grace window
+/// (`$2`), fenced to its owner (`$5`, `$6`).
+pub(crate) const UPDATE_LIVE_STATE: &str = "UPDATE sessions SET state = $1, grace_expires_at = $2
+  WHERE id = $3 AND state = $4 AND replica_id = $5 AND epoch = $6";
+
 /// The advisory lock key of the installation's sandbox slots (PostgreSQL).
 const SLOTS_LOCK: i64 = 0x6265_7274_6800_0001;
 
@@ -250,18 +255,15 @@ impl Store {
         let fence = self.fence();
         let _change = self.reads.change();
         with_pool!(&self.backend, |pool| {
-            let result = sqlx::query(
-                "UPDATE sessions SET state = $1, grace_expires_at = $2
-                  WHERE id = $3 AND state = $4 AND replica_id = $5 AND epoch = $6",
-            )
-            .bind(to.as_str())
-            .bind(grace_expires_at)
-            .bind(id.as_str())
-            .bind(from.as_str())
-            .bind(&fence.replica)
-            .bind(fence.epoch)
-            .execute(pool)
-            .await?;
+            let result = sqlx::query(UPDATE_LIVE_STATE)
+                .bind(to.as_str())
+                .bind(grace_expires_at)
+                .bind(id.as_str())
+                .bind(from.as_str())
+                .bind(&fence.replica)
+                .bind(fence.epoch)
+                .execute(pool)
+                .await?;
             Ok(result.rows_affected() == 1)
         })
     }

@@ -258,6 +258,38 @@ async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
     }
 }
 
+#[tokio::test]
+async fn made_live_and_its_event_are_one_commit_or_nothing() {
+    for database in databases().await {
+        let store = open(&database).await;
+        let (alice, demo) = alice_and_demo(&store).await;
+        store.finish_initialisation(&demo.id, &InitialisationOutcome::Ready { branch: None }).await.unwrap();
+        let session = starting_session(&alice, &demo);
+        store.register_replica("a", "http://127.0.0.1:1", i64::MAX).await.unwrap();
+        store.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap();
+        let (starting, active) = (SessionState::Starting, SessionState::Active);
+        let started = r#"{"code":"session_started"}"#;
+        let made_live = |from| {
+            store.update_live_session_with_event(
+                &demo.id,
+                &session.id,
+                from,
+                active,
+                now(),
+                "system",
+                started,
+            )
+        };
+        let event = made_live(starting).await.unwrap().expect("made live from starting");
+        assert_eq!((event.seq, event.data.as_str()), (1, started), "{}", database.url);
+        assert_eq!(store.session(&session.id).await.unwrap().unwrap().state, active);
+        // Not from starting any more: neither the state nor the history changes.
+        assert!(made_live(starting).await.unwrap().is_none(), "{}", database.url);
+        let history = store.session_events(&session.id, 0, 10).await.unwrap();
+        assert_eq!(history.len(), 1, "{}: {history:?}", database.url);
+    }
+}
+
 fn starting_session(user: &User, workspace: &Workspace) -> Session {
     Session {
         id: SessionId::generate(),

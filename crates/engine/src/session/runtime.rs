@@ -165,7 +165,18 @@ impl SessionActor {
         let made_live = async {
             let session = &guard.session;
             let to = session.state.on(SessionEvent::SandboxRunning).map_err(EngineError::from)?;
-            if !sessions.store.update_live_session(&session.id, session.state, to, None).await? {
+            // Made live and `session_started`: one durable commit.
+            let started = system(SystemCode::SessionStarted, json!({})).to_string();
+            let made_live = sessions.store.update_live_session_with_event(
+                &session.workspace_id,
+                &session.id,
+                session.state,
+                to,
+                Utc::now(),
+                EventKind::System.as_str(),
+                &started,
+            );
+            if made_live.await?.is_none() {
                 return Err(EngineError::SessionNotActive);
             }
             let resume = match sessions.config.resume_context {
@@ -174,8 +185,6 @@ impl SessionActor {
                 }
                 crate::config::ResumeContext::Never => None,
             };
-            let started = system(SystemCode::SessionStarted, json!({}));
-            store_event(&sessions.store, session, EventKind::System, started).await?;
             Ok::<_, EngineError>((sessions.load_session(&session.id).await?, resume))
         };
         let (session, resume) = match made_live.await {
