@@ -26,7 +26,7 @@ use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 #[derive(Debug)]
 pub enum AgentEvent {
     /// The connection is up; `resumed` when the agent's earlier session was loaded.
-    Ready { agent_session_id: String, resumed: bool },
+    Ready { agent_session_id: String, resumed: bool, handshake: Handshake },
     /// One `session/update`.
     Update(Update),
     /// A permission request; answer with an option id, or `None` to cancel it.
@@ -39,6 +39,15 @@ pub enum AgentEvent {
     NeedsCredentials,
     /// The connection ended; the reason when it was an error.
     Closed { error: Option<String> },
+}
+
+/// How long the handshake took: from the connection's start to `initialize`'s answer
+/// (the agent's own start is in it), then to its session (`authenticate` when it asked,
+/// and `session/new` or `session/load`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Handshake {
+    pub initialize: std::time::Duration,
+    pub session: std::time::Duration,
 }
 
 /// One `session/update` as berth stores it: the event kind it is (`agent_message` for
@@ -296,12 +305,14 @@ async fn run(
             agent_client_protocol::on_receive_request!(),
         )
         .connect_with(transport, async move |cx: ConnectionTo<Agent>| {
+            let started = std::time::Instant::now();
             let capabilities = ClientCapabilities::new()
                 .fs(FileSystemCapabilities::new().read_text_file(true).write_text_file(true));
             let initialized = cx
                 .send_request(InitializeRequest::new(ProtocolVersion::V1).client_capabilities(capabilities))
                 .block_task()
                 .await?;
+            let initialize = started.elapsed();
             // An agent that takes an API key from its environment (the person's secret)
             // is told to use it before a session is asked for: Codex's adapter refuses
             // `session/new` until then.
@@ -322,7 +333,8 @@ async fn run(
                 }
                 None => (new_session(&cx, &workspace_root, &events).await?, false),
             };
-            let _ = events.send(AgentEvent::Ready { agent_session_id: session_id.to_string(), resumed });
+            let handshake = Handshake { initialize, session: started.elapsed().saturating_sub(initialize) };
+            let _ = events.send(AgentEvent::Ready { agent_session_id: session_id.to_string(), resumed, handshake });
             while let Some(command) = commands.recv().await {
                 match command {
                     Command::Prompt(text) => {

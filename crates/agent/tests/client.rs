@@ -53,7 +53,7 @@ async fn until_turn_end(
 async fn a_prompt_asks_runs_and_ends_and_a_reconnect_resumes_the_context() {
     let dir = tempfile::tempdir().unwrap();
     let (agent, mut events) = start(dir.path(), None);
-    let AgentEvent::Ready { agent_session_id, resumed } = next(&mut events).await else {
+    let AgentEvent::Ready { agent_session_id, resumed, .. } = next(&mut events).await else {
         panic!("ready first")
     };
     assert!(!resumed);
@@ -78,7 +78,7 @@ async fn a_prompt_asks_runs_and_ends_and_a_reconnect_resumes_the_context() {
     let resumed = loop {
         match next(&mut replay).await {
             AgentEvent::Update(update) => replayed.push(serde_json::Value::from(update)),
-            AgentEvent::Ready { agent_session_id: id, resumed } => {
+            AgentEvent::Ready { agent_session_id: id, resumed, .. } => {
                 assert_eq!(id, agent_session_id);
                 break resumed;
             }

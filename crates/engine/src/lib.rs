@@ -33,6 +33,7 @@ pub use error::EngineError;
 pub use paths::DataPaths;
 pub use preview::Previews;
 pub use replicas::{Peer, PeerStream, Peers, Replicas};
+pub use session::phases;
 pub use session::{
     CONTROLLERS_BUSY_RETRY_AFTER, CloseAllReport, CloseAllScope, CloseFailure, LiveAttachment, LiveMessage,
     LiveSubscription, OpenOutcome, Owner, Sessions,

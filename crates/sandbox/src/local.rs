@@ -91,10 +91,35 @@ pub struct LocalDriver {
 struct LocalChild {
     pgid: i32,
     exited: watch::Receiver<Option<SandboxExit>>,
-    /// A process inside the sandbox's own network namespace, when it has one.
-    network_holder: Option<i32>,
+    /// The sandbox's own network namespace, when it has one.
+    network_holder: NetworkHolder,
     /// How a terminal joins the sandbox.
     terminal: TerminalPlace,
+}
+
+/// The process whose network namespace is the sandbox's.
+#[derive(Clone, Copy)]
+enum NetworkHolder {
+    /// None: the sandbox is on the host's network.
+    Host,
+    /// Found as the sandbox started (outbound networking is set up in it first).
+    Known(i32),
+    /// bubblewrap's first process, looked up when first needed: an isolated sandbox's
+    /// open does not wait for it.
+    FirstOf(i32),
+}
+
+impl NetworkHolder {
+    async fn pid(self) -> Result<Option<i32>, SandboxError> {
+        match self {
+            NetworkHolder::Host => Ok(None),
+            NetworkHolder::Known(pid) => Ok(Some(pid)),
+            NetworkHolder::FirstOf(monitor) => match netns::sandbox_process(monitor).await {
+                Some(pid) => Ok(Some(pid)),
+                None => Err(SandboxError::Unavailable { what: "the sandbox's network is not up".into() }),
+            },
+        }
+    }
 }
 
 /// What a terminal needs to run where the agent runs: the process holding the sandbox's
@@ -338,30 +363,27 @@ impl LocalDriver {
         Ok(Some((path, writer)))
     }
 
-    /// The sandbox's own network, once bubblewrap (process `pid`) runs: the process that
-    /// holds its namespaces, and for outbound networking slirp4netns and the egress rules,
-    /// after which the gate lets the agent start.
+    /// Outbound networking, once bubblewrap (process `pid`) runs: the process that holds
+    /// the sandbox's namespaces, slirp4netns and the egress rules in them, after which the
+    /// gate lets the agent start.
     async fn connect_network(
         &self,
         pid: i32,
         gate: Option<(PathBuf, std::fs::File)>,
-    ) -> std::io::Result<(i32, Option<tokio::process::Child>)> {
+    ) -> std::io::Result<(i32, tokio::process::Child)> {
         let holder = netns::sandbox_process(pid).await;
         if let Some((path, _)) = &gate {
             // bubblewrap runs, so the gate is open on its side: the name can go.
             let _ = std::fs::remove_file(path);
         }
         let holder = holder.ok_or_else(|| std::io::Error::other("bubblewrap did not start the sandbox"))?;
-        if self.options.network != Network::Outbound {
-            return Ok((holder, None));
-        }
         let slirp = self.start_outbound(holder).await?;
         if let Some((_, mut writer)) = gate {
             use std::io::Write;
             // bubblewrap reads one byte from the gate, then runs the agent.
             writer.write_all(b"1")?;
         }
-        Ok((holder, Some(slirp)))
+        Ok((holder, slirp))
     }
 
     /// Outbound networking for the sandbox whose namespaces process `holder` holds:
@@ -428,6 +450,7 @@ impl SandboxDriver for LocalDriver {
     async fn power_on(&self, spec: SandboxSpec) -> Result<AgentIo, SandboxError> {
         let spawn_error = |source| SandboxError::Spawn { command: spec.agent_command.clone(), source };
         let isolated = self.options.isolation == Isolation::Bwrap;
+        let started = std::time::Instant::now();
         let gate = self.gate(&spec, isolated).map_err(spawn_error)?;
         let cgroup = match &self.cgroups {
             Some(hierarchy) => match hierarchy.create(&spec.session_id, &self.options.resources) {
@@ -442,6 +465,7 @@ impl SandboxDriver for LocalDriver {
             None => None,
         };
         let env_file = self.private_env_file(&spec, isolated).map_err(spawn_error)?;
+        let started = record_step("prepare", started);
         let line = self.command_line(
             &spec,
             cgroup.as_ref(),
@@ -473,13 +497,20 @@ impl SandboxDriver for LocalDriver {
         if let Err(error) = self.write_record(&record, &spec.session_id) {
             return Err(abandon(pid, &mut child, cgroup.as_ref(), error).await);
         }
-        let (network_holder, slirp) = if isolated && self.options.network != Network::Host {
-            match self.connect_network(pid, gate).await {
-                Ok((holder, slirp)) => (Some(holder), slirp),
+        let started = record_step("spawn", started);
+        let (network_holder, slirp) = match (isolated, self.options.network) {
+            // Outbound networking is set up before the agent runs (the gate holds it).
+            (true, Network::Outbound) => match self.connect_network(pid, gate).await {
+                Ok((holder, slirp)) => {
+                    record_step("network", started);
+                    (NetworkHolder::Known(holder), Some(slirp))
+                }
                 Err(error) => return Err(abandon(pid, &mut child, cgroup.as_ref(), spawn_error(error)).await),
-            }
-        } else {
-            (None, None)
+            },
+            // An isolated network needs nothing: its namespace is found when a port is
+            // asked for.
+            (true, Network::Isolated) => (NetworkHolder::FirstOf(pid), None),
+            _ => (NetworkHolder::Host, None),
         };
         let terminal = TerminalPlace {
             isolated,
@@ -562,7 +593,7 @@ impl SandboxDriver for LocalDriver {
             Some(child) if child.exited.borrow().is_none() => child.network_holder,
             _ => return Err(SandboxError::NotRunning { session_id: session_id.clone() }),
         };
-        let connected = match holder {
+        let connected = match holder.pid().await? {
             Some(pid) => netns::connect_inside(pid, port).await,
             None => tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).await,
         };
@@ -575,7 +606,7 @@ impl SandboxDriver for LocalDriver {
             _ => return Err(SandboxError::NotRunning { session_id: session_id.clone() }),
         };
         // On the host's network the host's every listener would show: not the sandbox's.
-        let Some(holder) = holder else {
+        let Some(holder) = holder.pid().await? else {
             return Err(SandboxError::Unavailable {
                 what: "this sandbox shares the host's network; its ports cannot be told apart".into(),
             });
@@ -903,4 +934,14 @@ fn require_program(program: &str, advice: &str) -> Result<(), SandboxError> {
     } else {
         Err(SandboxError::Unavailable { what: format!("{program} is not installed: {advice}") })
     }
+}
+
+/// Records how long a step of a power on took (`berth_sandbox_phase_seconds{phase}`:
+/// `prepare` — the network gate, the cgroup, the secrets' file; `spawn` — the process
+/// and its state record; `network` — the namespace joined to slirp4netns with its egress
+/// rules) and starts the next one.
+fn record_step(step: &'static str, started: std::time::Instant) -> std::time::Instant {
+    metrics::histogram!("berth_sandbox_phase_seconds", "phase" => step)
+        .record(started.elapsed().as_secs_f64());
+    std::time::Instant::now()
 }

@@ -40,6 +40,17 @@ const INSERT_EVENT: &str = "INSERT INTO events (workspace_id, seq, session_id, a
       WHERE EXISTS (SELECT 1 FROM sessions WHERE id = $2 AND replica_id = $6 AND epoch = $7)
      RETURNING seq";
 
+/// The agent's session id of a workspace (`$1`), which a later open resumes.
+const SET_AGENT_SESSION: &str = "UPDATE workspaces SET agent_session_id = $1 WHERE id = $2";
+
+/// What [`Store::append_event_after`] writes before the event.
+enum Before<'a> {
+    /// A live session's move (fenced); nothing is written when it does not apply.
+    LiveState { from: SessionState, to: SessionState },
+    /// The workspace's agent session id.
+    AgentSession(&'a str),
+}
+
 /// Takes the workspace's numbering on PostgreSQL, to the commit.
 const LOCK_NUMBERING: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 
@@ -90,38 +101,75 @@ impl Store {
     /// Moves a live session from `from` to `to` and appends its event, in one commit: an
     /// open's "made live" and its `session_started` are one durable write, not two. `None`
     /// when the session was not in `from` or is not this replica's: nothing was written.
-    #[allow(clippy::too_many_arguments)] // the state change and the event, each whole
     pub async fn update_live_session_with_event(
         &self,
         workspace: &WorkspaceId,
         session: &SessionId,
-        from: SessionState,
-        to: SessionState,
+        (from, to): (SessionState, SessionState),
+        at: DateTime<Utc>,
+        kind: &str,
+        data: &str,
+    ) -> Result<Option<Event>, StoreError> {
+        self.append_event_after(Before::LiveState { from, to }, workspace, session, at, kind, data).await
+    }
+
+    /// Records the agent's session id for the workspace (what a later open resumes) and
+    /// appends the event that says the agent is ready, in one commit.
+    pub async fn append_event_with_agent_session(
+        &self,
+        workspace: &WorkspaceId,
+        session: &SessionId,
+        agent_session: &str,
+        at: DateTime<Utc>,
+        kind: &str,
+        data: &str,
+    ) -> Result<Event, StoreError> {
+        let appended = self
+            .append_event_after(Before::AgentSession(agent_session), workspace, session, at, kind, data)
+            .await?;
+        appended.ok_or_else(|| StoreError::Fenced { session: session.to_string() })
+    }
+
+    /// `before`, then the event, on one transaction of either database. `None` when
+    /// `before` is a state change that did not apply: nothing was written.
+    async fn append_event_after(
+        &self,
+        before: Before<'_>,
+        workspace: &WorkspaceId,
+        session: &SessionId,
         at: DateTime<Utc>,
         kind: &str,
         data: &str,
     ) -> Result<Option<Event>, StoreError> {
         let fence = self.fence();
         let _change = self.reads.change();
-        // Both statements on one transaction of either database; `$lock` takes the
-        // numbering where writers run concurrently.
+        // `$lock` takes the workspace's numbering where writers run concurrently.
         macro_rules! in_one_commit {
             ($pool:expr, $lock:expr) => {{
                 let mut tx = $pool.begin().await?;
-                let moved = sqlx::query(UPDATE_LIVE_STATE)
-                    .bind(to.as_str())
-                    .bind(None::<DateTime<Utc>>)
-                    .bind(session.as_str())
-                    .bind(from.as_str())
-                    .bind(&fence.replica)
-                    .bind(fence.epoch)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if !moved {
-                    tx.rollback().await?;
-                    return Ok(None);
+                match before {
+                    Before::LiveState { from, to } => {
+                        let moved = sqlx::query(UPDATE_LIVE_STATE)
+                            .bind(to.as_str())
+                            .bind(None::<DateTime<Utc>>)
+                            .bind(session.as_str())
+                            .bind(from.as_str())
+                            .bind(&fence.replica)
+                            .bind(fence.epoch)
+                            .execute(&mut *tx)
+                            .await?;
+                        if moved.rows_affected() != 1 {
+                            tx.rollback().await?;
+                            return Ok(None);
+                        }
+                    }
+                    Before::AgentSession(agent_session) => {
+                        sqlx::query(SET_AGENT_SESSION)
+                            .bind(agent_session)
+                            .bind(workspace.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
                 if $lock {
                     sqlx::query(LOCK_NUMBERING).bind(workspace.as_str()).execute(&mut *tx).await?;
@@ -136,6 +184,11 @@ impl Store {
                     .bind(fence.epoch)
                     .fetch_optional(&mut *tx)
                     .await?;
+                // Fenced: a replica whose sessions were taken over writes nothing.
+                let Some(seq) = seq else {
+                    tx.rollback().await?;
+                    return Err(StoreError::Fenced { session: session.to_string() });
+                };
                 tx.commit().await?;
                 seq
             }};
@@ -144,7 +197,6 @@ impl Store {
             Backend::Sqlite(pool) => in_one_commit!(pool, false),
             Backend::Postgres(pool) => in_one_commit!(pool, true),
         };
-        let seq = seq.ok_or_else(|| StoreError::Fenced { session: session.to_string() })?;
         Ok(Some(Event { seq, session_id: session.clone(), at, kind: kind.to_owned(), data: data.to_owned() }))
     }
 
@@ -200,11 +252,7 @@ impl Store {
         agent_session: &str,
     ) -> Result<(), StoreError> {
         with_pool!(&self.backend, |pool| {
-            sqlx::query("UPDATE workspaces SET agent_session_id = $1 WHERE id = $2")
-                .bind(agent_session)
-                .bind(workspace.as_str())
-                .execute(pool)
-                .await?;
+            sqlx::query(SET_AGENT_SESSION).bind(agent_session).bind(workspace.as_str()).execute(pool).await?;
             Ok(())
         })
     }

@@ -273,8 +273,7 @@ async fn made_live_and_its_event_are_one_commit_or_nothing() {
             store.update_live_session_with_event(
                 &demo.id,
                 &session.id,
-                from,
-                active,
+                (from, active),
                 now(),
                 "system",
                 started,
@@ -287,6 +286,12 @@ async fn made_live_and_its_event_are_one_commit_or_nothing() {
         assert!(made_live(starting).await.unwrap().is_none(), "{}", database.url);
         let history = store.session_events(&session.id, 0, 10).await.unwrap();
         assert_eq!(history.len(), 1, "{}: {history:?}", database.url);
+        // Ready: the agent's session id (what the next open resumes) with its event.
+        let ready = r#"{"code":"agent_ready"}"#;
+        let event =
+            store.append_event_with_agent_session(&demo.id, &session.id, "acp-1", now(), "system", ready);
+        assert_eq!(event.await.unwrap().seq, 2);
+        assert_eq!(store.agent_session_id(&demo.id).await.unwrap().as_deref(), Some("acp-1"));
     }
 }
 

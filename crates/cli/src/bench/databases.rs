@@ -4,7 +4,9 @@
 //! of the open figures (DESIGN: PostgreSQL's p50 at most 1.5× SQLite's).
 
 use super::capacity::read_throughput;
-use super::{BENCH_TOKEN, BenchServer, Figure, SandboxKind, measure, measure_open_close, sandbox_kind};
+use super::{
+    BENCH_TOKEN, BenchServer, Figure, PhaseTable, SandboxKind, measure, measure_open_close, sandbox_kind,
+};
 use crate::harness::{Api, ServeProcess, WAITING_AGENT, make_repository, make_workspaces, tempfile_dir};
 use serde_json::json;
 
@@ -36,13 +38,14 @@ impl Backend {
     }
 }
 
-pub async fn compare(database: &str, rounds: usize) -> anyhow::Result<Vec<Figure>> {
+pub async fn compare(database: &str, rounds: usize) -> anyhow::Result<(Vec<Figure>, Vec<PhaseTable>)> {
     let backends = [
         Backend { label: "SQLite", server: None },
         Backend { label: "PostgreSQL", server: Some(database.to_owned()) },
     ];
     let kind = sandbox_kind("none")?;
     let mut figures = Vec::new();
+    let mut tables = Vec::new();
     let mut ready_p50 = Vec::new();
     for backend in &backends {
         let renamed = |figure: Figure| Figure {
@@ -52,8 +55,11 @@ pub async fn compare(database: &str, rounds: usize) -> anyhow::Result<Vec<Figure
         let server = backend.server("database-open", &kind, 0).await?;
         let measured = measure_open_close(&server, &kind, rounds).await;
         server.stop().await?;
-        for figure in measured? {
-            if figure.name.contains("agent ready") {
+        let (measured, mut table) = measured?;
+        table.sandbox = format!("{}, {}", table.sandbox, backend.label);
+        tables.push(table);
+        for figure in measured {
+            if figure.name.starts_with("open idle workspace → agent ready") {
                 ready_p50.push(figure.p50);
             }
             figures.push(renamed(figure));
@@ -99,5 +105,5 @@ pub async fn compare(database: &str, rounds: usize) -> anyhow::Result<Vec<Figure
             ratio <= 1.5,
         ));
     }
-    Ok(figures)
+    Ok((figures, tables))
 }

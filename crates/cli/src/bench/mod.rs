@@ -4,6 +4,7 @@
 
 mod capacity;
 mod databases;
+mod phases;
 
 use crate::harness::{Api, make_repository, tempfile_dir};
 use anyhow::bail;
@@ -118,6 +119,16 @@ impl Figure {
     }
 }
 
+/// Where one sandbox kind's open → agent ready went, beside the floor's.
+#[derive(Serialize)]
+struct PhaseTable {
+    sandbox: String,
+    /// berth's phases (means, ms), in the order an open goes through them.
+    berth: Vec<(String, f64)>,
+    /// The floor's (means, ms): the same agent in the same sandbox, no control plane.
+    floor: Vec<(String, f64)>,
+}
+
 const BENCH_TOKEN: &str = "berth_bench_admin_token_0000000000";
 
 /// A server of the bench's own, on a temporary data directory.
@@ -154,6 +165,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let kinds = args.sandboxes.iter().map(|name| sandbox_kind(name)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut figures = Vec::new();
     let mut skipped = Vec::new();
+    let mut tables = Vec::new();
     // Open and close on each sandbox kind, one after the other in this one run.
     for (name, kind) in args.sandboxes.iter().zip(&kinds) {
         let rounds = if kind.driver == SandboxDriverKind::Docker { args.docker_rounds } else { args.rounds };
@@ -167,7 +179,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let measured = measure_open_close(&server, kind, rounds).await;
         server.stop().await?;
         match measured {
-            Ok(measured) => figures.extend(measured),
+            Ok((measured, table)) => {
+                figures.extend(measured);
+                tables.push(table);
+            }
             Err(error) => skipped.push(format!("{}: {error:#}", kind.label)),
         }
     }
@@ -184,7 +199,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(database) = &args.database {
         match databases::compare(database, args.rounds).await {
-            Ok(measured) => figures.extend(measured),
+            Ok((measured, database_tables)) => {
+                figures.extend(measured);
+                tables.extend(database_tables);
+            }
             Err(error) => skipped.push(format!("databases: {error:#}")),
         }
     }
@@ -199,9 +217,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "figures": figures, "skipped": skipped }))?);
+        let document = json!({ "figures": figures, "phases": tables, "skipped": skipped });
+        println!("{}", serde_json::to_string_pretty(&document)?);
     } else {
         print_table(&figures);
+        print_phases(&tables);
         for reason in &skipped {
             println!("skipped {reason}");
         }
@@ -215,18 +235,35 @@ async fn measure_open_close(
     server: &BenchServer,
     kind: &SandboxKind,
     rounds: usize,
-) -> anyhow::Result<Vec<Figure>> {
+) -> anyhow::Result<(Vec<Figure>, PhaseTable)> {
     let api = &server.api;
     let workspace = api.ready_workspace(&server.repo, "bench-open").await?;
+    // The floor: `berth agent` in the same sandbox without berth, where there is one to
+    // compare with (the local driver's).
+    let floor_of = (kind.driver == SandboxDriverKind::Local && kind.network != Network::Outbound)
+        .then_some(kind.isolation == Isolation::Bwrap);
+    let berth = std::env::current_exe()?;
+    let checkout = server.data.join("berth/workspaces").join(&workspace);
     // Warm up: the first spawn of a binary pays for page-cache misses.
     for _ in 0..3 {
         let session = api.open(&workspace).await?;
         api.close(&session).await?;
+        if let Some(isolated) = floor_of {
+            phases::floor_round(&berth, &checkout, isolated).await?;
+        }
     }
     let (mut opens, mut readies, mut closes) =
         (Vec::with_capacity(rounds), Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let (mut floor, mut floor_totals) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     let mut last_seq = 0;
+    let before = phases::scrape(&api.http, &api.base).await?;
     for _ in 0..rounds {
+        // A round of the floor, then one of berth: the same load on both.
+        if let Some(isolated) = floor_of {
+            let round = phases::floor_round(&berth, &checkout, isolated).await?;
+            floor_totals.push(round.total());
+            floor.push(round);
+        }
         let started = Instant::now();
         let session = api.open(&workspace).await?;
         opens.push(started.elapsed());
@@ -243,6 +280,12 @@ async fn measure_open_close(
         api.close(&session).await?;
         closes.push(started.elapsed());
     }
+    let after = phases::scrape(&api.http, &api.base).await?;
+    let table = PhaseTable {
+        sandbox: kind.label.to_owned(),
+        berth: phases::means(&before, &after),
+        floor: phases::floor_means(&floor),
+    };
     // git status runs in a sandbox of its own, with a session live (the agent works in
     // the checkout meanwhile) and without.
     let mut statuses = Vec::with_capacity(rounds);
@@ -261,7 +304,27 @@ async fn measure_open_close(
     let open_name = format!("open idle workspace → agent process running ({})", kind.label);
     let ready_name = format!("open idle workspace → agent ready, ACP initialised ({})", kind.label);
     let close_name = format!("close one session ({})", kind.label);
-    Ok(vec![
+    let mut figures = Vec::new();
+    if !floor_totals.is_empty() {
+        let floor_p50 = latency(String::new(), &mut floor_totals, "—", f64::INFINITY).p50;
+        let mut sorted = readies.clone();
+        let berth_p50 = latency(String::new(), &mut sorted, "—", f64::INFINITY).p50;
+        figures.push(latency(
+            format!("floor: berth agent alone, spawn → session/new answered ({})", kind.label),
+            &mut floor_totals,
+            "—",
+            f64::INFINITY,
+        ));
+        let ratio = berth_p50 / floor_p50;
+        figures.push(Figure::single(
+            format!("open → agent ready p50 ÷ the floor's ({})", kind.label),
+            "ratio",
+            ratio,
+            "≤ 1.5",
+            ratio <= 1.5,
+        ));
+    }
+    figures.extend([
         latency(open_name, &mut opens, "—", f64::INFINITY),
         latency(ready_name, &mut readies, kind.open_target, kind.open_limit_ms),
         latency(close_name, &mut closes, kind.close_target().0, kind.close_target().1),
@@ -271,7 +334,8 @@ async fn measure_open_close(
             kind.git_status_target().0,
             kind.git_status_target().1,
         ),
-    ])
+    ]);
+    Ok((figures, table))
 }
 
 async fn measure(api: &Api, repo: &str) -> anyhow::Result<Vec<Figure>> {
@@ -363,6 +427,16 @@ fn latency(name: String, samples: &mut [Duration], target: &'static str, p50_lim
     };
     let p50 = at(0.50);
     Figure { name, unit: "ms", p50, p95: at(0.95), p99: at(0.99), target, meets_target: p50 <= p50_limit_ms }
+}
+
+fn print_phases(tables: &[PhaseTable]) {
+    for table in tables {
+        println!();
+        println!("where open → agent ready goes ({}), means in ms:", table.sandbox);
+        for (name, mean) in table.floor.iter().chain(&table.berth) {
+            println!("  {name:<44} {mean:>8.3}");
+        }
+    }
 }
 
 fn print_table(figures: &[Figure]) {

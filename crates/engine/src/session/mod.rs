@@ -18,6 +18,7 @@ mod conversation;
 mod end;
 mod live;
 mod open;
+pub mod phases;
 mod reconcile;
 pub(crate) mod runtime;
 

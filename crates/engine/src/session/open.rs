@@ -4,6 +4,7 @@
 
 use super::conversation::{agent_error, store_event};
 use super::end::Sandbox;
+use super::phases::{Phase, record_phase};
 use super::runtime::{Command, SessionActor};
 use super::{CONTROLLERS_BUSY_RETRY_AFTER, OpenOutcome, Owner, Sessions, SlotGuard};
 use crate::{EngineError, Services};
@@ -61,7 +62,7 @@ impl Sessions {
         if let Some(id) = WorkspaceId::parse(workspace_id) {
             self.hold_grace_for_reconnect(&caller.id, &id);
         }
-        let outcome = self.open_serialised(caller, workspace_id).await;
+        let outcome = self.open_serialised(caller, workspace_id, started).await;
         let label = match &outcome {
             Ok(OpenOutcome::Opened { .. }) => "new",
             Ok(OpenOutcome::Resumed { .. }) => "resumed",
@@ -74,7 +75,12 @@ impl Sessions {
         outcome
     }
 
-    async fn open_serialised(&self, caller: &User, workspace_id: &str) -> Result<OpenOutcome, EngineError> {
+    async fn open_serialised(
+        &self,
+        caller: &User,
+        workspace_id: &str,
+        started: Instant,
+    ) -> Result<OpenOutcome, EngineError> {
         let user_lock = self.user_lock(&caller.id);
         let _one_open_per_user_at_a_time = user_lock.lock().await;
         // The same across replicas: the database's lock of this user's opens, and their
@@ -111,6 +117,7 @@ impl Sessions {
                         EngineError::ReplaceFailed { session_id: id.clone(), message: error.to_string() }
                     })?;
                 }
+                record_phase(Phase::Checks, started.elapsed());
                 let session = self.power_on(caller, &workspace, command).await?;
                 Ok(OpenOutcome::Opened { session, replaced: replace })
             }
@@ -150,19 +157,22 @@ impl Sessions {
         };
         // Read before anything is taken: the caller's secrets and git credential, and who
         // the agent's own commits are by.
+        let reads_started = Instant::now();
         let accounts = self.accounts();
         let secret_env = accounts.agent_private_env(&caller.id, workspace).await?;
         let (author, email) = accounts.profile(caller).await?.git_identity(caller);
+        record_phase(Phase::Reads, reads_started.elapsed());
         // Given back when dropped, on any way out below until the owner task has it.
         let Some((slot, commands)) = self.take_slot(&session) else {
             return Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER });
         };
+        let insert_started = Instant::now();
         match self
             .store
             .insert_session(&session, workspace.state, self.config.limits.running_sandboxes)
             .await?
         {
-            SessionInsert::Inserted => {}
+            SessionInsert::Inserted => record_phase(Phase::StoreInsert, insert_started.elapsed()),
             SessionInsert::NoSandboxSlot => {
                 return Err(EngineError::ControllersBusy { retry_after: CONTROLLERS_BUSY_RETRY_AFTER });
             }
@@ -190,8 +200,12 @@ impl Sessions {
         let guard = PowerOnGuard { sessions: self.clone(), session, slot };
         let (opened, answer) = oneshot::channel();
         self.tasks.spawn(async move {
+            let sandbox_started = Instant::now();
             match guard.sessions.driver.power_on(spec).await {
-                Ok(io) => SessionActor::start(guard, io, commands, opened).await,
+                Ok(io) => {
+                    record_phase(Phase::Sandbox, sandbox_started.elapsed());
+                    SessionActor::start(guard, io, commands, opened).await;
+                }
                 Err(error) => {
                     metrics::counter!("berth_sandbox_failures_total", "operation" => "power_on").increment(1);
                     let error = EngineError::SandboxFailed { message: error.to_string() };

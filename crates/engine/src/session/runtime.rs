@@ -10,6 +10,7 @@ use super::conversation::{
     system, turn_failure,
 };
 use super::end::Sandbox;
+use super::phases::{Phase, record_phase};
 use super::{PowerOnGuard, Sessions, SlotGuard};
 use crate::{EngineError, Services};
 use berth_agent::client::{AgentConnection, AgentEvent};
@@ -162,6 +163,7 @@ impl SessionActor {
         opened: oneshot::Sender<Result<Session, EngineError>>,
     ) {
         let sessions = guard.sessions.clone();
+        let made_live_started = std::time::Instant::now();
         let made_live = async {
             let session = &guard.session;
             let to = session.state.on(SessionEvent::SandboxRunning).map_err(EngineError::from)?;
@@ -170,8 +172,7 @@ impl SessionActor {
             let made_live = sessions.store.update_live_session_with_event(
                 &session.workspace_id,
                 &session.id,
-                session.state,
-                to,
+                (session.state, to),
                 Utc::now(),
                 EventKind::System.as_str(),
                 &started,
@@ -188,7 +189,10 @@ impl SessionActor {
             Ok::<_, EngineError>((sessions.load_session(&session.id).await?, resume))
         };
         let (session, resume) = match made_live.await {
-            Ok(live) => live,
+            Ok(live) => {
+                record_phase(Phase::MadeLive, made_live_started.elapsed());
+                live
+            }
             Err(error) => {
                 let _ = opened.send(Err(guard.fail(error, Sandbox::Started).await));
                 return;
@@ -466,16 +470,27 @@ impl SessionActor {
 
     async fn agent_event(&mut self, event: AgentEvent) -> Result<(), EngineError> {
         match event {
-            AgentEvent::Ready { agent_session_id, resumed } => {
+            AgentEvent::Ready { agent_session_id, resumed, handshake } => {
                 self.ready = true;
-                self.sessions
-                    .store
-                    .set_agent_session_id(&self.session.workspace_id, &agent_session_id)
-                    .await?;
+                record_phase(Phase::AgentInitialize, handshake.initialize);
+                record_phase(Phase::AgentSession, handshake.session);
+                let started = std::time::Instant::now();
                 if resumed {
                     self.say(SystemCode::AgentContextResumed, json!({})).await?;
                 }
-                self.say(SystemCode::AgentReady, json!({})).await?;
+                // The agent's session id (what the next open resumes) and `agent_ready`:
+                // one commit.
+                let ready = system(SystemCode::AgentReady, json!({})).to_string();
+                let event = self.sessions.store.append_event_with_agent_session(
+                    &self.session.workspace_id,
+                    &self.session.id,
+                    &agent_session_id,
+                    Utc::now(),
+                    EventKind::System.as_str(),
+                    &ready,
+                );
+                self.broadcast(LiveMessage::Event(event.await?));
+                record_phase(Phase::ReadyEvent, started.elapsed());
             }
             AgentEvent::Update(update) => {
                 if self.ready {
