@@ -1,8 +1,8 @@
 //! Session history.
 
-use crate::sessions::UPDATE_LIVE_STATE;
+use crate::sessions::{UPDATE_LIVE_STATE, end_on};
 use crate::{Backend, Store, StoreError};
-use berth_core::session::SessionState;
+use berth_core::session::{EndReason, SessionState};
 use berth_core::{Event, SessionId, WorkspaceId};
 use chrono::{DateTime, Utc};
 
@@ -49,6 +49,8 @@ enum Before<'a> {
     LiveState { from: SessionState, to: SessionState },
     /// The workspace's agent session id.
     AgentSession(&'a str),
+    /// The session's end (fenced); nothing is written when it had ended already.
+    End { reason: EndReason, at: DateTime<Utc> },
 }
 
 /// Takes the workspace's numbering on PostgreSQL, to the commit.
@@ -130,6 +132,20 @@ impl Store {
         appended.ok_or_else(|| StoreError::Fenced { session: session.to_string() })
     }
 
+    /// Ends a live session (its workspace moves on to `idle`) and appends the event that
+    /// says so, in one commit. `None` when it had ended already: nothing was written;
+    /// `Fenced` when it is not this replica's any more.
+    pub async fn end_session_with_event(
+        &self,
+        workspace: &WorkspaceId,
+        session: &SessionId,
+        reason: EndReason,
+        at: DateTime<Utc>,
+        (kind, data): (&str, &str),
+    ) -> Result<Option<Event>, StoreError> {
+        self.append_event_after(Before::End { reason, at }, workspace, session, at, kind, data).await
+    }
+
     /// `before`, then the event, on one transaction of either database. `None` when
     /// `before` is a state change that did not apply: nothing was written.
     async fn append_event_after(
@@ -161,6 +177,25 @@ impl Store {
                         if moved.rows_affected() != 1 {
                             tx.rollback().await?;
                             return Ok(None);
+                        }
+                    }
+                    Before::End { reason, at } => {
+                        if !end_on!(&mut tx, session, reason, at, fence) {
+                            // Ended already by its owner (nothing to say twice), or not
+                            // this replica's any more (taken over: refused).
+                            let owned: Option<i32> = sqlx::query_scalar(
+                                "SELECT 1 FROM sessions WHERE id = $1 AND replica_id = $2 AND epoch = $3",
+                            )
+                            .bind(session.as_str())
+                            .bind(&fence.replica)
+                            .bind(fence.epoch)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                            tx.rollback().await?;
+                            return match owned {
+                                Some(_) => Ok(None),
+                                None => Err(StoreError::Fenced { session: session.to_string() }),
+                            };
                         }
                     }
                     Before::AgentSession(agent_session) => {

@@ -58,6 +58,43 @@ pub enum SessionInsert {
     NoSandboxSlot,
 }
 
+/// Ends live session `$id` on transaction `$tx` (fenced to `$fence`'s owner) and moves
+/// its workspace from `active` to `idle`; evaluates to whether it ended (false: it had
+/// already, and nothing was written).
+macro_rules! end_on {
+    ($tx:expr, $id:expr, $reason:expr, $at:expr, $fence:expr) => {{
+        let ended = sqlx::query(&format!(
+            "UPDATE sessions SET state = '{}', ended_at = $1, end_reason = $2, grace_expires_at = NULL,
+                    agent_running = FALSE
+             WHERE id = $3 AND {} AND replica_id = $4 AND epoch = $5",
+            crate::states::ended(),
+            *crate::states::LIVE
+        ))
+        .bind($at)
+        .bind($reason.as_str())
+        .bind($id.as_str())
+        .bind(&$fence.replica)
+        .bind($fence.epoch)
+        .execute(&mut **$tx)
+        .await?;
+        let ended = ended.rows_affected() == 1;
+        if ended {
+            let (active, idle) = crate::states::workspace_move_on_end();
+            sqlx::query(
+                "UPDATE workspaces SET state = $3
+                     WHERE state = $2 AND id = (SELECT workspace_id FROM sessions WHERE id = $1)",
+            )
+            .bind($id.as_str())
+            .bind(active)
+            .bind(idle)
+            .execute(&mut **$tx)
+            .await?;
+        }
+        ended
+    }};
+}
+pub(crate) use end_on;
+
 /// A live session's move from one state (`$4`) to another (`$1`) with its grace window
 /// (`$2`), fenced to its owner (`$5`, `$6`).
 pub(crate) const UPDATE_LIVE_STATE: &str = "UPDATE sessions SET state = $1, grace_expires_at = $2
@@ -93,7 +130,17 @@ impl Store {
         with_pool!(&self.backend, |pool| {
             let mut tx = pool.begin().await?;
             if postgres {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SLOTS_LOCK).execute(&mut *tx).await?;
+                // This commit does not wait for the disk: nobody hears of the session
+                // until it is made live, a commit that does wait — and flushes this one
+                // with it (PostgreSQL writes its log in order). A database lost before
+                // then loses a session nobody was told of, whose sandbox the failed
+                // made-live powers off. Seen by every replica at once all the same.
+                sqlx::query(
+                    "SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)",
+                )
+                .bind(SLOTS_LOCK)
+                .execute(&mut *tx)
+                .await?;
             }
             let Some(to) = crate::states::workspace_after(from, WorkspaceEvent::SessionOpened) else {
                 return Ok(SessionInsert::WorkspaceNotReady);
@@ -299,33 +346,9 @@ impl Store {
         let _change = self.reads.change();
         with_pool!(&self.backend, |pool| {
             let mut tx = pool.begin().await?;
-            let ended = sqlx::query(&format!(
-                "UPDATE sessions SET state = '{}', ended_at = $1, end_reason = $2, grace_expires_at = NULL,
-                        agent_running = FALSE
-                 WHERE id = $3 AND {} AND replica_id = $4 AND epoch = $5",
-                crate::states::ended(),
-                *LIVE
-            ))
-            .bind(at)
-            .bind(reason.as_str())
-            .bind(id.as_str())
-            .bind(&fence.replica)
-            .bind(fence.epoch)
-            .execute(&mut *tx)
-            .await?;
-            if ended.rows_affected() != 1 {
+            if !end_on!(&mut tx, id, reason, at, fence) {
                 return Ok(false);
             }
-            let (active, idle) = crate::states::workspace_move_on_end();
-            sqlx::query(
-                "UPDATE workspaces SET state = $3
-                     WHERE state = $2 AND id = (SELECT workspace_id FROM sessions WHERE id = $1)",
-            )
-            .bind(id.as_str())
-            .bind(active)
-            .bind(idle)
-            .execute(&mut *tx)
-            .await?;
             tx.commit().await?;
             Ok(true)
         })

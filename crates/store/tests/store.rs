@@ -259,7 +259,7 @@ async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
 }
 
 #[tokio::test]
-async fn made_live_and_its_event_are_one_commit_or_nothing() {
+async fn made_live_ready_and_the_end_are_each_one_commit_with_their_event_or_nothing() {
     for database in databases().await {
         let store = open(&database).await;
         let (alice, demo) = alice_and_demo(&store).await;
@@ -292,6 +292,15 @@ async fn made_live_and_its_event_are_one_commit_or_nothing() {
             store.append_event_with_agent_session(&demo.id, &session.id, "acp-1", now(), "system", ready);
         assert_eq!(event.await.unwrap().seq, 2);
         assert_eq!(store.agent_session_id(&demo.id).await.unwrap().as_deref(), Some("acp-1"));
+        // The end and `session_closed`: one commit, once.
+        let closed = r#"{"code":"session_closed"}"#;
+        let end = || {
+            store.end_session_with_event(&demo.id, &session.id, EndReason::Closed, now(), ("system", closed))
+        };
+        assert_eq!(end().await.unwrap().map(|event| event.seq), Some(3), "{}", database.url);
+        assert_eq!(store.workspace(&demo.id).await.unwrap().unwrap().state, WorkspaceState::Idle);
+        assert!(end().await.unwrap().is_none(), "ended once: {}", database.url);
+        assert_eq!(store.session_events(&session.id, 0, 10).await.unwrap().len(), 3);
     }
 }
 

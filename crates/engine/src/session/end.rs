@@ -1,7 +1,7 @@
 //! Ending sessions: closing one (the owner task does it), closing all in parallel with an
 //! exact report, leaving, and [`Sessions::finish`] — the body of every ending.
 
-use super::conversation::{close_open_tool_calls, store_event, system};
+use super::conversation::{close_open_tool_calls, system};
 use super::runtime::Command;
 use super::{CloseAllReport, CloseAllScope, CloseFailure, Owner, Sessions};
 use crate::{EngineError, Services};
@@ -149,9 +149,19 @@ impl Sessions {
         for event in close_open_tool_calls(&self.store, session).await? {
             told(event);
         }
-        self.store.end_session(&session.id, reason, Utc::now()).await?;
-        let closed = system(SystemCode::SessionClosed, serde_json::json!({ "reason": reason.as_str() }));
-        told(store_event(&self.store, session, EventKind::System, closed).await?);
+        // The end and `session_closed`: one commit (none when it had ended already).
+        let closed =
+            system(SystemCode::SessionClosed, serde_json::json!({ "reason": reason.as_str() })).to_string();
+        let ended = self.store.end_session_with_event(
+            &session.workspace_id,
+            &session.id,
+            reason,
+            Utc::now(),
+            (EventKind::System.as_str(), &closed),
+        );
+        if let Some(event) = ended.await? {
+            told(event);
+        }
         metrics::counter!("berth_session_closes_total", "outcome" => "closed", "reason" => reason.as_str())
             .increment(1);
         tracing::info!(session_id = %session.id, reason = reason.as_str(), "session ended");
