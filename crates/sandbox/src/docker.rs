@@ -8,8 +8,8 @@
 use crate::job::{STDERR_TAIL_BYTES, within_limits};
 use crate::settings::{Network, Resources};
 use crate::{
-    AgentIo, Job, JobNetwork, JobOutput, RunningSandbox, SandboxDriver, SandboxError, SandboxExit,
-    SandboxSpec, bwrap, netns,
+    AgentIo, Job, JobNetwork, JobOutput, LocalDriver, RunningSandbox, SandboxDriver, SandboxError,
+    SandboxExit, SandboxSpec, bwrap, netns,
 };
 use berth_core::{SessionId, WorkspaceId};
 use bollard::Docker;
@@ -52,6 +52,10 @@ pub struct DockerDriver {
     docker: Docker,
     options: DockerOptions,
     installation: String,
+    /// Where jobs without network run when this machine has bubblewrap: a sandbox of
+    /// the local driver's, never the agent's own container — the same isolation, with
+    /// berth's `.git/config`, for milliseconds instead of a container each.
+    local_jobs: Option<LocalDriver>,
 }
 
 fn engine_error(error: bollard::errors::Error) -> SandboxError {
@@ -75,9 +79,21 @@ impl DockerDriver {
             what: format!("cannot reach the Docker engine (set DOCKER_HOST?): {error}"),
         })?;
         let installation = crate::cgroup::installation_name(&options.state_dir);
-        let driver = DockerDriver { docker, options, installation };
+        let driver = DockerDriver { docker, options, installation, local_jobs: None };
         driver.remove_left_jobs().await?;
         Ok(driver)
+    }
+
+    /// Runs jobs without network (git status, diffs, files, commits: what a page reads
+    /// after every turn) in `local`'s sandboxes — bubblewrap on this machine, which sees
+    /// the checkout as the containers do — instead of a container each. Jobs with
+    /// network (clones, pushes) keep a container of their own.
+    pub fn with_local_jobs(mut self, local: LocalDriver) -> Result<DockerDriver, SandboxError> {
+        if local.isolation() != crate::Isolation::Bwrap {
+            return Err(SandboxError::Unavailable { what: "local jobs need bubblewrap".into() });
+        }
+        self.local_jobs = Some(local);
+        Ok(self)
     }
 
     /// Job containers of this installation left by a server that crashed mid-job.
@@ -446,6 +462,11 @@ impl SandboxDriver for DockerDriver {
     }
 
     async fn run_job(&self, job: Job) -> Result<JobOutput, SandboxError> {
+        if let Some(local) = &self.local_jobs
+            && job.network == JobNetwork::None
+        {
+            return local.run_job(job).await;
+        }
         let name = format!("berth-job-{}-{:016x}", job.workspace_id, rand::random::<u64>());
         let create = CreateContainerOptions { name: Some(name.clone()), ..CreateContainerOptions::default() };
         let config_file = match &job.repository_config {

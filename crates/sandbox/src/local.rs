@@ -197,6 +197,10 @@ impl LocalDriver {
         Ok(driver)
     }
 
+    pub fn isolation(&self) -> Isolation {
+        self.options.isolation
+    }
+
     /// What the sandboxes of this driver are, for the start-up log.
     pub fn describe(&self) -> String {
         let isolation = match self.options.isolation {

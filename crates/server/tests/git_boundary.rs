@@ -300,3 +300,31 @@ async fn deleting_a_workspace_never_follows_its_symlinks() {
     assert!(!checkout.exists());
     assert_eq!(std::fs::read_to_string(outside.path().join("keep.txt")).unwrap(), "not alice's\n");
 }
+
+#[tokio::test]
+async fn git_status_of_a_docker_workspace_runs_in_bubblewrap_not_a_container_each() {
+    let Some(server) = server(Sandbox::Docker).await else { return };
+    let source = SourceRepo::new();
+    let alice = server.member("alice").await;
+    let id = &alice.ready_workspace(&source.url(), "quick").await;
+    let unix_now = || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
+    };
+    let since = unix_now();
+    for _ in 0..3 {
+        let (status, git) = alice.get(&format!("/api/workspaces/{id}/git")).await;
+        assert_eq!(status, StatusCode::OK, "{git}");
+        assert!(git["branch"].is_string(), "{git}");
+    }
+    let until = unix_now();
+    let created = std::process::Command::new("docker")
+        .args(["events", "--since", &since, "--until", &until, "--format", "{{.Actor.ID}}"])
+        .args(["--filter", "type=container", "--filter", "event=create"])
+        .args(["--filter", &format!("label=berth.workspace={id}")])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let created = String::from_utf8_lossy(&created.stdout);
+    assert!(created.trim().is_empty(), "git status started containers: {created}");
+}
