@@ -1272,7 +1272,7 @@ async fn a_hidden_tab_says_when_the_agent_asks_and_when_it_finished() {
 }
 
 #[tokio::test]
-async fn settings_rename_and_switch_the_branch_and_lead_to_delete() {
+async fn settings_rename_switch_the_branch_and_the_agent_and_lead_to_delete() {
     if !have_browser() {
         return;
     }
@@ -1289,14 +1289,15 @@ async fn settings_rename_and_switch_the_branch_and_lead_to_delete() {
     let branch = browser.element("#setting-branch").await;
     branch.clear().await.unwrap();
     branch.send_keys("feature").await.unwrap();
-    browser.element("#setting-agent").await.send_keys("my-agent --acp").await.unwrap();
+    // The agent is picked from the catalogue, as for a new workspace.
+    browser.element("#agent option[value='builtin']:not([disabled])").await.click().await.unwrap();
     browser.screenshot("settings").await;
     browser.click("#settings-form button[type=submit]").await;
     browser.element("[data-toast='Settings saved']").await;
     let (_, saved) = server.call(reqwest::Method::GET, &format!("/api/workspaces/{workspace}"), None).await;
     assert_eq!(
         (saved["name"].as_str(), saved["branch"].as_str(), saved["agent"].as_str()),
-        (Some("after"), Some("feature"), Some("my-agent --acp"))
+        (Some("after"), Some("feature"), Some("builtin"))
     );
 
     // A refusal is shown on the form, not lost.

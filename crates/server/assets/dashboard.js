@@ -34,12 +34,8 @@ export function newWorkspaceForm() {
     submit.disabled = true;
     try {
       // The key the chosen agent needs, added right here first.
-      for (const input of form.querySelectorAll("[data-secret]")) {
-        if (!input.value) continue;
-        const saved = await api("PUT", `/api/secrets/${encodeURIComponent(input.dataset.secret)}`, { value: input.value });
-        if (saved.status !== 204) { error.textContent = errorMessage(saved); return; }
-        input.value = "";
-      }
+      const unsaved = await saveAgentSecrets(form);
+      if (unsaved) { error.textContent = unsaved; return; }
       const answer = await api("POST", "/api/workspaces", body);
       if (answer.status === 202) {
         form.reset();
@@ -62,6 +58,22 @@ export function newWorkspaceForm() {
 /** The agent of a new workspace: the installation's default first (preselected), then
  * each agent offered — one not installed here cannot be picked — and, for the one picked,
  * a field for each key it needs that the person has not set. */
+/** Saves the secrets typed into `form`'s agent picker; the error to show, or null. */
+export async function saveAgentSecrets(form) {
+  for (const input of form.querySelectorAll("[data-secret]")) {
+    if (!input.value) continue;
+    const saved = await api("PUT", `/api/secrets/${encodeURIComponent(input.dataset.secret)}`, { value: input.value });
+    if (saved.status !== 204) return errorMessage(saved);
+    input.value = "";
+  }
+  return null;
+}
+
+/**
+ * The agent a workspace runs: the catalogue's agents (those not installed shown, not
+ * offered), with a field for each secret the chosen one lacks. `current` is selected; a
+ * command of the workspace's own that is not in the catalogue stays offered as it is.
+ */
 export function agentPicker(current = "") {
   const select = h("select", { id: "agent", name: "agent" }, h("option", { value: "" }, "The installation's default"));
   const needs = h("div", { id: "agent-needs" });
@@ -83,6 +95,7 @@ export function agentPicker(current = "") {
     offered = answer.body.agents;
     select.append(...offered.map((agent) => h("option", { value: agent.name, disabled: !agent.installed, title: agent.install || null },
       `${agent.name}${agent.installed ? "" : " (not installed)"}${agent.missing.length ? ` — needs ${agent.missing.join(", ")}` : ""}`)));
+    if (current && !offered.some((agent) => agent.name === current)) select.append(h("option", { value: current }, current));
     select.value = current;
     drawNeeds();
   });

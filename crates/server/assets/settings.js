@@ -1,7 +1,7 @@
 // A workspace's settings: name, branch, agent, and delete.
 
 import { api, errorMessage } from "./api.js";
-import { confirmDelete } from "./dashboard.js";
+import { agentPicker, confirmDelete, saveAgentSecrets } from "./dashboard.js";
 import { h, toast } from "./dom.js";
 import { badge, setTitle, shownState, terminalText } from "./format.js";
 import { go, main, workspaceFeed } from "./shell.js";
@@ -26,14 +26,18 @@ export function settings(id) {
       const body = {};
       if (data.get("name") !== workspace.name) body.name = data.get("name").trim();
       if (data.get("branch").trim() && data.get("branch").trim() !== (workspace.branch || "")) body.branch = data.get("branch").trim();
-      if (data.get("agent").trim() !== (workspace.agent || "")) body.agent = data.get("agent").trim();
+      if ((data.get("agent") || "") !== (workspace.agent || "")) body.agent = data.get("agent") || "";
+      // The key the newly chosen agent needs, added right here first.
+      const unsaved = await saveAgentSecrets(form);
+      if (unsaved) { error.textContent = unsaved; return; }
       const saved = await api("PATCH", `/api/workspaces/${id}`, body);
       if (saved.status === 200) { toast("Settings saved"); Object.assign(workspace, saved.body); }
       else error.textContent = errorMessage(saved);
     } },
     field("name", "Name", workspace.name),
     field("branch", "Branch", workspace.branch, "(switches the checkout; close the session first)"),
-    field("agent", "Agent command", workspace.agent, "(empty: the installation's agent; used from the next open)"),
+    agentPicker(workspace.agent || ""),
+    h("p", { class: "hint" }, "The agent runs from the next open: close the session to switch now."),
     error,
     h("p", {}, h("button", { class: "primary", type: "submit" }, "Save")));
     main.replaceChildren(
