@@ -1,7 +1,7 @@
 //! Where open → agent ready goes, beside the physical floor: the same agent (`berth
-//! agent`) in the same sandbox with no control plane — `bwrap --unshare-all …` or a bare
-//! process — then ACP `initialize` and `session/new` over its stdio with the client berth
-//! uses. berth's phases are the means of its `berth_open_phase_seconds` and
+//! agent`) in the same sandbox with no control plane — a bare process, `bwrap
+//! --unshare-all …` or `docker run` of the same image — then ACP `initialize` and
+//! `session/new` over its stdio with the client berth uses. berth's phases are the means of its `berth_open_phase_seconds` and
 //! `berth_sandbox_phase_seconds` histograms over the measured rounds (read from
 //! `/metrics` before and after); the floor's are measured here, a round of it before each
 //! of berth's.
@@ -24,11 +24,28 @@ impl FloorRound {
     }
 }
 
-/// Starts `berth agent` in `checkout` bare, or (`isolated`) in a bubblewrap sandbox with
-/// every namespace of its own and the system read-only, and runs the ACP handshake.
-pub async fn floor_round(berth: &Path, checkout: &Path, isolated: bool) -> anyhow::Result<FloorRound> {
+/// Where the floor's agent runs.
+#[derive(Debug, Clone)]
+pub enum Floor {
+    /// A process of this machine.
+    Bare,
+    /// A bubblewrap sandbox with every namespace of its own and the system read-only.
+    Bwrap,
+    /// `docker run` of the image (no network), the workspace and berth bind-mounted.
+    Docker { image: String },
+}
+
+/// Starts `berth agent` in `checkout` as `floor` says and runs the ACP handshake.
+pub async fn floor_round(berth: &Path, checkout: &Path, floor: &Floor) -> anyhow::Result<FloorRound> {
     let started = Instant::now();
-    let mut command = if isolated {
+    let mut command = if let Floor::Docker { image } = floor {
+        let mut command = tokio::process::Command::new("docker");
+        command.args(["run", "--rm", "-i", "--network", "none", "-w", "/workspace", "-v"]);
+        command.arg(format!("{0}:{0}:ro", berth.display()));
+        command.arg("-v").arg(format!("{}:/workspace", checkout.display()));
+        command.arg(image).arg(berth).arg("agent");
+        command
+    } else if matches!(floor, Floor::Bwrap) {
         let mut command = tokio::process::Command::new("bwrap");
         command.args(["--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]);
         for link in ["bin", "lib", "lib64", "sbin"] {
@@ -46,8 +63,17 @@ pub async fn floor_round(berth: &Path, checkout: &Path, isolated: bool) -> anyho
         command.arg("agent").current_dir(checkout);
         command
     };
+    if let Floor::Docker { .. } = floor {
+        // The docker client finds its engine as berth does.
+        if let Some(host) = std::env::var_os("DOCKER_HOST") {
+            command.env_clear().env("DOCKER_HOST", host);
+        } else {
+            command.env_clear();
+        }
+    } else {
+        command.env_clear();
+    }
     let mut child = command
-        .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -58,7 +84,10 @@ pub async fn floor_round(berth: &Path, checkout: &Path, isolated: bool) -> anyho
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         anyhow::bail!("the floor's agent has no standard streams");
     };
-    let agent_root = if isolated { Path::new("/workspace").to_owned() } else { checkout.to_owned() };
+    let agent_root = match floor {
+        Floor::Bare => checkout.to_owned(),
+        Floor::Bwrap | Floor::Docker { .. } => Path::new("/workspace").to_owned(),
+    };
     let roots = WorkspaceRoots { host: checkout.to_owned(), agent: agent_root };
     let (_connection, mut events) = berth_agent::client::connect(stdin, stdout, roots, None);
     let handshake = loop {
