@@ -86,8 +86,14 @@ impl Sessions {
         // The same across replicas: the database's lock of this user's opens, and their
         // live sessions as the database has them now.
         let _one_open_per_user_on_every_replica = self.store.lock_user_opens(&caller.id).await?;
-        let workspace = self.workspaces().workspace(caller, workspace_id).await?;
-        let users_live = self.store.live_sessions_of_now(&caller.id).await?;
+        // Three reads at once: the workspace, the user's live sessions and every
+        // replica's sandboxes (the insert checks the count again in the same step).
+        let workspaces = self.workspaces();
+        let (workspace, users_live, running) = tokio::try_join!(
+            async { workspaces.workspace(caller, workspace_id).await },
+            async { Ok(self.store.live_sessions_of_now(&caller.id).await?) },
+            async { Ok::<_, EngineError>(self.store.live_session_count().await?) },
+        )?;
         let summaries: Vec<LiveSessionSummary> = users_live
             .iter()
             .map(|s| LiveSessionSummary {
@@ -96,8 +102,7 @@ impl Sessions {
                 started_at: s.started_at,
             })
             .collect();
-        // Every replica's sandboxes count; the insert checks again in the same step.
-        let running = u32::try_from(self.store.live_session_count().await?).unwrap_or(u32::MAX);
+        let running = u32::try_from(running).unwrap_or(u32::MAX);
         let decision = decide_open(&workspace.id, workspace.state, &summaries, running, &self.config.limits);
         match decision {
             OpenDecision::Resume(id) => self.resume(&id).await,
@@ -159,8 +164,9 @@ impl Sessions {
         // the agent's own commits are by.
         let reads_started = Instant::now();
         let accounts = self.accounts();
-        let secret_env = accounts.agent_private_env(&caller.id, workspace).await?;
-        let (author, email) = accounts.profile(caller).await?.git_identity(caller);
+        let (secret_env, profile) =
+            tokio::try_join!(accounts.agent_private_env(&caller.id, workspace), accounts.profile(caller))?;
+        let (author, email) = profile.git_identity(caller);
         record_phase(Phase::Reads, reads_started.elapsed());
         // Given back when dropped, on any way out below until the owner task has it.
         let Some((slot, commands)) = self.take_slot(&session) else {

@@ -22,7 +22,8 @@ pub enum Phase {
     Sandbox,
     /// Made live with `session_started`, one commit, and the session read back.
     MadeLive,
-    /// From the ACP connection's start to `initialize`'s answer (the agent's own start).
+    /// From the ACP connection's start to `initialize`'s answer (the agent's own start);
+    /// it starts as `MadeLive` does and runs beside it.
     AgentInitialize,
     /// Authentication when asked, and `session/new` (or `session/load`).
     AgentSession,

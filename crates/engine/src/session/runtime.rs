@@ -164,6 +164,28 @@ impl SessionActor {
     ) {
         let sessions = guard.sessions.clone();
         let made_live_started = std::time::Instant::now();
+        // The agent's earlier session, which it resumes (read before its connection starts).
+        let resume = match sessions.config.resume_context {
+            crate::config::ResumeContext::Auto => {
+                match sessions.store.agent_session_id(&guard.session.workspace_id).await {
+                    Ok(resume) => resume,
+                    Err(error) => {
+                        let _ = opened.send(Err(guard.fail(error.into(), Sandbox::Started).await));
+                        return;
+                    }
+                }
+            }
+            crate::config::ResumeContext::Never => None,
+        };
+        let AgentIo { stdin, stdout, mut stderr, exited, workspace_path, mut notices } = io;
+        let roots = berth_agent::client::WorkspaceRoots {
+            host: sessions.paths.workspace(&guard.session.workspace_id),
+            agent: workspace_path,
+        };
+        // The handshake runs while the session is made live: what the agent says waits in
+        // the channel until this task reads it, after the session is live. Should that
+        // fail, the connection goes with the sandbox.
+        let (agent, mut agent_events) = berth_agent::client::connect(stdin, stdout, roots, resume);
         let made_live = async {
             let session = &guard.session;
             let to = session.state.on(SessionEvent::SandboxRunning).map_err(EngineError::from)?;
@@ -180,31 +202,20 @@ impl SessionActor {
             if made_live.await?.is_none() {
                 return Err(EngineError::SessionNotActive);
             }
-            let resume = match sessions.config.resume_context {
-                crate::config::ResumeContext::Auto => {
-                    sessions.store.agent_session_id(&session.workspace_id).await?
-                }
-                crate::config::ResumeContext::Never => None,
-            };
-            Ok::<_, EngineError>((sessions.load_session(&session.id).await?, resume))
+            sessions.load_session(&session.id).await
         };
-        let (session, resume) = match made_live.await {
-            Ok(live) => {
+        let session = match made_live.await {
+            Ok(session) => {
                 record_phase(Phase::MadeLive, made_live_started.elapsed());
-                live
+                session
             }
             Err(error) => {
+                drop(agent);
                 let _ = opened.send(Err(guard.fail(error, Sandbox::Started).await));
                 return;
             }
         };
         let slot = guard.disarm();
-        let AgentIo { stdin, stdout, mut stderr, exited, workspace_path, mut notices } = io;
-        let roots = berth_agent::client::WorkspaceRoots {
-            host: sessions.paths.workspace(&session.workspace_id),
-            agent: workspace_path,
-        };
-        let (agent, mut agent_events) = berth_agent::client::connect(stdin, stdout, roots, resume);
         tracing::info!(session_id = %session.id, workspace_id = %session.workspace_id, "session opened");
         sessions.publish(&session);
         let _ = opened.send(Ok(session.clone()));
