@@ -47,6 +47,7 @@ const LIMIT_POLL: Duration = Duration::from_millis(200);
 const PREPARE: &str = r#"gate=$1; n=$2; shift 2
 while [ "$n" -gt 0 ]; do echo 0 > "$1" || exit 125; shift; n=$((n-1)); done
 if [ -n "$gate" ]; then exec 3<"$gate"; fi
+if [ "$1" = "--eval" ]; then eval "$2"; exit; fi
 exec "$@""#;
 
 /// How the local driver contains agents.
@@ -223,6 +224,8 @@ impl LocalDriver {
         env_file: Option<&Path>,
     ) -> Vec<OsString> {
         let mut sandboxed: Vec<OsString> = match self.options.isolation {
+            // In a cgroup, the shell that joins it runs the command line itself.
+            Isolation::None if cgroup.is_some() => vec!["--eval".into(), spec.agent_command.clone().into()],
             Isolation::None => vec!["/bin/sh".into(), "-c".into(), spec.agent_command.clone().into()],
             Isolation::Bwrap => {
                 let layout = bwrap::Layout {
@@ -745,7 +748,9 @@ impl SandboxDriver for LocalDriver {
 /// persists; outside git) is made there first, by the sandbox, because a path in the
 /// workspace is the agent's to point anywhere and must never be followed on the host.
 pub(crate) fn agent_shell(command: &str) -> Vec<OsString> {
-    let line = format!("mkdir -p \"$HOME\" 2>/dev/null; {command}");
+    // `[` is the shell's own: an existing home (every open after the first) costs no
+    // process.
+    let line = format!("[ -d \"$HOME\" ] || mkdir -p \"$HOME\" 2>/dev/null; {command}");
     vec!["/bin/sh".into(), "-c".into(), line.into()]
 }
 

@@ -28,9 +28,7 @@ async fn claude_code_runs_a_command_the_person_allowed_against_a_stand_in_of_its
     // The project asks before each command: the person's answer lets it run.
     let source = berth_testkit::claude_project();
     let alice = server.member("alice").await;
-    let workspace =
-        alice.create_settled(json!({ "repo": source.url(), "name": "with-claude", "agent": "claude" })).await;
-    let id = workspace["id"].as_str().unwrap().to_owned();
+    let id = agent_workspace(&alice, &source, "with-claude", "claude").await;
 
     // No key yet: nothing starts, and the answer says which to add.
     let (status, refused) = alice.open(&id).await;
@@ -39,14 +37,10 @@ async fn claude_code_runs_a_command_the_person_allowed_against_a_stand_in_of_its
         (StatusCode::CONFLICT, Some("agent_needs_secrets"), json!(["ANTHROPIC_API_KEY"])),
         "{refused}"
     );
-    let put = alice
-        .request(reqwest::Method::PUT, "/api/secrets/ANTHROPIC_API_KEY")
-        .json(&json!({ "value": "sk-ant-alice-7" }));
-    assert_eq!(alice.send(put).await.0, StatusCode::NO_CONTENT);
+    set_secret(&alice, "ANTHROPIC_API_KEY", "sk-ant-alice-7").await;
 
     a_turn_runs_the_command_once_allowed(&alice, &server, &id).await;
-    let keys = provider.keys();
-    assert!(!keys.is_empty() && keys.iter().all(|key| key == "sk-ant-alice-7"), "the provider saw {keys:?}");
+    provider_saw_only(&provider, "sk-ant-alice-7");
 
     // Claude Code's own settings and history live in the agent's home, kept across opens.
     let claude_home = server.checkout(&id).join(".berth/home/.claude");
@@ -113,6 +107,29 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+async fn set_secret(api: &common::Api, name: &str, value: &str) {
+    let put =
+        api.request(reqwest::Method::PUT, &format!("/api/secrets/{name}")).json(&json!({ "value": value }));
+    assert_eq!(api.send(put).await.0, StatusCode::NO_CONTENT);
+}
+
+/// A ready workspace of `api`'s user, cloned from `source`, that runs `agent`.
+async fn agent_workspace(
+    api: &common::Api,
+    source: &berth_testkit::SourceRepo,
+    name: &str,
+    agent: &str,
+) -> String {
+    let workspace = api.create_settled(json!({ "repo": source.url(), "name": name, "agent": agent })).await;
+    workspace["id"].as_str().unwrap().to_owned()
+}
+
+/// Every request the provider had came with `key`, and there was one at least.
+fn provider_saw_only(provider: &ModelStandIn, key: &str) {
+    let keys = provider.keys();
+    assert!(!keys.is_empty() && keys.iter().all(|seen| seen == key), "the provider saw {keys:?}");
+}
+
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 async fn attach(api: &common::Api, session: &str) -> Socket {
@@ -162,16 +179,10 @@ async fn gemini_cli_runs_a_command_the_person_allowed_against_a_stand_in_of_its_
     .await;
     let source = berth_testkit::SourceRepo::new();
     let alice = server.member("alice").await;
-    let put = alice
-        .request(reqwest::Method::PUT, "/api/secrets/GEMINI_API_KEY")
-        .json(&json!({ "value": "gm-alice-9" }));
-    assert_eq!(alice.send(put).await.0, StatusCode::NO_CONTENT);
-    let workspace =
-        alice.create_settled(json!({ "repo": source.url(), "name": "with-gemini", "agent": "gemini" })).await;
-    let id = workspace["id"].as_str().unwrap().to_owned();
+    set_secret(&alice, "GEMINI_API_KEY", "gm-alice-9").await;
+    let id = agent_workspace(&alice, &source, "with-gemini", "gemini").await;
     a_turn_runs_the_command_once_allowed(&alice, &server, &id).await;
-    let keys = provider.keys();
-    assert!(!keys.is_empty() && keys.iter().all(|key| key == "gm-alice-9"), "the provider saw {keys:?}");
+    provider_saw_only(&provider, "gm-alice-9");
     server.stop().await;
 }
 
@@ -200,12 +211,8 @@ async fn codex_runs_a_command_each_person_allowed_with_their_own_key() {
     let mut seen_before = 0;
     for (person, key) in [("alice", "sk-alice-3"), ("bob", "sk-bob-5")] {
         let api = server.member(person).await;
-        let put =
-            api.request(reqwest::Method::PUT, "/api/secrets/OPENAI_API_KEY").json(&json!({ "value": key }));
-        assert_eq!(api.send(put).await.0, StatusCode::NO_CONTENT);
-        let workspace =
-            api.create_settled(json!({ "repo": source.url(), "name": "with-codex", "agent": "codex" })).await;
-        let id = workspace["id"].as_str().unwrap().to_owned();
+        set_secret(&api, "OPENAI_API_KEY", key).await;
+        let id = agent_workspace(&api, &source, "with-codex", "codex").await;
         a_turn_runs_the_command_once_allowed(&api, &server, &id).await;
         // Each person's turn reached the provider with their own key.
         let keys = provider.keys().split_off(seen_before);
@@ -271,19 +278,10 @@ async fn claude_turn_in_a_sandbox(server: TestServer, claude: &std::path::Path, 
 
     let source = berth_testkit::claude_project();
     let alice = server.member("alice").await;
-    let put = alice
-        .request(reqwest::Method::PUT, "/api/secrets/ANTHROPIC_API_KEY")
-        .json(&json!({ "value": "sk-ant-alice-sandboxed" }));
-    assert_eq!(alice.send(put).await.0, StatusCode::NO_CONTENT);
-    let workspace =
-        alice.create_settled(json!({ "repo": source.url(), "name": "sandboxed", "agent": "claude" })).await;
-    let id = workspace["id"].as_str().unwrap().to_owned();
+    set_secret(&alice, "ANTHROPIC_API_KEY", "sk-ant-alice-sandboxed").await;
+    let id = agent_workspace(&alice, &source, "sandboxed", "claude").await;
     a_turn_runs_the_command_once_allowed(&alice, &server, &id).await;
-    let keys = provider.keys();
-    assert!(
-        !keys.is_empty() && keys.iter().all(|key| key == "sk-ant-alice-sandboxed"),
-        "the provider saw {keys:?}"
-    );
+    provider_saw_only(&provider, "sk-ant-alice-sandboxed");
     server.stop().await;
 }
 
@@ -299,13 +297,8 @@ async fn a_real_agent_that_cannot_start_says_why_in_the_conversation() {
     .await;
     let source = berth_testkit::SourceRepo::new();
     let alice = server.member("alice").await;
-    let put = alice
-        .request(reqwest::Method::PUT, "/api/secrets/ANTHROPIC_API_KEY")
-        .json(&json!({ "value": "sk-ant-alice-1" }));
-    assert_eq!(alice.send(put).await.0, StatusCode::NO_CONTENT);
-    let workspace =
-        alice.create_settled(json!({ "repo": source.url(), "name": "broken", "agent": "claude" })).await;
-    let id = workspace["id"].as_str().unwrap().to_owned();
+    set_secret(&alice, "ANTHROPIC_API_KEY", "sk-ant-alice-1").await;
+    let id = agent_workspace(&alice, &source, "broken", "claude").await;
     let (status, opened) = alice.open(&id).await;
     assert_eq!(status, StatusCode::CREATED, "{opened}");
     let session = opened["session"]["id"].as_str().unwrap().to_owned();

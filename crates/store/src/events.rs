@@ -53,6 +53,23 @@ enum Before<'a> {
     End { reason: EndReason, at: DateTime<Utc> },
 }
 
+/// [`INSERT_EVENT`] with its values on `$executor` (a pool or a transaction of either
+/// database): the new `seq`, none when fenced.
+macro_rules! insert_event {
+    ($executor:expr, $workspace:expr, $session:expr, $at:expr, $kind:expr, $data:expr, $fence:expr) => {
+        sqlx::query_scalar(INSERT_EVENT)
+            .bind($workspace.as_str())
+            .bind($session.as_str())
+            .bind($at)
+            .bind($kind)
+            .bind($data)
+            .bind(&$fence.replica)
+            .bind($fence.epoch)
+            .fetch_optional($executor)
+            .await?
+    };
+}
+
 /// Takes the workspace's numbering on PostgreSQL, to the commit.
 const LOCK_NUMBERING: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 
@@ -71,16 +88,7 @@ impl Store {
         // The insert with its values, run on a pool or a transaction of either database.
         macro_rules! insert_on {
             ($executor:expr) => {
-                sqlx::query_scalar(INSERT_EVENT)
-                    .bind(workspace.as_str())
-                    .bind(session.as_str())
-                    .bind(at)
-                    .bind(kind)
-                    .bind(data)
-                    .bind(&fence.replica)
-                    .bind(fence.epoch)
-                    .fetch_optional($executor)
-                    .await?
+                insert_event!($executor, workspace, session, at, kind, data, fence)
             };
         }
         let seq: Option<i64> = match &self.backend {
@@ -209,16 +217,7 @@ impl Store {
                 if $lock {
                     sqlx::query(LOCK_NUMBERING).bind(workspace.as_str()).execute(&mut *tx).await?;
                 }
-                let seq: Option<i64> = sqlx::query_scalar(INSERT_EVENT)
-                    .bind(workspace.as_str())
-                    .bind(session.as_str())
-                    .bind(at)
-                    .bind(kind)
-                    .bind(data)
-                    .bind(&fence.replica)
-                    .bind(fence.epoch)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let seq: Option<i64> = insert_event!(&mut *tx, workspace, session, at, kind, data, fence);
                 // Fenced: a replica whose sessions were taken over writes nothing.
                 let Some(seq) = seq else {
                     tx.rollback().await?;

@@ -222,10 +222,7 @@ async fn futures_all(handles: impl Iterator<Item = tokio::task::JoinHandle<i64>>
 async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
     for database in databases().await {
         let store = open(&database).await;
-        let (alice, demo) = alice_and_demo(&store).await;
-        store.finish_initialisation(&demo.id, &InitialisationOutcome::Ready { branch: None }).await.unwrap();
-        let session = starting_session(&alice, &demo);
-        store.register_replica("a", "http://127.0.0.1:1", i64::MAX).await.unwrap();
+        let (alice, demo, session) = a_ready_workspace_and_a_session(&store).await;
         assert_eq!(
             store.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap(),
             SessionInsert::Inserted
@@ -262,10 +259,7 @@ async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
 async fn made_live_ready_and_the_end_are_each_one_commit_with_their_event_or_nothing() {
     for database in databases().await {
         let store = open(&database).await;
-        let (alice, demo) = alice_and_demo(&store).await;
-        store.finish_initialisation(&demo.id, &InitialisationOutcome::Ready { branch: None }).await.unwrap();
-        let session = starting_session(&alice, &demo);
-        store.register_replica("a", "http://127.0.0.1:1", i64::MAX).await.unwrap();
+        let (_, demo, session) = a_ready_workspace_and_a_session(&store).await;
         store.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap();
         let (starting, active) = (SessionState::Starting, SessionState::Active);
         let started = r#"{"code":"session_started"}"#;
@@ -302,6 +296,15 @@ async fn made_live_ready_and_the_end_are_each_one_commit_with_their_event_or_not
         assert!(end().await.unwrap().is_none(), "ended once: {}", database.url);
         assert_eq!(store.session_events(&session.id, 0, 10).await.unwrap().len(), 3);
     }
+}
+
+/// Alice's workspace, ready, and a session of it not inserted yet, on replica "a".
+async fn a_ready_workspace_and_a_session(store: &Store) -> (User, Workspace, Session) {
+    let (alice, demo) = alice_and_demo(store).await;
+    store.finish_initialisation(&demo.id, &InitialisationOutcome::Ready { branch: None }).await.unwrap();
+    let session = starting_session(&alice, &demo);
+    store.register_replica("a", "http://127.0.0.1:1", i64::MAX).await.unwrap();
+    (alice, demo, session)
 }
 
 fn starting_session(user: &User, workspace: &Workspace) -> Session {

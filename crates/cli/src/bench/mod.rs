@@ -276,12 +276,6 @@ async fn measure_open_close(
     let mut last_seq = 0;
     let before = phases::scrape(&api.http, &api.base).await?;
     for _ in 0..rounds {
-        // A round of the floor, then one of berth: the same load on both.
-        if let Some(floor) = &floor_of {
-            let round = phases::floor_round(&berth, &checkout, floor).await?;
-            floor_totals.push(round.total());
-            floor_rounds.push(round);
-        }
         let started = Instant::now();
         let session = api.open(&workspace).await?;
         opens.push(started.elapsed());
@@ -299,6 +293,15 @@ async fn measure_open_close(
         closes.push(started.elapsed());
     }
     let after = phases::scrape(&api.http, &api.base).await?;
+    // The floor's rounds after berth's, in the same run: a sandbox torn down (its
+    // namespaces go in a kernel worker) would weigh on the open after it.
+    if let Some(floor) = &floor_of {
+        for _ in 0..rounds {
+            let round = phases::floor_round(&berth, &checkout, floor).await?;
+            floor_totals.push(round.total());
+            floor_rounds.push(round);
+        }
+    }
     let table = PhaseTable {
         sandbox: kind.label.to_owned(),
         berth: phases::means(&before, &after),
