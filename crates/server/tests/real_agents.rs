@@ -281,7 +281,7 @@ async fn claude_turn_in_a_sandbox(server: TestServer, claude: &std::path::Path, 
     set_secret(&alice, "ANTHROPIC_API_KEY", "sk-ant-alice-sandboxed").await;
     let id = agent_workspace(&alice, &source, "sandboxed", "claude").await;
     a_turn_runs_the_command_once_allowed(&alice, &server, &id).await;
-    provider_saw_only(&provider, "sk-ant-alice-sandboxed");
+    provider_saw_only(provider, "sk-ant-alice-sandboxed");
     server.stop().await;
 }
 
