@@ -85,21 +85,15 @@ impl Store {
         data: &str,
     ) -> Result<Event, StoreError> {
         let fence = self.fence();
-        // The insert with its values, run on a pool or a transaction of either database.
-        macro_rules! insert_on {
-            ($executor:expr) => {
-                insert_event!($executor, workspace, session, at, kind, data, fence)
-            };
-        }
         let seq: Option<i64> = match &self.backend {
             // One writer at a time on SQLite: the statement is atomic as it is.
-            Backend::Sqlite(pool) => insert_on!(pool),
+            Backend::Sqlite(pool) => insert_event!(pool, workspace, session, at, kind, data, fence),
             // Concurrent writers on PostgreSQL: the workspace's numbering is taken under a
             // lock of its own, held to the commit.
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 sqlx::query(LOCK_NUMBERING).bind(workspace.as_str()).execute(&mut *tx).await?;
-                let seq = insert_on!(&mut *tx);
+                let seq = insert_event!(&mut *tx, workspace, session, at, kind, data, fence);
                 tx.commit().await?;
                 seq
             }
@@ -278,17 +272,6 @@ impl Store {
             .into_iter()
             .map(Event::from)
             .collect()))
-    }
-
-    pub async fn set_agent_session_id(
-        &self,
-        workspace: &WorkspaceId,
-        agent_session: &str,
-    ) -> Result<(), StoreError> {
-        with_pool!(&self.backend, |pool| {
-            sqlx::query(SET_AGENT_SESSION).bind(agent_session).bind(workspace.as_str()).execute(pool).await?;
-            Ok(())
-        })
     }
 
     pub async fn agent_session_id(&self, workspace: &WorkspaceId) -> Result<Option<String>, StoreError> {

@@ -334,26 +334,6 @@ impl Store {
         })
     }
 
-    /// Ends a live session and moves its workspace from `active` to `idle`, in one
-    /// transaction. Returns false when the session had already ended.
-    pub async fn end_session(
-        &self,
-        id: &SessionId,
-        reason: EndReason,
-        at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let fence = self.fence();
-        let _change = self.reads.change();
-        with_pool!(&self.backend, |pool| {
-            let mut tx = pool.begin().await?;
-            if !end_on!(&mut tx, id, reason, at, fence) {
-                return Ok(false);
-            }
-            tx.commit().await?;
-            Ok(true)
-        })
-    }
-
     /// Workspaces left `active` with no live session (after a crash) become `idle`.
     pub async fn idle_workspaces_without_sessions(&self) -> Result<u64, StoreError> {
         let _change = self.reads.change();

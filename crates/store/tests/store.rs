@@ -243,8 +243,11 @@ async fn a_session_moves_only_from_the_state_it_is_in_and_ends_once() {
         assert_eq!((live.len(), live[0].state, live[0].agent_running), (1, SessionState::Active, true));
         assert_eq!(live[0].started_at, session.started_at, "{}", database.url);
 
-        assert!(store.end_session(&session.id, EndReason::Closed, now()).await.unwrap());
-        assert!(!store.end_session(&session.id, EndReason::Closed, now()).await.unwrap(), "ended once");
+        let end = || {
+            store.end_session_with_event(&demo.id, &session.id, EndReason::Closed, now(), ("system", "{}"))
+        };
+        assert!(end().await.unwrap().is_some());
+        assert!(end().await.unwrap().is_none(), "ended once");
         let ended = store.session(&session.id).await.unwrap().unwrap();
         assert_eq!(
             (ended.state, ended.end_reason, ended.agent_running),
@@ -409,20 +412,54 @@ async fn a_replica_whose_sessions_were_taken_over_can_change_them_no_more() {
         let (starting, active) = (SessionState::Starting, SessionState::Active);
         assert!(!lost.update_live_session(&session.id, starting, active, None).await.unwrap());
         assert!(!lost.set_agent_running(&session.id, true).await.unwrap());
-        assert!(!lost.end_session(&session.id, EndReason::Closed, now()).await.unwrap());
+        let made_live = lost.update_live_session_with_event(
+            &session.workspace_id,
+            &session.id,
+            (starting, active),
+            now(),
+            "system",
+            "{}",
+        );
+        assert!(made_live.await.unwrap().is_none());
+        let ready = lost.append_event_with_agent_session(
+            &session.workspace_id,
+            &session.id,
+            "acp-2",
+            now(),
+            "system",
+            "{}",
+        );
+        assert!(matches!(ready.await, Err(StoreError::Fenced { .. })));
+        let ended = lost.end_session_with_event(
+            &session.workspace_id,
+            &session.id,
+            EndReason::Closed,
+            now(),
+            ("system", "{}"),
+        );
+        assert!(matches!(ended.await, Err(StoreError::Fenced { .. })));
         let fenced = lost.append_event(&session.workspace_id, &session.id, now(), "system", "{}").await;
         assert!(matches!(fenced, Err(StoreError::Fenced { .. })), "{fenced:?}");
         assert!(!lost.renew_lease(i64::MAX).await.unwrap(), "its lease is gone");
 
-        // The survivor owns it and ends it.
-        assert!(survivor.end_session(&session.id, EndReason::ReplicaLost, now()).await.unwrap());
-        let ended = survivor.session(&session.id).await.unwrap().unwrap();
-        assert_eq!(ended.end_reason, Some(EndReason::ReplicaLost));
         assert_eq!(
             survivor.session_events(&session.id, 0, 10).await.unwrap().len(),
             1,
             "nothing written by the lost"
         );
+
+        // The survivor owns it and ends it, saying so.
+        let closed = r#"{"code":"session_closed"}"#;
+        let ended = survivor.end_session_with_event(
+            &session.workspace_id,
+            &session.id,
+            EndReason::ReplicaLost,
+            now(),
+            ("system", closed),
+        );
+        assert_eq!(ended.await.unwrap().map(|event| event.data), Some(closed.to_owned()));
+        let ended = survivor.session(&session.id).await.unwrap().unwrap();
+        assert_eq!(ended.end_reason, Some(EndReason::ReplicaLost));
 
         // Registering again gives the lost replica a new epoch, never its old sessions.
         let epoch = lost.register_replica("lost", "http://127.0.0.1:1", i64::MAX).await.unwrap();
