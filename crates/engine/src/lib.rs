@@ -248,7 +248,7 @@ async fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, Engin
                 network: config.network,
                 resources: config.resources,
                 stop_timeout: berth_sandbox::DEFAULT_STOP_TIMEOUT,
-                hidden: std::iter::once(config.data_dir.clone()).chain(config.config_file.clone()).collect(),
+                hidden: hidden_from_sandboxes(config),
                 read_only: agent_programs(config),
                 egress_allow: config.egress_allow.clone(),
             };
@@ -278,9 +278,7 @@ async fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, Engin
                     network: Network::Isolated,
                     resources: config.resources,
                     stop_timeout: berth_sandbox::DEFAULT_STOP_TIMEOUT,
-                    hidden: std::iter::once(config.data_dir.clone())
-                        .chain(config.config_file.clone())
-                        .collect(),
+                    hidden: hidden_from_sandboxes(config),
                     read_only: Vec::new(),
                     egress_allow: Vec::new(),
                 };
@@ -301,6 +299,11 @@ async fn default_driver(config: &Config) -> Result<Arc<dyn SandboxDriver>, Engin
 /// names derived from it), apart from other replicas sharing the data directory.
 fn replica_state_dir(config: &Config) -> PathBuf {
     config.data_dir.join("sandboxes").join(&config.replica.id)
+}
+
+/// What no sandbox may see: the data directory and the configuration file.
+fn hidden_from_sandboxes(config: &Config) -> Vec<PathBuf> {
+    std::iter::once(config.data_dir.clone()).chain(config.config_file.clone()).collect()
 }
 
 /// The programs agents are started from, shown read-only inside sandboxes: this binary
