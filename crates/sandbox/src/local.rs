@@ -47,7 +47,6 @@ const LIMIT_POLL: Duration = Duration::from_millis(200);
 const PREPARE: &str = r#"gate=$1; n=$2; shift 2
 while [ "$n" -gt 0 ]; do echo 0 > "$1" || exit 125; shift; n=$((n-1)); done
 if [ -n "$gate" ]; then exec 3<"$gate"; fi
-if [ "$1" = "--eval" ]; then eval "$2"; exit; fi
 exec "$@""#;
 
 /// How the local driver contains agents.
@@ -224,8 +223,6 @@ impl LocalDriver {
         env_file: Option<&Path>,
     ) -> Vec<OsString> {
         let mut sandboxed: Vec<OsString> = match self.options.isolation {
-            // In a cgroup, the shell that joins it runs the command line itself.
-            Isolation::None if cgroup.is_some() => vec!["--eval".into(), spec.agent_command.clone().into()],
             Isolation::None => vec!["/bin/sh".into(), "-c".into(), spec.agent_command.clone().into()],
             Isolation::Bwrap => {
                 let layout = bwrap::Layout {
