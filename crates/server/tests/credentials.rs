@@ -569,3 +569,44 @@ async fn a_real_agent_gets_its_key_from_its_users_secret_not_the_servers_environ
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_that_prints_a_secret_as_it_fails_never_puts_it_in_the_conversation() {
+    const VALUE: &str = "sk-alice-leaky-4711";
+    let server = TestServer::start_with(|config| {
+        config.agent_command = Some("echo \"starting with $MODEL_API_KEY\" >&2; exit 3".into());
+    })
+    .await;
+    let source = SourceRepo::new();
+    let alice = server.member("alice").await;
+    let put =
+        alice.request(reqwest::Method::PUT, "/api/secrets/MODEL_API_KEY").json(&json!({ "value": VALUE }));
+    assert_eq!(alice.send(put).await.0, StatusCode::NO_CONTENT);
+    let id = alice.ready_workspace(&source.url(), "leaky").await;
+    let (status, opened) = alice.open(&id).await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let session = opened["session"]["id"].as_str().unwrap().to_owned();
+    // The agent's error output is in the conversation, its secret is not.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let events = loop {
+        let (_, page) = alice.get(&format!("/api/sessions/{session}/events")).await;
+        let failed = page["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|event| event["data"]["code"] == "agent_error");
+        if failed {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the agent's exit was never told: {page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let failed = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["data"]["code"] == "agent_error")
+        .unwrap();
+    assert_eq!(failed["data"]["stderr_tail"], "starting with [secret]\n", "{failed}");
+    assert!(!events.to_string().contains(VALUE), "{events}");
+}

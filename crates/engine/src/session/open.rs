@@ -24,6 +24,9 @@ pub(crate) struct PowerOnGuard {
     pub(crate) sessions: Sessions,
     pub(crate) session: Session,
     slot: SlotGuard,
+    /// The values of the person's secrets in the agent's environment: what the agent's
+    /// own words must not carry into the conversation.
+    pub(crate) secrets: Vec<String>,
 }
 
 impl PowerOnGuard {
@@ -203,7 +206,8 @@ impl Sessions {
             .collect(),
             secret_env,
         };
-        let guard = PowerOnGuard { sessions: self.clone(), session, slot };
+        let secrets = spec.secret_env.iter().map(|(_, value)| value.clone()).collect();
+        let guard = PowerOnGuard { sessions: self.clone(), session, slot, secrets };
         let (opened, answer) = oneshot::channel();
         self.tasks.spawn(async move {
             let sandbox_started = Instant::now();

@@ -148,6 +148,9 @@ pub(crate) struct SessionActor {
     /// Why the agent closed its connection, in its own words, when it said (an agent that
     /// could not start its session says why here).
     agent_close_error: Option<String>,
+    /// The values of the person's secrets in the agent's environment, hidden from what
+    /// the agent says as it fails.
+    secrets: Vec<String>,
     /// A reconnect has begun and not arrived yet.
     reconnecting: bool,
 }
@@ -157,7 +160,7 @@ impl SessionActor {
     /// session is made live first; a failure there powers the sandbox off, frees the slot
     /// and ends the session `failed`, and is returned to whoever opened it.
     pub(crate) async fn start(
-        guard: PowerOnGuard,
+        mut guard: PowerOnGuard,
         io: AgentIo,
         commands: mpsc::UnboundedReceiver<Command>,
         opened: oneshot::Sender<Result<Session, EngineError>>,
@@ -215,6 +218,7 @@ impl SessionActor {
                 return;
             }
         };
+        let secrets = std::mem::take(&mut guard.secrets);
         let slot = guard.disarm();
         tracing::info!(session_id = %session.id, workspace_id = %session.workspace_id, "session opened");
         sessions.publish(&session);
@@ -235,6 +239,7 @@ impl SessionActor {
             turn_deadline: None,
             agent_gone_deadline: None,
             agent_close_error: None,
+            secrets,
             reconnecting: false,
         };
         // The sandbox's end, with the tail of what the agent wrote to its error output.
@@ -618,7 +623,7 @@ impl SessionActor {
             "The agent closed its connection to berth. Reopen the workspace to start it again.",
         );
         if let Some(error) = self.agent_close_error.take() {
-            data["detail"] = Value::from(printable_tail(&error));
+            data["detail"] = Value::from(printable_tail(&error, &self.secrets));
         }
         if let Err(error) = self.record(EventKind::System, data).await {
             tracing::error!(session_id = %self.session.id, error = %error, "cannot record the agent's failure");
@@ -633,7 +638,7 @@ impl SessionActor {
             AgentErrorReason::AgentExited,
             format!("The agent stopped ({exit}). Reopen the workspace to start it again."),
         );
-        data["stderr_tail"] = Value::from(printable_tail(stderr_tail));
+        data["stderr_tail"] = Value::from(printable_tail(stderr_tail, &self.secrets));
         if let Err(error) = self.record(EventKind::System, data).await {
             tracing::error!(session_id = %self.session.id, error = %error, "cannot record the agent's failure");
         }
@@ -739,8 +744,13 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// The end of what an agent said (its error output, its reason for closing), as text
-/// for the conversation: at most 2 KiB, control characters other than line ends dropped.
-fn printable_tail(text: &str) -> String {
+/// for the conversation: the person's secret values (`secrets`) hidden, at most 2 KiB,
+/// control characters other than line ends dropped.
+fn printable_tail(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        text = text.replace(secret.as_str(), "[secret]");
+    }
     let start = text.len().saturating_sub(2048);
     let start = (start..=text.len()).find(|&at| text.is_char_boundary(at)).unwrap_or(text.len());
     text[start..].chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect()
@@ -752,9 +762,19 @@ mod tests {
 
     #[test]
     fn a_tail_keeps_the_last_two_kib_of_lines_without_control_characters() {
-        assert_eq!(printable_tail("error: no librt\n\u{1b}[31mred\u{7}\r\n"), "error: no librt\n[31mred\n");
+        assert_eq!(
+            printable_tail("error: no librt\n\u{1b}[31mred\u{7}\r\n", &[]),
+            "error: no librt\n[31mred\n"
+        );
         let long = format!("{}é{}", "a".repeat(3000), "b".repeat(2046));
-        let tail = printable_tail(&long);
+        let tail = printable_tail(&long, &[]);
         assert!(tail.len() <= 2048 && tail.ends_with('b') && !tail.contains('a'), "{}", tail.len());
+    }
+
+    #[test]
+    fn a_tail_never_carries_the_persons_secrets() {
+        let secrets = vec!["sk-ant-alice-7".to_owned(), String::new()];
+        let said = "Invalid API key sk-ant-alice-7 (ANTHROPIC_API_KEY=sk-ant-alice-7)\n";
+        assert_eq!(printable_tail(said, &secrets), "Invalid API key [secret] (ANTHROPIC_API_KEY=[secret])\n");
     }
 }
