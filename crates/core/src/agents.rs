@@ -80,6 +80,43 @@ pub fn command_line(program: &str, args: &[&str]) -> String {
         .join(" ")
 }
 
+/// The words of `command` when a shell would run it as one program, named by absolute
+/// path, with fixed arguments and nothing else — so it can be executed without a shell
+/// in front of it. Only what [`command_line`] writes and plain words are understood:
+/// `'…'` quoting (`'\''` for a quote), words of `A-Z a-z 0-9 _ . / : , + @ % = -`, blanks,
+/// and a leading `exec`. Anything else (an expansion, a redirection, a second command, a
+/// program looked up on the `PATH` or an assignment) is `None`: the shell runs it.
+pub fn plain_argv(command: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => words.extend(word.take()),
+            '\'' => {
+                let quoted = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => quoted.push(c),
+                    }
+                }
+            }
+            '\\' if chars.next()? == '\'' => word.get_or_insert_with(String::new).push('\''),
+            c if c.is_ascii_alphanumeric() || "_./:,+@%=-".contains(c) => {
+                word.get_or_insert_with(String::new).push(c);
+            }
+            _ => return None,
+        }
+    }
+    words.extend(word);
+    if words.first().is_some_and(|first| first == "exec") {
+        words.remove(0);
+    }
+    let program = words.first()?;
+    (program.starts_with('/') && !program.contains('=')).then_some(words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +139,38 @@ mod tests {
         assert_eq!(command_line("/srv/berth/agents/claude/x", &[]), "exec '/srv/berth/agents/claude/x'");
         assert_eq!(command_line("gemini", &["--acp"]), "exec 'gemini' '--acp'");
         assert_eq!(command_line("/it's", &[]), r"exec '/it'\''s'");
+    }
+
+    #[test]
+    fn a_plain_command_line_is_its_words_and_anything_else_is_the_shells() {
+        let words = |list: &[&str]| Some(list.iter().map(|word| word.to_string()).collect::<Vec<_>>());
+        assert_eq!(plain_argv("exec '/srv/a b/x' '--acp'"), words(&["/srv/a b/x", "--acp"]));
+        assert_eq!(plain_argv(&command_line("/it's", &["", "a'b"])), words(&["/it's", "", "a'b"]));
+        assert_eq!(plain_argv("'/usr/bin/berth' agent"), words(&["/usr/bin/berth", "agent"]));
+        assert_eq!(plain_argv("  /bin/agent  --model=x:1,2 "), words(&["/bin/agent", "--model=x:1,2"]));
+        for shell in [
+            "",
+            "exec",
+            "agent --acp",
+            "'agent'",
+            "./agent",
+            "A=/b /bin/agent",
+            "/bin/agent $HOME",
+            "/bin/agent ~",
+            "/bin/agent *",
+            "/bin/agent; rm -rf /",
+            "/bin/agent && x",
+            "/bin/agent | x",
+            "/bin/agent > out",
+            "/bin/agent `x`",
+            "/bin/agent \"a\"",
+            "/bin/agent 'unterminated",
+            "/bin/agent \\n",
+            "/bin/agent\nx",
+            "/bin/agent # comment",
+            "exec -a name /bin/agent",
+        ] {
+            assert_eq!(plain_argv(shell), None, "{shell:?}");
+        }
     }
 }

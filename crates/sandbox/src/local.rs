@@ -223,7 +223,8 @@ impl LocalDriver {
         env_file: Option<&Path>,
     ) -> Vec<OsString> {
         let mut sandboxed: Vec<OsString> = match self.options.isolation {
-            Isolation::None => vec!["/bin/sh".into(), "-c".into(), spec.agent_command.clone().into()],
+            Isolation::None => plain_program(&spec.agent_command)
+                .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into(), spec.agent_command.clone().into()]),
             Isolation::Bwrap => {
                 let layout = bwrap::Layout {
                     workspace_dir: spec.workspace_dir.clone(),
@@ -236,7 +237,13 @@ impl LocalDriver {
                     repository_config: None,
                 };
                 let mut line = vec![OsString::from("bwrap")];
-                line.extend(bwrap::arguments(&layout, &agent_shell(&spec.agent_command)));
+                // Without a shell when the home is there already (every open after the
+                // first) and the command is plain.
+                let program = home_is_there(&spec.workspace_dir)
+                    .then(|| plain_program(&spec.agent_command))
+                    .flatten()
+                    .unwrap_or_else(|| agent_shell(&spec.agent_command));
+                line.extend(bwrap::arguments(&layout, &program));
                 line
             }
         };
@@ -751,6 +758,23 @@ pub(crate) fn agent_shell(command: &str) -> Vec<OsString> {
     vec!["/bin/sh".into(), "-c".into(), line.into()]
 }
 
+/// The agent's command executed directly, without a shell in front of it (one process
+/// less to start), when the shell would do nothing but run it
+/// ([`berth_core::agents::plain_argv`]).
+fn plain_program(command: &str) -> Option<Vec<OsString>> {
+    berth_core::agents::plain_argv(command).map(|words| words.into_iter().map(OsString::from).collect())
+}
+
+/// Whether the agent's home in `workspace_dir` is a directory already. Only looked at,
+/// never followed: each part must be a directory itself, not a link. Wrong (changed in
+/// between), the agent merely starts without its home made for it.
+fn home_is_there(workspace_dir: &Path) -> bool {
+    let berth = workspace_dir.join(".berth");
+    [berth.clone(), berth.join("home")]
+        .iter()
+        .all(|path| std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_dir()))
+}
+
 /// `program` run by [`PREPARE`]: in the cgroups whose `cgroup.procs` files are given
 /// from its first instruction, behind `gate` if any.
 fn in_cgroup(procs_files: &[PathBuf], gate: Option<&Path>, mut program: Vec<OsString>) -> Vec<OsString> {
@@ -812,6 +836,9 @@ fn agent_environment(spec: &SandboxSpec, isolated: bool) -> Vec<(String, String)
     let mut env = spec.env.clone();
     env.push(("BERTH_SESSION_ID".into(), spec.session_id.to_string()));
     env.push(("BERTH_WORKSPACE_ID".into(), spec.workspace_id.to_string()));
+    // What a shell in front of it would have set.
+    let workspace = if isolated { PathBuf::from(bwrap::WORKSPACE) } else { spec.workspace_dir.clone() };
+    env.push(("PWD".into(), workspace.to_string_lossy().into_owned()));
     if !isolated {
         env.push(("HOME".into(), spec.workspace_dir.join(".berth/home").to_string_lossy().into_owned()));
         env.extend(spec.secret_env.iter().cloned());

@@ -117,6 +117,28 @@ async fn the_agent_sees_its_workspace_and_nothing_of_the_server() {
 }
 
 #[tokio::test]
+async fn a_plain_agent_command_whose_home_is_there_runs_without_a_shell_in_front_of_it() {
+    if !bwrap_ready() {
+        return;
+    }
+    let data = DataDir::new();
+    let driver = data.driver(Network::Isolated, Resources::default());
+    let agent = "'/bin/sh' '-c' 'echo $PPID $PWD $HOME > parent.txt; touch parent.done; exec sleep 600'";
+    // The first open makes the agent's home (a shell does, inside); the next finds it.
+    for parent in ["2", "1"] {
+        let _ = std::fs::remove_file(data.workspace("a").join("parent.done"));
+        let spec = spec(&data.workspace("a"), agent.into());
+        let _io = driver.power_on(spec.clone()).await.unwrap();
+        let said = file_text(&data.workspace("a").join("parent.txt")).await;
+        // bubblewrap's own init is process 1 of the sandbox, the agent's parent when
+        // nothing stands between them.
+        assert_eq!(said, format!("{parent} /workspace /workspace/.berth/home\n"));
+        assert!(data.workspace("a").join(".berth/home").is_dir());
+        driver.power_off(&spec.session_id).await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn power_off_leaves_no_process_of_the_sandbox_behind() {
     if !bwrap_ready() {
         return;

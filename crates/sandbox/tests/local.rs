@@ -128,6 +128,24 @@ async fn the_agent_knows_its_session() {
 }
 
 #[tokio::test]
+async fn a_plain_agent_command_runs_without_a_shell_in_front_of_it() {
+    let state = tempfile::tempdir().unwrap();
+    let workspace = tempfile::tempdir().unwrap();
+    let driver = LocalDriver::new(state.path(), Duration::from_secs(3)).unwrap();
+    let mut plain = spec(workspace.path());
+    // Quoted words only, as berth's own agent and the catalogue's are started.
+    plain.agent_command =
+        "'/bin/sh' '-c' 'echo \"$PPID $PWD\" > parent.tmp; mv parent.tmp parent.txt; exec sleep 600'".into();
+    let _io = driver.power_on(plain.clone()).await.unwrap();
+    let written = workspace.path().join("parent.txt");
+    eventually("the agent to say who started it", || written.exists()).await;
+    // Its parent is the server itself: no shell waits in between.
+    let expected = format!("{} {}\n", std::process::id(), workspace.path().display());
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), expected);
+    driver.power_off(&plain.session_id).await.unwrap();
+}
+
+#[tokio::test]
 async fn the_fault_injector_fails_exactly_what_it_was_told_to() {
     let state = tempfile::tempdir().unwrap();
     let workspace = tempfile::tempdir().unwrap();
