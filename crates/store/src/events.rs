@@ -1,7 +1,7 @@
 //! Session history.
 
 use crate::sessions::{UPDATE_LIVE_STATE, end_on};
-use crate::{Backend, Store, StoreError};
+use crate::{Backend, Store, StoreError, is_unique_violation};
 use berth_core::session::{EndReason, SessionState};
 use berth_core::{Event, SessionId, WorkspaceId};
 use chrono::{DateTime, Utc};
@@ -44,6 +44,7 @@ const INSERT_EVENT: &str = "INSERT INTO events (workspace_id, seq, session_id, a
 const SET_AGENT_SESSION: &str = "UPDATE workspaces SET agent_session_id = $1 WHERE id = $2";
 
 /// What [`Store::append_event_after`] writes before the event.
+#[derive(Debug, Clone, Copy)]
 enum Before<'a> {
     /// A live session's move (fenced); nothing is written when it does not apply.
     LiveState { from: SessionState, to: SessionState },
@@ -70,12 +71,45 @@ macro_rules! insert_event {
     };
 }
 
-/// Takes the workspace's numbering on PostgreSQL, to the commit.
-const LOCK_NUMBERING: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+/// [`SET_AGENT_SESSION`] and [`INSERT_EVENT`] as one statement, for PostgreSQL (one round
+/// trip, no transaction around it): the id is kept only when the event is written.
+const SET_AGENT_SESSION_AND_INSERT_EVENT: &str = "WITH agent AS (
+       UPDATE workspaces SET agent_session_id = $8 WHERE id = $1
+          AND EXISTS (SELECT 1 FROM sessions WHERE id = $2 AND replica_id = $6 AND epoch = $7))
+     INSERT INTO events (workspace_id, seq, session_id, at, kind, data)
+     SELECT $1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE workspace_id = $1), $2, $3, $4, $5
+      WHERE EXISTS (SELECT 1 FROM sessions WHERE id = $2 AND replica_id = $6 AND epoch = $7)
+     RETURNING seq";
+
+/// How many times a write on PostgreSQL is tried again when a concurrent writer of the
+/// same workspace took the `seq` it chose: the primary key refuses the second, which
+/// then sees the first's and takes the next. (No lock is taken for the numbering: a
+/// conflict is rare — one owner writes a session's events — and a lock costs every
+/// write its round trips.)
+const NUMBERING_ATTEMPTS: usize = 100;
+
+/// Runs `write` until it does not lose the race for its `seq`: the error of the last
+/// attempt when it keeps losing.
+async fn numbered<T, F>(mut write: impl FnMut() -> F) -> Result<T, StoreError>
+where
+    F: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempts = 1;
+    loop {
+        match write().await {
+            Err(StoreError::Query { source })
+                if is_unique_violation(&source) && attempts < NUMBERING_ATTEMPTS =>
+            {
+                attempts += 1;
+            }
+            done => return done,
+        }
+    }
+}
 
 impl Store {
-    /// Appends an event with the next `seq` of its workspace, in one statement so two
-    /// writers can never take the same number.
+    /// Appends an event with the next `seq` of its workspace, in one statement: two
+    /// writers can never keep the same number.
     pub async fn append_event(
         &self,
         workspace: &WorkspaceId,
@@ -88,14 +122,10 @@ impl Store {
         let seq: Option<i64> = match &self.backend {
             // One writer at a time on SQLite: the statement is atomic as it is.
             Backend::Sqlite(pool) => insert_event!(pool, workspace, session, at, kind, data, fence),
-            // Concurrent writers on PostgreSQL: the workspace's numbering is taken under a
-            // lock of its own, held to the commit.
+            // Concurrent writers on PostgreSQL: the one that lost the number tries again.
             Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query(LOCK_NUMBERING).bind(workspace.as_str()).execute(&mut *tx).await?;
-                let seq = insert_event!(&mut *tx, workspace, session, at, kind, data, fence);
-                tx.commit().await?;
-                seq
+                numbered(|| async { Ok(insert_event!(pool, workspace, session, at, kind, data, fence)) })
+                    .await?
             }
         };
         let seq = seq.ok_or_else(|| StoreError::Fenced { session: session.to_string() })?;
@@ -161,70 +191,89 @@ impl Store {
     ) -> Result<Option<Event>, StoreError> {
         let fence = self.fence();
         let _change = self.reads.change();
-        // `$lock` takes the workspace's numbering where writers run concurrently.
+        // The seq written, `None` when nothing was.
         macro_rules! in_one_commit {
-            ($pool:expr, $lock:expr) => {{
-                let mut tx = $pool.begin().await?;
-                match before {
-                    Before::LiveState { from, to } => {
-                        let moved = sqlx::query(UPDATE_LIVE_STATE)
-                            .bind(to.as_str())
-                            .bind(None::<DateTime<Utc>>)
-                            .bind(session.as_str())
-                            .bind(from.as_str())
-                            .bind(&fence.replica)
-                            .bind(fence.epoch)
-                            .execute(&mut *tx)
-                            .await?;
-                        if moved.rows_affected() != 1 {
-                            tx.rollback().await?;
-                            return Ok(None);
+            ($pool:expr) => {
+                async {
+                    let mut tx = $pool.begin().await?;
+                    match before {
+                        Before::LiveState { from, to } => {
+                            let moved = sqlx::query(UPDATE_LIVE_STATE)
+                                .bind(to.as_str())
+                                .bind(None::<DateTime<Utc>>)
+                                .bind(session.as_str())
+                                .bind(from.as_str())
+                                .bind(&fence.replica)
+                                .bind(fence.epoch)
+                                .execute(&mut *tx)
+                                .await?;
+                            if moved.rows_affected() != 1 {
+                                tx.rollback().await?;
+                                return Ok(None);
+                            }
+                        }
+                        Before::End { reason, at } => {
+                            if !end_on!(&mut tx, session, reason, at, fence) {
+                                // Ended already by its owner (nothing to say twice), or not
+                                // this replica's any more (taken over: refused).
+                                let owned: Option<i32> = sqlx::query_scalar(
+                                    "SELECT 1 FROM sessions WHERE id = $1 AND replica_id = $2 AND epoch = $3",
+                                )
+                                .bind(session.as_str())
+                                .bind(&fence.replica)
+                                .bind(fence.epoch)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                                tx.rollback().await?;
+                                return match owned {
+                                    Some(_) => Ok(None),
+                                    None => Err(StoreError::Fenced { session: session.to_string() }),
+                                };
+                            }
+                        }
+                        Before::AgentSession(agent_session) => {
+                            sqlx::query(SET_AGENT_SESSION)
+                                .bind(agent_session)
+                                .bind(workspace.as_str())
+                                .execute(&mut *tx)
+                                .await?;
                         }
                     }
-                    Before::End { reason, at } => {
-                        if !end_on!(&mut tx, session, reason, at, fence) {
-                            // Ended already by its owner (nothing to say twice), or not
-                            // this replica's any more (taken over: refused).
-                            let owned: Option<i32> = sqlx::query_scalar(
-                                "SELECT 1 FROM sessions WHERE id = $1 AND replica_id = $2 AND epoch = $3",
-                            )
-                            .bind(session.as_str())
-                            .bind(&fence.replica)
-                            .bind(fence.epoch)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                            tx.rollback().await?;
-                            return match owned {
-                                Some(_) => Ok(None),
-                                None => Err(StoreError::Fenced { session: session.to_string() }),
-                            };
-                        }
-                    }
-                    Before::AgentSession(agent_session) => {
-                        sqlx::query(SET_AGENT_SESSION)
-                            .bind(agent_session)
-                            .bind(workspace.as_str())
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                    let seq: Option<i64> = insert_event!(&mut *tx, workspace, session, at, kind, data, fence);
+                    // Fenced: a replica whose sessions were taken over writes nothing.
+                    let Some(seq) = seq else {
+                        tx.rollback().await?;
+                        return Err(StoreError::Fenced { session: session.to_string() });
+                    };
+                    tx.commit().await?;
+                    Ok::<_, StoreError>(Some(seq))
                 }
-                if $lock {
-                    sqlx::query(LOCK_NUMBERING).bind(workspace.as_str()).execute(&mut *tx).await?;
-                }
-                let seq: Option<i64> = insert_event!(&mut *tx, workspace, session, at, kind, data, fence);
-                // Fenced: a replica whose sessions were taken over writes nothing.
-                let Some(seq) = seq else {
-                    tx.rollback().await?;
-                    return Err(StoreError::Fenced { session: session.to_string() });
-                };
-                tx.commit().await?;
-                seq
-            }};
+            };
         }
-        let seq = match &self.backend {
-            Backend::Sqlite(pool) => in_one_commit!(pool, false),
-            Backend::Postgres(pool) => in_one_commit!(pool, true),
+        let seq = match (&self.backend, before) {
+            (Backend::Sqlite(pool), _) => in_one_commit!(pool).await?,
+            // The agent's session id and its event: one statement, one round trip.
+            (Backend::Postgres(pool), Before::AgentSession(agent_session)) => {
+                let write = || async {
+                    let seq: Option<i64> = sqlx::query_scalar(SET_AGENT_SESSION_AND_INSERT_EVENT)
+                        .bind(workspace.as_str())
+                        .bind(session.as_str())
+                        .bind(at)
+                        .bind(kind)
+                        .bind(data)
+                        .bind(&fence.replica)
+                        .bind(fence.epoch)
+                        .bind(agent_session)
+                        .fetch_optional(pool)
+                        .await?;
+                    // Fenced: a replica whose sessions were taken over writes nothing.
+                    seq.map(Some).ok_or_else(|| StoreError::Fenced { session: session.to_string() })
+                };
+                numbered(write).await?
+            }
+            (Backend::Postgres(pool), _) => numbered(|| in_one_commit!(pool)).await?,
         };
+        let Some(seq) = seq else { return Ok(None) };
         Ok(Some(Event { seq, session_id: session.clone(), at, kind: kind.to_owned(), data: data.to_owned() }))
     }
 

@@ -430,6 +430,8 @@ async fn a_replica_whose_sessions_were_taken_over_can_change_them_no_more() {
             "{}",
         );
         assert!(matches!(ready.await, Err(StoreError::Fenced { .. })));
+        let kept = survivor.agent_session_id(&session.workspace_id).await.unwrap();
+        assert_ne!(kept.as_deref(), Some("acp-2"), "a fenced write keeps no agent session id either");
         let ended = lost.end_session_with_event(
             &session.workspace_id,
             &session.id,
