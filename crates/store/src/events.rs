@@ -121,7 +121,10 @@ impl Store {
         let fence = self.fence();
         let seq: Option<i64> = match &self.backend {
             // One writer at a time on SQLite: the statement is atomic as it is.
-            Backend::Sqlite(pool) => insert_event!(pool, workspace, session, at, kind, data, fence),
+            Backend::Sqlite(pool) => {
+                let _turn = self.turn().await;
+                insert_event!(pool, workspace, session, at, kind, data, fence)
+            }
             // Concurrent writers on PostgreSQL: the one that lost the number tries again.
             Backend::Postgres(pool) => {
                 numbered(|| async { Ok(insert_event!(pool, workspace, session, at, kind, data, fence)) })
@@ -190,7 +193,7 @@ impl Store {
         data: &str,
     ) -> Result<Option<Event>, StoreError> {
         let fence = self.fence();
-        let _change = self.reads.change();
+        let _write = self.write().await;
         // The seq written, `None` when nothing was.
         macro_rules! in_one_commit {
             ($pool:expr) => {

@@ -83,6 +83,19 @@ pub struct Store {
     fence: replicas::SharedFence,
     /// PostgreSQL: the connections that hold users' open locks.
     locks: Option<PgPool>,
+    /// SQLite: this process's writers, one at a time. SQLite lets one write at once
+    /// anyway, and a connection that tries meanwhile waits in SQLite's busy handler,
+    /// which sleeps (1, 2, 5 ms…) rather than being woken; here the next writer is woken
+    /// as soon as the one before has finished.
+    writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// Held by a write for its whole duration: its turn among this process's writers
+/// (SQLite), and the read cache's [`reads::Change`].
+pub(crate) struct Write<'a> {
+    // Dropped in this order: the cache's generation moves on before the next writer runs.
+    _change: reads::Change<'a>,
+    _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 
 /// The databases berth can keep its records in; the methods of [`Store`] run the same
@@ -105,9 +118,25 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl { url: postgres::redacted(url) });
         };
-        let store = Store { backend, reads: Default::default(), fence: Default::default(), locks };
+        let writer = matches!(backend, Backend::Sqlite(_)).then(Default::default);
+        let store = Store { backend, reads: Default::default(), fence: Default::default(), locks, writer };
         store.name_unnamed_tokens().await?;
         Ok(store)
+    }
+
+    /// Waits for this write's turn (SQLite), and says when it has finished.
+    pub(crate) async fn write(&self) -> Write<'_> {
+        let turn = self.turn().await;
+        Write { _change: self.reads.change(), _turn: turn }
+    }
+
+    /// Waits for a write's turn among this process's writers (SQLite), for a write that
+    /// changes nothing the read cache holds.
+    pub(crate) async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.writer {
+            Some(writer) => Some(writer.lock().await),
+            None => None,
+        }
     }
 
     /// Whether several replicas can share this database (PostgreSQL) or only one can

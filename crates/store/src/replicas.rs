@@ -145,7 +145,7 @@ impl Store {
     /// meanwhile or another replica was first.
     pub async fn take_over(&self, lost: &ReplicaInfo, now_ms: i64) -> Result<TakenOver, StoreError> {
         let fence = self.fence();
-        let _change = self.reads.change();
+        let _write = self.write().await;
         with_pool!(&self.backend, |pool| {
             let mut tx = pool.begin().await?;
             let fenced = sqlx::query(
@@ -194,7 +194,7 @@ impl Store {
     /// owner at all: sessions from before replicas), made this run's, for ending.
     pub async fn claim_own_sessions(&self) -> Result<Vec<Session>, StoreError> {
         let fence = self.fence();
-        let _change = self.reads.change();
+        let _write = self.write().await;
         with_pool!(&self.backend, |pool| crate::sessions::into_sessions(
             sqlx::query_as(&format!(
                 "UPDATE sessions SET replica_id = $1, epoch = $2

@@ -125,7 +125,7 @@ impl Store {
         running_sandboxes: u32,
     ) -> Result<SessionInsert, StoreError> {
         let fence = self.fence();
-        let _change = self.reads.change();
+        let _write = self.write().await;
         let postgres = self.is_postgres();
         with_pool!(&self.backend, |pool| {
             let mut tx = pool.begin().await?;
@@ -300,7 +300,7 @@ impl Store {
         grace_expires_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
         let fence = self.fence();
-        let _change = self.reads.change();
+        let _write = self.write().await;
         with_pool!(&self.backend, |pool| {
             let result = sqlx::query(UPDATE_LIVE_STATE)
                 .bind(to.as_str())
@@ -317,7 +317,7 @@ impl Store {
 
     pub async fn set_agent_running(&self, id: &SessionId, running: bool) -> Result<bool, StoreError> {
         let fence = self.fence();
-        let _change = self.reads.change();
+        let _write = self.write().await;
         with_pool!(&self.backend, |pool| {
             let result = sqlx::query(&format!(
                 "UPDATE sessions SET agent_running = $1
@@ -336,7 +336,7 @@ impl Store {
 
     /// Workspaces left `active` with no live session (after a crash) become `idle`.
     pub async fn idle_workspaces_without_sessions(&self) -> Result<u64, StoreError> {
-        let _change = self.reads.change();
+        let _write = self.write().await;
         with_pool!(&self.backend, |pool| {
             let (active, idle) = crate::states::workspace_move_on_end();
             let result = sqlx::query(&format!(

@@ -58,7 +58,7 @@ pub enum InitialisationOutcome {
 
 impl Store {
     pub async fn insert_workspace(&self, workspace: &Workspace) -> Result<(), StoreError> {
-        let _change = self.reads.change();
+        let _write = self.write().await;
         with_pool!(&self.backend, |pool| {
             sqlx::query(
                     "INSERT INTO workspaces (id, owner, name, repo, branch, agent, state, error, created_at, last_opened_at)
@@ -144,7 +144,7 @@ impl Store {
         from: WorkspaceState,
         to: WorkspaceState,
     ) -> Result<bool, StoreError> {
-        let _change = self.reads.change();
+        let _write = self.write().await;
         with_pool!(&self.backend, |pool| {
             let result = sqlx::query("UPDATE workspaces SET state = $1 WHERE id = $2 AND state = $3")
                 .bind(to.as_str())
@@ -163,7 +163,7 @@ impl Store {
         id: &WorkspaceId,
         outcome: &InitialisationOutcome,
     ) -> Result<bool, StoreError> {
-        let _change = self.reads.change();
+        let _write = self.write().await;
         let (event, branch, error) = match outcome {
             InitialisationOutcome::Ready { branch } => {
                 (WorkspaceEvent::CloneSucceeded, branch.as_deref(), None)
@@ -225,7 +225,7 @@ impl Store {
     /// Puts a failed workspace back to `initialising` with an empty log, for a retry;
     /// returns false when it was not in `error`.
     pub async fn restart_initialisation(&self, id: &WorkspaceId) -> Result<bool, StoreError> {
-        let _change = self.reads.change();
+        let _write = self.write().await;
         with_pool!(&self.backend, |pool| {
             let from = WorkspaceState::Error;
             let to =
@@ -272,7 +272,7 @@ impl Store {
         branch: Option<&str>,
         agent: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let _change = self.reads.change();
+        let _write = self.write().await;
         with_pool!(&self.backend, |pool| {
             let result =
                 sqlx::query("UPDATE workspaces SET name = $1, branch = $2, agent = $3 WHERE id = $4")
@@ -295,7 +295,7 @@ impl Store {
 
     /// Removes the record; returns whether there was one.
     pub async fn delete_workspace(&self, id: &WorkspaceId) -> Result<bool, StoreError> {
-        let _change = self.reads.change();
+        let _write = self.write().await;
         with_pool!(&self.backend, |pool| {
             let result =
                 sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id.as_str()).execute(pool).await?;
