@@ -290,6 +290,32 @@ impl Store {
         self.events_where(EventScope::Session, session.as_str(), after, limit).await
     }
 
+    /// Events of one session of the given kinds after `after`, oldest first, at most
+    /// `limit`: what a reader that wants a few kinds gets without the rest of a long
+    /// history (an agent's messages are most of it).
+    pub async fn session_events_of_kinds(
+        &self,
+        session: &SessionId,
+        kinds: &[&str],
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let placeholders: Vec<String> = (0..kinds.len()).map(|n| format!("${}", n + 4)).collect();
+        let query = format!(
+            "SELECT seq, session_id, at, kind, data FROM events
+              WHERE session_id = $1 AND seq > $2 AND kind IN ({}) ORDER BY seq LIMIT $3",
+            placeholders.join(", ")
+        );
+        with_pool!(&self.backend, |pool| {
+            let mut select =
+                sqlx::query_as::<_, EventRow>(&query).bind(session.as_str()).bind(after).bind(limit);
+            for kind in kinds {
+                select = select.bind(*kind);
+            }
+            Ok(select.fetch_all(pool).await?.into_iter().map(Event::from).collect())
+        })
+    }
+
     /// Events of a workspace (every session) after `after`, oldest first, at most `limit`.
     pub async fn workspace_events(
         &self,

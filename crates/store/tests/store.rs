@@ -582,3 +582,23 @@ async fn both_migration_histories_make_the_same_schema_and_the_states_of_core() 
         assert_eq!(quoted_words(definition), core, "PostgreSQL's {table}.{column}");
     }
 }
+
+#[tokio::test]
+async fn a_read_of_some_kinds_returns_only_those_in_order_and_pages() {
+    for database in databases().await {
+        let store = open(&database).await;
+        store.register_replica("a", "http://127.0.0.1:1", i64::MAX).await.unwrap();
+        let (alice, workspaces) = ready_workspaces(&store, "alice", 1).await;
+        let session = starting_session(&alice, &workspaces[0]);
+        store.insert_session(&session, WorkspaceState::Ready, 8).await.unwrap();
+        for kind in ["agent_message_chunk", "tool_call", "user_message", "answer", "tool_call", "turn_end"] {
+            store.append_event(&workspaces[0].id, &session.id, now(), kind, "{}").await.unwrap();
+        }
+        let kinds = ["tool_call", "answer"];
+        let all = store.session_events_of_kinds(&session.id, &kinds, 0, 100).await.unwrap();
+        let seen: Vec<(i64, &str)> = all.iter().map(|event| (event.seq, event.kind.as_str())).collect();
+        assert_eq!(seen, vec![(2, "tool_call"), (4, "answer"), (5, "tool_call")], "{}", database.url);
+        let page = store.session_events_of_kinds(&session.id, &kinds, 2, 1).await.unwrap();
+        assert_eq!(page.iter().map(|event| event.seq).collect::<Vec<_>>(), vec![4]);
+    }
+}

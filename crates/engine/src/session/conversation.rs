@@ -100,17 +100,15 @@ pub(crate) async fn close_open_tool_calls(
     store: &Store,
     session: &Session,
 ) -> Result<Vec<Event>, EngineError> {
+    // Only the kinds that open or close one: not the rest of a long history.
+    const KINDS: [&str; 4] = ["tool_call", "tool_call_update", "question", "answer"];
     let mut events = Vec::new();
     let mut after = 0;
     loop {
-        let page = store.session_events(&session.id, after, 1000).await?;
+        let page = store.session_events_of_kinds(&session.id, &KINDS, after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        events.extend(
-            page.into_iter().filter(|e| {
-                matches!(e.kind.as_str(), "tool_call" | "tool_call_update" | "question" | "answer")
-            }),
-        );
+        events.extend(page);
     }
     let mut closed = Vec::new();
     for id in waiting_questions(&events) {
