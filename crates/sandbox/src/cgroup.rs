@@ -214,21 +214,6 @@ impl Cgroup {
         self.dirs.iter().map(|(_, dir)| dir.join("cgroup.procs")).collect()
     }
 
-    /// cgroup v1 only: for each controller, the `tasks` file that moves one thread (not
-    /// its whole process) into this group, and the one of the server's own group (three
-    /// levels up: `<own>/berth/<installation>/<session>`) that moves it back. A process
-    /// forked by a thread in the group is born in it. `None` on v2, which moves only
-    /// whole processes into a group like this one.
-    pub fn thread_moves(&self) -> Option<Vec<(PathBuf, PathBuf)>> {
-        if self.version != Version::V1 {
-            return None;
-        }
-        self.dirs
-            .iter()
-            .map(|(_, dir)| Some((dir.join("tasks"), dir.parent()?.parent()?.parent()?.join("tasks"))))
-            .collect()
-    }
-
     /// Every process in the group (every controller's group holds the same ones: a
     /// sandbox joins them all at once).
     pub fn pids(&self) -> Vec<i32> {

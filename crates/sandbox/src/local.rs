@@ -477,21 +477,13 @@ impl SandboxDriver for LocalDriver {
         };
         let env_file = self.private_env_file(&spec, isolated).map_err(spawn_error)?;
         let started = record_step("prepare", started);
-        // cgroup v1 without a gate: the agent is born in its group from a thread that
-        // joins it, with no shell in front of it to join.
-        let thread_moves = cgroup.as_ref().filter(|_| gate.is_none()).and_then(Cgroup::thread_moves);
         let line = self.command_line(
             &spec,
-            cgroup.as_ref().filter(|_| thread_moves.is_none()),
+            cgroup.as_ref(),
             gate.as_ref().map(|(path, _)| path.as_path()),
             env_file.as_ref().map(EnvFile::path),
         );
-        let mut command = agent_command(&spec, &line, isolated);
-        let spawned = match thread_moves {
-            Some(moves) => spawn_in_group(command, moves).await,
-            None => command.spawn(),
-        };
-        let mut child = match spawned {
+        let mut child = match agent_command(&spec, &line, isolated).spawn() {
             Ok(child) => child,
             Err(error) => {
                 if let Some(cgroup) = &cgroup {
@@ -907,59 +899,6 @@ fn watch_agent(
         }
     });
     (exited, notices)
-}
-
-/// An agent to start inside its cgroups by the [`spawner`] thread.
-struct SpawnInGroup {
-    command: tokio::process::Command,
-    /// Each controller's `tasks` file into the group, and the one back
-    /// ([`Cgroup::thread_moves`]).
-    moves: Vec<(PathBuf, PathBuf)>,
-    /// The runtime that reaps the child.
-    runtime: tokio::runtime::Handle,
-    answer: tokio::sync::oneshot::Sender<std::io::Result<tokio::process::Child>>,
-}
-
-/// The thread that starts agents inside their cgroups: it joins the sandbox's groups,
-/// spawns — the process is born inside its limits, with no shell in front of it to join
-/// them — and moves back. One thread for the life of the process: bubblewrap's
-/// `--die-with-parent` follows the *thread* that forked it, so that thread must not end
-/// before the server does.
-fn spawner() -> Option<&'static std::sync::mpsc::Sender<SpawnInGroup>> {
-    static SPAWNER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<SpawnInGroup>>> =
-        std::sync::OnceLock::new();
-    SPAWNER
-        .get_or_init(|| {
-            let (requests, received) = std::sync::mpsc::channel::<SpawnInGroup>();
-            let serve = move || {
-                let thread = nix::unistd::gettid().to_string();
-                for SpawnInGroup { mut command, moves, runtime, answer } in received {
-                    let _runtime = runtime.enter();
-                    let joined = moves.iter().try_for_each(|(into, _)| std::fs::write(into, &thread));
-                    let child = joined.and_then(|()| command.spawn());
-                    for (_, back) in &moves {
-                        if let Err(error) = std::fs::write(back, &thread) {
-                            tracing::error!(path = %back.display(), error = %error, "the agents' spawning thread cannot leave a sandbox's group");
-                        }
-                    }
-                    let _ = answer.send(child);
-                }
-            };
-            std::thread::Builder::new().name("berth-spawner".into()).spawn(serve).ok().map(|_| requests)
-        })
-        .as_ref()
-}
-
-/// Starts `command` inside the cgroups `moves` names, by the [`spawner`] thread.
-async fn spawn_in_group(
-    command: tokio::process::Command,
-    moves: Vec<(PathBuf, PathBuf)>,
-) -> std::io::Result<tokio::process::Child> {
-    let gone = || std::io::Error::other("the thread that starts agents is gone");
-    let (answer, answered) = tokio::sync::oneshot::channel();
-    let request = SpawnInGroup { command, moves, runtime: tokio::runtime::Handle::current(), answer };
-    spawner().ok_or_else(gone)?.send(request).map_err(|_| gone())?;
-    answered.await.map_err(|_| gone())?
 }
 
 /// Stops a sandbox that failed half-way through starting.

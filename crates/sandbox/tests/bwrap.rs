@@ -162,31 +162,6 @@ async fn power_off_leaves_no_process_of_the_sandbox_behind() {
 }
 
 #[tokio::test]
-async fn every_process_of_the_sandbox_is_in_its_groups_and_no_thread_of_the_server_is() {
-    if !bwrap_ready() {
-        return;
-    }
-    let data = DataDir::new();
-    let driver = data.driver(Network::Isolated, Resources { pids: Some(64), ..Resources::default() });
-    let marker = unique_marker();
-    let spec = spec(&data.workspace("a"), format!("exec sleep {marker}"));
-    let _io = driver.power_on(spec.clone()).await.unwrap();
-    // The agent, and bubblewrap around it.
-    eventually("the agent to run", || processes_with(&format!("sleep {marker}")).len() >= 2).await;
-    let session = spec.session_id.as_str();
-    let pids_group = |status: &str| status.lines().find(|line| line.contains(":pids:")).map(str::to_owned);
-    for pid in processes_with(&marker) {
-        let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        assert!(pids_group(&groups).is_some_and(|line| line.ends_with(session)), "process {pid}: {groups}");
-    }
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let groups = std::fs::read_to_string(task.path().join("cgroup")).unwrap_or_default();
-        assert!(!groups.contains(session), "a thread of the server stayed in the sandbox's groups: {groups}");
-    }
-    driver.power_off(&spec.session_id).await.unwrap();
-}
-
-#[tokio::test]
 async fn a_fork_bomb_is_held_by_the_process_limit_and_reported() {
     if !bwrap_ready() {
         return;
