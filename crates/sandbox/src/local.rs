@@ -236,7 +236,7 @@ impl LocalDriver {
                     env_file: env_file.map(Path::to_owned),
                     repository_config: None,
                 };
-                let mut line = vec![OsString::from("bwrap")];
+                let mut line = vec![bwrap_program()];
                 // Without a shell when the home is there already (every open after the
                 // first) and the command is plain.
                 let program = home_is_there(&spec.workspace_dir)
@@ -340,7 +340,7 @@ impl LocalDriver {
             layout.repository_config = Some(file.path().to_owned());
             files.push(file);
         }
-        let mut command = tokio::process::Command::new("bwrap");
+        let mut command = tokio::process::Command::new(bwrap_program());
         command.args(bwrap::arguments(&layout, program)).current_dir("/").env_clear();
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
@@ -958,6 +958,14 @@ fn program_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path).map(|dir| dir.join(program)).find(|path| path.is_file())
     })
+}
+
+/// bubblewrap by its path on the server's `PATH`. A bare name with the `PATH` of the
+/// command's own environment set makes the standard library fork the whole server
+/// (every page table of it) instead of `posix_spawn`, which it can only use for a
+/// program given by path.
+fn bwrap_program() -> OsString {
+    program_path("bwrap").map_or_else(|| OsString::from("bwrap"), PathBuf::into_os_string)
 }
 
 /// Fails with `advice` when `program` is not on the `PATH`.
