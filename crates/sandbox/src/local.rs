@@ -83,6 +83,8 @@ impl LocalOptions {
 pub struct LocalDriver {
     state_dir: PathBuf,
     options: LocalOptions,
+    /// bubblewrap, by its path when the sandboxes are bubblewrap's.
+    bwrap: OsString,
     /// Where limits go; `None` when there are none to apply or the host has no cgroups.
     cgroups: Option<Hierarchy>,
     children: Mutex<HashMap<SessionId, LocalChild>>,
@@ -156,8 +158,13 @@ impl LocalDriver {
     pub fn with_options(state_dir: &Path, options: LocalOptions) -> Result<LocalDriver, SandboxError> {
         std::fs::create_dir_all(state_dir)
             .map_err(|source| SandboxError::State { path: state_dir.to_owned(), source })?;
+        // bubblewrap by its path: a bare name with the `PATH` of the command's own
+        // environment set makes the standard library fork the whole server (every page
+        // table of it) instead of `posix_spawn`, which it can only use for a path.
+        let mut bwrap = OsString::from("bwrap");
         if options.isolation == Isolation::Bwrap {
-            require_program("bwrap", "install bubblewrap or set sandbox.isolation = \"none\"")?;
+            bwrap = require_program("bwrap", "install bubblewrap or set sandbox.isolation = \"none\"")?
+                .into_os_string();
             if options.network == Network::Outbound {
                 require_program("slirp4netns", "install slirp4netns or set sandbox.network")?;
                 require_program("nsenter", "install util-linux or set sandbox.network")?;
@@ -181,6 +188,7 @@ impl LocalDriver {
         let driver = LocalDriver {
             state_dir: state_dir.to_owned(),
             options,
+            bwrap,
             cgroups,
             children: Mutex::new(HashMap::new()),
         };
@@ -236,7 +244,7 @@ impl LocalDriver {
                     env_file: env_file.map(Path::to_owned),
                     repository_config: None,
                 };
-                let mut line = vec![bwrap_program()];
+                let mut line = vec![self.bwrap.clone()];
                 // Without a shell when the home is there already (every open after the
                 // first) and the command is plain.
                 let program = home_is_there(&spec.workspace_dir)
@@ -340,7 +348,7 @@ impl LocalDriver {
             layout.repository_config = Some(file.path().to_owned());
             files.push(file);
         }
-        let mut command = tokio::process::Command::new(bwrap_program());
+        let mut command = tokio::process::Command::new(&self.bwrap);
         command.args(bwrap::arguments(&layout, program)).current_dir("/").env_clear();
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
@@ -960,21 +968,10 @@ fn program_path(program: &str) -> Option<PathBuf> {
     })
 }
 
-/// bubblewrap by its path on the server's `PATH`. A bare name with the `PATH` of the
-/// command's own environment set makes the standard library fork the whole server
-/// (every page table of it) instead of `posix_spawn`, which it can only use for a
-/// program given by path.
-fn bwrap_program() -> OsString {
-    program_path("bwrap").map_or_else(|| OsString::from("bwrap"), PathBuf::into_os_string)
-}
-
-/// Fails with `advice` when `program` is not on the `PATH`.
-fn require_program(program: &str, advice: &str) -> Result<(), SandboxError> {
-    if installed(program) {
-        Ok(())
-    } else {
-        Err(SandboxError::Unavailable { what: format!("{program} is not installed: {advice}") })
-    }
+/// Where `program` is on the `PATH`; fails with `advice` when it is not there.
+fn require_program(program: &str, advice: &str) -> Result<PathBuf, SandboxError> {
+    program_path(program)
+        .ok_or_else(|| SandboxError::Unavailable { what: format!("{program} is not installed: {advice}") })
 }
 
 /// Records how long a step of a power on took (`berth_sandbox_phase_seconds{phase}`:
